@@ -1,0 +1,58 @@
+# One entry point for people and CI. Every verb is a thin wrapper around `python -m gitops.<verb>` or a tool,
+# so what runs locally is what runs in CI.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ENV ?= dev
+# Offline mirror of the pinned upstream release assets (see base/platform/releases.lock.yaml).
+export KNATIVE_RELEASE_MIRROR ?= $(abspath ../shared/releases)
+export ARGOCD_CRDS_DIR ?= $(KNATIVE_RELEASE_MIRROR)/argo-cd-v3.5.1
+
+.PHONY: help setup render validate test lint serve send-event bench diff bump produce promote lock-python
+
+help: ## list the verbs
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint in ./bin (idempotent)
+	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . -e apps/notifications
+	@./hack/install-tools.sh
+
+render: ## print the manifests Argo CD would apply for ENV (offline, from the mirror)
+	@$(PY) -m gitops.render $(ENV)
+
+validate: ## render every environment, run kubeconform -strict and the semantic checks
+	@$(PY) -m gitops.validate
+
+test: ## the whole pytest suite (includes validate's checks and their broken-manifest tests)
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: ## ruff over all Python
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+serve: ## run the notifications subscriber with its production server command
+	@cd apps/notifications && PORT=$${PORT:-8080} ../../$(PY) -m notifications.serve
+
+send-event: ## post a KafkaSource-shaped CloudEvent to a running subscriber (URL=..., TOPIC=notifications|loggings)
+	@$(PY) -m notifications.send_event --url $${URL:-http://127.0.0.1:8080} --topic $${TOPIC:-notifications}
+
+bench: ## load-test the subscriber against the article's handler; prints events/s, p50/p99, peak RSS
+	@$(PY) -m notifications.bench
+
+diff: ## per-environment resource diff between BASE (a git ref) and the working tree; exit 3 on dangerous changes
+	@$(PY) -m gitops.diff --base $${BASE:-origin/main}
+
+bump: ## rewrite every pinned Knative release URL to VERSION and refresh the lock
+	@$(PY) -m gitops.bump $(VERSION)
+
+produce: ## send a test event to Kafka (TOPIC, KEY, CE=binary|structured|none; BOOTSTRAP or ENV's ConfigMap)
+	@$(PY) -m gitops.produce $(PRODUCE_ARGS)
+
+promote: ## copy the image reference FROM one environment TO the next (prod requires a digest)
+	@$(PY) -m gitops.promote --from $(FROM) --to $(TO)
+
+lock-python: ## re-resolve requirements.lock from pyproject.toml files
+	@$(PY) -m pip freeze --exclude-editable | sed '1i # Exact pins for the whole dev/test venv (make setup installs exactly these). Regenerate with\n# `make lock-python` after changing pyproject.toml or apps/notifications/pyproject.toml.' > requirements.lock

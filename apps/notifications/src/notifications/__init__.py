@@ -1,0 +1,1 @@
+"""The notifications subscriber: CloudEvents from the Kafka-class Broker over HTTP."""

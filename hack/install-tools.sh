@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the pinned CLI tools into ./bin with `go install` (from the Go module proxy), unless ./bin or PATH
+# already holds the same version. Idempotent: a second run installs nothing.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=tool-versions.env
+source "$root/hack/tool-versions.env"
+bin="$root/bin"
+mkdir -p "$bin"
+
+have_version() { # name wanted-version -> 0 if ./bin/name or PATH name reports that version
+  local name=$1 want=$2 cand out
+  for cand in "$bin/$name" "$(command -v "$name" 2>/dev/null || true)"; do
+    [ -n "$cand" ] && [ -x "$cand" ] || continue
+    # `go install` builds report their module version in the Go build info (kubeconform's own -v then says
+    # "development"); release binaries report it through their version flag.
+    out=$(go version -m "$cand" 2>/dev/null | awk '$1 == "mod" {print $3}' || true)
+    case $name in
+      kustomize) out+=" $("$cand" version 2>/dev/null || true)" ;;
+      kubeconform) out+=" $("$cand" -v 2>/dev/null || true)" ;;
+      actionlint) out+=" $("$cand" -version 2>/dev/null | head -1 || true)" ;;
+    esac
+    if [[ "$out" == *"${want#v}"* ]]; then
+      [ "$cand" = "$bin/$name" ] || ln -sf "$cand" "$bin/$name"
+      return 0
+    fi
+  done
+  return 1
+}
+
+install() { # name version module
+  if have_version "$1" "$2"; then echo "ok: $1 $2"; return; fi
+  echo "installing $1 $2 (go install $3@$2)"
+  GOBIN="$bin" GOFLAGS=-mod=mod go install "$3@$2"
+  have_version "$1" "$2" || { echo "error: $1 $2 did not install" >&2; exit 1; }
+}
+
+command -v go >/dev/null || { echo "error: Go is needed to install kustomize and kubeconform" >&2; exit 1; }
+install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5
+install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
+install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
