@@ -55,4 +55,4 @@ promote: ## copy the image reference FROM one environment TO the next (prod requ
 	@$(PY) -m gitops.promote --from $(FROM) --to $(TO)
 
 lock-python: ## re-resolve requirements.lock from pyproject.toml files
-	@$(PY) -m pip freeze --exclude-editable | sed '1i # Exact pins for the whole dev/test venv (make setup installs exactly these). Regenerate with\n# `make lock-python` after changing pyproject.toml or apps/notifications/pyproject.toml.' > requirements.lock
+	@$(PY) -m pip freeze --all --exclude-editable | grep -v "^pip==" | sed '1i # Exact pins for the whole dev/test venv (make setup installs exactly these). Regenerate with\n# `make lock-python` after changing pyproject.toml or apps/notifications/pyproject.toml.' > requirements.lock
