@@ -1,0 +1,73 @@
+"""Kubernetes objects as plain dicts: identity, lookups and YAML streams."""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+Obj = dict[str, Any]
+
+try:  # the C loader parses a 2 MB render ~10x faster
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+
+def load_stream(text: str) -> list[Obj]:
+    return [doc for doc in yaml.load_all(text, Loader=_Loader) if isinstance(doc, dict)]
+
+
+def group_of(obj: Obj) -> str:
+    api_version = obj.get("apiVersion", "")
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+@dataclass(frozen=True, order=True)
+class ObjKey:
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Obj) -> "ObjKey":
+        meta = obj.get("metadata") or {}
+        return cls(group_of(obj), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name") or "")
+
+    def __str__(self) -> str:
+        kind = f"{self.kind}.{self.group}" if self.group and self.kind == "Service" else self.kind
+        return f"{kind} {self.namespace}/{self.name}" if self.namespace else f"{kind} {self.name}"
+
+
+def meta(obj: Obj) -> Obj:
+    return obj.get("metadata") or {}
+
+
+def annotations(obj: Obj) -> dict[str, str]:
+    return meta(obj).get("annotations") or {}
+
+
+def labels(obj: Obj) -> dict[str, str]:
+    return meta(obj).get("labels") or {}
+
+
+def of_kind(objects: Iterable[Obj], group: str, kind: str) -> Iterator[Obj]:
+    return (o for o in objects if o.get("kind") == kind and group_of(o) == group)
+
+
+def find(objects: Iterable[Obj], group: str, kind: str, namespace: str, name: str) -> Obj | None:
+    wanted = ObjKey(group, kind, namespace, name)
+    return next((o for o in objects if ObjKey.of(o) == wanted), None)
+
+
+def dig(obj: Any, *path: str | int) -> Any:
+    """obj[path[0]][path[1]]..., or None where any step is missing."""
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(obj, list) or step >= len(obj):
+                return None
+        elif not isinstance(obj, dict):
+            return None
+        obj = obj[step] if isinstance(step, int) else obj.get(step)
+    return obj

@@ -1,0 +1,28 @@
+"""Where things are: the repository, the offline release mirror, the local cache."""
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS_DIR = "overlays"
+PLATFORM_KUSTOMIZATION = Path("base/platform/kustomization.yaml")
+RELEASES_LOCK = Path("base/platform/releases.lock.yaml")
+
+
+def release_mirror() -> Path:
+    """The offline copy of upstream release assets: $KNATIVE_RELEASE_MIRROR, else ../shared/releases."""
+    configured = os.environ.get("KNATIVE_RELEASE_MIRROR")
+    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "releases"
+
+
+def argocd_crds_dir() -> Path:
+    configured = os.environ.get("ARGOCD_CRDS_DIR")
+    return Path(configured) if configured else release_mirror() / "argo-cd-v3.5.1"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GITOPS_CACHE_DIR", REPO_ROOT / ".cache"))
+
+
+def environments(root: Path = REPO_ROOT) -> list[str]:
+    return sorted(p.parent.name for p in (root / ENVIRONMENTS_DIR).glob("*/kustomization.yaml"))
