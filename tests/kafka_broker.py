@@ -1,0 +1,250 @@
+"""A real single-node Apache Kafka broker (KRaft) for tests, from the official org.apache.kafka jars.
+
+The jars come from Maven Central through hack/kafka/pom.xml into .cache/kafka/ (fetched once; later runs are
+offline). The broker listens on 127.0.0.1 only, uses a temp log dir, and is stopped and removed afterwards.
+
+Tests use the session fixture ``kafka_bootstrap`` (import it into the test module). Run this file directly to
+get a broker for manual use: ``.venv/bin/python tests/kafka_broker.py`` prints bootstrap servers and runs
+until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HACK = REPO / "hack" / "kafka"
+POM = HACK / "pom.xml"
+CACHE = Path(os.environ.get("KAFKA_TEST_CACHE", REPO / ".cache" / "kafka"))
+TOPICS = {"notifications": 3, "loggings": 3}
+FETCH_TIMEOUT_S = 600
+READY_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 30
+HEAP = "-Xmx512m"
+
+
+class KafkaUnavailable(Exception):
+    """Java, Maven or the jars are missing: the one reason to skip rather than fail."""
+
+
+def jars_dir() -> Path:
+    """Fetch the broker jars once into a directory keyed by the pom's content, so a version bump refetches."""
+    if shutil.which("java") is None:
+        raise KafkaUnavailable("`java` is not on PATH (Java 17+ runs the test Kafka broker)")
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+    libs = CACHE / f"libs-{digest}"
+    stamp = libs / ".complete"
+    if stamp.exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise KafkaUnavailable(f"`mvn` is not on PATH and the broker jars are not cached in {libs}")
+    partial = CACHE / f"libs-{digest}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={partial}"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise KafkaUnavailable(f"fetching the Kafka jars timed out after {FETCH_TIMEOUT_S}s") from exc
+    if proc.returncode != 0 or not any(partial.glob("kafka_2.13-*.jar")):
+        shutil.rmtree(partial, ignore_errors=True)
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+        raise KafkaUnavailable("could not fetch the Kafka jars with Maven:\n" + "\n".join(tail))
+    (partial / ".complete").write_text(" ".join(cmd) + "\n")
+    shutil.rmtree(libs, ignore_errors=True)
+    partial.rename(libs)
+    return libs
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cluster_id() -> str:
+    """A Kafka Uuid string: 16 random bytes, URL-safe base64 without padding (what `random-uuid` prints)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+@dataclass
+class KafkaBroker:
+    bootstrap_servers: str
+    workdir: Path
+    process: subprocess.Popen[bytes]
+    start_seconds: float
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "broker.log"
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no broker log)"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _java(libs: Path, main: str, args: Sequence[str]) -> list[str]:
+    return [
+        "java",
+        HEAP,
+        "-Xms128m",
+        "-XX:+UseSerialGC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={HACK / 'log4j2.properties'}",
+        "-cp",
+        f"{libs}/*",
+        main,
+        *args,
+    ]
+
+
+def start_broker(topics: dict[str, int] | None = None) -> KafkaBroker:
+    """Format storage, start the broker, wait (bounded) until it answers metadata, create the topics."""
+    libs = jars_dir()
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="kafka-test-"))
+    port, controller_port = free_port(), free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    props = workdir / "server.properties"
+    props.write_text(
+        Template((HACK / "server.properties").read_text()).substitute(
+            PORT=port, CONTROLLER_PORT=controller_port, LOG_DIR=workdir / "data"
+        )
+    )
+    fmt = subprocess.run(
+        _java(libs, "kafka.tools.StorageTool", ["format", "-t", cluster_id(), "-c", str(props)]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if fmt.returncode != 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise RuntimeError(f"kafka-storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+    with (workdir / "broker.log").open("wb") as log:
+        proc = subprocess.Popen(
+            _java(libs, "kafka.Kafka", [str(props)]),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    broker = KafkaBroker(f"127.0.0.1:{port}", workdir, proc, 0.0)
+    try:
+        _wait_ready(broker)
+        _create_topics(broker.bootstrap_servers, topics if topics is not None else TOPICS)
+    except BaseException:
+        tail = broker.log_tail()
+        broker.stop()
+        raise RuntimeError(f"Kafka broker did not become ready; last log lines:\n{tail}") from None
+    broker.start_seconds = time.monotonic() - started
+    return broker
+
+
+def _wait_ready(broker: KafkaBroker) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(
+        {"bootstrap.servers": broker.bootstrap_servers, "socket.timeout.ms": 2000, "log_level": 0}
+    )
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if broker.process.poll() is not None:
+            raise RuntimeError(f"broker exited with {broker.process.returncode}")
+        try:
+            md = admin.list_topics(timeout=2)
+            if md.brokers:
+                return
+        except Exception as exc:  # KafkaException while the listener is not up yet
+            last = exc
+        time.sleep(0.5)
+    raise TimeoutError(f"broker not ready after {READY_TIMEOUT_S}s: {last}")
+
+
+def _create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    if not topics:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()],
+        operation_timeout=30,
+        request_timeout=30,
+    )
+    for fut in futures.values():
+        fut.result(timeout=40)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    try:
+        jars_dir()
+    except KafkaUnavailable as exc:
+        pytest.skip(f"no real Kafka broker for this run: {exc}")
+    broker = start_broker()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
+    return kafka_broker.bootstrap_servers
+
+
+def main() -> int:
+    t0 = time.monotonic()
+    try:
+        libs = jars_dir()
+    except KafkaUnavailable as exc:
+        print(f"unavailable: {exc}", file=sys.stderr)
+        return 2
+    print(f"jars: {libs} ({time.monotonic() - t0:.1f}s)", file=sys.stderr)
+    broker = start_broker()
+    print(f"broker ready in {broker.start_seconds:.1f}s; log: {broker.log_file}", file=sys.stderr)
+    print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+    try:
+        while broker.process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
