@@ -136,21 +136,24 @@ def start_broker(topics: dict[str, int] | None = None) -> KafkaBroker:
     while controller_port == port:
         controller_port = free_port()
     props = workdir / "server.properties"
-    props.write_text(
-        Template((HACK / "server.properties").read_text()).substitute(
-            PORT=port, CONTROLLER_PORT=controller_port, LOG_DIR=workdir / "data"
+    try:
+        props.write_text(
+            Template((HACK / "server.properties").read_text()).substitute(
+                PORT=port, CONTROLLER_PORT=controller_port, LOG_DIR=workdir / "data"
+            )
         )
-    )
-    fmt = subprocess.run(
-        _java(libs, "kafka.tools.StorageTool", ["format", "-t", cluster_id(), "-c", str(props)]),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if fmt.returncode != 0:
+        fmt = subprocess.run(
+            _java(libs, "kafka.tools.StorageTool", ["format", "-t", cluster_id(), "-c", str(props)]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise RuntimeError(f"kafka-storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+    except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
-        raise RuntimeError(f"kafka-storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+        raise
     with (workdir / "broker.log").open("wb") as log:
         proc = subprocess.Popen(
             _java(libs, "kafka.Kafka", [str(props)]),
@@ -225,7 +228,14 @@ def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
     return kafka_broker.bootstrap_servers
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # A background job starts with SIGINT ignored; handle SIGTERM/SIGINT explicitly so the broker is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     t0 = time.monotonic()
     try:
         libs = jars_dir()
