@@ -1,29 +1,119 @@
-"""Placeholder until the subscriber lands: exposes the routes the Triggers target."""
+"""The FastAPI app: a route per Trigger subscriber path, the dead-letter sink, probes and metrics."""
 
-from fastapi import FastAPI, Response
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from notifications.cloudevent import CloudEvent
+from notifications.dedup import RecentEvents
+from notifications.event_handling import DeadLetterEndpoint, EventEndpoint, Sink, TopicHandler
+from notifications.lifecycle import Lifecycle
+from notifications.metrics import PROMETHEUS_CONTENT_TYPE, EventMetrics
+from notifications.models import LogRecord, Notification
+from notifications.settings import Settings
+
+NOTIFICATIONS_PATH = "/events/notifications"
+LOGGINGS_PATH = "/events/loggings"
+DEAD_LETTERS_PATH = "/events/dead-letters"
 
 
-def create_app() -> FastAPI:
-    app = FastAPI()
+async def log_only(_payload: Any, _event: CloudEvent) -> None:
+    """Default sink: the structured log line emitted per processed event is the delivery."""
 
-    @app.post("/events/notifications", status_code=202)
-    async def notifications() -> Response:
-        return Response(status_code=202)
 
-    @app.post("/events/loggings", status_code=202)
-    async def loggings() -> Response:
-        return Response(status_code=202)
+def _summarise_notification(notification: Notification) -> dict[str, Any]:
+    # Title and body may carry personal data; the log keeps what is needed to trace a delivery.
+    return {
+        "notification": {
+            "notification_id": str(notification.notification_id),
+            "recipient": notification.recipient,
+            "channel": notification.channel.value,
+            "priority": notification.priority.value,
+        }
+    }
 
-    @app.post("/events/dead-letters", status_code=202)
-    async def dead_letters() -> Response:
-        return Response(status_code=202)
 
-    @app.get("/healthz")
+def _summarise_log_record(record: LogRecord) -> dict[str, Any]:
+    return {"record": record.model_dump(mode="json", exclude_none=True)}
+
+
+def _log_record_level(record: LogRecord) -> int:
+    # Never below INFO, so every processed record is really emitted; ERROR records stay ERROR for alerting.
+    return max(logging.INFO, record.level_number)
+
+
+def create_app(
+    settings: Settings | None = None,
+    notification_sink: Sink[Notification] = log_only,
+    log_record_sink: Sink[LogRecord] = log_only,
+) -> FastAPI:
+    settings = settings or Settings.from_env()
+    lifecycle = Lifecycle()
+    metrics = EventMetrics()
+    dedup = RecentEvents(settings.dedup_window_seconds, settings.dedup_max_entries)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        lifecycle.started = True
+        yield
+        lifecycle.draining = True
+
+    app = FastAPI(
+        title="notifications subscriber",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.lifecycle = lifecycle
+    app.state.metrics = metrics
+    app.state.dedup = dedup
+    app.state.settings = settings
+
+    notifications = EventEndpoint(
+        TopicHandler("notifications", Notification, notification_sink, _summarise_notification),
+        dedup,
+        metrics,
+        settings.max_body_bytes,
+    )
+    loggings = EventEndpoint(
+        TopicHandler("loggings", LogRecord, log_record_sink, _summarise_log_record, _log_record_level),
+        dedup,
+        metrics,
+        settings.max_body_bytes,
+    )
+    dead_letters = DeadLetterEndpoint(metrics, settings.max_body_bytes)
+
+    @app.post(NOTIFICATIONS_PATH, status_code=202, response_class=Response)
+    async def receive_notification(request: Request) -> Response:
+        return await notifications(request)
+
+    @app.post(LOGGINGS_PATH, status_code=202, response_class=Response)
+    async def receive_log_record(request: Request) -> Response:
+        return await loggings(request)
+
+    @app.post(DEAD_LETTERS_PATH, status_code=202, response_class=Response)
+    async def receive_dead_letter(request: Request) -> Response:
+        return await dead_letters(request)
+
+    @app.get("/healthz", response_class=Response)
     async def healthz() -> Response:
-        return Response(status_code=200)
+        return Response(b'{"status":"ok"}', media_type="application/json")
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_class=Response)
     async def readyz() -> Response:
-        return Response(status_code=200)
+        if lifecycle.ready:
+            return Response(b'{"status":"ready"}', media_type="application/json")
+        status = b"draining" if lifecycle.draining else b"starting"
+        return Response(b'{"status":"%s"}' % status, status_code=503, media_type="application/json")
+
+    @app.get("/metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
 
     return app

@@ -1,0 +1,275 @@
+"""Turn one HTTP request into one processed event, one log line, one metrics sample and one status code."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from notifications import cloudevent
+from notifications.cloudevent import CloudEvent
+from notifications.dedup import Claim, RecentEvents
+from notifications.errors import MalformedEvent, TransientFailure
+from notifications.json_logging import FIELDS_ATTR
+from notifications.kafka_context import kafka_fields
+from notifications.metrics import EventMetrics
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+Sink = Callable[[PayloadT, CloudEvent], Awaitable[None]]
+
+event_log = logging.getLogger("notifications.events")
+
+ACCEPTED = Response(status_code=202)
+"""Empty body on purpose: the Kafka dispatcher fails a 2xx whose non-empty body is not a CloudEvent
+(eventing-kafka-broker `ResponseToKafkaTopicHandler`)."""
+
+
+def error_response(status: int, reason: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+    # The body ends up base64-encoded in the dead-letter event's `knativeerrordata` (at most 1024 bytes).
+    body = orjson.dumps({"error": reason, "detail": detail})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise MalformedEvent(400, "bad_request", "invalid Content-Length")
+        if int(declared) > limit:
+            raise MalformedEvent(413, "body_too_large", f"body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise MalformedEvent(413, "body_too_large", f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def decode_payload(event: CloudEvent, model: type[PayloadT]) -> PayloadT:
+    data = event.data
+    if data is None or data == b"":
+        raise MalformedEvent(400, "missing_data", "event has no data")
+    try:
+        if event.data_is_raw:
+            return model.model_validate_json(data)
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        first = errors[0]
+        if first["type"] == "json_invalid":
+            raise MalformedEvent(400, "invalid_json", f"data is not JSON: {first['msg']}") from exc
+        location = ".".join(str(part) for part in first["loc"]) or "data"
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise MalformedEvent(422, "invalid_payload", f"{location}: {first['msg']}{more}") from exc
+
+
+def event_fields(event: CloudEvent) -> dict[str, Any]:
+    attributes = event.attributes
+    fields: dict[str, Any] = {
+        "ce_id": attributes["id"],
+        "ce_source": attributes["source"],
+        "ce_type": attributes["type"],
+    }
+    for name in ("subject", "time"):
+        value = attributes.get(name)
+        if value is not None:
+            fields["ce_" + name] = value
+    fields.update(kafka_fields(attributes))
+    traceparent = event.http_headers.get("traceparent") or attributes.get("traceparent")
+    if traceparent:
+        fields["traceparent"] = traceparent
+        tracestate = event.http_headers.get("tracestate") or attributes.get("tracestate")
+        if tracestate:
+            fields["tracestate"] = tracestate
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class TopicHandler(Generic[PayloadT]):
+    """How one topic's payload is validated, processed, and summarised in the log line."""
+
+    route: str
+    model: type[PayloadT]
+    sink: Sink[PayloadT]
+    summarise: Callable[[PayloadT], dict[str, Any]]
+    log_level: Callable[[PayloadT], int] = lambda _payload: logging.INFO
+
+
+class EventEndpoint(Generic[PayloadT]):
+    def __init__(
+        self, topic: TopicHandler[PayloadT], dedup: RecentEvents, metrics: EventMetrics, max_body_bytes: int
+    ) -> None:
+        self._topic = topic
+        self._dedup = dedup
+        self._metrics = metrics
+        self._max_body_bytes = max_body_bytes
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        route = self._topic.route
+        event: CloudEvent | None = None
+        self._metrics.in_flight.inc()
+        try:
+            body = await read_body(request, self._max_body_bytes)
+            event = cloudevent.from_http(request.scope["headers"], body)
+            return await self._process(event, started)
+        except MalformedEvent as exc:
+            self._finish(
+                route,
+                event,
+                "rejected",
+                started,
+                logging.WARNING,
+                {"error": exc.reason, "detail": exc.detail},
+                request_headers=request.scope["headers"],
+            )
+            return error_response(exc.status, exc.reason, exc.detail)
+        except ClientDisconnect:
+            self._finish(route, event, "client_disconnected", started, logging.WARNING, {})
+            return error_response(400, "client_disconnected", "client went away mid-request")
+        finally:
+            self._metrics.in_flight.dec()
+
+    async def _process(self, event: CloudEvent, started: float) -> Response:
+        topic = self._topic
+        key = (event.source, event.id)
+        claim = self._dedup.claim(key)
+        if claim is Claim.DUPLICATE:
+            self._finish(topic.route, event, "duplicate", started, logging.INFO, {})
+            return ACCEPTED
+        if claim is Claim.IN_FLIGHT:
+            # 409 is retried by the dispatcher; by then the first delivery has either completed or released.
+            self._finish(topic.route, event, "in_flight", started, logging.INFO, {})
+            return error_response(409, "in_flight", "the same (source, id) is being processed")
+        try:
+            payload = decode_payload(event, topic.model)
+            await topic.sink(payload, event)
+        except MalformedEvent:
+            self._dedup.release(key)
+            raise
+        except TransientFailure as exc:
+            self._dedup.release(key)
+            self._finish(topic.route, event, "retry", started, logging.WARNING, {"error": str(exc)[:300]})
+            return error_response(503, "transient_failure", str(exc)[:300])
+        except Exception:
+            self._dedup.release(key)
+            event_log.exception("event processing failed", extra={FIELDS_ATTR: event_fields(event)})
+            self._metrics.observe(topic.route, event.type, "error", time.perf_counter() - started)
+            return error_response(500, "internal_error", "processing failed; will be retried")
+        self._dedup.complete(key)
+        self._finish(
+            topic.route, event, "processed", started, topic.log_level(payload), topic.summarise(payload)
+        )
+        return ACCEPTED
+
+    def _finish(
+        self,
+        route: str,
+        event: CloudEvent | None,
+        outcome: str,
+        started: float,
+        level: int,
+        extra_fields: dict[str, Any],
+        request_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        event_type = event.attributes.get("type") if event is not None else None
+        self._metrics.observe(route, event_type, outcome, elapsed)
+        if not event_log.isEnabledFor(level):
+            return
+        fields: dict[str, Any] = {"route": route, "outcome": outcome}
+        if event is not None:
+            fields.update(event_fields(event))
+        elif request_headers is not None:
+            fields.update(_raw_identity(request_headers))
+        fields.update(extra_fields)
+        fields["duration_ms"] = round(elapsed * 1000, 3)
+        event_log.log(level, "event " + outcome, extra={FIELDS_ATTR: fields})
+
+
+_IDENTITY_HEADERS = {
+    b"ce-id": "ce_id",
+    b"ce-source": "ce_source",
+    b"ce-type": "ce_type",
+    b"traceparent": "traceparent",
+}
+
+
+def _raw_identity(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """What a rejected request claimed to be, so its dead letter can be matched to this log line."""
+    return {
+        _IDENTITY_HEADERS[name]: value.decode("latin-1")[:256]
+        for name, value in headers
+        if name in _IDENTITY_HEADERS
+    }
+
+
+def decode_error_data(encoded: Any) -> Any:
+    """`knativeerrordata` is the base64 of the failed subscriber's response body (at most 1024 bytes)."""
+    if not isinstance(encoded, str):
+        return encoded
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        return encoded
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", errors="replace")
+
+
+class DeadLetterEndpoint:
+    """Dead-letter sink of the Broker: any CloudEvent, logged at ERROR with why its delivery failed."""
+
+    route = "dead-letters"
+
+    def __init__(self, metrics: EventMetrics, max_body_bytes: int) -> None:
+        self._metrics = metrics
+        self._max_body_bytes = max_body_bytes
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            body = await read_body(request, self._max_body_bytes)
+            event = cloudevent.from_http(request.scope["headers"], body, require_json_data=False)
+        except MalformedEvent as exc:
+            self._metrics.observe(self.route, None, "rejected", time.perf_counter() - started)
+            event_log.warning(
+                "dead letter rejected",
+                extra={FIELDS_ATTR: {"route": self.route, "error": exc.reason, "detail": exc.detail}},
+            )
+            return error_response(exc.status, exc.reason, exc.detail)
+        except ClientDisconnect:
+            return error_response(400, "client_disconnected", "client went away mid-request")
+        attributes = event.attributes
+        error_code = attributes.get("knativeerrorcode")
+        self._metrics.dead_letter(str(error_code) if error_code is not None else None)
+        self._metrics.observe(self.route, event.type, "dead_lettered", time.perf_counter() - started)
+        fields = {"route": self.route, "outcome": "dead_lettered", **event_fields(event)}
+        fields["error_dest"] = attributes.get("knativeerrordest")
+        fields["error_code"] = error_code
+        fields["error_data"] = decode_error_data(attributes.get("knativeerrordata"))
+        fields["data"] = _printable_data(event)
+        event_log.error("dead letter received", extra={FIELDS_ATTR: fields})
+        return ACCEPTED
+
+
+def _printable_data(event: CloudEvent, limit: int = 2048) -> Any:
+    data = event.data
+    if not event.data_is_raw:
+        return data
+    if not data:
+        return None
+    text = data[:limit].decode("utf-8", errors="replace")
+    return text if len(data) <= limit else text + "…"

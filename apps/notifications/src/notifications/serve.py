@@ -1,0 +1,95 @@
+"""Production server: `python -m notifications.serve` (one worker, uvloop + httptools, JSON logs at INFO).
+
+On SIGTERM readiness turns false at once; the listener closes after `DRAIN_DELAY_SECONDS` and in-flight
+requests get up to `GRACEFUL_SHUTDOWN_SECONDS` to finish. A second SIGTERM/SIGINT skips the delay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from notifications.json_logging import configure_logging
+from notifications.lifecycle import Lifecycle
+from notifications.settings import Settings
+
+log = logging.getLogger("notifications.serve")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle, drain_delay_seconds: float) -> None:
+        super().__init__(config)
+        self._lifecycle = lifecycle
+        self._drain_delay = drain_delay_seconds
+        self._stop_listening_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        first_signal = not self._lifecycle.draining
+        self._lifecycle.draining = True
+        if first_signal and self._drain_delay > 0:
+            self._stop_listening_at = time.monotonic() + self._drain_delay
+            log.info("draining: readiness is false, listener closes in %.1fs", self._drain_delay)
+            return
+        log.info("draining: closing listener, waiting for in-flight requests")
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._stop_listening_at is not None and time.monotonic() >= self._stop_listening_at:
+            return True
+        return await super().on_tick(counter)
+
+
+def _load_factory(spec: str) -> Callable[[Settings], FastAPI]:
+    module_name, _, attribute = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def build_server(settings: Settings, factory: Callable[[Settings], FastAPI]) -> DrainingServer:
+    app = factory(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
+        timeout_keep_alive=75,
+    )
+    return DrainingServer(config, app.state.lifecycle, settings.drain_delay_seconds)
+
+
+def _exit_cleanly(_sig: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--factory",
+        default="notifications.app:create_app",
+        help="module:callable taking Settings and returning the app (tests inject a slow sink this way)",
+    )
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    server = build_server(settings, _load_factory(args.factory))
+    # uvicorn re-raises the captured SIGTERM after a graceful shutdown; with this as the restored handler the
+    # process then exits 0 instead of dying from the signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

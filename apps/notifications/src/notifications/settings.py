@@ -1,0 +1,38 @@
+"""Runtime settings from the environment (the Knative Service sets them; defaults suit local runs)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    log_level: str = "INFO"
+    max_body_bytes: int = 256 * 1024
+    dedup_window_seconds: float = 600.0
+    dedup_max_entries: int = 100_000
+    # Knative's preStop hook already holds SIGTERM until queue-proxy has drained, so no delay is needed there;
+    # elsewhere (plain Deployment) set it to the endpoints propagation time so /readyz=503 is seen first.
+    drain_delay_seconds: float = 0.0
+    graceful_shutdown_seconds: float = 25.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        defaults = cls()
+        return cls(
+            host=env.get("HOST", defaults.host),
+            port=int(env.get("PORT", defaults.port)),
+            log_level=env.get("LOG_LEVEL", defaults.log_level).upper(),
+            max_body_bytes=int(env.get("MAX_BODY_BYTES", defaults.max_body_bytes)),
+            dedup_window_seconds=float(env.get("DEDUP_WINDOW_SECONDS", defaults.dedup_window_seconds)),
+            dedup_max_entries=int(env.get("DEDUP_MAX_ENTRIES", defaults.dedup_max_entries)),
+            drain_delay_seconds=float(env.get("DRAIN_DELAY_SECONDS", defaults.drain_delay_seconds)),
+            graceful_shutdown_seconds=float(
+                env.get("GRACEFUL_SHUTDOWN_SECONDS", defaults.graceful_shutdown_seconds)
+            ),
+        )
