@@ -12,6 +12,8 @@ records, so the subscriber sees one shape in all modes.
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -65,19 +67,34 @@ def model_for(topic: str) -> type[PayloadModel]:
     return models[topic]
 
 
-def _parse_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
+# Per-record fields of an example payload: a fresh id and "now", so --count N sends N distinct events.
+FRESH_FIELDS: dict[str, dict[str, Callable[[], str]]] = {
+    "notifications": {"notification_id": lambda: str(uuid.uuid4()), "created_at": lambda: _now()},
+    "loggings": {"timestamp": lambda: _now()},
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _field_path(assignment: str) -> str:
+    return assignment.partition("=")[0].removesuffix(":")
 
 
 def _set_field(data: dict[str, Any], assignment: str) -> None:
+    """FIELD=text sets a string (the model coerces it to an int, enum, UUID...); FIELD:=JSON any value."""
     path, sep, raw = assignment.partition("=")
+    is_json = path.endswith(":")
+    path = path.removesuffix(":")
     if not sep or not path:
-        raise PayloadError(
-            f"--set {assignment!r}: expected FIELD=VALUE (FIELD may be dotted, VALUE may be JSON)"
-        )
+        raise PayloadError(f"--set {assignment!r}: expected FIELD=TEXT or FIELD:=JSON (FIELD may be dotted)")
+    value: Any = raw
+    if is_json:
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise PayloadError(f"--set {assignment!r}: {exc}") from exc
     *parents, leaf = path.split(".")
     target = data
     for part in parents:
@@ -85,7 +102,7 @@ def _set_field(data: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             child = target[part] = {}
         target = child
-    target[leaf] = _parse_value(raw)
+    target[leaf] = value
 
 
 def build_payload(topic: str, payload_file: Path | None = None, assignments: tuple[str, ...] = ()) -> bytes:
@@ -100,6 +117,10 @@ def build_payload(topic: str, payload_file: Path | None = None, assignments: tup
             raise PayloadError(f"--payload-file {payload_file}: expected a JSON object")
     else:
         data = json.loads(model.example().model_dump_json())
+        given = {_field_path(a) for a in assignments}
+        for name, make in FRESH_FIELDS.get(topic, {}).items():
+            if name in data and name not in given:
+                data[name] = make()
     for assignment in assignments:
         _set_field(data, assignment)
     try:

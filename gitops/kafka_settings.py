@@ -68,9 +68,7 @@ def bootstrap_from_objects(objects: list[dict[str, Any]], env: str) -> Bootstrap
         if obj.get("kind") == "ConfigMap" and meta.get("name") == name and meta.get("namespace") == namespace:
             data = obj.get("data") or {}
             if not data.get("bootstrap.servers"):
-                raise SettingsError(
-                    f"ConfigMap {namespace}/{name} rendered for {env} has no bootstrap.servers"
-                )
+                raise SettingsError(f"ConfigMap {namespace}/{name} rendered for {env} has no bootstrap.servers")
             return Bootstrap(
                 _servers(data["bootstrap.servers"]),
                 f"ConfigMap {namespace}/{name} rendered for {env}",
@@ -89,9 +87,7 @@ def resolve_bootstrap(flag: str | None, env: str | None, environ: Mapping[str, s
         from gitops.render import render_env  # lazy: rendering needs kustomize and the release mirror
 
         return bootstrap_from_objects(render_env(env).objects, env)
-    raise SettingsError(
-        f"no Kafka to talk to: pass --bootstrap-servers, set ${BOOTSTRAP_ENV}, or pass --env dev|prod"
-    )
+    raise SettingsError(f"no Kafka to talk to: pass --bootstrap-servers, set ${BOOTSTRAP_ENV}, or pass --env dev|prod")
 
 
 def security_from_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -112,14 +108,10 @@ def security_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     if sasl:
         mechanism = conf.get("sasl.mechanisms", "PLAIN").upper()  # PLAIN is Knative's default too
         if mechanism not in MECHANISMS:
-            raise SettingsError(
-                f"KAFKA_SASL_MECHANISM={mechanism!r}: expected one of {', '.join(MECHANISMS)}"
-            )
+            raise SettingsError(f"KAFKA_SASL_MECHANISM={mechanism!r}: expected one of {', '.join(MECHANISMS)}")
         conf["sasl.mechanisms"] = mechanism
         if mechanism != "OAUTHBEARER" and not ("sasl.username" in conf and "sasl.password" in conf):
-            raise SettingsError(
-                f"{protocol} with {mechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
-            )
+            raise SettingsError(f"{protocol} with {mechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
     return conf
 
 

@@ -103,11 +103,13 @@ def produce(records: Sequence[Record], config: Mapping[str, Any], timeout_s: flo
 
 
 def build_records(args: argparse.Namespace) -> list[Record]:
-    payload = kafka_events.build_payload(args.topic, args.payload_file, tuple(args.set))
-    return [
-        kafka_events.encode(args.topic, payload, args.key, CeMode(args.ce), args.ce_type, args.ce_source)
-        for _ in range(args.count)
-    ]
+    records = []
+    for _ in range(args.count):
+        payload = kafka_events.build_payload(args.topic, args.payload_file, tuple(args.set))
+        records.append(
+            kafka_events.encode(args.topic, payload, args.key, CeMode(args.ce), args.ce_type, args.ce_source)
+        )
+    return records
 
 
 def parser() -> argparse.ArgumentParser:
@@ -123,20 +125,18 @@ def parser() -> argparse.ArgumentParser:
         default=CeMode.BINARY.value,
         help="CloudEvents Kafka binding: binary (ce_* headers), structured (envelope) or none (plain JSON)",
     )
-    p.add_argument(
-        "--ce-type", default=kafka_events.KAFKASOURCE_TYPE, help="default matches the Triggers' filter"
-    )
-    p.add_argument(
-        "--ce-source", help="default /apis/v1/namespaces/notifications/kafkasources/kafka-source#TOPIC"
-    )
+    p.add_argument("--ce-type", default=kafka_events.KAFKASOURCE_TYPE, help="default matches the Triggers' filter")
+    p.add_argument("--ce-source", help="default /apis/v1/namespaces/notifications/kafkasources/kafka-source#TOPIC")
     p.add_argument("--payload-file", type=Path, help="JSON object to send instead of the model's example()")
     p.add_argument(
-        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a payload field"
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=TEXT|FIELD:=JSON",
+        help="override a payload field (dotted for nested); repeatable",
     )
     p.add_argument("--count", type=int, default=1, help="number of records (1-10000)")
-    p.add_argument(
-        "--env", choices=("dev", "prod"), help="take bootstrap servers from this env's Broker ConfigMap"
-    )
+    p.add_argument("--env", choices=("dev", "prod"), help="take bootstrap servers from this env's Broker ConfigMap")
     p.add_argument("--bootstrap-servers", help=f"host:port[,...]; wins over ${kafka_settings.BOOTSTRAP_ENV}")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for acknowledgements")
     p.add_argument("--output", choices=("text", "json"), default="text")
@@ -144,15 +144,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(
-    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None, out: TextIO | None = None
-) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = parser().parse_args(argv)
     environ = os.environ if environ is None else environ
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.CRITICAL, format="%(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.CRITICAL, format="%(name)s: %(message)s")
     if not 1 <= args.count <= 10_000:
         print("error: --count must be between 1 and 10000", file=sys.stderr)
         return 2
@@ -171,9 +167,7 @@ def main(
             " KAFKA_SECURITY_PROTOCOL and the KAFKA_SASL_* / KAFKA_SSL_CA_LOCATION variables from it",
             file=sys.stderr,
         )
-    print(
-        f"producing {len(records)} x {args.topic} (ce={args.ce}) to {connection.describe()}", file=sys.stderr
-    )
+    print(f"producing {len(records)} x {args.topic} (ce={args.ce}) to {connection.describe()}", file=sys.stderr)
     try:
         deliveries = produce(records, producer_config(connection, args.timeout), args.timeout)
     except kafka_settings.SettingsError as exc:

@@ -84,7 +84,9 @@ def verified_copy(asset: ReleaseAsset, expected: str | None, mirror: Path, cache
     Raises DigestMismatch when a file exists but its bytes are not the locked ones.
     """
     if expected is None:
-        return Unavailable(asset.url, "the lock records no sha256 for it (run `make bump` where the release is reachable)")
+        return Unavailable(
+            asset.url, "the lock records no sha256 for it (run `make bump` where the release is reachable)"
+        )
     for candidate in (asset.mirror_path(mirror), asset.cache_path(cache)):
         if candidate.is_file():
             actual = sha256_of(candidate)

@@ -1,0 +1,129 @@
+"""Shared Knative semantics the checks need: destinations, delivery specs, feature flags, durations.
+
+Sources for each rule are cited where the rule is defined (eventing `pkg/apis/duck/v1/delivery_types.go` and
+`delivery_validation.go`, knative/pkg `resolver/addressable_resolver.go`).
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import isodate
+
+from gitops import manifests
+from gitops.manifests import Obj
+
+# DeliverySpec fields (eventing pkg/apis/duck/v1/delivery_types.go).
+DELIVERY_FIELDS = {
+    "retry",
+    "backoffPolicy",
+    "backoffDelay",
+    "deadLetterSink",
+    "timeout",
+    "retryAfterMax",
+    "format",
+}
+BACKOFF_POLICIES = {"linear", "exponential"}
+# Fields that exist only behind an eventing config-features flag; the webhook rejects them when it is off.
+FEATURE_GATED_DELIVERY = {"timeout": "delivery-timeout", "retryAfterMax": "delivery-retryafter"}
+
+
+def iso_duration(value: object) -> timedelta | None:
+    """An ISO-8601 duration such as PT0.5S, or None when it is not one (Knative parses with period.Parse)."""
+    if not isinstance(value, str) or not value.startswith("P"):
+        return None
+    try:
+        parsed = isodate.parse_duration(value)
+    except (isodate.ISO8601Error, ValueError):
+        return None
+    return parsed if isinstance(parsed, timedelta) else None
+
+
+GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+
+
+def go_duration_seconds(value: object) -> float | None:
+    """A Go time.Duration string such as 60s or 1m30s, in seconds; None if it is not one."""
+    if not isinstance(value, str) or not GO_DURATION.match(value):
+        return None
+    scale = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * scale[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)", value))
+
+
+def eventing_features(objects: list[Obj]) -> dict[str, str]:
+    cm = manifests.find(objects, "", "ConfigMap", "knative-eventing", "config-features")
+    return dict((cm or {}).get("data") or {})
+
+
+def delivery_problems(delivery: object, features: dict[str, str]) -> list[str]:
+    """What the eventing webhook (or the dispatcher) would reject or ignore in a DeliverySpec."""
+    if not isinstance(delivery, dict):
+        return [f"delivery must be a mapping, not {type(delivery).__name__}"]
+    problems = [
+        f"delivery.{key} is not a DeliverySpec field (known: {', '.join(sorted(DELIVERY_FIELDS))})"
+        for key in delivery
+        if key not in DELIVERY_FIELDS
+    ]
+    retry = delivery.get("retry")
+    if retry is not None and (not isinstance(retry, int) or isinstance(retry, bool) or retry < 0):
+        problems.append(f"delivery.retry must be an integer >= 0, got {retry!r}")
+    policy = delivery.get("backoffPolicy")
+    if policy is not None and policy not in BACKOFF_POLICIES:
+        problems.append(f"delivery.backoffPolicy must be linear or exponential, got {policy!r}")
+    for field in ("backoffDelay", "timeout", "retryAfterMax"):
+        if field in delivery:
+            duration = iso_duration(delivery[field])
+            if duration is None:
+                problems.append(
+                    f"delivery.{field} must be an ISO-8601 duration such as PT0.5S, got {delivery[field]!r}"
+                )
+            elif field == "timeout" and duration <= timedelta(0):
+                problems.append(f"delivery.timeout must be > 0, got {delivery[field]!r}")
+    for field, flag in FEATURE_GATED_DELIVERY.items():
+        if field in delivery and features.get(flag, "disabled").lower() != "enabled":
+            problems.append(
+                f"delivery.{field} needs `{flag}: enabled` in knative-eventing/config-features (it is "
+                f"{features.get(flag, 'unset')!r}), or the webhook rejects it"
+            )
+    if "deadLetterSink" in delivery and not isinstance(delivery["deadLetterSink"], dict):
+        problems.append("delivery.deadLetterSink must be a Destination (ref and/or uri)")
+    return problems
+
+
+@dataclass(frozen=True)
+class Resolved:
+    target: Obj | None
+    path: str
+    problems: tuple[str, ...]
+
+
+def resolve_destination(objects: list[Obj], parent: Obj, destination: object, what: str) -> Resolved:
+    """Resolve a duckv1.Destination the way knative/pkg's AddressableResolver does, within the render."""
+    if not isinstance(destination, dict) or not (destination.get("ref") or destination.get("uri")):
+        return Resolved(None, "", (f"{what} has neither ref nor uri",))
+    uri = destination.get("uri")
+    ref = destination.get("ref")
+    problems: list[str] = []
+    parts = urlsplit(uri) if isinstance(uri, str) else None
+    if ref is None:
+        if parts is None or not (parts.scheme and parts.netloc):
+            problems.append(f"{what}.uri {uri!r} must be absolute (scheme and host) when there is no ref")
+        return Resolved(None, parts.path if parts else "", tuple(problems))
+    if not isinstance(ref, dict):
+        return Resolved(None, "", (f"{what}.ref must be a mapping",))
+    if parts is not None and (parts.scheme or parts.netloc):
+        problems.append(f"{what}.uri {uri!r} must be a relative path when a ref is given")
+    api_version = ref.get("apiVersion", "")
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    namespace = ref.get("namespace") or manifests.meta(parent).get("namespace", "")
+    target = manifests.find(objects, group, ref.get("kind", ""), namespace, ref.get("name", ""))
+    if target is None:
+        shown = f"{ref.get('kind')} {namespace}/{ref.get('name')} ({api_version or 'no apiVersion'})"
+        problems.append(f"{what}.ref points at {shown}, which is not in the render")
+    elif target.get("apiVersion") != api_version:
+        problems.append(
+            f"{what}.ref apiVersion {api_version!r} does not match the target's {target.get('apiVersion')!r}"
+        )
+    path = parts.path if parts is not None else ""
+    return Resolved(target, path or "/", tuple(problems))

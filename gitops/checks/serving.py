@@ -1,0 +1,190 @@
+"""Knative Services: autoscaling annotations, visibility, probes and resources the cluster really honours."""
+
+import re
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+
+from gitops import manifests
+from gitops.app_routes import Route, app_of_origin, served_routes
+from gitops.checks import EnvContext, Finding
+from gitops.checks.knative import go_duration_seconds
+from gitops.manifests import Obj, dig
+
+AUTOSCALING = "autoscaling.knative.dev/"
+# serving pkg/apis/autoscaling/register.go (1.23): key -> legacy camelCase alias, if any.
+AUTOSCALING_KEYS = {
+    "class": None,
+    "metric": None,
+    "target": None,
+    "target-utilization-percentage": "targetUtilizationPercentage",
+    "target-burst-capacity": "targetBurstCapacity",
+    "min-scale": "minScale",
+    "max-scale": "maxScale",
+    "initial-scale": "initialScale",
+    "activation-scale": None,
+    "scale-down-delay": "scaleDownDelay",
+    "scale-to-zero-pod-retention-period": "scaleToZeroPodRetentionPeriod",
+    "window": None,
+    "panic-window-percentage": "panicWindowPercentage",
+    "panic-threshold-percentage": "panicThresholdPercentage",
+    "metric-aggregation-algorithm": "metricAggregationAlgorithm",
+}
+LEGACY = {alias: key for key, alias in AUTOSCALING_KEYS.items() if alias}
+CLASSES = {"kpa.autoscaling.knative.dev": {"concurrency", "rps"}, "hpa.autoscaling.knative.dev": None}
+INTEGER_KEYS = {"min-scale", "max-scale", "initial-scale", "activation-scale"}
+VISIBILITY = "networking.knative.dev/visibility"
+QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+SUFFIX = {
+    None: 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+
+
+def quantity(value: object) -> Decimal | None:
+    """A Kubernetes resource.Quantity as a number, or None if the API server would reject it."""
+    match = QUANTITY.match(str(value)) if isinstance(value, str | int | float) else None
+    if match is None:
+        return None
+    try:
+        number = Decimal(match.group(1))
+    except InvalidOperation:
+        return None
+    suffix = match.group(2)
+    if suffix and suffix[0] in "eE":
+        return number * Decimal(10) ** int(suffix[1:])
+    return number * SUFFIX[suffix]
+
+
+def knative_services(ctx: EnvContext) -> Iterator[Obj]:
+    return manifests.of_kind(ctx.objects, "serving.knative.dev", "Service")
+
+
+def _autoscaler_limit(objects: list[Obj]) -> int:
+    cm = manifests.find(objects, "", "ConfigMap", "knative-serving", "config-autoscaler") or {}
+    value = (cm.get("data") or {}).get("max-scale-limit", "0")
+    return int(value) if str(value).isdigit() else 0
+
+
+def check_autoscaling(ctx: EnvContext) -> Iterator[Finding]:
+    limit = _autoscaler_limit(ctx.objects)
+    hpa_installed = manifests.find(ctx.objects, "apps", "Deployment", "knative-serving", "autoscaler-hpa") is not None
+    for ksvc in knative_services(ctx):
+        for key in manifests.annotations(ksvc):
+            if key.startswith(AUTOSCALING):
+                yield ctx.finding(
+                    "autoscaling",
+                    ksvc,
+                    f"{key} on the Service's own metadata is rejected by the webhook: put it on spec.template.metadata",
+                )
+        template = dig(ksvc, "spec", "template", "metadata", "annotations") or {}
+        values: dict[str, str] = {}
+        for key, value in template.items():
+            if not key.startswith(AUTOSCALING):
+                continue
+            name = key[len(AUTOSCALING) :]
+            name = LEGACY.get(name, name)
+            if name not in AUTOSCALING_KEYS:
+                yield ctx.finding(
+                    "autoscaling",
+                    ksvc,
+                    f"{key} is not a Knative autoscaling annotation: it is accepted and silently ignored",
+                )
+                continue
+            values[name] = str(value)
+        for name in INTEGER_KEYS & values.keys():
+            if not values[name].isdigit():
+                yield ctx.finding(
+                    "autoscaling",
+                    ksvc,
+                    f"{AUTOSCALING}{name} must be a non-negative integer, got {values[name]!r}",
+                )
+        lo, hi = values.get("min-scale", "0"), values.get("max-scale", "0")
+        if lo.isdigit() and hi.isdigit():
+            if int(hi) and int(lo) > int(hi):
+                yield ctx.finding("autoscaling", ksvc, f"min-scale {lo} is greater than max-scale {hi}")
+            if limit and (int(hi) == 0 or int(hi) > limit):
+                yield ctx.finding(
+                    "autoscaling",
+                    ksvc,
+                    f"max-scale {hi or 'unset (unlimited)'} exceeds config-autoscaler max-scale-limit {limit}",
+                )
+        cls = values.get("class", "kpa.autoscaling.knative.dev")
+        if cls not in CLASSES:
+            yield ctx.finding("autoscaling", ksvc, f"autoscaling class {cls!r} is not kpa or hpa")
+        elif cls.startswith("hpa") and not hpa_installed:
+            yield ctx.finding("autoscaling", ksvc, "HPA class needs serving-hpa.yaml, which is not in the render")
+        metrics = CLASSES.get(cls)
+        if "metric" in values and metrics is not None and values["metric"] not in metrics:
+            yield ctx.finding(
+                "autoscaling", ksvc, f"metric {values['metric']!r} is not valid for {cls} ({sorted(metrics)})"
+            )
+        if "target" in values:
+            try:
+                if float(values["target"]) < 0.01:
+                    raise ValueError
+            except ValueError:
+                yield ctx.finding("autoscaling", ksvc, f"target must be a number >= 0.01, got {values['target']!r}")
+        if "window" in values:
+            seconds = go_duration_seconds(values["window"])
+            if seconds is None or not 6 <= seconds <= 3600:
+                yield ctx.finding(
+                    "autoscaling",
+                    ksvc,
+                    f"window must be a duration between 6s and 1h, got {values['window']!r}",
+                )
+
+
+def check_visibility(ctx: EnvContext) -> Iterator[Finding]:
+    for ksvc in knative_services(ctx):
+        value = manifests.labels(ksvc).get(VISIBILITY)
+        if value is not None and value != "cluster-local":
+            yield ctx.finding("visibility", ksvc, f"{VISIBILITY} label must be cluster-local, got {value!r}")
+        if VISIBILITY in manifests.annotations(ksvc):
+            yield ctx.finding("visibility", ksvc, f"{VISIBILITY} is a label, not an annotation: this one does nothing")
+        if VISIBILITY in (dig(ksvc, "spec", "template", "metadata", "labels") or {}):
+            yield ctx.finding(
+                "visibility", ksvc, f"{VISIBILITY} on the revision template does nothing: label the Service"
+            )
+
+
+def check_containers(ctx: EnvContext) -> Iterator[Finding]:
+    for ksvc in knative_services(ctx):
+        app = app_of_origin(ctx.render.origin(ksvc))
+        for container in dig(ksvc, "spec", "template", "spec", "containers") or []:
+            name = container.get("name", "?")
+            yield from _resource_problems(ctx, ksvc, name, container.get("resources") or {})
+            if app is None:
+                continue
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                path = dig(container, probe, "httpGet", "path")
+                if path is not None and Route("GET", path) not in served_routes(app):
+                    yield ctx.finding(
+                        "probes",
+                        ksvc,
+                        f"container {name} {probe} GET {path} is not served by apps/{app}: pods never turn Ready",
+                    )
+
+
+def _resource_problems(ctx: EnvContext, obj: Obj, container: str, resources: dict) -> Iterator[Finding]:
+    parsed: dict[str, dict[str, Decimal]] = {"requests": {}, "limits": {}}
+    for kind in parsed:
+        for resource, value in (resources.get(kind) or {}).items():
+            amount = quantity(value)
+            if amount is None:
+                yield ctx.finding(
+                    "resources", obj, f"container {container} {kind}.{resource} {value!r} is not a quantity"
+                )
+            else:
+                parsed[kind][resource] = amount
+    for resource, request in parsed["requests"].items():
+        limit = parsed["limits"].get(resource)
+        if limit is not None and request > limit:
+            yield ctx.finding(
+                "resources",
+                obj,
+                f"container {container} requests {resources['requests'][resource]} {resource} but is limited to "
+                f"{resources['limits'][resource]} (rejected by the API server)",
+            )
+
+
+CHECKS = [check_autoscaling, check_visibility, check_containers]

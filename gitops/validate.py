@@ -1,0 +1,104 @@
+"""`make validate`: render every environment, check it against schemas, then against what schemas cannot see."""
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gitops import kubeconform, manifests, releases, schemas, waivers
+from gitops.checks import EnvContext, Finding, RepoContext, env_checks, repo_checks
+from gitops.paths import REPO_ROOT, argocd_crds_dir, environments
+from gitops.render import RenderError, RenderResult, render_env
+
+
+@dataclass
+class Report:
+    renders: dict[str, RenderResult] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    waived: list[tuple[Finding, waivers.Waiver]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def argocd_files(root: Path) -> list[Path]:
+    """Argo CD manifests we ship: argocd-app.yaml and the top level of argocd/ (not health-check fixtures)."""
+    files = [root / "argocd-app.yaml"] if (root / "argocd-app.yaml").is_file() else []
+    return files + sorted((root / "argocd").glob("*.yaml"))
+
+
+def schema_findings(env: str, render: RenderResult | None, stream: str, crd_dir: Path, filename: str) -> list[Finding]:
+    found = []
+    for result in kubeconform.run(stream, crd_dir, filename):
+        obj = None
+        if render is not None:
+            obj = next(
+                (
+                    o
+                    for o in render.objects
+                    if o.get("kind") == result.kind
+                    and manifests.meta(o).get("name") == result.name
+                    and o.get("apiVersion") == result.version
+                ),
+                None,
+            )
+        ref = str(manifests.ObjKey.of(obj)) if obj else f"{result.kind} {result.name}"
+        origin = render.origin(obj) if (render and obj) else filename
+        found.append(Finding("schema", env, ref, origin, f"{result.status.removeprefix('status')}: {result.msg}"))
+    return found
+
+
+def validate(root: Path = REPO_ROOT, envs: list[str] | None = None) -> Report:
+    report = Report()
+    for env in envs or environments(root):
+        try:
+            report.renders[env] = render_env(env, root)
+        except (RenderError, releases.DigestMismatch) as error:
+            report.findings.append(Finding("render", env, "-", f"overlays/{env}", str(error)))
+    crds = {
+        manifests.meta(o).get("name"): o
+        for render in report.renders.values()
+        for o in manifests.of_kind(render.objects, "apiextensions.k8s.io", "CustomResourceDefinition")
+    }
+    crd_dir = schemas.crd_schemas(crds.values(), sorted(argocd_crds_dir().glob("*.yaml")))
+    for env, render in report.renders.items():
+        report.findings += schema_findings(env, render, render.text, crd_dir, f"overlays/{env}")
+        ctx = EnvContext(root, render)
+        for check in env_checks():
+            report.findings += list(check(ctx))
+    for path in argocd_files(root):
+        name = str(path.relative_to(root))
+        report.findings += schema_findings("argocd", None, path.read_text(), crd_dir, name)
+    repo = RepoContext(root, report.renders)
+    for check in repo_checks():
+        report.findings += list(check(repo))
+    report.findings, report.waived = waivers.apply(report.findings, waivers.load(root))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("envs", nargs="*", help="environments to validate (default: every overlay)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    report = validate(envs=args.envs or None)
+    for finding in sorted(report.findings, key=lambda f: (f.env, f.check, f.obj)):
+        print(f"FAIL {finding}")
+    for finding, waiver in report.waived:
+        print(f"WAIVED {finding}\n    because: {waiver.reason}")
+    print()
+    for env, render in report.renders.items():
+        print(
+            f"{env}: {len(render.objects)} objects rendered, schema-checked (Kubernetes {schemas.KUBERNETES_VERSION}) and checked"
+        )
+        for gap in render.omitted:
+            print(f"{env}: NOT RENDERED {gap.url}\n    {gap.reason}")
+    verdict = "OK" if report.ok else f"{len(report.findings)} finding(s)"
+    print(f"validate: {verdict} in {time.monotonic() - started:.1f}s")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
