@@ -177,9 +177,7 @@ def start_broker(topics: dict[str, int] | None = None) -> KafkaBroker:
 def _wait_ready(broker: KafkaBroker) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(
-        {"bootstrap.servers": broker.bootstrap_servers, "socket.timeout.ms": 2000, "log_level": 0}
-    )
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers, "socket.timeout.ms": 2000, "log_level": 0})
     deadline = time.monotonic() + READY_TIMEOUT_S
     last: Exception | None = None
     while time.monotonic() < deadline:

@@ -1,0 +1,426 @@
+"""gitops.produce against a real Apache Kafka broker (tests/kafka_broker.py), plus its settings logic."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka_broker import kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
+from ruamel.yaml import YAML
+
+from gitops import kafka_events, kafka_settings, produce
+
+REPO = Path(__file__).resolve().parents[1]
+CE_HEADERS = {"ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time"}
+UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1 of loopback: connections are refused at once
+
+
+def models() -> tuple[Any, Any]:
+    from notifications.models import LogRecord, Notification
+
+    return Notification, LogRecord
+
+
+def same_except_fresh(topic: str, value: bytes) -> None:
+    """The record is the model's example, except the per-record id/time fields, which are new and recent."""
+    notification, log_record = models()
+    model = {"notifications": notification, "loggings": log_record}[topic]
+    fresh = set(kafka_events.FRESH_FIELDS[topic])
+    got = model.model_validate_json(value)
+    assert got.model_dump(exclude=fresh) == model.example().model_dump(exclude=fresh)
+    for name in fresh:
+        assert getattr(got, name) != getattr(model.example(), name), name
+        if isinstance(getattr(got, name), datetime):
+            assert abs(time.time() - getattr(got, name).timestamp()) < 120, name
+
+
+@dataclass
+class Consumed:
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+    partition: int
+    offset: int
+
+
+def run_cli(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, list[dict[str, Any]]]:
+    out = io.StringIO()
+    rc = produce.main([*argv, "--output", "json"], environ=environ or {}, out=out)
+    return rc, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def consume_at(bootstrap: str, topic: str, partition: int, offset: int, timeout: float = 15.0) -> Consumed:
+    """Read exactly the record the producer reported, so tests sharing the topic cannot interfere."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4()}", "enable.auto.commit": False}
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            assert msg.offset() == offset
+            return Consumed(msg.key(), msg.value(), dict(msg.headers() or []), msg.partition(), msg.offset())
+    finally:
+        consumer.close()
+    raise AssertionError(f"no record at {topic}[{partition}]@{offset} within {timeout}s")
+
+
+# --- the real broker
+
+
+@pytest.mark.kafka
+def test_binary_mode_through_the_cli_entry_point(kafka_bootstrap: str) -> None:  # noqa: F811
+    proc = subprocess.run(
+        [sys.executable, "-m", "gitops.produce", "--topic", "notifications", "--key", "user-42"],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "from $KAFKA_BOOTSTRAP_SERVERS" in proc.stderr
+    (line,) = proc.stdout.splitlines()
+    fields = dict(part.split("=", 1) for part in line.split())
+    assert fields["topic"] == "notifications"
+    assert fields["key"] == "user-42"
+    assert fields["ce.type"] == "dev.knative.kafka.event"
+    assert fields["ce.source"] == "/apis/v1/namespaces/notifications/kafkasources/kafka-source#notifications"
+
+    rec = consume_at(kafka_bootstrap, "notifications", int(fields["partition"]), int(fields["offset"]))
+    assert rec.key == b"user-42"
+    assert rec.headers.keys() >= CE_HEADERS
+    assert rec.headers["ce_specversion"] == b"1.0"
+    assert rec.headers["ce_id"].decode() == fields["ce.id"]
+    assert rec.headers["ce_type"] == b"dev.knative.kafka.event"
+    assert rec.headers["ce_source"].decode() == fields["ce.source"]
+    assert rec.headers["ce_partitionkey"] == b"user-42"
+    assert rec.headers["ce_key"] == b"user-42"
+    assert rec.headers["content-type"] == b"application/json"  # datacontenttype maps to content-type
+    assert datetime.fromisoformat(rec.headers["ce_time"].decode()).tzinfo is not None
+    same_except_fresh("notifications", rec.value)
+
+    # What a CloudEvents SDK consumer (like the KafkaSource's) decodes from the record.
+    from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
+    from cloudevents.core.formats.json import JSONFormat
+
+    event = from_binary(KafkaMessage(rec.headers, rec.key, rec.value), JSONFormat())
+    assert event.get_id() == fields["ce.id"]
+    assert event.get_type() == "dev.knative.kafka.event"
+    assert event.get_extension("partitionkey") == "user-42"
+    assert json.loads(rec.value) == event.get_data()
+
+
+@pytest.mark.kafka
+def test_structured_mode_envelope(kafka_bootstrap: str, tmp_path: Path) -> None:  # noqa: F811
+    _, log_record = models()
+    payload = json.loads(log_record.example().model_dump_json())
+    payload_file = tmp_path / "log.json"
+    payload_file.write_text(json.dumps(payload))
+    rc, (report,) = run_cli(
+        ["--topic", "loggings", "--ce", "structured", "--key", "svc-a", "--payload-file", str(payload_file)],
+        {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+    )
+    assert rc == 0
+
+    rec = consume_at(kafka_bootstrap, "loggings", report["partition"], report["offset"])
+    assert rec.key == b"svc-a"
+    assert rec.headers == {"content-type": b"application/cloudevents+json"}
+    envelope = json.loads(rec.value)
+    assert envelope["specversion"] == "1.0"
+    assert envelope["id"] == report["ce"]["id"]
+    assert envelope["type"] == "dev.knative.kafka.event"
+    assert envelope["source"] == "/apis/v1/namespaces/notifications/kafkasources/kafka-source#loggings"
+    assert envelope["datacontenttype"] == "application/json"
+    assert envelope["partitionkey"] == "svc-a"
+    assert "data_base64" not in envelope  # the payload is embedded as JSON, not as opaque bytes
+    assert log_record.model_validate(envelope["data"]) == log_record.model_validate(payload)
+
+
+@pytest.mark.kafka
+def test_none_mode_sends_plain_json_without_ce_headers(kafka_bootstrap: str) -> None:  # noqa: F811
+    rc, (report,) = run_cli(["--topic", "loggings", "--ce", "none"], {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    assert rc == 0
+    assert report["ce"] is None
+
+    rec = consume_at(kafka_bootstrap, "loggings", report["partition"], report["offset"])
+    assert rec.key is None
+    assert not [h for h in rec.headers if h.lower().startswith("ce_")]
+    # No ce_specversion, no cloudevents content-type: the KafkaSource wraps it with this datacontenttype.
+    assert rec.headers == {"content-type": b"application/json"}
+    same_except_fresh("loggings", rec.value)
+
+
+def java_murmur2(data: bytes) -> int:
+    """org.apache.kafka.common.utils.Utils.murmur2, as an unsigned 32-bit value."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(data)) & mask
+    tail = len(data) & ~3
+    for i in range(0, tail, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * m) & mask
+        k ^= k >> 24
+        k = (k * m) & mask
+        h = ((h * m) & mask) ^ k
+    rest = data[tail:]
+    if len(rest) == 3:
+        h ^= rest[2] << 16
+    if len(rest) >= 2:
+        h ^= rest[1] << 8
+    if rest:
+        h = ((h ^ rest[0]) * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    return h ^ (h >> 15)
+
+
+def java_partition(key: str, partitions: int) -> int:
+    return (java_murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def test_java_murmur2_matches_kafka_clients() -> None:
+    # Values printed by org.apache.kafka.common.utils.Utils.murmur2 (kafka-clients 4.4.0), as signed ints.
+    for key, signed in {
+        "21": -973932308,
+        "foobar": -790332482,
+        "abc": 479470107,
+        "user-42": 1459644460,
+    }.items():
+        assert java_murmur2(key.encode()) == signed & 0xFFFFFFFF
+
+
+@pytest.mark.kafka
+def test_key_routes_to_one_partition_like_the_java_client(kafka_bootstrap: str) -> None:  # noqa: F811
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    rc, reports = run_cli(["--key", "user-42", "--count", "5"], env)
+    assert rc == 0
+    assert len(reports) == 5
+    assert {r["partition"] for r in reports} == {java_partition("user-42", 3)}
+    offsets = [r["offset"] for r in reports]
+    assert offsets == list(range(offsets[0], offsets[0] + 5))  # in order, nothing interleaved or lost
+    assert len({r["ce"]["id"] for r in reports}) == 5  # one CloudEvent id per record
+    values = [consume_at(kafka_bootstrap, "notifications", r["partition"], r["offset"]).value for r in reports]
+    assert len({json.loads(v)["notification_id"] for v in values}) == 5  # five notifications, not one copy
+
+    seen = set()
+    for key in ("order-1", "order-2", "order-3", "tenant-a", "tenant-b", "tenant-c"):
+        rc, (report,) = run_cli(["--key", key], env)
+        assert rc == 0
+        assert report["partition"] == java_partition(key, 3), key
+        seen.add(report["partition"])
+    assert len(seen) > 1  # keys really spread; a constant partition would pass the check above too
+
+
+@pytest.mark.kafka
+def test_bootstrap_from_the_rendered_configmap(
+    kafka_bootstrap: str,  # noqa: F811
+    fake_render: Callable[[str], None],
+) -> None:
+    fake_render(kafka_bootstrap)
+    rc, (report,) = run_cli(["--env", "dev", "--key", "cm"], {})
+    assert rc == 0
+    rec = consume_at(kafka_bootstrap, "notifications", report["partition"], report["offset"])
+    assert rec.key == b"cm"
+
+
+@pytest.mark.kafka
+def test_environment_wins_over_the_configmap(
+    kafka_bootstrap: str,  # noqa: F811
+    fake_render: Callable[[str], None],
+) -> None:
+    fake_render(UNREACHABLE)
+    rc, (report,) = run_cli(["--env", "dev", "--timeout", "5"], {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    assert rc == 0, report
+    assert report["offset"] is not None
+
+
+# --- failures
+
+
+def test_unreachable_broker_fails_within_the_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    rc, (report,) = run_cli(["--bootstrap-servers", UNREACHABLE, "--timeout", "2"])
+    elapsed = time.monotonic() - started
+    assert rc == 1
+    assert report["offset"] is None
+    assert "timed out" in report["error"].lower()
+    assert elapsed < 10
+    assert "not delivered" in capsys.readouterr().err
+
+
+def test_no_bootstrap_source_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert produce.main([], environ={}) == 2
+    assert "--bootstrap-servers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}, "KAFKA_SECURITY_PROTOCOL is PLAINTEXT"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "needs KAFKA_SASL_USERNAME"),
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL='TLS'"),
+        (
+            {
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": "GSSAPI",
+                "KAFKA_SASL_USERNAME": "u",
+            },
+            "KAFKA_SASL_MECHANISM='GSSAPI'",
+        ),
+    ],
+)
+def test_inconsistent_security_settings_are_rejected(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(kafka_settings.SettingsError, match=message.replace("(", r"\(")):
+        kafka_settings.security_from_env(environ)
+
+
+def test_payload_that_the_model_rejects_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert produce.main(["--bootstrap-servers", UNREACHABLE, "--payload-file", str(bad)], environ={}) == 2
+    assert "expected a JSON object" in capsys.readouterr().err
+    bad.write_text("{}")
+    assert produce.main(["--bootstrap-servers", UNREACHABLE, "--payload-file", str(bad)], environ={}) == 2
+    assert "does not match Notification" in capsys.readouterr().err
+
+
+# --- settings
+
+
+def broker_configmap(servers: str, **extra: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "kafka-broker-config", "namespace": "notifications"},
+        "data": {"bootstrap.servers": servers, "default.topic.partitions": "3", **extra},
+    }
+
+
+@pytest.fixture
+def fake_render(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """Replace gitops.render.render_env (tested elsewhere) with one returning a Broker ConfigMap."""
+    import gitops.render
+
+    def install(servers: str, **extra: str) -> None:
+        @dataclass
+        class FakeRender:
+            objects: list[dict[str, Any]]
+
+        decoy = broker_configmap("decoy:9092")
+        decoy["metadata"]["namespace"] = "knative-eventing"  # the upstream placeholder must not be picked
+        objects = [decoy, broker_configmap(servers, **extra)]
+        monkeypatch.setattr(gitops.render, "render_env", lambda env: FakeRender(objects))
+
+    return install
+
+
+def test_bootstrap_precedence(fake_render: Callable[..., None]) -> None:
+    fake_render("cm-a:9092, cm-b:9092", **{"auth.secret.ref.name": "kafka-credentials"})
+    from_cm = kafka_settings.resolve_bootstrap(None, "prod", {})
+    assert from_cm.servers == "cm-a:9092,cm-b:9092"
+    assert from_cm.origin == "ConfigMap notifications/kafka-broker-config rendered for prod"
+    assert from_cm.auth_secret == "kafka-credentials"
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "env:9092"}
+    assert kafka_settings.resolve_bootstrap(None, "prod", env).servers == "env:9092"
+    assert kafka_settings.resolve_bootstrap("flag:9092", "prod", env).servers == "flag:9092"
+
+
+def test_render_without_broker_configmap_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gitops.render
+
+    monkeypatch.setattr(gitops.render, "render_env", lambda env: type("R", (), {"objects": []})())
+    with pytest.raises(kafka_settings.SettingsError, match="no ConfigMap notifications/kafka-broker-config"):
+        kafka_settings.resolve_bootstrap(None, "dev", {})
+
+
+@pytest.mark.parametrize("servers", ["", "kafka", "kafka:port", ":9092"])
+def test_malformed_bootstrap_servers(servers: str) -> None:
+    with pytest.raises(kafka_settings.SettingsError):
+        kafka_settings.resolve_bootstrap(servers or ",", None, {})
+
+
+def test_security_env_maps_to_librdkafka_properties() -> None:
+    environ = {
+        "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+        "KAFKA_SASL_MECHANISM": "scram-sha-512",
+        "KAFKA_SASL_USERNAME": "notifier",
+        "KAFKA_SASL_PASSWORD": "s3cret",
+        "KAFKA_SSL_CA_LOCATION": "/etc/kafka/ca.crt",
+    }
+    conf = kafka_settings.security_from_env(environ)
+    assert conf == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": "notifier",
+        "sasl.password": "s3cret",
+        "ssl.ca.location": "/etc/kafka/ca.crt",
+    }
+    connection = kafka_settings.Connection(kafka_settings.Bootstrap("k:9093", "test"), conf)
+    assert "s3cret" not in connection.describe()
+
+    # librdkafka itself accepts every property name and value (it rejects unknown ones at construction).
+    from confluent_kafka import Producer
+
+    config = produce.producer_config(connection, 1)
+    config.pop("ssl.ca.location")  # librdkafka loads the CA file at construction; the name is checked above
+    Producer(config).flush(0)
+
+
+def test_default_ce_attributes_match_the_trigger_filters() -> None:
+    """The KafkaSource forwards a real CloudEvent unchanged, so only these attributes reach the subscriber."""
+    yaml = YAML(typ="safe")
+    triggers = [d for d in yaml.load_all((REPO / "base/eventing/triggers.yaml").read_text()) if d]
+    by_path = {t["spec"]["subscriber"]["uri"]: t["spec"]["filter"]["attributes"] for t in triggers}
+    for topic in kafka_events.TOPICS:
+        record = kafka_events.encode(topic, b"{}", "k", kafka_events.CeMode.BINARY)
+        assert record.ce is not None
+        attributes = by_path[f"/events/{topic}"]
+        assert record.ce["type"] == attributes["type"]
+        assert record.ce["source"] == attributes["source"]
+
+
+def test_set_overrides_fields_and_is_validated() -> None:
+    fixed_id = "0f8fad5b-d9cb-469f-a165-70867728950f"
+    payload = json.loads(
+        kafka_events.build_payload(
+            "notifications",
+            None,
+            ("channel=sms", "priority=high", "metadata.ticket=T-7", f"notification_id={fixed_id}"),
+        )
+    )
+    assert payload["channel"] == "sms"
+    assert payload["priority"] == "high"
+    assert payload["metadata"] == {"order_id": "1042", "ticket": "T-7"}
+    assert payload["notification_id"] == fixed_id  # an explicit value is not replaced by a fresh one
+
+    log = json.loads(kafka_events.build_payload("loggings", None, ("level=warn", 'attributes:={"attempt": 3}')))
+    assert log["level"] == "WARNING"  # normalised by the model, so the payload is what the subscriber parses
+    assert log["attributes"] == {"attempt": 3}
+
+    with pytest.raises(kafka_events.PayloadError, match="does not match Notification"):
+        kafka_events.build_payload("notifications", None, ("channel=pigeon",))
+    with pytest.raises(kafka_events.PayloadError, match="FIELD=TEXT or FIELD:=JSON"):
+        kafka_events.build_payload("notifications", None, ("no-equals-sign",))
+    with pytest.raises(kafka_events.PayloadError, match="attributes:="):
+        kafka_events.build_payload("loggings", None, ("attributes:={not json",))
