@@ -3,6 +3,7 @@
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,27 +51,37 @@ def schema_findings(env: str, render: RenderResult | None, stream: str, crd_dir:
     return found
 
 
+def _render(root: Path, env: str) -> RenderResult | Finding:
+    try:
+        return render_env(env, root)
+    except (RenderError, releases.DigestMismatch) as error:
+        return Finding("render", env, "-", f"overlays/{env}", str(error))
+
+
 def validate(root: Path = REPO_ROOT, envs: list[str] | None = None) -> Report:
     report = Report()
-    for env in envs or environments(root):
-        try:
-            report.renders[env] = render_env(env, root)
-        except (RenderError, releases.DigestMismatch) as error:
-            report.findings.append(Finding("render", env, "-", f"overlays/{env}", str(error)))
-    crds = {
-        manifests.meta(o).get("name"): o
-        for render in report.renders.values()
-        for o in manifests.of_kind(render.objects, "apiextensions.k8s.io", "CustomResourceDefinition")
-    }
-    crd_dir = schemas.crd_schemas(crds.values(), sorted(argocd_crds_dir().glob("*.yaml")))
-    for env, render in report.renders.items():
-        report.findings += schema_findings(env, render, render.text, crd_dir, f"overlays/{env}")
+    envs = envs or environments(root)
+    # Renders and kubeconform runs are subprocess-bound: one thread per environment.
+    with ThreadPoolExecutor(max_workers=len(envs) or 1) as pool:
+        for env, rendered in zip(envs, pool.map(lambda e: _render(root, e), envs), strict=True):
+            if isinstance(rendered, Finding):
+                report.findings.append(rendered)
+            else:
+                report.renders[env] = rendered
+        crds = {
+            manifests.meta(o).get("name"): o
+            for render in report.renders.values()
+            for o in manifests.of_kind(render.objects, "apiextensions.k8s.io", "CustomResourceDefinition")
+        }
+        crd_dir = schemas.crd_schemas(crds.values(), sorted(argocd_crds_dir().glob("*.yaml")))
+        jobs = [(env, render, render.text, f"overlays/{env}") for env, render in report.renders.items()]
+        jobs += [("argocd", None, p.read_text(), str(p.relative_to(root))) for p in argocd_files(root)]
+        for found in pool.map(lambda job: schema_findings(*job[:3], crd_dir, job[3]), jobs):
+            report.findings += found
+    for render in report.renders.values():
         ctx = EnvContext(root, render)
         for check in env_checks():
             report.findings += list(check(ctx))
-    for path in argocd_files(root):
-        name = str(path.relative_to(root))
-        report.findings += schema_findings("argocd", None, path.read_text(), crd_dir, name)
     repo = RepoContext(root, report.renders)
     for check in repo_checks():
         report.findings += list(check(repo))

@@ -1,0 +1,115 @@
+"""make render: offline, lock-checked, loud about what it leaves out."""
+
+import subprocess
+import sys
+
+import pytest
+
+from gitops import releases
+from gitops.paths import REPO_ROOT, release_mirror
+from gitops.render import RenderError, render_env
+
+BROKER_DATA_PLANE = "https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v1.23.0/eventing-kafka-broker.yaml"
+
+
+def test_render_prints_the_stack_and_names_what_it_left_out():
+    proc = subprocess.run(
+        [sys.executable, "-m", "gitops.render", "prod"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    for expected in (
+        "kind: Broker",
+        "kind: KafkaSource",
+        "kind: Trigger",
+        "name: kafka-source-dispatcher",
+        "name: net-kourier-controller",
+    ):
+        assert expected in proc.stdout
+    assert f"LEFT OUT {BROKER_DATA_PLANE}" in proc.stderr
+
+
+def test_every_release_url_is_served_from_a_verified_local_copy(renders):
+    render = renders["dev"]
+    assert [gap.url for gap in render.omitted] == [BROKER_DATA_PLANE]
+    origins = set(render.origins.values())
+    for url in releases.referenced_urls(REPO_ROOT):
+        assert (url in origins) != (url == BROKER_DATA_PLANE), url
+
+
+def test_objects_know_their_source_file(renders):
+    render = renders["prod"]
+    by_kind = {(o["kind"], o["metadata"]["name"]): render.origin(o) for o in render.objects}
+    assert by_kind[("Trigger", "loggings")] == "base/eventing/triggers.yaml"
+    assert by_kind[("Service", "notifications")] == "apps/notifications/deploy/service.yaml"
+    assert by_kind[("Deployment", "controller")].endswith("/serving-core.yaml")
+
+
+def test_digest_mismatch_stops_the_render(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    subprocess.run(["cp", "-r", str(release_mirror()), str(mirror)], check=True)
+    tampered = mirror / "knative-v1.23.0" / "net-kourier" / "kourier.yaml"
+    tampered.chmod(0o644)
+    tampered.write_text(tampered.read_text().replace("replicas: 1", "replicas: 2", 1))
+    with pytest.raises(releases.DigestMismatch, match=r"kourier.yaml: sha256 .* but the lock says cded0c3c"):
+        render_env("dev", mirror=mirror)
+
+
+def test_asset_missing_everywhere_is_left_out_and_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("GITOPS_CACHE_DIR", str(tmp_path / "cache"))
+    mirror = tmp_path / "mirror"
+    subprocess.run(["cp", "-r", str(release_mirror()), str(mirror)], check=True)
+    (mirror / "knative-v1.23.0" / "eventing-kafka-broker").chmod(0o755)
+    (mirror / "knative-v1.23.0" / "eventing-kafka-broker" / "eventing-kafka-source.yaml").unlink()
+    # No mirror copy and no network: the download fails, the asset is left out, and the render says why.
+    monkeypatch.setattr(
+        releases, "download", lambda url, dest: (_ for _ in ()).throw(releases.httpx.ConnectError("offline"))
+    )
+    render = render_env("dev", mirror=mirror)
+    left_out = {gap.url.rsplit("/", 1)[1]: gap.reason for gap in render.omitted}
+    assert (
+        "not in the mirror" in left_out["eventing-kafka-source.yaml"]
+        and "offline" in left_out["eventing-kafka-source.yaml"]
+    )
+    assert not any(o["metadata"]["name"] == "kafka-source-dispatcher" for o in render.objects)
+
+
+def test_downloaded_asset_is_checked_against_the_lock(tmp_path, monkeypatch):
+    monkeypatch.setenv("GITOPS_CACHE_DIR", str(tmp_path / "cache"))
+    mirror = tmp_path / "mirror"
+    subprocess.run(["cp", "-r", str(release_mirror()), str(mirror)], check=True)
+    source = mirror / "knative-v1.23.0" / "eventing-kafka-broker" / "eventing-kafka-source.yaml"
+    good = source.read_bytes()
+    source.parent.chmod(0o755)
+    source.unlink()
+
+    def fake_download(url, dest, body=good):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(body)
+        return dest
+
+    monkeypatch.setattr(releases, "download", fake_download)
+    render = render_env("dev", mirror=mirror)
+    assert any(o["metadata"]["name"] == "kafka-source-dispatcher" for o in render.objects)
+    (tmp_path / "cache").chmod(0o755)
+    for cached in (tmp_path / "cache").rglob("eventing-kafka-source.yaml"):
+        cached.unlink()
+    monkeypatch.setattr(releases, "download", lambda url, dest: fake_download(url, dest, good + b"\n# tampered\n"))
+    with pytest.raises(releases.DigestMismatch, match=r"downloaded .*eventing-kafka-source.yaml"):
+        render_env("dev", mirror=mirror)
+
+
+def test_unknown_environment():
+    with pytest.raises(RenderError, match=r"unknown environment 'staging'.*known: dev, prod"):
+        render_env("staging")
+
+
+def test_url_missing_from_lock_stops_the_render(tree_copy):
+    kustomization = tree_copy / "base/platform/kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text().replace(
+            "  - https://github.com/knative/eventing/releases/download/knative-v1.23.0/eventing-core.yaml\n",
+            "  - https://github.com/knative/eventing/releases/download/knative-v1.23.0/eventing-core.yaml\n"
+            "  - https://github.com/knative/serving/releases/download/knative-v1.23.0/serving-hpa.yaml\n",
+        )
+    )
+    with pytest.raises(RenderError, match=r"serving-hpa.yaml .* has no entry in the releases lock"):
+        render_env("dev", root=tree_copy)
