@@ -248,3 +248,25 @@ def test_kafka_source_spec(broken, mutate, expected):
     mutate(obj(render, "sources.knative.dev", "KafkaSource", NS, "kafka-source")["spec"])
     findings = run_check(eventing.check_kafka_source, render)
     assert any(expected in f.message and f.obj == "KafkaSource notifications/kafka-source" for f in findings), findings
+
+
+def test_shared_consumer_group_is_reported(broken):
+    render = broken("dev")
+    import copy
+
+    twin = copy.deepcopy(obj(render, "sources.knative.dev", "KafkaSource", NS, "kafka-source"))
+    twin["metadata"]["name"] = "kafka-source-2"
+    render.objects.append(twin)
+    findings = run_check(eventing.check_consumer_groups_unique, render)
+    assert [f.obj for f in findings] == ["KafkaSource notifications/kafka-source-2"]
+    assert "also used by KafkaSource notifications/kafka-source" in findings[0].message
+
+
+def test_service_timeout_must_be_shorter_than_delivery_timeout(broken):
+    render = broken("prod")
+    obj(render, "serving.knative.dev", "Service", NS, "notifications")["spec"]["template"]["spec"]["timeoutSeconds"] = (
+        30
+    )
+    findings = run_check(eventing.check_subscriber_timeout, render)
+    assert sorted(f.obj for f in findings) == ["Trigger notifications/loggings", "Trigger notifications/notifications"]
+    assert "delivery timeout 30s is not longer than" in findings[0].message

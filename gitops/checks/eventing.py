@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from gitops import manifests
 from gitops.app_routes import Route, app_of_origin, served_routes
 from gitops.checks import EnvContext, Finding
-from gitops.checks.knative import delivery_problems, eventing_features, resolve_destination
+from gitops.checks.knative import delivery_problems, eventing_features, iso_duration, resolve_destination
 from gitops.manifests import Obj, dig
 
 BROKER_CLASS = "eventing.knative.dev/broker.class"
@@ -409,8 +409,52 @@ def check_kafka_source(ctx: EnvContext) -> Iterator[Finding]:
             )
 
 
+def check_consumer_groups_unique(ctx: EnvContext) -> Iterator[Finding]:
+    """Two sources in one consumer group split the topics' partitions between them: each sees half the events."""
+    seen: dict[str, Obj] = {}
+    for source in manifests.of_kind(ctx.objects, "sources.knative.dev", "KafkaSource"):
+        group = dig(source, "spec", "consumerGroup")
+        if not group:
+            continue
+        if group in seen:
+            yield ctx.finding(
+                "kafka-source",
+                source,
+                f"consumerGroup {group!r} is also used by {manifests.ObjKey.of(seen[group])}: they would split the partitions",
+            )
+        seen[group] = source
+
+
+def _seconds(delivery: object) -> float | None:
+    timeout = iso_duration(dig(delivery, "timeout"))
+    return timeout.total_seconds() if timeout is not None else None
+
+
+def check_subscriber_timeout(ctx: EnvContext) -> Iterator[Finding]:
+    """A dispatcher that gives up before the service answers retries work that is still running: duplicates."""
+    for trigger in manifests.of_kind(ctx.objects, "eventing.knative.dev", "Trigger"):
+        broker = trigger_broker(ctx.objects, trigger)
+        delivery = dig(trigger, "spec", "delivery") or dig(broker, "spec", "delivery")
+        attempt = _seconds(delivery) or 600.0  # the Kafka dispatcher's default per-attempt timeout
+        target = resolve_destination(ctx.objects, trigger, dig(trigger, "spec", "subscriber"), "spec.subscriber").target
+        if target is None or target.get("kind") != "Service" or manifests.group_of(target) != "serving.knative.dev":
+            continue
+        served = (
+            dig(target, "spec", "template", "spec", "timeoutSeconds") or 300
+        )  # config-defaults revision-timeout-seconds
+        if served >= attempt:
+            yield ctx.finding(
+                "delivery",
+                trigger,
+                f"delivery timeout {attempt:g}s is not longer than {manifests.ObjKey.of(target)} timeoutSeconds {served}: "
+                "the dispatcher retries requests the service is still processing",
+            )
+
+
 CHECKS = [
     check_trigger_spec,
+    check_consumer_groups_unique,
+    check_subscriber_timeout,
     check_trigger_filters_match,
     check_destinations,
     check_delivery,
