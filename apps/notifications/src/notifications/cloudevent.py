@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,10 +60,13 @@ def is_json_media_type(media: str | None) -> bool:
 
 
 def _decode_header_value(raw: bytes) -> str:
-    try:
-        value = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        value = raw.decode("latin-1")
+    if raw.isascii():
+        value = raw.decode("ascii")
+    else:
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw.decode("latin-1")
     # The HTTP binding percent-encodes space, '"', '%' and non-ASCII characters in ce- header values.
     return unquote(value, errors="strict") if "%" in value else value
 
@@ -70,9 +74,7 @@ def _decode_header_value(raw: bytes) -> str:
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
-def from_http(
-    raw_headers: list[tuple[bytes, bytes]], body: bytes, *, require_json_data: bool = True
-) -> CloudEvent:
+def from_http(raw_headers: list[tuple[bytes, bytes]], body: bytes, *, require_json_data: bool = True) -> CloudEvent:
     """Decode and validate a CloudEvent; raises MalformedEvent (400 or 415) for anything not acceptable."""
     attributes: dict[str, Any] = {}
     content_type: str | None = None
@@ -91,9 +93,7 @@ def from_http(
     media = media_type(content_type)
     if media is not None and media.startswith(_CLOUDEVENTS_MEDIA_PREFIX):
         if media != STRUCTURED_MEDIA_TYPE:
-            raise MalformedEvent(
-                415, "unsupported_media_type", f"{media} is not supported (batch or non-JSON)"
-            )
+            raise MalformedEvent(415, "unsupported_media_type", f"{media} is not supported (batch or non-JSON)")
         event = _from_structured(body, require_json_data)
     elif attributes:
         if require_json_data and not is_json_media_type(media):
@@ -150,9 +150,7 @@ def _validate_attributes(attributes: dict[str, Any]) -> None:
     for name in REQUIRED_ATTRIBUTES:
         value = attributes.get(name)
         if not isinstance(value, str) or not value:
-            raise MalformedEvent(
-                400, "missing_attribute", f"{name} is required and must be a non-empty string"
-            )
+            raise MalformedEvent(400, "missing_attribute", f"{name} is required and must be a non-empty string")
     time = attributes.get("time")
     if time is not None:
         if not isinstance(time, str):
@@ -162,5 +160,14 @@ def _validate_attributes(attributes: dict[str, Any]) -> None:
         except ValueError as exc:
             raise MalformedEvent(400, "bad_attribute", "time is not RFC 3339") from exc
     for name in attributes:
-        if not name.isalnum() or not name.isascii() or name.lower() != name:
-            raise MalformedEvent(400, "bad_attribute", f"attribute name {name[:40]!r} is not [a-z0-9]+")
+        if name not in _valid_names:
+            if not _ATTRIBUTE_NAME.fullmatch(name):
+                raise MalformedEvent(400, "bad_attribute", f"attribute name {name[:40]!r} is not [a-z0-9]+")
+            if len(_valid_names) < _MAX_REMEMBERED_NAMES:
+                _valid_names.add(name)
+
+
+# Attribute names repeat from event to event; remember the valid ones instead of re-checking each time.
+_MAX_REMEMBERED_NAMES = 4096
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
+_valid_names: set[str] = set()

@@ -12,7 +12,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from enum import Enum
 
-EventKey = tuple[str, str]
+EventKey = str
+
+
+def event_key(source: str, event_id: str) -> EventKey:
+    """One flat string rather than a tuple: strings are not tracked by the cyclic GC, so a full window of
+    keys adds nothing to collection pauses. The length prefix keeps distinct pairs distinct."""
+    return f"{len(source)}:{source}{event_id}"
 
 
 class Claim(Enum):
@@ -22,9 +28,7 @@ class Claim(Enum):
 
 
 class RecentEvents:
-    def __init__(
-        self, window_seconds: float, max_entries: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, window_seconds: float, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._window = window_seconds
         self._max_entries = max_entries
         self._clock = clock

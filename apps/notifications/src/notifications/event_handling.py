@@ -17,9 +17,9 @@ from starlette.responses import Response
 
 from notifications import cloudevent
 from notifications.cloudevent import CloudEvent
-from notifications.dedup import Claim, RecentEvents
+from notifications.dedup import Claim, RecentEvents, event_key
 from notifications.errors import MalformedEvent, TransientFailure
-from notifications.json_logging import FIELDS_ATTR
+from notifications.json_logging import FIELDS_ATTR, StructuredLogger
 from notifications.kafka_context import kafka_fields
 from notifications.metrics import EventMetrics
 
@@ -27,6 +27,7 @@ PayloadT = TypeVar("PayloadT", bound=BaseModel)
 Sink = Callable[[PayloadT, CloudEvent], Awaitable[None]]
 
 event_log = logging.getLogger("notifications.events")
+event_lines = StructuredLogger("notifications.events")
 
 ACCEPTED = Response(status_code=202)
 """Empty body on purpose: the Kafka dispatcher fails a 2xx whose non-empty body is not a CloudEvent
@@ -40,20 +41,21 @@ def error_response(status: int, reason: str, detail: str, headers: dict[str, str
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise MalformedEvent(400, "bad_request", "invalid Content-Length")
-        if int(declared) > limit:
-            raise MalformedEvent(413, "body_too_large", f"body exceeds {limit} bytes")
+    """The body, refusing to buffer more than `limit` bytes whatever Content-Length claims (or if chunked)."""
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise MalformedEvent(413, "body_too_large", f"body exceeds {limit} bytes")
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def decode_payload(event: CloudEvent, model: type[PayloadT]) -> PayloadT:
@@ -143,7 +145,7 @@ class EventEndpoint(Generic[PayloadT]):
 
     async def _process(self, event: CloudEvent, started: float) -> Response:
         topic = self._topic
-        key = (event.source, event.id)
+        key = event_key(event.source, event.id)
         claim = self._dedup.claim(key)
         if claim is Claim.DUPLICATE:
             self._finish(topic.route, event, "duplicate", started, logging.INFO, {})
@@ -168,9 +170,7 @@ class EventEndpoint(Generic[PayloadT]):
             self._metrics.observe(topic.route, event.type, "error", time.perf_counter() - started)
             return error_response(500, "internal_error", "processing failed; will be retried")
         self._dedup.complete(key)
-        self._finish(
-            topic.route, event, "processed", started, topic.log_level(payload), topic.summarise(payload)
-        )
+        self._finish(topic.route, event, "processed", started, topic.log_level(payload), topic.summarise(payload))
         return ACCEPTED
 
     def _finish(
@@ -195,7 +195,7 @@ class EventEndpoint(Generic[PayloadT]):
             fields.update(_raw_identity(request_headers))
         fields.update(extra_fields)
         fields["duration_ms"] = round(elapsed * 1000, 3)
-        event_log.log(level, "event " + outcome, extra={FIELDS_ATTR: fields})
+        event_lines.log(level, "event " + outcome, fields)
 
 
 _IDENTITY_HEADERS = {
@@ -209,9 +209,7 @@ _IDENTITY_HEADERS = {
 def _raw_identity(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """What a rejected request claimed to be, so its dead letter can be matched to this log line."""
     return {
-        _IDENTITY_HEADERS[name]: value.decode("latin-1")[:256]
-        for name, value in headers
-        if name in _IDENTITY_HEADERS
+        _IDENTITY_HEADERS[name]: value.decode("latin-1")[:256] for name, value in headers if name in _IDENTITY_HEADERS
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import traceback
 from datetime import UTC, datetime
 from typing import Any
@@ -22,13 +23,17 @@ def _default(value: Any) -> str:
     return str(value)
 
 
-def format_record(record: logging.LogRecord) -> bytes:
-    entry: dict[str, Any] = {
-        "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-        "level": record.levelname,
-        "logger": record.name,
-        "message": record.getMessage(),
+def _entry(created: float, level_name: str, logger: str, message: str) -> dict[str, Any]:
+    return {
+        "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+        "level": level_name,
+        "logger": logger,
+        "message": message,
     }
+
+
+def format_record(record: logging.LogRecord) -> bytes:
+    entry = _entry(record.created, record.levelname, record.name, record.getMessage())
     fields = getattr(record, FIELDS_ATTR, None)
     if fields:
         entry.update(fields)
@@ -44,18 +49,71 @@ class JsonLinesHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = format_record(record)
-            view = memoryview(line)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            self._write(format_record(record))
         except Exception:
             self.handleError(record)
+
+    def emit_fields(self, level: int, logger: str, message: str, fields: dict[str, Any]) -> None:
+        entry = _entry(time.time(), logging.getLevelName(level), logger, message)
+        entry.update(fields)
+        line = orjson.dumps(entry, default=_default, option=orjson.OPT_APPEND_NEWLINE)
+        with self.lock:
+            self._write(line)
+
+    def _write(self, line: bytes) -> None:
+        view = memoryview(line)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+
+class StructuredLogger:
+    """`logger.log(level, message, extra={"fields": ...})`, minus the LogRecord when nothing needs one.
+
+    When the records would only reach our JsonLinesHandler on the root logger (the production setup), the line
+    is written directly, which halves the cost of the per-event log line. Any other configuration (a test's
+    caplog, an extra handler or filter) goes through the standard logging machinery unchanged.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.logger = logging.getLogger(name)
+
+    def log(self, level: int, message: str, fields: dict[str, Any]) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(level):
+            return
+        handler = self._sole_json_handler(level)
+        if handler is None:
+            logger.log(level, message, extra={FIELDS_ATTR: fields})
+        else:
+            handler.emit_fields(level, logger.name, message, fields)
+
+    def _sole_json_handler(self, level: int) -> JsonLinesHandler | None:
+        logger = self.logger
+        if logger.handlers or logger.filters or not logger.propagate or logger.disabled:
+            return None
+        parent = logger.parent
+        while parent is not None and parent.parent is not None:
+            if parent.handlers or parent.filters or not parent.propagate:
+                return None
+            parent = parent.parent
+        root = logging.getLogger()
+        if root.filters or len(root.handlers) != 1:
+            return None
+        handler = root.handlers[0]
+        if type(handler) is not JsonLinesHandler or handler.filters or level < handler.level:
+            return None
+        return handler
 
 
 def configure_logging(level: str | int = "INFO", fd: int | None = None) -> None:
     """Route the root logger and uvicorn's loggers to JSON lines; drop uvicorn's access log (we log each event
     once, with its CloudEvent attributes, which an access line would only duplicate)."""
+    # Documented logging optimisations (Logging HOWTO, "Optimization"): none of these fields is ever emitted.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

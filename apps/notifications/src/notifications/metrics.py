@@ -51,9 +51,7 @@ class EventMetrics:
             ("error_code",),
             registry=self.registry,
         )
-        self.in_flight = Gauge(
-            "notifications_events_in_flight", "Event requests being handled", registry=self.registry
-        )
+        self.in_flight = Gauge("notifications_events_in_flight", "Event requests being handled", registry=self.registry)
         self._max_type_labels = max_type_labels
         self._known_types: set[str] = set()
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}

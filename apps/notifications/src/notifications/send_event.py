@@ -7,8 +7,7 @@ The attributes follow what eventing-kafka-broker's KafkaSource dispatcher produc
 source `/apis/v1/namespaces/<ns>/kafkasources/<name>#<topic>`, id `partition:<p>/offset:<o>`,
 subject `partition:<p>#<o>`, `key`/`partitionkey`, `kafkaheader<name>`, `knativekafkapartition` and
 `knativekafkaoffset`. The CloudEvents SDK does the encoding, so the subscriber's own decoder is checked
-against
-an independent encoder.
+against an independent encoder.
 """
 
 from __future__ import annotations
@@ -76,9 +75,7 @@ def new_traceparent() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="base URL of the subscriber")
     parser.add_argument("--topic", choices=sorted(TOPIC_PATHS), default="notifications")
     parser.add_argument("--mode", choices=("binary", "structured"), default="binary")

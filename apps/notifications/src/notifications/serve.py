@@ -64,6 +64,8 @@ def build_server(settings: Settings, factory: Callable[[Settings], FastAPI]) -> 
         access_log=False,
         log_config=None,
         server_header=False,
+        # queue-proxy is the only client; X-Forwarded-* rewriting buys nothing and costs per request.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
         timeout_keep_alive=75,
     )

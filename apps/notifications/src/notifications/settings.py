@@ -32,7 +32,5 @@ class Settings:
             dedup_window_seconds=float(env.get("DEDUP_WINDOW_SECONDS", defaults.dedup_window_seconds)),
             dedup_max_entries=int(env.get("DEDUP_MAX_ENTRIES", defaults.dedup_max_entries)),
             drain_delay_seconds=float(env.get("DRAIN_DELAY_SECONDS", defaults.drain_delay_seconds)),
-            graceful_shutdown_seconds=float(
-                env.get("GRACEFUL_SHUTDOWN_SECONDS", defaults.graceful_shutdown_seconds)
-            ),
+            graceful_shutdown_seconds=float(env.get("GRACEFUL_SHUTDOWN_SECONDS", defaults.graceful_shutdown_seconds)),
         )

@@ -1,0 +1,243 @@
+"""`make bench`: our production server vs the article's handler, one worker each, over loopback with wrk.
+
+Server pinned to CPU 0, wrk to CPU 1. Every request is a distinct KafkaSource-shaped binary CloudEvent (unique
+offset), so our server validates, deduplicates, logs and counts each one; the baseline parses the JSON body.
+Figures are only comparable within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+
+from notifications.models import Notification
+
+ARTICLE_DIR = Path(__file__).resolve().parents[2] / "bench" / "article"
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+
+# wrk's Lua: a distinct (source, id) per request, and a JSON summary on stdout at the end.
+WRK_SCRIPT = r"""
+local threads = {}
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("partition", counter)
+  table.insert(threads, thread)
+end
+local offset = 0
+local headers = {}
+function init(args)
+  body = args[1]
+  headers["Content-Type"] = "application/json"
+  headers["ce-specversion"] = "1.0"
+  headers["ce-type"] = "dev.knative.kafka.event"
+  headers["ce-source"] = "/apis/v1/namespaces/default/kafkasources/kafka-source#notifications"
+  headers["ce-time"] = "2026-11-26T07:12:03.512Z"
+  headers["ce-key"] = "user-4711"
+  headers["ce-partitionkey"] = "user-4711"
+  headers["ce-kafkaheaderxrequestid"] = "b7ad6b7169203331"
+  headers["ce-knativekafkapartition"] = tostring(partition)
+  headers["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+end
+function request()
+  offset = offset + 1
+  headers["ce-id"] = "partition:" .. partition .. "/offset:" .. offset
+  headers["ce-subject"] = "partition:" .. partition .. "#" .. offset
+  headers["ce-knativekafkaoffset"] = tostring(offset)
+  return wrk.format("POST", nil, headers, body)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"non_2xx":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    events_per_second: float
+    p50_ms: float
+    p99_ms: float
+    peak_rss_mib: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    log_lines: int
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        sys.exit("make bench needs wrk: run `sudo apt-get install -y wrk` (Debian/Ubuntu) and retry")
+    print("installing wrk with apt-get ...", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    return shutil.which("wrk") or sys.exit("wrk still not on PATH after apt-get install")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"server exited with {process.returncode} before serving {url}")
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    sys.exit(f"server did not start serving {url} within {timeout}s")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@contextmanager
+def running(command: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Iterator[subprocess.Popen]:
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *command], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def run_wrk(load: Load, url: str, seconds: int) -> dict:
+    command = [
+        "taskset", "-c", LOAD_CPU, load.wrk, "-t1", f"-c{load.connections}", f"-d{seconds}s",
+        "--timeout", "5s", "-s", str(load.script), url, "--", load.body,
+    ]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+    summary_line = completed.stdout.strip().splitlines()[-1]
+    return orjson.loads(summary_line)
+
+
+@dataclass(frozen=True)
+class ServerUnderTest:
+    name: str
+    command: list[str]
+    cwd: Path
+    env: dict[str, str]
+    port: int
+    probe_path: str
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@dataclass(frozen=True)
+class Load:
+    wrk: str
+    script: Path
+    body: str
+    connections: int
+    seconds: int
+
+
+def bench_one(server: ServerUnderTest, load: Load, workdir: Path) -> Result:
+    log_path = workdir / f"{server.name}.log"
+    url = server.url("/events/notifications")
+    with running(server.command, server.env, server.cwd, log_path) as process:
+        wait_until_serving(server.url(server.probe_path), process)
+        run_wrk(load, url, min(3, load.seconds))  # warm-up
+        summary = run_wrk(load, url, load.seconds)
+        rss = peak_rss_mib(process.pid)
+    log_lines = sum(1 for line in log_path.read_bytes().splitlines() if b"/events/" in line or b'"event ' in line)
+    return Result(
+        name=server.name,
+        events_per_second=summary["requests"] / (summary["duration_us"] / 1e6),
+        p50_ms=summary["p50_us"] / 1000,
+        p99_ms=summary["p99_us"] / 1000,
+        peak_rss_mib=rss,
+        requests=summary["requests"],
+        non_2xx=summary["non_2xx"],
+        socket_errors=summary["socket_errors"],
+        log_lines=log_lines,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args(argv)
+    if (os.cpu_count() or 1) < 2:
+        print("warning: fewer than 2 CPUs, server and wrk share a core", file=sys.stderr)
+    wrk = ensure_wrk()
+    python = sys.executable
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "LOG_LEVEL")}
+    with tempfile.TemporaryDirectory(prefix="notifications-bench-") as tmp:
+        workdir = Path(tmp)
+        script = workdir / "cloudevent.lua"
+        script.write_text(WRK_SCRIPT)
+        load = Load(wrk, script, Notification.example().model_dump_json(), args.connections, args.seconds)
+        article_port, our_port = free_port(), free_port()
+        servers = [
+            # Plain `uvicorn main:app` defaults, as the article's users ran it.
+            ServerUnderTest(
+                "article", [python, "-m", "uvicorn", "main:app", "--port", str(article_port)],
+                ARTICLE_DIR, env, article_port, "/docs",
+            ),
+            ServerUnderTest(
+                "ours", [python, "-m", "notifications.serve"],
+                workdir, {**env, "PORT": str(our_port), "HOST": "127.0.0.1"}, our_port, "/readyz",
+            ),
+        ]  # fmt: skip
+        results = [bench_one(server, load, workdir) for server in servers]
+    print_report(results, args.connections, args.seconds)
+    return 0
+
+
+def print_report(results: list[Result], connections: int, seconds: int) -> None:
+    print(f"\n{connections} connections, {seconds}s per server, 1 worker on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU}")
+    header = f"{'server':<10}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'peak RSS MiB':>14}{'non-2xx':>9}"
+    print(header + f"{'sock err':>10}{'log lines':>11}")
+    for r in results:
+        print(
+            f"{r.name:<10}{r.events_per_second:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.peak_rss_mib:>14.1f}"
+            f"{r.non_2xx:>9}{r.socket_errors:>10}{r.log_lines:>11}"
+        )
+    baseline, ours = results
+    ratio = ours.events_per_second / baseline.events_per_second
+    print(f"\nours / article: {ratio:.2f}x events/s (goal >= 1.5x); ours p99 {ours.p99_ms:.2f} ms (goal <= 10 ms)")
+    print("article log lines are uvicorn access lines; ours are one JSON line per event (warm-up included)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
