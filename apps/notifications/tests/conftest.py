@@ -1,0 +1,22 @@
+"""Fixtures: one live server per test module, and an HTTP client for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from notifications_live import LiveServer, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_server(tmp_path_factory.mktemp("live"), env={"MAX_BODY_BYTES": "65536"})
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def client(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.url, timeout=5) as http:
+        yield http
