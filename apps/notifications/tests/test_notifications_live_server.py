@@ -11,8 +11,9 @@ import orjson
 import pytest
 from notifications.models import LogRecord, Notification
 from notifications.send_event import main as send_event_main
-from notifications_live import LiveServer, binary_event, structured_event
+from notifications_testkit import LiveServer, binary_event, structured_event
 
+pytest_plugins = ["notifications_fixtures"]
 pytestmark = pytest.mark.timeout(60)
 
 NOTIFICATIONS = "/events/notifications"

@@ -1,7 +1,6 @@
 """Helpers for the tests: a real `python -m notifications.serve` process on loopback, and CloudEvent builders.
 
-Named apart from the repo's other test helpers: test directories here have no __init__.py, so module names must
-be unique across the whole pytest run.
+Module names here are unique across the whole pytest run because test directories have no __init__.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Fixtures: one live server per test module, and an HTTP client for it."""
+"""Fixtures for the loopback tests, loaded with `pytest_plugins = ["notifications_fixtures"]`.
+
+No conftest.py: the repo's tests import `conftest` by name, and a second one would shadow it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from notifications_live import LiveServer, start_server, stop_server
+from notifications_testkit import LiveServer, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
