@@ -14,6 +14,7 @@ import base64
 import contextlib
 import ctypes
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -72,6 +73,9 @@ def jars_dir() -> Path:
     (partial / ".complete").write_text(" ".join(cmd) + "\n")
     shutil.rmtree(libs, ignore_errors=True)
     partial.rename(libs)
+    for stale in CACHE.glob("libs-*"):  # jars of an older pom
+        if stale != libs and not stale.name.startswith(f"{libs.name}.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
     return libs
 
 
@@ -92,6 +96,31 @@ class KafkaBroker:
     workdir: Path
     process: subprocess.Popen[bytes]
     start_seconds: float
+    libs: Path
+
+    def ce_decode(self, topic: str, partition: int, offset: int) -> dict[str, object]:
+        """Decode one record with the CloudEvents Java SDK, as the KafkaSource dispatcher does."""
+        proc = subprocess.run(
+            [
+                "java",
+                "-Xmx256m",
+                f"-Dlog4j2.configurationFile={HACK / 'log4j2-quiet.properties'}",
+                "-cp",
+                f"{self.libs}/*",
+                str(HACK / "CeDecode.java"),
+                self.bootstrap_servers,
+                topic,
+                str(partition),
+                str(offset),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"CeDecode failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
 
     @property
     def log_file(self) -> Path:
@@ -171,7 +200,7 @@ def start_broker(topics: dict[str, int] | None = None) -> KafkaBroker:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    broker = KafkaBroker(f"127.0.0.1:{port}", workdir, proc, 0.0)
+    broker = KafkaBroker(f"127.0.0.1:{port}", workdir, proc, 0.0, libs)
     try:
         _wait_ready(broker)
         _create_topics(broker.bootstrap_servers, topics if topics is not None else TOPICS)

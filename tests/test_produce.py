@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka_broker import kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
+from kafka_broker import KafkaBroker, kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
 from ruamel.yaml import YAML
 
 from gitops import kafka_events, kafka_settings, produce
@@ -170,6 +170,35 @@ def test_none_mode_sends_plain_json_without_ce_headers(kafka_bootstrap: str) -> 
     # No ce_specversion, no cloudevents content-type: the KafkaSource wraps it with this datacontenttype.
     assert rec.headers == {"content-type": b"application/json"}
     same_except_fresh("loggings", rec.value)
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("mode", ["binary", "structured", "none"])
+def test_the_dispatchers_cloudevents_sdk_reads_the_record(kafka_broker: KafkaBroker, mode: str) -> None:  # noqa: F811
+    """Decode with the CloudEvents Java SDK, as the KafkaSource dispatcher does (knative-facts §1): binary and
+    structured records are real CloudEvents passed through unchanged; a plain record is not, so it is wrapped."""
+    rc, (report,) = run_cli(
+        ["--topic", "notifications", "--key", "user-4711", "--ce", mode],
+        {"KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers},
+    )
+    assert rc == 0
+    decoded = kafka_broker.ce_decode("notifications", report["partition"], report["offset"])
+    assert decoded["key"] == "user-4711"
+    if mode == "none":
+        assert "Unknown encoding" in decoded["error"]
+        return
+    assert "error" not in decoded, decoded
+    assert decoded["attributes"] == {
+        "specversion": "1.0",
+        "id": report["ce"]["id"],
+        "type": "dev.knative.kafka.event",
+        "source": "/apis/v1/namespaces/notifications/kafkasources/kafka-source#notifications",
+        "datacontenttype": "application/json",
+        "time": decoded["attributes"]["time"],
+    }
+    assert datetime.fromisoformat(decoded["attributes"]["time"]).tzinfo is not None
+    assert decoded["extensions"] == {"partitionkey": "user-4711", "key": "user-4711"}
+    same_except_fresh("notifications", decoded["data"].encode())
 
 
 def java_murmur2(data: bytes) -> int:
