@@ -152,8 +152,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if not 1 <= args.count <= 10_000:
         print("error: --count must be between 1 and 10000", file=sys.stderr)
         return 2
-    if not 0 < args.timeout <= 300:
-        print("error: --timeout must be in (0, 300] seconds", file=sys.stderr)
+    if not 1 <= args.timeout <= 300:  # librdkafka reads message.timeout.ms=0 as "forever"
+        print("error: --timeout must be between 1 and 300 seconds", file=sys.stderr)
         return 2
     try:
         connection = kafka_settings.resolve(args.bootstrap_servers, args.env, environ)
@@ -165,6 +165,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(
             f"warning: the Broker ConfigMap names Secret {connection.bootstrap.auth_secret}; set"
             " KAFKA_SECURITY_PROTOCOL and the KAFKA_SASL_* / KAFKA_SSL_CA_LOCATION variables from it",
+            file=sys.stderr,
+        )
+    default_source = kafka_events.default_source(args.topic)
+    if args.ce != CeMode.NONE and (
+        args.ce_type != kafka_events.KAFKASOURCE_TYPE or (args.ce_source or default_source) != default_source
+    ):
+        print(
+            f"warning: the Triggers only pass type={kafka_events.KAFKASOURCE_TYPE} with source {default_source};"
+            " this event will not reach the subscriber",
             file=sys.stderr,
         )
     print(f"producing {len(records)} x {args.topic} (ce={args.ce}) to {connection.describe()}", file=sys.stderr)

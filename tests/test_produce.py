@@ -453,3 +453,24 @@ def test_set_overrides_fields_and_is_validated() -> None:
         kafka_events.build_payload("notifications", None, ("no-equals-sign",))
     with pytest.raises(kafka_events.PayloadError, match="attributes:="):
         kafka_events.build_payload("loggings", None, ("attributes:={not json",))
+
+
+@pytest.mark.kafka
+def test_custom_ce_type_is_sent_but_warned_about(
+    kafka_bootstrap: str,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc, (report,) = run_cli(
+        ["--ce-type", "com.example.notification", "--ce-source", "/tests"],
+        {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+    )
+    assert rc == 0
+    assert "will not reach the subscriber" in capsys.readouterr().err
+    rec = consume_at(kafka_bootstrap, "notifications", report["partition"], report["offset"])
+    assert rec.headers["ce_type"] == b"com.example.notification"
+    assert rec.headers["ce_source"] == b"/tests"
+
+
+@pytest.mark.parametrize("argv", [["--timeout", "0.5"], ["--timeout", "301"], ["--count", "0"]])
+def test_out_of_range_limits_are_usage_errors(argv: list[str]) -> None:
+    assert produce.main(["--bootstrap-servers", UNREACHABLE, *argv], environ={}) == 2
