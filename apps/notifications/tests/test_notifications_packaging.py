@@ -1,0 +1,82 @@
+"""What other engineers and the image rely on: routes, pins, the Dockerfile and the Makefile verbs."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from fastapi.routing import APIRoute
+from notifications.app import create_app
+from starlette.routing import Mount
+
+APP_DIR = Path(__file__).resolve().parents[1]
+REPO = APP_DIR.parents[1]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"{path.name}: {line!r} is not an exact pin"
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_requirements_txt_pins_match_the_repo_lock() -> None:
+    image = _pins(APP_DIR / "requirements.txt")
+    lock = _pins(REPO / "requirements.lock")
+    mismatched = {name: (version, lock.get(name)) for name, version in image.items() if lock.get(name) != version}
+    assert not mismatched, f"requirements.txt vs requirements.lock: {mismatched}"
+
+
+def test_requirements_txt_covers_every_direct_runtime_dependency() -> None:
+    project = tomllib.loads((APP_DIR / "pyproject.toml").read_text())["project"]
+    direct = {re.sub(r"[-_.]+", "-", re.split(r"[\s<>=~!\[;]", dep, maxsplit=1)[0]).lower()
+              for dep in project["dependencies"]}  # fmt: skip
+    assert direct <= _pins(APP_DIR / "requirements.txt").keys()
+
+
+def test_required_routes_are_plain_routes_on_the_app() -> None:
+    app = create_app()
+    served = {(route.path, method) for route in app.routes for method in getattr(route, "methods", ())}
+    for required in [
+        ("/events/notifications", "POST"),
+        ("/events/loggings", "POST"),
+        ("/events/dead-letters", "POST"),
+        ("/healthz", "GET"),
+        ("/readyz", "GET"),
+        ("/metrics", "GET"),
+    ]:
+        assert required in served
+    assert not any(isinstance(route, Mount) for route in app.routes)
+    assert all(isinstance(route, APIRoute) and "{" not in route.path for route in app.routes)
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> str:
+    return (APP_DIR / "Dockerfile").read_text()
+
+
+def test_dockerfile_is_multi_stage_non_root_and_runs_the_real_server(dockerfile: str) -> None:
+    stages = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    assert len(stages) >= 2
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)", dockerfile, flags=re.MULTILINE).group(1)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), "base must be a pinned slim Python 3.11 tag"
+    final = dockerfile[dockerfile.rindex("\nFROM ") :]
+    assert "COPY --from=build" in final
+    assert not re.search(r"apt-get|gcc|build-essential|pip install", final)
+    assert re.search(r"^USER 10001(:10001)?$", final, flags=re.MULTILINE)
+    cmd = re.search(r"^CMD (.+)$", final, flags=re.MULTILINE).group(1)
+    assert cmd == '["python", "-m", "notifications.serve"]'
+    assert "--no-deps" in dockerfile and "requirements.txt" in dockerfile
+
+
+def test_makefile_verbs_point_at_these_modules() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    for module in ("notifications.serve", "notifications.send_event", "notifications.bench"):
+        assert f"-m {module}" in makefile
+        assert (APP_DIR / "src" / Path(*module.split("."))).with_suffix(".py").is_file()
