@@ -72,6 +72,20 @@ def _decode_header_value(raw: bytes) -> str:
 
 
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
+# Header and attribute names repeat from event to event: validate each once, then look it up.
+_MAX_REMEMBERED_NAMES = 4096
+_header_attribute_names: dict[bytes, str] = {}
+_valid_attribute_names: set[str] = set()
+
+
+def _attribute_name_of_header(header: bytes) -> str:
+    name = header[3:].decode("latin-1")
+    if not _ATTRIBUTE_NAME.fullmatch(name):
+        raise MalformedEvent(400, "bad_attribute", f"attribute name {name[:40]!r} is not [a-z0-9]+")
+    if len(_header_attribute_names) < _MAX_REMEMBERED_NAMES:
+        _header_attribute_names[header] = name
+    return name
 
 
 def from_http(raw_headers: list[tuple[bytes, bytes]], body: bytes, *, require_json_data: bool = True) -> CloudEvent:
@@ -79,16 +93,24 @@ def from_http(raw_headers: list[tuple[bytes, bytes]], body: bytes, *, require_js
     attributes: dict[str, Any] = {}
     content_type: str | None = None
     http_headers: dict[str, str] = {}
-    for name, value in raw_headers:
-        if name[:3] == b"ce-":
+    for header, value in raw_headers:
+        name = _header_attribute_names.get(header)
+        if name is None:
+            if header.startswith(b"ce-"):
+                name = _attribute_name_of_header(header)
+            else:
+                if header == b"content-type":
+                    content_type = value.decode("latin-1")
+                elif header in _TRACE_HEADERS:
+                    http_headers[header.decode("latin-1")] = value.decode("latin-1")
+                continue
+        if value.isascii() and b"%" not in value:
+            attributes[name] = value.decode("ascii")
+        else:
             try:
-                attributes[name[3:].decode("ascii")] = _decode_header_value(value)
-            except (UnicodeDecodeError, UnicodeError) as exc:
-                raise MalformedEvent(400, "bad_attribute", f"undecodable header {name!r}") from exc
-        elif name == b"content-type":
-            content_type = value.decode("latin-1")
-        elif name in _TRACE_HEADERS:
-            http_headers[name.decode("ascii")] = value.decode("latin-1")
+                attributes[name] = _decode_header_value(value)
+            except UnicodeError as exc:
+                raise MalformedEvent(400, "bad_attribute", f"undecodable value for {name}") from exc
 
     media = media_type(content_type)
     if media is not None and media.startswith(_CLOUDEVENTS_MEDIA_PREFIX):
@@ -138,6 +160,7 @@ def _from_structured(body: bytes, require_json_data: bool) -> CloudEvent:
     media = media_type(datacontenttype)
     if require_json_data and not is_json_media_type(media):
         raise MalformedEvent(415, "unsupported_media_type", f"data content type {media} is not JSON")
+    _validate_names(document)
     return CloudEvent(attributes=document, data=data, data_is_raw=raw)
 
 
@@ -159,15 +182,12 @@ def _validate_attributes(attributes: dict[str, Any]) -> None:
             datetime.fromisoformat(time)
         except ValueError as exc:
             raise MalformedEvent(400, "bad_attribute", "time is not RFC 3339") from exc
+
+
+def _validate_names(attributes: dict[str, Any]) -> None:
     for name in attributes:
-        if name not in _valid_names:
+        if name not in _valid_attribute_names:
             if not _ATTRIBUTE_NAME.fullmatch(name):
                 raise MalformedEvent(400, "bad_attribute", f"attribute name {name[:40]!r} is not [a-z0-9]+")
-            if len(_valid_names) < _MAX_REMEMBERED_NAMES:
-                _valid_names.add(name)
-
-
-# Attribute names repeat from event to event; remember the valid ones instead of re-checking each time.
-_MAX_REMEMBERED_NAMES = 4096
-_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
-_valid_names: set[str] = set()
+            if len(_valid_attribute_names) < _MAX_REMEMBERED_NAMES:
+                _valid_attribute_names.add(name)

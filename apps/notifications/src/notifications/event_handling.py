@@ -121,7 +121,6 @@ class EventEndpoint(Generic[PayloadT]):
         started = time.perf_counter()
         route = self._topic.route
         event: CloudEvent | None = None
-        self._metrics.in_flight.inc()
         try:
             body = await read_body(request, self._max_body_bytes)
             event = cloudevent.from_http(request.scope["headers"], body)
@@ -140,8 +139,6 @@ class EventEndpoint(Generic[PayloadT]):
         except ClientDisconnect:
             self._finish(route, event, "client_disconnected", started, logging.WARNING, {})
             return error_response(400, "client_disconnected", "client went away mid-request")
-        finally:
-            self._metrics.in_flight.dec()
 
     async def _process(self, event: CloudEvent, started: float) -> Response:
         topic = self._topic

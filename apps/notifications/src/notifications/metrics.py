@@ -6,7 +6,6 @@ from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -51,7 +50,6 @@ class EventMetrics:
             ("error_code",),
             registry=self.registry,
         )
-        self.in_flight = Gauge("notifications_events_in_flight", "Event requests being handled", registry=self.registry)
         self._max_type_labels = max_type_labels
         self._known_types: set[str] = set()
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
