@@ -134,6 +134,8 @@ def resource_lines(report: EnvReport, max_fields: int, full: bool = False) -> li
         per_asset = Counter(_upstream(report.origins[k]) for k in compact)
         lines.append(f"~ {len(compact)} upstream objects changed (fields not listed; --full shows them):")
         lines += [f"      {asset}: {count} changed" for asset, count in sorted(per_asset.items())]
+        common = Counter(c.path for k in compact for c in report.diff.changed[k]).most_common(5)
+        lines += [f"      most changed field: {path} (in {count})" for path, count in common]
     return lines
 
 
