@@ -22,8 +22,6 @@ from typing import Any, TextIO
 from gitops import kafka_events, kafka_settings
 from gitops.kafka_events import CeMode, Record
 
-log = logging.getLogger("gitops.produce")
-
 
 @dataclass
 class Delivery:
