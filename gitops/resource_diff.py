@@ -115,15 +115,15 @@ def show(value: Any, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _masked(obj: Obj) -> Obj:
-    """A Secret's values never reach a PR comment: compare digests of them instead."""
-    if obj.get("kind") != "Secret" or manifests.group_of(obj):
-        return obj
-    masked = dict(obj)
-    for section in ("data", "stringData"):
-        if isinstance(obj.get(section), dict):
-            masked[section] = {k: f"<hidden, {len(str(v))} chars>" for k, v in obj[section].items()}
-    return masked
+def _hide_secret_values(key: ObjKey, changes: list[FieldChange]) -> list[FieldChange]:
+    """A Secret's values never reach a PR comment: compared for real, printed as <hidden>."""
+    if key.kind != "Secret" or key.group:
+        return changes
+
+    def hide(path: str, value: Any) -> Any:
+        return value if value is MISSING or not path.startswith(("data", "stringData")) else "<hidden>"
+
+    return [FieldChange(c.path, hide(c.path, c.old), hide(c.path, c.new)) for c in changes]
 
 
 # --- classification -----------------------------------------------------------------------------------------------
@@ -351,7 +351,7 @@ def diff_env(env: str, old: Iterable[Obj], new: Iterable[Obj]) -> EnvDiff:
     result.added = sorted(set(after) - set(before))
     result.removed = sorted(set(before) - set(after))
     for key in sorted(set(before) & set(after)):
-        changes = field_changes(_masked(before[key]), _masked(after[key]))
+        changes = _hide_secret_values(key, field_changes(before[key], after[key]))
         if changes:
             result.changed[key] = changes
     for rule in RULES:

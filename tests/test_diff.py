@@ -1,0 +1,312 @@
+"""make diff: each DANGEROUS/WARNING classification fires on the change it is about and stays quiet otherwise."""
+
+import copy
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gitops import diff, manifests
+from gitops.manifests import Obj, ObjKey
+from gitops.render import RenderResult
+from gitops.resource_diff import DANGEROUS, MISSING, WARNING, EnvDiff, FieldChange, diff_env, field_changes, show
+
+Mutation = Callable[[list[Obj]], None]
+
+
+def _get(objects: list[Obj], group: str, kind: str, namespace: str, name: str) -> Obj:
+    found = manifests.find(objects, group, kind, namespace, name)
+    assert found is not None, f"{kind} {namespace}/{name} missing from the render"
+    return found
+
+
+def broker(objects: list[Obj]) -> Obj:
+    return _get(objects, "eventing.knative.dev", "Broker", "notifications", "events")
+
+
+def broker_config(objects: list[Obj]) -> Obj:
+    return _get(objects, "", "ConfigMap", "notifications", "kafka-broker-config")
+
+
+def kafka_source(objects: list[Obj]) -> Obj:
+    return _get(objects, "sources.knative.dev", "KafkaSource", "notifications", "kafka-source")
+
+
+def trigger(objects: list[Obj]) -> Obj:
+    return _get(objects, "eventing.knative.dev", "Trigger", "notifications", "loggings")
+
+
+def kservice(objects: list[Obj]) -> Obj:
+    return _get(objects, "serving.knative.dev", "Service", "notifications", "notifications")
+
+
+def crd(objects: list[Obj]) -> Obj:
+    return _get(objects, "apiextensions.k8s.io", "CustomResourceDefinition", "", "brokers.eventing.knative.dev")
+
+
+def remove(pick: Callable[[list[Obj]], Obj]) -> Mutation:
+    return lambda objects: objects.remove(pick(objects))
+
+
+def set_partitions(value: str) -> Mutation:
+    return lambda objects: broker_config(objects)["data"].__setitem__("default.topic.partitions", value)
+
+
+def drop_annotation(pick: Callable[[list[Obj]], Obj], name: str) -> Mutation:
+    return lambda objects: pick(objects)["metadata"]["annotations"].pop(name)
+
+
+def drop_crd_version(objects: list[Obj]) -> None:
+    versions = crd(objects)["spec"]["versions"]
+    versions.append({**copy.deepcopy(versions[0]), "name": "v1beta9", "storage": False})
+
+
+def add_public_service(objects: list[Obj]) -> None:
+    extra = copy.deepcopy(kservice(objects))
+    extra["metadata"]["name"] = "webhook-inbox"
+    extra["metadata"].get("labels", {}).pop("networking.knative.dev/visibility", None)
+    objects.append(extra)
+
+
+def diff_prod(renders: dict[str, RenderResult], mutate: Mutation, *, before: Mutation | None = None) -> EnvDiff:
+    old = copy.deepcopy(renders["prod"].objects)
+    if before is not None:
+        before(old)
+    new = copy.deepcopy(old)
+    mutate(new)
+    return diff_env("prod", old, new)
+
+
+FIRES = {
+    "broker removed": (remove(broker), DANGEROUS, "Broker notifications/events", "deletes its Kafka topic"),
+    "broker spec.config": (
+        lambda o: broker(o)["spec"]["config"].__setitem__("name", "other-config"),
+        DANGEROUS,
+        "Broker notifications/events",
+        "spec.config.name changed",
+    ),
+    "broker class": (
+        lambda o: broker(o)["metadata"]["annotations"].__setitem__(
+            "eventing.knative.dev/broker.class", "KafkaNamespaced"
+        ),
+        DANGEROUS,
+        "Broker notifications/events",
+        "class Kafka → KafkaNamespaced",
+    ),
+    "broker configmap removed": (
+        remove(broker_config),
+        DANGEROUS,
+        "ConfigMap notifications/kafka-broker-config",
+        "spec.config is immutable",
+    ),
+    "partition decrease": (
+        set_partitions("6"),
+        DANGEROUS,
+        "ConfigMap notifications/kafka-broker-config",
+        "decreased 12 → 6",
+    ),
+    "partition increase": (
+        set_partitions("24"),
+        WARNING,
+        "ConfigMap notifications/kafka-broker-config",
+        "no effect on an existing topic",
+    ),
+    "replication factor": (
+        lambda o: broker_config(o)["data"].__setitem__("default.topic.replication.factor", "5"),
+        WARNING,
+        "ConfigMap notifications/kafka-broker-config",
+        "default.topic.replication.factor 3 → 5: no effect on an existing topic",
+    ),
+    "consumer group": (
+        lambda o: kafka_source(o)["spec"].__setitem__("consumerGroup", "knative-notifications-v2"),
+        DANGEROUS,
+        "KafkaSource notifications/kafka-source",
+        "offset reset",
+    ),
+    "trigger broker": (
+        lambda o: trigger(o)["spec"].__setitem__("broker", "other"),
+        DANGEROUS,
+        "Trigger notifications/loggings",
+        "spec.broker events → other: immutable",
+    ),
+    "crd removed": (
+        remove(crd),
+        DANGEROUS,
+        "CustomResourceDefinition brokers.eventing.knative.dev",
+        "deletes every custom resource",
+    ),
+    "namespace removed": (
+        remove(lambda o: _get(o, "", "Namespace", "", "notifications")),
+        DANGEROUS,
+        "Namespace notifications",
+        "deletes everything in it",
+    ),
+    "prune guard removed": (
+        drop_annotation(broker_config, "argocd.argoproj.io/sync-options"),
+        DANGEROUS,
+        "ConfigMap notifications/kafka-broker-config",
+        "prune guard Delete=false/Prune=false removed",
+    ),
+    "visibility public": (
+        lambda o: kservice(o)["metadata"]["labels"].pop("networking.knative.dev/visibility"),
+        DANGEROUS,
+        "Service.serving.knative.dev notifications/notifications",
+        "cluster-local → public",
+    ),
+    "new public service": (
+        add_public_service,
+        WARNING,
+        "Service.serving.knative.dev notifications/webhook-inbox",
+        "new Knative Service is public",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIRES))
+def test_classification_fires(renders: dict[str, RenderResult], case: str) -> None:
+    mutate, severity, key, reason = FIRES[case]
+    result = diff_prod(renders, mutate)
+    hits = [f for f in result.flags if str(f.key) == key and reason in f.reason]
+    assert hits, f"{case}: expected {severity} on {key} ({reason}); got {result.flags}"
+    assert {f.severity for f in hits} == {severity}
+    if severity == WARNING:
+        assert not result.dangerous, f"{case} must not be DANGEROUS: {result.dangerous}"
+
+
+def test_crd_version_removal_warns(renders: dict[str, RenderResult]) -> None:
+    result = diff_prod(renders, lambda o: crd(o)["spec"]["versions"].pop(), before=drop_crd_version)
+    assert [(f.severity, f.reason.split(":")[0]) for f in result.flags] == [(WARNING, "CRD version(s) v1beta9 removed")]
+
+
+def test_cluster_local_default_domain_removal(renders: dict[str, RenderResult]) -> None:
+    def domain(o: list[Obj]) -> Obj:
+        return _get(o, "", "ConfigMap", "knative-serving", "config-domain")
+
+    result = diff_prod(
+        renders,
+        lambda o: domain(o)["data"].pop("svc.cluster.local"),
+        before=lambda o: domain(o)["data"].__setitem__("svc.cluster.local", ""),
+    )
+    assert [str(f.key) for f in result.dangerous] == ["ConfigMap knative-serving/config-domain"]
+
+
+QUIET = {
+    "broker delivery": lambda o: broker(o)["spec"]["delivery"].__setitem__("retry", 3),
+    "trigger filter": lambda o: trigger(o)["spec"]["filter"]["attributes"].__setitem__("type", "x"),
+    "source ordering": lambda o: kafka_source(o)["spec"].__setitem__("ordering", "unordered"),
+    "service scale": lambda o: kservice(o)["spec"]["template"]["metadata"]["annotations"].__setitem__(
+        "autoscaling.knative.dev/max-scale", "30"
+    ),
+    "trigger removed": remove(trigger),
+    "kafka source removed": remove(kafka_source),
+}
+
+
+@pytest.mark.parametrize("case", sorted(QUIET))
+def test_benign_change_is_listed_but_not_flagged(renders: dict[str, RenderResult], case: str) -> None:
+    result = diff_prod(renders, QUIET[case])
+    assert not result.empty
+    assert result.flags == []
+
+
+def test_identical_renders_have_no_changes(renders: dict[str, RenderResult]) -> None:
+    for env, render in renders.items():
+        result = diff_env(env, render.objects, copy.deepcopy(render.objects))
+        assert result.empty and result.flags == []
+
+
+def test_new_environment_is_all_added_and_removed_one_all_removed(renders: dict[str, RenderResult]) -> None:
+    objects = renders["dev"].objects
+    added, removed = diff_env("dev", [], objects), diff_env("dev", objects, [])
+    assert len(added.added) == len(objects) and not added.dangerous
+    assert len(removed.removed) == len(objects)
+    assert "Broker notifications/events" in {str(f.key) for f in removed.dangerous}
+
+
+def test_field_paths_name_list_items_and_truncate() -> None:
+    old = {"spec": {"containers": [{"name": "app", "image": "a:1"}, {"name": "side", "image": "s"}]}}
+    new = {"spec": {"containers": [{"name": "side", "image": "s"}, {"name": "app", "image": "a:2"}]}}
+    assert field_changes(old, new) == [FieldChange("spec.containers[app].image", "a:1", "a:2")]
+    annotated = field_changes({"metadata": {"annotations": {"a.b/c": "1"}}}, {"metadata": {"annotations": {}}})
+    assert [(c.path, c.new) for c in annotated] == [("metadata.annotations[a.b/c]", MISSING)]
+    assert show("x" * 200).endswith("…") and len(show("x" * 200)) == 70
+
+
+def test_secret_values_never_printed() -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"}, "data": {"k": "aaa"}}
+    changed = copy.deepcopy(secret)
+    changed["data"]["k"] = "bbb"
+    result = diff_env("dev", [secret], [changed])
+    text = diff.format_text([diff.EnvReport(result, {})], "a", "b", 8)
+    assert "aaa" not in text and "bbb" not in text
+    assert "data.k: <hidden> → <hidden>" in text
+
+
+def test_markdown_has_marker_flags_and_diff_block(renders: dict[str, RenderResult]) -> None:
+    result = diff_prod(renders, set_partitions("6"))
+    text = diff.format_markdown([diff.EnvReport(result, renders["prod"].origins)], "origin/main", "HEAD", 8)
+    assert text.startswith(diff.COMMENT_MARKER)
+    assert "**DANGEROUS** `ConfigMap notifications/kafka-broker-config`" in text
+    assert "```diff\n! ConfigMap notifications/kafka-broker-config  (base/eventing/kafka-broker-config.yaml)" in text
+    assert "data[default.topic.partitions]: 12 → 6" in text
+
+
+def test_many_upstream_changes_are_summarised(renders: dict[str, RenderResult]) -> None:
+    old = renders["dev"].objects
+    new = copy.deepcopy(old)
+    for obj in new:
+        labels = manifests.labels(obj)
+        if "app.kubernetes.io/version" in labels:
+            labels["app.kubernetes.io/version"] = "1.99.0"
+    report = diff.EnvReport(diff_env("dev", old, new), renders["dev"].origins)
+    lines = diff.resource_lines(report, 8)
+    assert len(report.diff.changed) > diff.UPSTREAM_DETAIL_LIMIT
+    assert any("upstream objects changed" in line for line in lines)
+    assert any("most changed field: metadata.labels[app.kubernetes.io/version]" in line for line in lines)
+    assert not [line for line in lines if not line.startswith(("~ ", "      "))]
+    assert len(lines) < 10
+    assert len(diff.resource_lines(report, 8, full=True)) > len(report.diff.changed)
+
+
+# --- end to end: git ref vs working tree, real renders --------------------------------------------------------
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo_copy(tree_copy: Path) -> Path:
+    _git(tree_copy, "init", "-q", "-b", "main")
+    _git(tree_copy, "add", "-A")
+    _git(tree_copy, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "base")
+    return tree_copy
+
+
+def test_git_ref_vs_working_tree_exit_codes(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert diff.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == 0
+    assert "== prod: no changes" in capsys.readouterr().out
+
+    kafka = repo_copy / "overlays/prod/kafka.yaml"
+    kafka.write_text(kafka.read_text().replace('default.topic.partitions: "12"', 'default.topic.partitions: "6"'))
+    assert diff.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == diff.EXIT_DANGEROUS
+    out = capsys.readouterr().out
+    assert "DANGEROUS ConfigMap notifications/kafka-broker-config: default.topic.partitions decreased 12 → 6" in out
+    assert "data[default.topic.partitions]: 12 → 6" in out
+    assert out.rstrip().endswith("1 DANGEROUS change(s) (exit 3)")
+
+
+def test_environment_missing_at_base_is_all_added(repo_copy: Path) -> None:
+    shutil.copytree(repo_copy / "overlays/dev", repo_copy / "overlays/staging")
+    with_staging = diff.run(repo_copy.parent / "nowhere", repo_copy, ["staging"])
+    (report,) = with_staging
+    assert report.diff.notes[0].startswith("new environment")
+    assert report.diff.added and not report.diff.removed and not report.diff.changed
+    assert ObjKey("eventing.knative.dev", "Broker", "notifications", "events") in report.diff.added
+
+
+def test_unknown_ref_is_an_error(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert diff.main(["--base", "no-such-ref", "--root", str(repo_copy)]) == 1
+    assert "unknown git ref 'no-such-ref'" in capsys.readouterr().err
