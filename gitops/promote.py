@@ -71,6 +71,7 @@ def report(p: Promotion) -> str:
         f"  make validate\n"
         f"  git commit -m 'Promote {image_ref.IMAGE} {_short(p.after)} from {p.source} to {p.target}' -- {name}\n"
         f"  git push -u origin {branch}   # then open a pull request against main\n"
+        f"Once merged, Argo CD sees overlays/{p.target} change on main; the new digest becomes a new Revision.\n"
     )
 
 
