@@ -189,11 +189,16 @@ def test_settings_from_env() -> None:
     assert Settings.from_env({}).port == 8080
 
 
+_LOGGING_FLAGS = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+
+
 def test_direct_log_lines_match_the_stdlib_path(tmp_path) -> None:
     path = tmp_path / "log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
+    access = logging.getLogger("uvicorn.access")
+    saved = (root.handlers[:], root.level, access.disabled, access.propagate)
+    saved_flags = {name: getattr(logging, name) for name in _LOGGING_FLAGS}
     try:
         configure_logging("INFO", fd)
         events = StructuredLogger(f"notifications.test.{uuid.uuid4().hex}")
@@ -206,6 +211,9 @@ def test_direct_log_lines_match_the_stdlib_path(tmp_path) -> None:
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+        access.disabled, access.propagate = saved[2], saved[3]
+        for name, value in saved_flags.items():
+            setattr(logging, name, value)
         os.close(fd)
     lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     assert [(line["message"], line["level"], line["ce_id"]) for line in lines] == [

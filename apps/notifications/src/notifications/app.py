@@ -42,12 +42,13 @@ async def log_only(_payload: Any, _event: CloudEvent) -> None:
 
 def _summarise_notification(notification: Notification) -> dict[str, Any]:
     # Title and body may carry personal data; the log keeps what is needed to trace a delivery.
+    # UUID and enum values are left to orjson, which serialises both natively.
     return {
         "notification": {
-            "notification_id": str(notification.notification_id),
+            "notification_id": notification.notification_id,
             "recipient": notification.recipient,
-            "channel": notification.channel.value,
-            "priority": notification.priority.value,
+            "channel": notification.channel,
+            "priority": notification.priority,
         }
     }
 

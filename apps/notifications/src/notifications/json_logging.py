@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 FIELDS_ATTR = "fields"
+_LEVEL_NAMES = {level: logging.getLevelName(level) for level in (10, 20, 30, 40, 50)}
 
 
 def _default(value: Any) -> str:
@@ -54,7 +55,7 @@ class JsonLinesHandler(logging.Handler):
             self.handleError(record)
 
     def emit_fields(self, level: int, logger: str, message: str, fields: dict[str, Any]) -> None:
-        entry = _entry(time.time(), logging.getLevelName(level), logger, message)
+        entry = _entry(time.time(), _LEVEL_NAMES.get(level) or logging.getLevelName(level), logger, message)
         entry.update(fields)
         line = orjson.dumps(entry, default=_default, option=orjson.OPT_APPEND_NEWLINE)
         with self.lock:
