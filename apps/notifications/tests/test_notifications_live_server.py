@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 import socket
 import uuid
 
@@ -319,3 +320,38 @@ def test_send_event_cli_posts_a_kafka_source_event(live_server: LiveServer, caps
     assert line["route"] == "loggings"
     assert line["kafka_headers"].keys() == {"xrequestid"}
     assert send_event_main(["--url", live_server.url, "--mode", "structured"]) == 0
+
+
+def test_randomised_malformed_requests_never_get_a_5xx(client: httpx.Client, live_server: LiveServer) -> None:
+    rng = random.Random(20261126)
+    valid_headers, valid_body, _ = binary_event()
+    bodies = [
+        b"",
+        b"null",
+        b"{}",
+        b"[" * 5000 + b"]" * 5000,
+        b'{"notification_id": 1e999999}',
+        valid_body[: len(valid_body) // 2],
+        valid_body.replace(b'"email"', b"42"),
+        bytes(rng.getrandbits(8) for _ in range(256)),
+        orjson.dumps({"specversion": "1.0", "id": 1, "source": [], "type": {}, "data": "x"}),
+        orjson.dumps({"specversion": "1.0", "id": "i", "source": "/s", "type": "t", "Bad-Name": 1, "data": {}}),
+    ]
+    header_mutations = [
+        lambda h: h,
+        lambda h: {k: v for k, v in h.items() if rng.random() < 0.7},
+        lambda h: h | {"content-type": rng.choice(["application/cloudevents+json", "text/html", ";;", ""])},
+        lambda h: h | {"ce-" + rng.choice(["id", "source", "type", "specversion", "time"]): rng.choice(["", "%ZZ", "%00"])},
+        lambda h: h | {"ce-x_y": "1", "ce-": "2"},
+        lambda h: {"content-type": "application/cloudevents+json"},
+    ]  # fmt: skip
+    statuses = set()
+    for _ in range(300):
+        headers = rng.choice(header_mutations)(dict(valid_headers))
+        path = rng.choice([NOTIFICATIONS, LOGGINGS, DEAD_LETTERS])
+        statuses.add(client.post(path, headers=headers, content=rng.choice(bodies)).status_code)
+
+    assert statuses <= {202, 400, 409, 413, 415, 422}, statuses
+    assert {400, 422} <= statuses
+    assert live_server.process.poll() is None
+    assert client.get("/healthz").status_code == 200
