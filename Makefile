@@ -10,7 +10,7 @@ ENV ?= dev
 export KNATIVE_RELEASE_MIRROR ?= $(abspath ../shared/releases)
 export ARGOCD_CRDS_DIR ?= $(KNATIVE_RELEASE_MIRROR)/argo-cd-v3.5.1
 
-.PHONY: help setup render validate test lint serve send-event bench diff bump produce promote lock-python
+.PHONY: help setup render validate test lint serve send-event bench diff bump produce kafka promote lock-python
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,8 +48,12 @@ diff: ## per-environment resource diff between BASE (a git ref) and the working 
 bump: ## rewrite every pinned Knative release URL to VERSION and refresh the lock
 	@$(PY) -m gitops.bump $(VERSION)
 
-produce: ## send a test event to Kafka (TOPIC, KEY, CE=binary|structured|none; BOOTSTRAP or ENV's ConfigMap)
-	@$(PY) -m gitops.produce $(PRODUCE_ARGS)
+produce: ## send a test event to Kafka (TOPIC, KEY, CE=binary|structured|none; BOOTSTRAP, else ENV's ConfigMap)
+	@$(PY) -m gitops.produce --env $(ENV) --topic $${TOPIC:-notifications} $${KEY:+--key "$$KEY"} \
+		--ce $${CE:-binary} $${BOOTSTRAP:+--bootstrap-servers $$BOOTSTRAP} $(PRODUCE_ARGS)
+
+kafka: ## run a throwaway single-node Kafka on loopback (the one the tests use) until Ctrl-C
+	@$(PY) tests/kafka_broker.py
 
 promote: ## copy the image reference FROM one environment TO the next (prod requires a digest)
 	@$(PY) -m gitops.promote --from $(FROM) --to $(TO)
