@@ -163,9 +163,13 @@ class EventEndpoint(Generic[PayloadT]):
             return error_response(503, "transient_failure", str(exc)[:300])
         except Exception:
             self._dedup.release(key)
-            event_log.exception("event processing failed", extra={FIELDS_ATTR: event_fields(event)})
+            fields = {"route": topic.route, "outcome": "error", **event_fields(event)}
+            event_log.exception("event processing failed", extra={FIELDS_ATTR: fields})
             self._metrics.observe(topic.route, event.type, "error", time.perf_counter() - started)
             return error_response(500, "internal_error", "processing failed; will be retried")
+        except BaseException:  # cancelled (shutdown timeout): a redelivery must not find it "in flight"
+            self._dedup.release(key)
+            raise
         self._dedup.complete(key)
         self._finish(topic.route, event, "processed", started, topic.log_level(payload), topic.summarise(payload))
         return ACCEPTED

@@ -9,10 +9,14 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "EventMetrics"]
+
+# `*_created` series double the scrape size and nothing here alerts on them.
+disable_created_metrics()
 
 # Handling is sub-millisecond when healthy; the upper buckets catch a slow sink.
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
