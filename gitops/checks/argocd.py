@@ -32,6 +32,7 @@ from gitops.argocd_sync import (
 )
 from gitops.checks import EnvCheck, EnvContext, Finding, RepoCheck, RepoContext
 from gitops.manifests import Obj, ObjKey
+from gitops.paths import environments
 
 
 @dataclass(frozen=True)
@@ -262,19 +263,16 @@ def check_applications(ctx: RepoContext) -> Iterator[Finding]:
         if app.spec.get("project") not in all_projects:
             yield _finding(name, app, f"project {app.spec.get('project')!r} is not an AppProject in {APP_FILE}")
     per_env: dict[str, list[ArgoDoc]] = {}
+    known = environments(ctx.root)
     for app, env in _env_apps(docs):
         per_env.setdefault(env, []).append(app)
-        if env not in ctx.renders:
-            yield _finding(
-                name,
-                app,
-                f"source path overlays/{env} is not a rendered environment (known: {', '.join(sorted(ctx.renders))})",
-            )
+        if env not in known:
+            yield _finding(name, app, f"source path overlays/{env} is not an environment (known: {', '.join(known)})")
         policy = ENV_POLICY.get(env)
         destination = {k: v for k, v in (app.spec.get("destination") or {}).items() if k in ("server", "name")}
         if policy and destination != policy.destination:
             yield _finding(name, app, f"destination {destination} for {env}; expected {policy.destination}", env)
-    for env in sorted(ctx.renders):
+    for env in known:
         if len(per_env.get(env, [])) != 1:
             yield Finding(
                 name,
@@ -351,8 +349,11 @@ def _destination_allowed(project: ArgoDoc, destination: dict[str, Any], namespac
     return any(_destination_matches(a, destination, namespace) for a in project.spec.get("destinations") or [])
 
 
-def _scope_findings(project: ArgoDoc, deployed: list[tuple[str, dict[str, Any], Obj]], env: str) -> Iterator[Finding]:
-    """deployed: (env, destination, object) for everything Applications of this project apply."""
+def _scope_findings(
+    project: ArgoDoc, deployed: list[tuple[str, dict[str, Any], Obj]], env: str, complete: bool
+) -> Iterator[Finding]:
+    """deployed: (env, destination, object) for everything Applications of this project apply. Only when every
+    environment of the project was rendered (complete) can an unused entry be called broader than needed."""
     name = "argocd-project"
     spec = project.spec
     if any(url == "*" for url in spec.get("sourceRepos") or []):
@@ -370,7 +371,7 @@ def _scope_findings(project: ArgoDoc, deployed: list[tuple[str, dict[str, Any], 
     for entry in [*cluster_list, *namespaced_list]:
         if "*" in (entry.get("group"), entry.get("kind")) or entry.get("name") == "*":
             yield _finding(name, project, f"whitelist entry {entry} uses '*'; list the kinds the render contains", env)
-    for entry in cluster_list:
+    for entry in cluster_list if complete else []:
         if not any(not is_namespaced(o) and whitelist_matches(entry, o) for _e, _d, o in deployed):
             yield _finding(
                 name,
@@ -378,7 +379,7 @@ def _scope_findings(project: ArgoDoc, deployed: list[tuple[str, dict[str, Any], 
                 f"clusterResourceWhitelist entry {entry} matches nothing rendered: broader than needed",
                 env,
             )
-    for entry in namespaced_list:
+    for entry in namespaced_list if complete else []:
         if not any(is_namespaced(o) and whitelist_matches({**entry, "name": None}, o) for _e, _d, o in deployed):
             yield _finding(
                 name,
@@ -417,7 +418,7 @@ def _scope_findings(project: ArgoDoc, deployed: list[tuple[str, dict[str, Any], 
     for i, allowed in enumerate(spec.get("destinations") or []):
         if "*" in (allowed.get("server"), allowed.get("name"), allowed.get("namespace")):
             yield _finding(name, project, f"destination {allowed} uses '*'; list the clusters and namespaces", env)
-        elif i not in used_destinations:
+        elif complete and i not in used_destinations:
             yield _finding(
                 name, project, f"destination {allowed} is used by no rendered object: broader than needed", env
             )
@@ -428,8 +429,10 @@ def check_project_scope(ctx: RepoContext) -> Iterator[Finding]:
     docs = load_docs(ctx.root)
     env_apps = list(_env_apps(docs))
     by_project: dict[str, list[tuple[str, dict[str, Any], Obj]]] = {}
+    incomplete: set[str] = set()
     for app, env in env_apps:
         if env not in ctx.renders:
+            incomplete.add(str(app.spec.get("project")))
             continue
         destination = app.spec.get("destination") or {}
         by_project.setdefault(str(app.spec.get("project")), []).extend(
@@ -447,7 +450,7 @@ def check_project_scope(ctx: RepoContext) -> Iterator[Finding]:
     for project_name, deployed in by_project.items():
         project = projects(docs).get(project_name)
         if project is not None:
-            yield from _scope_findings(project, deployed, ARGO)
+            yield from _scope_findings(project, deployed, ARGO, complete=project_name not in incomplete)
     yield from _self_delivery(ctx.root, docs)
 
 
@@ -566,6 +569,26 @@ def check_health_customizations(ctx: RepoContext) -> Iterator[Finding]:
         yield Finding("argocd-health", ARGO, "ConfigMap argocd/argocd-cm", str(argocd_health.ARGOCD_CM), problem)
 
 
+def check_health_tests(ctx: RepoContext) -> Iterator[Finding]:
+    """Every health_test.yaml case gives its expected status and message in Lua 5.1 (also run by pytest)."""
+    for health_check in argocd_health.discover(ctx.root):
+        for case in argocd_health.cases(health_check):
+            where = str((health_check.directory / "health_test.yaml").relative_to(ctx.root))
+            try:
+                got = argocd_health.run(health_check.script, case.fixture)
+            except Exception as error:  # a Lua error is a finding, not a crash of make validate
+                yield Finding("argocd-health", ARGO, str(case), where, f"health.lua failed: {error}")
+                continue
+            if (got.status, got.message) != (case.status, case.message):
+                yield Finding(
+                    "argocd-health",
+                    ARGO,
+                    str(case),
+                    where,
+                    f"expected {case.status} {case.message!r}, health.lua says {got.status} {got.message!r}",
+                )
+
+
 ENV_CHECKS: list[EnvCheck] = [
     check_sync_waves,
     check_prune_guards,
@@ -579,4 +602,5 @@ REPO_CHECKS: list[RepoCheck] = [
     check_project_scope,
     check_ignore_differences,
     check_health_customizations,
+    check_health_tests,
 ]
