@@ -7,7 +7,7 @@ import pytest
 
 from gitops import argocd_health, manifests
 from gitops.checks import RepoContext
-from gitops.checks.argocd import check_health_tests
+from gitops.checks.argocd_apps import check_health_tests
 from gitops.render import RenderResult
 
 CHECKS = argocd_health.discover()

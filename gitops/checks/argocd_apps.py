@@ -1,0 +1,168 @@
+"""Argo CD repository checks on the Applications: sources, revisions, environments, sync policy, health checks."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from gitops import argocd_health, manifests
+from gitops.argocd_sync import APP_FILE, IN_CLUSTER, ArgoDoc, applications, load_docs, projects, sources
+from gitops.checks import Finding, RepoContext
+from gitops.paths import environments
+
+ARGO = "argocd"  # the `env` of findings about argocd-app.yaml / argocd/*.yaml themselves
+
+
+@dataclass(frozen=True)
+class EnvPolicy:
+    automated: bool  # dev deploys every push; prod is synced by a person
+    destination: dict[str, str]
+
+
+ENV_POLICY = {
+    "dev": EnvPolicy(automated=True, destination={"server": IN_CLUSTER}),
+    "prod": EnvPolicy(automated=False, destination={"name": "prod"}),
+}
+# Environments whose clusters have no LoadBalancer implementation: a LoadBalancer Service there stays Progressing
+# (no external IP) and every later sync wave waits forever (components/kourier-nodeport).
+
+
+def finding(check: str, doc: ArgoDoc, message: str, env: str = ARGO) -> Finding:
+    return Finding(check, env, doc.ref, doc.path, message)
+
+
+def env_apps(docs: list[ArgoDoc]) -> Iterator[tuple[ArgoDoc, str]]:
+    for app in applications(docs):
+        for source in sources(app):
+            path = str(source.get("path", "")).strip("/")
+            if path.startswith("overlays/"):
+                yield app, path.split("/", 1)[1]
+
+
+def check_applications(ctx: RepoContext) -> Iterator[Finding]:
+    """Sources point at paths that exist and render; one repo URL and one revision everywhere; one Application
+    per environment; projects exist; destinations are the documented ones."""
+    name = "argocd-app"
+    docs = load_docs(ctx.root)
+    apps = applications(docs)
+    if not apps:
+        yield Finding(name, ARGO, "-", APP_FILE, "no Argo CD Application found")
+        return
+    all_projects = projects(docs)
+    repo_urls = {s.get("repoURL") for a in apps for s in sources(a)}
+    repo_urls |= {url for p in all_projects.values() for url in p.spec.get("sourceRepos") or []}
+    revisions = {s.get("targetRevision") for a in apps for s in sources(a)}
+    for app in apps:
+        if not sources(app):
+            yield finding(name, app, "has no source")
+        for source in sources(app):
+            if len(repo_urls) > 1:
+                yield finding(
+                    name,
+                    app,
+                    f"repoURL {source.get('repoURL')!r}: the repo URLs and sourceRepos differ ({sorted(map(str, repo_urls))})",
+                )
+            if len(revisions) > 1:
+                yield finding(
+                    name,
+                    app,
+                    f"targetRevision {source.get('targetRevision')!r}: Applications track different revisions ({sorted(map(str, revisions))})",
+                )
+            path = str(source.get("path", ""))
+            if not (ctx.root / path).is_dir():
+                yield finding(name, app, f"source path {path!r} does not exist in the repository")
+            include = manifests.dig(source, "directory", "include")
+            if include and not list((ctx.root / path).glob(include)):
+                yield finding(name, app, f"source {path!r} includes {include!r}, which matches no file")
+        if app.spec.get("project") not in all_projects:
+            yield finding(name, app, f"project {app.spec.get('project')!r} is not an AppProject in {APP_FILE}")
+    per_env: dict[str, list[ArgoDoc]] = {}
+    known = environments(ctx.root)
+    for app, env in env_apps(docs):
+        per_env.setdefault(env, []).append(app)
+        if env not in known:
+            yield finding(name, app, f"source path overlays/{env} is not an environment (known: {', '.join(known)})")
+        policy = ENV_POLICY.get(env)
+        destination = {k: v for k, v in (app.spec.get("destination") or {}).items() if k in ("server", "name")}
+        if policy and destination != policy.destination:
+            yield finding(name, app, f"destination {destination} for {env}; expected {policy.destination}", env)
+    for env in known:
+        if len(per_env.get(env, [])) != 1:
+            yield Finding(
+                name,
+                env,
+                "-",
+                APP_FILE,
+                f"{len(per_env.get(env, []))} Applications deploy overlays/{env}; expected exactly one",
+            )
+
+
+def check_sync_policy(ctx: RepoContext) -> Iterator[Finding]:
+    """retry with backoff everywhere; dev automated with prune and self-heal, prod manual; no Replace/Force;
+    RespectIgnoreDifferences wherever there are ignoreDifferences."""
+    name = "argocd-sync-policy"
+    docs = load_docs(ctx.root)
+    envs = {app.name: env for app, env in env_apps(docs)}
+    for app in applications(docs):
+        policy = app.spec.get("syncPolicy") or {}
+        retry = policy.get("retry") or {}
+        backoff = retry.get("backoff") or {}
+        if (
+            not retry
+            or retry.get("limit", 0) == 0
+            or not all(backoff.get(k) for k in ("duration", "factor", "maxDuration"))
+        ):
+            yield finding(
+                name,
+                app,
+                "syncPolicy.retry needs a limit and backoff {duration, factor, maxDuration}: "
+                "automated sync never retries a failed sync of the same commit by itself",
+            )
+        options = set(policy.get("syncOptions") or [])
+        for bad in ("Replace=true", "Force=true"):
+            if bad in options:
+                yield finding(
+                    name,
+                    app,
+                    f"syncOptions {bad} would replace the upstream install and wipe the webhook certificate Secrets",
+                )
+        if app.spec.get("ignoreDifferences") and "RespectIgnoreDifferences=true" not in options:
+            yield finding(
+                name,
+                app,
+                "ignoreDifferences without syncOptions RespectIgnoreDifferences=true: every sync writes "
+                "those fields back and Knative rewrites them (endless churn)",
+            )
+        env = envs.get(app.name)
+        if env not in ENV_POLICY:
+            continue
+        automated = policy.get("automated")
+        enabled = automated is not None and automated.get("enabled", True) is not False
+        if ENV_POLICY[env].automated and not (enabled and automated.get("prune") and automated.get("selfHeal")):
+            yield finding(name, app, f"{env} must sync automatically with prune and selfHeal", env)
+        if not ENV_POLICY[env].automated and enabled:
+            yield finding(name, app, f"{env} is synced deliberately by a person: remove syncPolicy.automated", env)
+
+
+def check_health_customizations(ctx: RepoContext) -> Iterator[Finding]:
+    """The shipped argocd-cm carries exactly the health.lua files, under their exact keys."""
+    for problem in argocd_health.drift(ctx.root):
+        yield Finding("argocd-health", ARGO, "ConfigMap argocd/argocd-cm", str(argocd_health.ARGOCD_CM), problem)
+
+
+def check_health_tests(ctx: RepoContext) -> Iterator[Finding]:
+    """Every health_test.yaml case gives its expected status and message in Lua 5.1 (also run by pytest)."""
+    for health_check in argocd_health.discover(ctx.root):
+        for case in argocd_health.cases(health_check):
+            where = str((health_check.directory / "health_test.yaml").relative_to(ctx.root))
+            try:
+                got = argocd_health.run(health_check.script, case.fixture)
+            except Exception as error:  # a Lua error is a finding, not a crash of make validate
+                yield Finding("argocd-health", ARGO, str(case), where, f"health.lua failed: {error}")
+                continue
+            if (got.status, got.message) != (case.status, case.message):
+                yield Finding(
+                    "argocd-health",
+                    ARGO,
+                    str(case),
+                    where,
+                    f"expected {case.status} {case.message!r}, health.lua says {got.status} {got.message!r}",
+                )

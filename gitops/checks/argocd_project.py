@@ -1,0 +1,268 @@
+"""Argo CD repository checks on scope: the AppProject allows exactly what the renders contain, every Argo CD
+file is delivered from git, and ignoreDifferences covers exactly what Knative rewrites at runtime."""
+
+import fnmatch
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from gitops import manifests
+from gitops.argocd_sync import (
+    ArgoDoc,
+    applications,
+    is_namespaced,
+    load_docs,
+    projects,
+    rule_matches,
+    rule_paths,
+    sources,
+    whitelist_matches,
+)
+from gitops.checks import Finding, RepoContext
+from gitops.checks.argocd_apps import ARGO, env_apps, finding
+from gitops.manifests import Obj, ObjKey
+
+WEBHOOK_PATHS = frozenset(
+    {
+        ".webhooks[]?.rules",
+        ".webhooks[]?.namespaceSelector",
+        ".webhooks[]?.clientConfig.caBundle",
+        ".webhooks[]?.clientConfig.service.path",
+    }
+)
+CONVERSION_PATHS = frozenset({"/spec/conversion/webhook/clientConfig", ".spec.conversion.webhook.clientConfig"})
+RULES_PATHS = frozenset({"/rules", ".rules"})
+DELIVERY_PATHS = frozenset({"/spec/delivery", ".spec.delivery"})
+
+
+def _project_for(docs: list[ArgoDoc], app: ArgoDoc) -> ArgoDoc | None:
+    return projects(docs).get(str(app.spec.get("project")))
+
+
+def _destination_matches(allowed: dict[str, Any], destination: dict[str, Any], namespace: str) -> bool:
+    """One AppProject destination entry against an Application destination (by server or by name) + namespace."""
+    server_ok = (
+        "server" in destination
+        and "server" in allowed
+        and fnmatch.fnmatchcase(destination["server"], allowed["server"])
+    )
+    name_ok = "name" in destination and "name" in allowed and fnmatch.fnmatchcase(destination["name"], allowed["name"])
+    return (server_ok or name_ok) and fnmatch.fnmatchcase(namespace, allowed.get("namespace", ""))
+
+
+def _destination_allowed(project: ArgoDoc, destination: dict[str, Any], namespace: str) -> bool:
+    return any(_destination_matches(a, destination, namespace) for a in project.spec.get("destinations") or [])
+
+
+def _scope_findings(
+    project: ArgoDoc, deployed: list[tuple[str, dict[str, Any], Obj]], env: str, complete: bool
+) -> Iterator[Finding]:
+    """deployed: (env, destination, object) for everything Applications of this project apply. Only when every
+    environment of the project was rendered (complete) can an unused entry be called broader than needed."""
+    name = "argocd-project"
+    spec = project.spec
+    if any(url == "*" for url in spec.get("sourceRepos") or []):
+        yield finding(name, project, "sourceRepos '*' allows any repository; list this repository only", env)
+    cluster_list = spec.get("clusterResourceWhitelist") or []
+    namespaced_list = spec.get("namespaceResourceWhitelist")
+    if namespaced_list is None:
+        yield finding(
+            name,
+            project,
+            "no namespaceResourceWhitelist: every namespaced kind is allowed; list the rendered ones",
+            env,
+        )
+        namespaced_list = []
+    for entry in [*cluster_list, *namespaced_list]:
+        if "*" in (entry.get("group"), entry.get("kind")) or entry.get("name") == "*":
+            yield finding(name, project, f"whitelist entry {entry} uses '*'; list the kinds the render contains", env)
+    for entry in cluster_list if complete else []:
+        if not any(not is_namespaced(o) and whitelist_matches(entry, o) for _e, _d, o in deployed):
+            yield finding(
+                name,
+                project,
+                f"clusterResourceWhitelist entry {entry} matches nothing rendered: broader than needed",
+                env,
+            )
+    for entry in namespaced_list if complete else []:
+        if not any(is_namespaced(o) and whitelist_matches({**entry, "name": None}, o) for _e, _d, o in deployed):
+            yield finding(
+                name,
+                project,
+                f"namespaceResourceWhitelist entry {entry} matches nothing rendered: broader than needed",
+                env,
+            )
+    used_destinations: set[int] = set()
+    for obj_env, destination, obj in deployed:
+        key = ObjKey.of(obj)
+        if is_namespaced(obj):
+            if not any(whitelist_matches({**e, "name": None}, obj) for e in namespaced_list):
+                yield finding(
+                    name,
+                    project,
+                    f"{obj_env} renders {key} but namespaceResourceWhitelist does not allow {key.group or 'core'}/{key.kind}",
+                    obj_env,
+                )
+            if not _destination_allowed(project, destination, key.namespace):
+                yield finding(
+                    name,
+                    project,
+                    f"{obj_env} renders {key} but no destination allows namespace {key.namespace} on {destination}",
+                    obj_env,
+                )
+            for i, allowed in enumerate(spec.get("destinations") or []):
+                if _destination_matches(allowed, destination, key.namespace):
+                    used_destinations.add(i)
+        elif not any(whitelist_matches(e, obj) for e in cluster_list):
+            yield finding(
+                name,
+                project,
+                f"{obj_env} renders cluster-scoped {key} but clusterResourceWhitelist does not allow it",
+                obj_env,
+            )
+    for i, allowed in enumerate(spec.get("destinations") or []):
+        if "*" in (allowed.get("server"), allowed.get("name"), allowed.get("namespace")):
+            yield finding(name, project, f"destination {allowed} uses '*'; list the clusters and namespaces", env)
+        elif complete and i not in used_destinations:
+            yield finding(
+                name, project, f"destination {allowed} is used by no rendered object: broader than needed", env
+            )
+
+
+def check_project_scope(ctx: RepoContext) -> Iterator[Finding]:
+    """Each AppProject allows exactly the repo, destinations and kinds its Applications' renders contain."""
+    docs = load_docs(ctx.root)
+    deployed_by = list(env_apps(docs))
+    by_project: dict[str, list[tuple[str, dict[str, Any], Obj]]] = {}
+    incomplete: set[str] = set()
+    for app, env in deployed_by:
+        if env not in ctx.renders:
+            incomplete.add(str(app.spec.get("project")))
+            continue
+        destination = app.spec.get("destination") or {}
+        by_project.setdefault(str(app.spec.get("project")), []).extend(
+            (env, destination, obj) for obj in ctx.renders[env].objects
+        )
+        project = _project_for(docs, app)
+        if (
+            project
+            and destination.get("namespace")
+            and not _destination_allowed(project, destination, destination["namespace"])
+        ):
+            yield finding(
+                "argocd-project", app, f"destination {destination} is not allowed by project {project.name}", env
+            )
+    for project_name, deployed in by_project.items():
+        project = projects(docs).get(project_name)
+        if project is not None:
+            yield from _scope_findings(project, deployed, ARGO, complete=project_name not in incomplete)
+    yield from _self_delivery(ctx.root, docs)
+
+
+def _self_delivery(root: Path, docs: list[ArgoDoc]) -> Iterator[Finding]:
+    """argocd-app.yaml and argocd/*.yaml are themselves delivered by an Application whose project allows them."""
+    delivered: dict[str, ArgoDoc] = {}
+    for app in applications(docs):
+        for source in sources(app):
+            path = str(source.get("path", ""))
+            if path.startswith("overlays/"):
+                continue
+            include = manifests.dig(source, "directory", "include") or "*.yaml"
+            for file in sorted((root / path).glob(include)):
+                delivered[str(file.resolve().relative_to(root.resolve()))] = app
+    for doc in docs:
+        app = delivered.get(doc.path)
+        if app is None:
+            yield finding(
+                "argocd-self", doc, f"{doc.path} is delivered by no Application: a git push would not update it"
+            )
+            continue
+        project = _project_for(docs, app)
+        if project is None:
+            continue
+        destination = app.spec.get("destination") or {}
+        namespace = manifests.meta(doc.obj).get("namespace") or ""
+        allowed_kind = any(
+            whitelist_matches({**e, "name": None}, doc.obj)
+            for e in project.spec.get("namespaceResourceWhitelist") or []
+        )
+        if not allowed_kind or not _destination_allowed(project, destination, namespace):
+            yield finding(
+                "argocd-self",
+                doc,
+                f"delivered by {app.name}, whose project {project.name} does not allow {doc.kind} in namespace {namespace!r}",
+            )
+
+
+def _coverage(
+    app: ArgoDoc, env: str, objects: Iterable[Obj], wanted: frozenset[str], what: str, select: Callable[[Obj], bool]
+) -> Iterator[Finding]:
+    rules = app.spec.get("ignoreDifferences") or []
+    for obj in objects:
+        if not select(obj):
+            continue
+        if not any(rule_matches(r, obj) and (wanted & rule_paths(r)) for r in rules):
+            yield finding(
+                "argocd-ignore-differences",
+                app,
+                f"{env}: nothing ignores {what} of {ObjKey.of(obj)}, which Knative rewrites at runtime (endless OutOfSync/self-heal fight)",
+                env,
+            )
+
+
+def check_ignore_differences(ctx: RepoContext) -> Iterator[Finding]:
+    """Every ignore rule matches a rendered object; every field Knative rewrites is ignored (or stated in git)."""
+    name = "argocd-ignore-differences"
+    for app, env in env_apps(load_docs(ctx.root)):
+        render = ctx.renders.get(env)
+        if render is None:
+            continue
+        objects = render.objects
+        rules = app.spec.get("ignoreDifferences") or []
+        for rule in rules:
+            if not any(rule_matches(rule, o) for o in objects):
+                yield finding(
+                    name,
+                    app,
+                    f"{env}: ignoreDifferences entry {rule.get('group', '')}/{rule.get('kind')} "
+                    f"{rule.get('name', '*')} matches no rendered object (wrong group or name? it would silently do nothing)",
+                    env,
+                )
+        for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            for obj in (o for o in objects if o.get("kind") == kind):
+                covered = set().union(*(rule_paths(r) for r in rules if rule_matches(r, obj)))
+                missing = sorted(WEBHOOK_PATHS - covered)
+                if missing:
+                    yield finding(
+                        name,
+                        app,
+                        f"{env}: {ObjKey.of(obj)} needs ignored {', '.join(missing)} (the Knative webhook rewrites them)",
+                        env,
+                    )
+        yield from _coverage(
+            app,
+            env,
+            objects,
+            CONVERSION_PATHS,
+            "spec.conversion.webhook.clientConfig",
+            lambda o: (
+                o.get("kind") == "CustomResourceDefinition"
+                and manifests.dig(o, "spec", "conversion", "strategy") == "Webhook"
+            ),
+        )
+        yield from _coverage(
+            app,
+            env,
+            objects,
+            RULES_PATHS,
+            "rules",
+            lambda o: o.get("kind") == "ClusterRole" and bool(o.get("aggregationRule")),
+        )
+        yield from _coverage(
+            app,
+            env,
+            objects,
+            DELIVERY_PATHS,
+            "spec.delivery (not stated in git, so the eventing webhook defaults it)",
+            lambda o: o.get("kind") == "Broker" and not manifests.dig(o, "spec", "delivery"),
+        )
