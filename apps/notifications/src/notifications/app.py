@@ -28,8 +28,9 @@ class CloudEventRoute(APIRoute):
     """An APIRoute whose endpoint is called with the bare Request (FastAPI's documented custom route class).
 
     Event endpoints read headers and body themselves, so FastAPI's dependency solving and response
-    serialisation would be pure overhead: about 25-40 us per event on the hot path, measured with
-    `python -m notifications.bench`. The route is still an ordinary APIRoute with `.path` and `.methods`.
+    serialisation would be pure overhead: an empty endpoint costs about 55 us per request as a default APIRoute
+    and about 25 us with this class (FastAPI 0.165, measured in-process). The route is still an ordinary
+    APIRoute with `.path` and `.methods`.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

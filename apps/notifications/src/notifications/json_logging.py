@@ -47,6 +47,8 @@ class JsonLinesHandler(logging.Handler):
     def __init__(self, fd: int | None = None) -> None:
         super().__init__()
         self._fd = sys.stdout.fileno() if fd is None else fd
+        self._stamp_millis = -1
+        self._stamp = ""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -55,7 +57,16 @@ class JsonLinesHandler(logging.Handler):
             self.handleError(record)
 
     def emit_fields(self, level: int, logger: str, message: str, fields: dict[str, Any]) -> None:
-        entry = _entry(time.time(), _LEVEL_NAMES.get(level) or logging.getLevelName(level), logger, message)
+        millis = time.time_ns() // 1_000_000
+        if millis != self._stamp_millis:  # several lines per millisecond under load: format the time once
+            self._stamp_millis = millis
+            self._stamp = datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds")
+        entry = {
+            "time": self._stamp,
+            "level": _LEVEL_NAMES.get(level) or logging.getLevelName(level),
+            "logger": logger,
+            "message": message,
+        }
         entry.update(fields)
         line = orjson.dumps(entry, default=_default, option=orjson.OPT_APPEND_NEWLINE)
         with self.lock:
