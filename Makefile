@@ -42,8 +42,8 @@ send-event: ## post a KafkaSource-shaped CloudEvent to a running subscriber (URL
 bench: ## load-test the subscriber against the article's handler; prints events/s, p50/p99, peak RSS
 	@$(PY) -m notifications.bench
 
-diff: ## per-environment resource diff between BASE (a git ref) and the working tree; exit 3 on dangerous changes
-	@$(PY) -m gitops.diff --base $${BASE:-origin/main}
+diff: ## per-environment resource diff between BASE (a git ref, default origin/main) and the working tree (DIFF_ARGS=--markdown)
+	@$(PY) -m gitops.diff --base $${BASE:-origin/main} $(DIFF_ARGS)
 
 bump: ## rewrite every pinned Knative release URL to VERSION and refresh the lock
 	@$(PY) -m gitops.bump $(VERSION)
