@@ -42,10 +42,7 @@ class ImageRef:
     @property
     def registry(self) -> str:
         """The host to log in to: the first path component when it looks like a host (docker's own rule)."""
-        first, _, rest = self.repository.partition("/")
-        if rest and ("." in first or ":" in first or first == "localhost"):
-            return first
-        return "docker.io"
+        return _split_host(self.repository)[0] or "docker.io"
 
     def __str__(self) -> str:
         if self.digest:
@@ -72,11 +69,16 @@ def parse(ref: str) -> ImageRef:
     return ImageRef(repository, digest, tag)
 
 
-def _check_repository(repository: str, ref: str) -> None:
+def _split_host(repository: str) -> tuple[str | None, str]:
     first, _, rest = repository.partition("/")
-    path = rest if rest and ("." in first or ":" in first or first == "localhost") else repository
-    host_ok = path is repository or _REGISTRY.match(first)
-    if not (host_ok and _REPOSITORY.match(path)):
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return None, repository
+
+
+def _check_repository(repository: str, ref: str) -> None:
+    host, path = _split_host(repository)
+    if not ((host is None or _REGISTRY.match(host)) and _REPOSITORY.match(path)):
         raise ImageRefError(f"{ref!r}: {repository!r} is not a valid image repository")
 
 

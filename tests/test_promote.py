@@ -2,6 +2,7 @@
 
 import difflib
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from gitops import image_ref, manifests, pin_image, promote
 from gitops.checks.policy import DIGEST_REF
 from gitops.image_ref import ImageRef, ImageRefError
+from gitops.paths import REPO_ROOT
 from gitops.render import render_env
 from gitops.validate import validate
 
@@ -197,3 +199,20 @@ def test_promote_rejects_bad_environments(
 ) -> None:
     assert promote.main(["--from", source, "--to", target], root=tree_copy) == 1
     assert message in capsys.readouterr().err
+
+
+def test_make_promote_runs_this_module_and_fails_on_refusal(tree_copy: Path) -> None:
+    """The Makefile's `promote` verb, run in the copy (python -m imports the copy's gitops, so it edits the copy)."""
+    shutil.copy(REPO_ROOT / "Makefile", tree_copy / "Makefile")
+    shutil.copytree(REPO_ROOT / "gitops", tree_copy / "gitops", ignore=shutil.ignore_patterns("__pycache__"))
+    make = ["make", "--no-print-directory", "-C", str(tree_copy), f"VENV={REPO_ROOT / '.venv'}", "promote"]
+    pin_dev(tree_copy)
+    done = subprocess.run([*make, "FROM=dev", "TO=prod"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert image_ref.read_image(tree_copy, "prod").digest == NEW_DIGEST
+    assert image_ref.read_image(REPO_ROOT, "prod").digest != NEW_DIGEST
+
+    image_ref.set_image(tree_copy, "dev", image_ref.parse("registry.example.com/platform/notifications:1.2.3"))
+    refused = subprocess.run([*make, "FROM=dev", "TO=prod"], capture_output=True, text=True, check=False)
+    assert refused.returncode != 0
+    assert "refusing to promote" in refused.stderr
