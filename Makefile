@@ -6,6 +6,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ENV ?= dev
+FROM ?= dev
+TO ?= prod
 # Offline mirror of the pinned upstream release assets (see base/platform/releases.lock.yaml).
 export KNATIVE_RELEASE_MIRROR ?= $(abspath ../shared/releases)
 export ARGOCD_CRDS_DIR ?= $(KNATIVE_RELEASE_MIRROR)/argo-cd-v3.5.1
