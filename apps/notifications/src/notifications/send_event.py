@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partition", type=int, default=0)
     parser.add_argument("--offset", type=int, help="record offset (default: derived from the clock)")
     parser.add_argument("--key", default="user-4711", help="Kafka record key")
-    parser.add_argument("--namespace", default="notifications", help="KafkaSource namespace (the repo deploys to notifications)")
+    parser.add_argument(
+        "--namespace", default="notifications", help="KafkaSource namespace (the repo deploys to notifications)"
+    )
     parser.add_argument("--source-name", default="kafka-source", help="KafkaSource name")
     args = parser.parse_args(argv)
 
