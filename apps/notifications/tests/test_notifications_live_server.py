@@ -51,7 +51,7 @@ def test_binary_kafka_source_event_is_accepted_with_empty_body_and_logged(
     assert line["level"] == "INFO"
     assert line["outcome"] == "processed"
     assert line["ce_type"] == "dev.knative.kafka.event"
-    assert line["ce_source"] == "/apis/v1/namespaces/default/kafkasources/kafka-source#notifications"
+    assert line["ce_source"] == "/apis/v1/namespaces/notifications/kafkasources/kafka-source#notifications"
     assert line["ce_subject"] == "partition:3#564"
     assert (line["kafka_partition"], line["kafka_offset"], line["kafka_key"]) == (3, 564, "user-42")
     assert line["traceparent"] == TRACEPARENT
