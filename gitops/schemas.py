@@ -60,16 +60,17 @@ def kubernetes_schemas(version: str = KUBERNETES_VERSION) -> Path:
 
 def crd_schemas(crds: Iterable[Obj], extra_crd_files: Iterable[Path] = ()) -> Path:
     """A kubeconform schema location holding schemas converted from these CRDs (cached by content)."""
-    crd_text = yaml.safe_dump_all(sorted(crds, key=lambda c: c["metadata"]["name"]), sort_keys=True)
+    ordered = sorted(crds, key=lambda c: c["metadata"]["name"])
     files = sorted(extra_crd_files)
-    digest = hashlib.sha256(crd_text.encode())
+    digest = hashlib.sha256(json.dumps(ordered, sort_keys=True).encode())  # the cache key; JSON is fast to dump
     for path in files:
         digest.update(path.read_bytes())
     target = cache_dir() / "schemas" / f"crds-{digest.hexdigest()[:16]}"
     if target.is_dir():
         return target
     staging = Path(tempfile.mkdtemp(dir=_ensure(cache_dir() / "schemas")))
-    (staging / "rendered-crds.yaml").write_text(crd_text)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    (staging / "rendered-crds.yaml").write_text(yaml.dump_all(ordered, Dumper=dumper, sort_keys=True))
     inputs = [str(staging / "rendered-crds.yaml"), *map(str, files)]
     env = {**os.environ, "FILENAME_FORMAT": CRD_FILENAME_FORMAT}
     env.pop("DENY_ROOT_ADDITIONAL_PROPERTIES", None)
