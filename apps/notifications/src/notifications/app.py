@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from notifications.cloudevent import CloudEvent
 from notifications.dedup import RecentEvents
@@ -30,11 +31,24 @@ class CloudEventRoute(APIRoute):
     Event endpoints read headers and body themselves, so FastAPI's dependency solving and response
     serialisation would be pure overhead: an empty endpoint costs about 55 us per request as a default APIRoute
     and about 25 us with this class (FastAPI 0.165, measured in-process). The route is still an ordinary
-    APIRoute with `.path` and `.methods`.
+    APIRoute with `.path` and `.methods`, matched by the app's router behind the app's middleware.
+
+    The per-route ASGI wrapper is leaner too. FastAPI's `request_response` opens two AsyncExitStacks per request
+    for dependencies with `yield` (these routes have no dependencies), re-runs the exception handlers the app's
+    ExceptionMiddleware already applies, and adds a body-size limiter that `read_body` already enforces with a
+    CloudEvents-specific 413. Skipping those saves about 10 us of the ~65 us a request costs in-process.
     """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.app = self._handle_request
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return self.endpoint
+
+    async def _handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 async def log_only(_payload: Any, _event: CloudEvent) -> None:
