@@ -93,6 +93,8 @@ class Result:
     non_2xx: int
     socket_errors: int
     log_lines: int
+    run_queue_ms: float
+    """Time the server was runnable but waiting for its CPU during the measured run: other load on the box."""
 
 
 def ensure_wrk() -> str:
@@ -130,6 +132,11 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of the server process: unlike wall-clock rates, barely moved by other load on the box."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_queue_seconds(pid: int) -> float:
+    """Time spent runnable but not running (/proc/<pid>/schedstat, field 2): CPU taken by anything else."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -197,8 +204,10 @@ def bench_one(server: ServerUnderTest, load: Load, workdir: Path) -> Result:
         wait_until_serving(server.url(server.probe_path), process)
         run_wrk(load, url, min(2, load.seconds), first_offset=0)  # warm-up
         cpu_before = cpu_seconds(process.pid)
+        waited_before = run_queue_seconds(process.pid)
         summary = run_wrk(load, url, load.seconds, first_offset=MEASURED_FIRST_OFFSET)
         cpu = cpu_seconds(process.pid) - cpu_before
+        waited = run_queue_seconds(process.pid) - waited_before
         rss = peak_rss_mib(process.pid)
     log_lines = sum(1 for line in log_path.read_bytes().splitlines() if b"/events/" in line or b'"event ' in line)
     return Result(
@@ -212,6 +221,7 @@ def bench_one(server: ServerUnderTest, load: Load, workdir: Path) -> Result:
         non_2xx=summary["non_2xx"],
         socket_errors=summary["socket_errors"],
         log_lines=log_lines,
+        run_queue_ms=waited * 1000,
     )
 
 
@@ -247,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         rounds = [[bench_one(server, load, workdir) for server in servers] for _ in range(args.rounds)]
         load_after = os.getloadavg()[0]
     print_report(rounds, args.connections, args.seconds)
+    waits = ", ".join(f"{r.name} #{n} {r.run_queue_ms:.0f}" for n, results in enumerate(rounds, 1) for r in results)
+    print(f"server run-queue wait per measured run, ms (CPU {SERVER_CPU} taken by other processes): {waits}")
     if max(load_before, load_after) > 1.5:
         print(
             f"warning: load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} CPUs; other processes "
