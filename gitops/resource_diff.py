@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitops import manifests
+from gitops.argocd_sync import sync_options
 from gitops.manifests import Obj, ObjKey
 
 DANGEROUS = "DANGEROUS"
 WARNING = "WARNING"
 
-SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
 BROKER_CLASS = "eventing.knative.dev/broker.class"
 EXTERNAL_TOPIC = "kafka.eventing.knative.dev/external.topic"
 VISIBILITY = "networking.knative.dev/visibility"
@@ -132,11 +132,6 @@ Objects = dict[ObjKey, Obj]
 Rule = Callable[[Objects, Objects], Iterator[Flag]]
 
 
-def _sync_options(obj: Obj) -> set[str]:
-    raw = manifests.annotations(obj).get(SYNC_OPTIONS, "")
-    return {part.strip() for part in raw.split(",") if part.strip()}
-
-
 def _kind(objects: Objects, group: str, kind: str) -> Iterator[tuple[ObjKey, Obj]]:
     return ((k, o) for k, o in objects.items() if k.group == group and k.kind == kind)
 
@@ -145,7 +140,7 @@ def _broker_rules(old: Objects, new: Objects) -> Iterator[Flag]:
     for key, before in _kind(old, "eventing.knative.dev", "Broker"):
         after = new.get(key)
         if after is None:
-            guarded = "Prune=false" in _sync_options(before)
+            guarded = sync_options(before).get("Prune") == "false"
             how = (
                 "Argo CD will not prune it (Prune=false) and leaves it orphaned, but deleting it by hand"
                 if guarded
@@ -302,7 +297,8 @@ def _prune_guard_rules(old: Objects, new: Objects) -> Iterator[Flag]:
         after = new.get(key)
         if after is None:
             continue
-        lost = {o for o in _sync_options(before) if o in ("Prune=false", "Delete=false")} - _sync_options(after)
+        was, now = sync_options(before), sync_options(after)
+        lost = {f"{o}=false" for o in ("Prune", "Delete") if was.get(o) == "false" and now.get(o) != "false"}
         if lost:
             yield Flag(
                 DANGEROUS,

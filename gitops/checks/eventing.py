@@ -134,6 +134,13 @@ def trigger_matches(trigger: Obj, event: EmittedEvent) -> bool | None:
     return _compare(event, {k: v for k, v in attributes.items() if v != ""}, lambda a, w: a == w)
 
 
+def broker_configmap(objects: list[Obj], broker: Obj) -> Obj | None:
+    """The ConfigMap a Broker's spec.config names (its namespace defaults to the Broker's), if rendered."""
+    config = dig(broker, "spec", "config") or {}
+    namespace = config.get("namespace") or manifests.meta(broker).get("namespace", "")
+    return manifests.find(objects, "", "ConfigMap", namespace, config.get("name", ""))
+
+
 def trigger_broker(objects: list[Obj], trigger: Obj) -> Obj | None:
     ns = manifests.meta(trigger).get("namespace", "")
     name = dig(trigger, "spec", "broker") or dig(trigger, "spec", "brokerRef", "name")
@@ -378,17 +385,9 @@ def check_kafka_source(ctx: EnvContext) -> Iterator[Finding]:
         if not spec.get("topics"):
             yield ctx.finding("kafka-source", source, "spec.topics is empty")
         broker = _sink_broker(ctx.objects, source)
-        config = dig(broker, "spec", "config") if broker else None
-        if not config:
+        if broker is None or not dig(broker, "spec", "config"):
             continue
-        cm = manifests.find(
-            ctx.objects,
-            "",
-            "ConfigMap",
-            config.get("namespace") or broker["metadata"].get("namespace", ""),
-            config.get("name", ""),
-        )
-        data = (cm or {}).get("data") or {}
+        data = (broker_configmap(ctx.objects, broker) or {}).get("data") or {}
         broker_servers = sorted(s.strip() for s in data.get("bootstrap.servers", "").split(",") if s.strip())
         source_servers = sorted(
             s.strip() for entry in spec.get("bootstrapServers") or [] for s in str(entry).split(",")

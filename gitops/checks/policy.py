@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 from gitops import manifests
 from gitops.checks import EnvContext, Finding
+from gitops.checks.eventing import broker_configmap
 from gitops.checks.serving import VISIBILITY, knative_services
 from gitops.manifests import Obj, dig
 
@@ -75,11 +76,7 @@ def check_production_policy(ctx: EnvContext) -> Iterator[Finding]:
 
 def _replication(ctx: EnvContext) -> Iterator[Finding]:
     for broker in manifests.of_kind(ctx.objects, "eventing.knative.dev", "Broker"):
-        config = dig(broker, "spec", "config") or {}
-        cm = manifests.find(
-            ctx.objects, "", "ConfigMap", config.get("namespace") or broker["metadata"].get("namespace", ""),
-            config.get("name", ""),
-        )  # fmt: skip
+        cm = broker_configmap(ctx.objects, broker)
         data = (cm or {}).get("data") or {}
         rf = data.get("default.topic.replication.factor", "")
         if cm is not None and (not rf.isdigit() or int(rf) < MIN_REPLICATION):
