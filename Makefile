@@ -1,10 +1,15 @@
-# One entry point for people and CI. Every verb is a thin wrapper around `python -m gitops.<verb>` or a tool,
-# so what runs locally is what runs in CI.
+# One entry point for people. Every verb is a thin wrapper around the `gitops` CLI (gitops/cli.py), so what runs
+# locally is what runs in CI. GNU make reports every failure as exit 2: scripts and CI call `.venv/bin/gitops
+# <verb>` directly to see the documented exit codes (docs/cli.md; e.g. diff's 3 = DANGEROUS, bump's 4).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The `gitops` CLI of this tree (`python -m` imports the gitops/ beside this Makefile, also in a copy of the tree).
+GITOPS := $(PY) -m gitops.cli
+# Every verb but setup/help needs the venv; without it, say so in one line instead of "No such file or directory".
+NEED_SETUP = @test -x $(PY) || { echo "make $@: $(PY) is missing: run make setup first" >&2; exit 2; }
 ENV ?= dev
 FROM ?= dev
 TO ?= prod
@@ -24,41 +29,54 @@ setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint
 	@./hack/install-tools.sh
 
 render: ## print the manifests Argo CD would apply for ENV (offline, from the mirror)
-	@$(PY) -m gitops.render $(ENV)
+	$(NEED_SETUP)
+	@$(GITOPS) render $(ENV)
 
 validate: ## render every environment, run kubeconform -strict and the semantic checks
-	@$(PY) -m gitops.validate
+	$(NEED_SETUP)
+	@$(GITOPS) validate
 
 test: ## the whole pytest suite (includes validate's checks and their broken-manifest tests)
+	$(NEED_SETUP)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: ## ruff over all Python
+	$(NEED_SETUP)
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 serve: ## run the notifications subscriber with its production server command
-	@cd apps/notifications && PORT=$${PORT:-8080} ../../$(PY) -m notifications.serve
+	$(NEED_SETUP)
+	@cd apps/notifications && PORT=$${PORT:-8080} ../../$(PY) -m gitops.cli serve
 
-send-event: ## post a KafkaSource-shaped CloudEvent to a running subscriber (URL=..., TOPIC=notifications|loggings)
-	@$(PY) -m notifications.send_event --url $${URL:-http://127.0.0.1:8080} --topic $${TOPIC:-notifications}
+send-event: ## post a KafkaSource-shaped CloudEvent to a running subscriber (URL=..., TOPIC=<a topic of notifications.topics>)
+	$(NEED_SETUP)
+	@$(GITOPS) send-event --url $${URL:-http://127.0.0.1:8080} --topic $${TOPIC:-notifications}
 
 bench: ## load-test the subscriber against the article's handler; prints events/s, p50/p99, peak RSS
-	@$(PY) -m notifications.bench
+	$(NEED_SETUP)
+	@$(GITOPS) bench
 
 diff: ## per-environment resource diff between BASE (a git ref, default origin/main) and the working tree (DIFF_ARGS=--markdown)
-	@$(PY) -m gitops.diff --base $${BASE:-origin/main} $(DIFF_ARGS)
+	$(NEED_SETUP)
+	@$(GITOPS) diff --base $${BASE:-origin/main} $(DIFF_ARGS)
 
 bump: ## rewrite every pinned Knative release URL to VERSION and refresh the lock
-	@$(PY) -m gitops.bump $(VERSION)
+	$(NEED_SETUP)
+	@$(GITOPS) bump $(VERSION)
 
 produce: ## send a test event to Kafka (TOPIC, KEY, CE=binary|structured|none; BOOTSTRAP, else ENV's ConfigMap)
-	@$(PY) -m gitops.produce --env $(ENV) --topic $${TOPIC:-notifications} $${KEY:+--key "$$KEY"} \
+	$(NEED_SETUP)
+	@$(GITOPS) produce --env $(ENV) --topic $${TOPIC:-notifications} $${KEY:+--key "$$KEY"} \
 		--ce $${CE:-binary} $${BOOTSTRAP:+--bootstrap-servers $$BOOTSTRAP} $(PRODUCE_ARGS)
 
 kafka: ## run a throwaway single-node Kafka on loopback (the one the tests use) until Ctrl-C
-	@$(PY) tests/kafka_broker.py
+	$(NEED_SETUP)
+	@$(GITOPS) kafka
 
 promote: ## copy the image reference FROM one environment TO the next (prod requires a digest)
-	@$(PY) -m gitops.promote --from $(FROM) --to $(TO)
+	$(NEED_SETUP)
+	@$(GITOPS) promote --from $(FROM) --to $(TO)
 
 lock-python: ## re-resolve requirements.lock from pyproject.toml files
+	$(NEED_SETUP)
 	@$(PY) -m pip freeze --all --exclude-editable | grep -v "^pip==" | sed '1i # Exact pins for the whole dev/test venv (make setup installs exactly these). Regenerate with\n# `make lock-python` after changing pyproject.toml or apps/notifications/pyproject.toml.' > requirements.lock

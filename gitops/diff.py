@@ -1,7 +1,8 @@
 """`make diff BASE=<git ref>`: what a change does to each environment, resource by resource.
 
 Renders every environment at BASE (extracted with `git archive`) and in the working tree, offline with the same
-mirror, and prints added/removed/changed resources with their changed fields. Changes production cannot take
+mirror, and prints added/removed/changed resources with their changed fields (whole: only text both sides share
+is elided) and the file that set each one; argocd-app.yaml and argocd/*.yaml are compared as `argocd`. Changes production cannot take
 (topic loss, offset reset, CRD removal, going public...) are marked DANGEROUS. Exit 0: nothing dangerous;
 3: dangerous changes; 1: the diff could not be computed.
 """
@@ -14,16 +15,22 @@ import sys
 import tarfile
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops import releases
-from gitops.manifests import ObjKey
-from gitops.paths import REPO_ROOT, environments
-from gitops.render import RenderError, RenderResult, render_env
-from gitops.resource_diff import DANGEROUS, EnvDiff, FieldChange, diff_env, show
+import yaml
+
+from gitops import manifests, releases
+from gitops.errors import yaml_error
+from gitops.manifests import Obj, ObjKey
+from gitops.paths import REPO_ROOT, overlay_names
+from gitops.render import MirrorMissing, RenderError, RenderResult, render_env
+from gitops.resource_diff import DANGEROUS, EnvDiff, FieldChange, diff_env, show_change
+from gitops.validate import argocd_files, progress
 
 EXIT_DANGEROUS = 3
+ARGOCD = "argocd"  # the report on argocd-app.yaml and argocd/*.yaml
 # Beyond this many changed upstream objects in one environment (a Knative bump), list them one line each.
 UPSTREAM_DETAIL_LIMIT = 15
 MARKDOWN_LIMIT = 60_000  # a GitHub comment holds 65,536 characters
@@ -44,6 +51,8 @@ class Side:
 class EnvReport:
     diff: EnvDiff
     origins: dict[ObjKey, str]
+    # The file that set a changed field (an overlay patch, say), from the render's kustomize annotations.
+    field_origin: Callable[[ObjKey, str], str] | None = None
 
 
 def extract_ref(repo: Path, ref: str, dest: Path) -> str:
@@ -65,10 +74,13 @@ def extract_ref(repo: Path, ref: str, dest: Path) -> str:
 
 
 def _render(env: str, root: Path | None) -> RenderResult | None:
-    if root is None or env not in environments(root):
+    # Overlays on disk, not environments.yaml: the base side may predate that file.
+    if root is None or env not in overlay_names(root):
         return None
     try:
         return render_env(env, root=root)
+    except MirrorMissing:
+        raise
     except (RenderError, releases.DigestMismatch) as error:
         raise DiffError(f"render {env} at {root}: {error}") from error
 
@@ -86,7 +98,34 @@ def diff_environment(env: str, base_root: Path | None, head_root: Path) -> EnvRe
         where = "both sides" if url in old_gaps and url in new_gaps else ("base" if url in old_gaps else "head")
         result.notes.append(f"left out of the render ({where}): {url}")
     origins = {**(old.origins if old else {}), **(new.origins if new else {})}
-    return EnvReport(result, origins)
+
+    def field_origin(key: ObjKey, path: str) -> str:
+        # A changed or added value was set on the working-tree side; a removed one on the base side.
+        side = new if new is not None and key in new.origins else old
+        return side.field_origin(key, path) if side is not None else origins.get(key, "")
+
+    return EnvReport(result, origins, field_origin)
+
+
+def _argocd_objects(root: Path | None) -> tuple[list[Obj], dict[ObjKey, str]]:
+    objects: list[Obj] = []
+    origins: dict[ObjKey, str] = {}
+    for path in argocd_files(root) if root is not None else []:
+        try:
+            loaded = manifests.load_stream(path.read_text())
+        except yaml.YAMLError as error:
+            raise DiffError(str(yaml_error(path, root, error))) from None
+        for obj in loaded:
+            objects.append(obj)
+            origins[ObjKey.of(obj)] = str(path.relative_to(root))
+    return objects, origins
+
+
+def diff_argocd(base_root: Path | None, head_root: Path) -> EnvReport:
+    """argocd-app.yaml and argocd/*.yaml as one more "environment": Applications, AppProjects, argocd-cm."""
+    old, old_origins = _argocd_objects(base_root)
+    new, new_origins = _argocd_objects(head_root)
+    return EnvReport(diff_env(ARGOCD, old, new), {**old_origins, **new_origins})
 
 
 # --- output ----------------------------------------------------------------------------------------------------
@@ -103,10 +142,18 @@ def _upstream(origin: str) -> str | None:
     return f"{asset.repo}/{asset.file}"
 
 
-def _field_lines(changes: list[FieldChange], max_fields: int) -> list[str]:
-    lines = [f"      {c.path}: {show(c.old)} → {show(c.new)}" for c in changes[:max_fields]]
-    if len(changes) > max_fields:
-        lines.append(f"      … and {len(changes) - max_fields} more field(s)")
+def _field_lines(report: EnvReport, key: ObjKey, changes: list[FieldChange], max_fields: int) -> list[str]:
+    shown = changes[:max_fields] if max_fields > 0 else changes
+    lines = []
+    for change in shown:
+        old, new = show_change(change.old, change.new)
+        line = f"      {change.path}: {old} → {new}"
+        where = report.field_origin(key, change.path) if report.field_origin else ""
+        if where and where != report.origins.get(key):
+            line += f"  ({where})"
+        lines.append(line)
+    if len(changes) > len(shown):
+        lines.append(f"      … and {len(changes) - len(shown)} more field(s) (--max-fields 0 lists all)")
     return lines
 
 
@@ -129,7 +176,7 @@ def resource_lines(report: EnvReport, max_fields: int, full: bool = False) -> li
         if key in compact and key not in flagged:
             continue
         lines.append(mark(key, "~"))
-        lines += _field_lines(changes, max_fields)
+        lines += _field_lines(report, key, changes, max_fields)
     if compact:
         per_asset = Counter(_upstream(report.origins[k]) for k in compact)
         lines.append(f"~ {len(compact)} upstream objects changed (fields not listed; --full shows them):")
@@ -189,11 +236,17 @@ def format_markdown(reports: list[EnvReport], base: str, head: str, max_fields: 
 
 
 def run(base_root: Path | None, head_root: Path, envs: list[str]) -> list[EnvReport]:
-    known = sorted(set(environments(base_root) if base_root else []) | set(environments(head_root)))
-    unknown = sorted(set(envs) - set(known))
+    known = sorted(set(overlay_names(base_root) if base_root else []) | set(overlay_names(head_root)))
+    unknown = sorted(set(envs) - {*known, ARGOCD})
     if unknown:
-        raise DiffError(f"unknown environment(s) {', '.join(unknown)} (known: {', '.join(known)})")
-    return [diff_environment(env, base_root, head_root) for env in envs or known]
+        raise DiffError(f"unknown environment(s) {', '.join(unknown)} (known: {', '.join([*known, ARGOCD])})")
+    reports = []
+    for env in [e for e in envs if e != ARGOCD] if envs else known:
+        progress(f"rendering {env} at the base and in the working tree", verb="diff")
+        reports.append(diff_environment(env, base_root, head_root))
+    if not envs or ARGOCD in envs:
+        reports.append(diff_argocd(base_root, head_root))
+    return reports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,14 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--base", help="git ref to compare against (e.g. origin/main)")
     source.add_argument("--base-dir", type=Path, help="a directory laid out like the repo, instead of a git ref")
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="the working tree side (default: this repo)")
-    parser.add_argument("--env", action="append", default=[], help="only this environment (repeatable)")
+    parser.add_argument("--env", action="append", default=[], help=f"only this environment, or {ARGOCD} (repeatable)")
     parser.add_argument(
         "--markdown",
         action="store_true",
         default=os.environ.get("DIFF_FORMAT") == "markdown",
         help="GitHub-flavoured Markdown for a PR comment (also: DIFF_FORMAT=markdown)",
     )
-    parser.add_argument("--max-fields", type=int, default=8, help="changed fields listed per resource")
+    parser.add_argument(
+        "--max-fields", type=int, default=0, help="changed fields listed per resource (default 0: all of them)"
+    )
     parser.add_argument("--full", action="store_true", help="list the fields of every upstream object too")
     args = parser.parse_args(argv)
     try:

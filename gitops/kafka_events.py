@@ -12,7 +12,6 @@ records, so the subscriber sees one shape in all modes.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +23,6 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-TOPICS = ("notifications", "loggings")
 KAFKASOURCE_TYPE = "dev.knative.kafka.event"
 KAFKASOURCE = ("notifications", "kafka-source")
 JSON_CONTENT_TYPE = "application/json"
@@ -53,29 +51,35 @@ def default_source(topic: str) -> str:
     return f"/apis/v1/namespaces/{namespace}/kafkasources/{name}#{topic}"
 
 
-def model_for(topic: str) -> type[PayloadModel]:
-    """The subscriber's payload model; imported lazily so --help works without the app installed."""
+def topics() -> dict[str, Any]:
+    """The subscriber's topic table (notifications.topics.TOPICS), the one list of topics; imported lazily so
+    --help works without the app installed."""
     try:
-        from notifications.models import LogRecord, Notification
+        from notifications.topics import TOPICS
     except ImportError as exc:
         raise PayloadError(
-            f"cannot import the subscriber's payload models (notifications.models): {exc}; run `make setup`"
+            f"cannot import the subscriber's topic table (notifications.topics): {exc}; run `make setup`"
         ) from exc
-    models: dict[str, type[PayloadModel]] = {"notifications": Notification, "loggings": LogRecord}
-    if topic not in models:
-        raise PayloadError(f"unknown topic {topic!r}: expected one of {', '.join(TOPICS)}")
-    return models[topic]
+    return TOPICS
 
 
-# Per-record fields of an example payload: a fresh id and "now", so --count N sends N distinct events.
-FRESH_FIELDS: dict[str, dict[str, Callable[[], str]]] = {
-    "notifications": {"notification_id": lambda: str(uuid.uuid4()), "created_at": lambda: _now()},
-    "loggings": {"timestamp": lambda: _now()},
-}
+def topic_names() -> list[str]:
+    return list(topics())
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def model_for(topic: str) -> type[PayloadModel]:
+    known = topics()
+    if topic not in known:
+        raise PayloadError(
+            f"unknown topic {topic!r}: expected one of {', '.join(known)} "
+            "(apps/notifications/src/notifications/topics.py; README, 'Add a topic')"
+        )
+    return known[topic].model
+
+
+def fresh_fields(topic: str) -> dict[str, Callable[[], str]]:
+    """Per-record fields of an example payload: a fresh id and "now", so --count N sends N distinct events."""
+    return dict(topics()[topic].fresh_fields)
 
 
 def _field_path(assignment: str) -> str:
@@ -118,7 +122,7 @@ def build_payload(topic: str, payload_file: Path | None = None, assignments: tup
     else:
         data = json.loads(model.example().model_dump_json())
         given = {_field_path(a) for a in assignments}
-        for name, make in FRESH_FIELDS.get(topic, {}).items():
+        for name, make in fresh_fields(topic).items():
             if name in data and name not in given:
                 data[name] = make()
     for assignment in assignments:

@@ -87,7 +87,9 @@ def resolve_bootstrap(flag: str | None, env: str | None, environ: Mapping[str, s
         from gitops.render import render_env  # lazy: rendering needs kustomize and the release mirror
 
         return bootstrap_from_objects(render_env(env).objects, env)
-    raise SettingsError(f"no Kafka to talk to: pass --bootstrap-servers, set ${BOOTSTRAP_ENV}, or pass --env dev|prod")
+    raise SettingsError(
+        f"no Kafka to talk to: pass --bootstrap-servers, set ${BOOTSTRAP_ENV}, or pass --env <environment>"
+    )
 
 
 def security_from_env(environ: Mapping[str, str]) -> dict[str, str]:

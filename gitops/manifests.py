@@ -18,6 +18,14 @@ def load_stream(text: str) -> list[Obj]:
     return [doc for doc in yaml.load_all(text, Loader=_Loader) if isinstance(doc, dict)]
 
 
+_Dumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump_stream(objects: Iterable[Obj]) -> str:
+    """A YAML stream of `objects`, keys in their given order (as kustomize wrote them); loads back equal."""
+    return yaml.dump_all(list(objects), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=2**31 - 1)
+
+
 def group_of(obj: Obj) -> str:
     api_version = obj.get("apiVersion", "")
     return api_version.split("/", 1)[0] if "/" in api_version else ""

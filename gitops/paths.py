@@ -9,9 +9,12 @@ PLATFORM_KUSTOMIZATION = Path("base/platform/kustomization.yaml")
 RELEASES_LOCK = Path("base/platform/releases.lock.yaml")
 
 
+MIRROR_ENV = "KNATIVE_RELEASE_MIRROR"
+
+
 def release_mirror() -> Path:
     """The offline copy of upstream release assets: $KNATIVE_RELEASE_MIRROR, else ../shared/releases."""
-    configured = os.environ.get("KNATIVE_RELEASE_MIRROR")
+    configured = os.environ.get(MIRROR_ENV)
     return Path(configured) if configured else REPO_ROOT.parent / "shared" / "releases"
 
 
@@ -24,5 +27,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GITOPS_CACHE_DIR", REPO_ROOT / ".cache"))
 
 
-def environments(root: Path = REPO_ROOT) -> list[str]:
+def overlay_names(root: Path = REPO_ROOT) -> list[str]:
+    """The overlays on disk (overlays/<name>/kustomization.yaml), whether or not environments.yaml lists them."""
     return sorted(p.parent.name for p in (root / ENVIRONMENTS_DIR).glob("*/kustomization.yaml"))
+
+
+def environments(root: Path = REPO_ROOT) -> list[str]:
+    """The environments: overlays that environments.yaml describes (raises UserError when the two disagree)."""
+    from gitops.environments import load  # environments.py imports this module
+
+    return load(root).names

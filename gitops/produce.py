@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from gitops import kafka_events, kafka_settings
+from gitops import environments, kafka_events, kafka_settings
+from gitops.errors import UserError
 from gitops.kafka_events import CeMode, Record
 
 
@@ -110,12 +111,23 @@ def build_records(args: argparse.Namespace) -> list[Record]:
     return records
 
 
+def _topic_choices() -> list[str]:
+    try:
+        return kafka_events.topic_names()
+    except kafka_events.PayloadError:
+        return ["notifications"]  # the app is not installed; build_payload reports it in one line
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m gitops.produce",
-        description="Produce test events to the notifications/loggings topics read by the KafkaSource.",
+        description="Produce test events to the topics the KafkaSource reads (notifications.topics).",
     )
-    p.add_argument("--topic", choices=kafka_events.TOPICS, default="notifications")
+    p.add_argument(
+        "--topic",
+        default="notifications",
+        help=f"one of the subscriber's topics ({', '.join(_topic_choices())}; notifications.topics)",
+    )
     p.add_argument("--key", help="record key: events with one key go to one partition, in order")
     p.add_argument(
         "--ce",
@@ -134,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
         help="override a payload field (dotted for nested); repeatable",
     )
     p.add_argument("--count", type=int, default=1, help="number of records (1-10000)")
-    p.add_argument("--env", choices=("dev", "prod"), help="take bootstrap servers from this env's Broker ConfigMap")
+    p.add_argument("--env", help="take bootstrap servers from this environment's Broker ConfigMap (environments.yaml)")
     p.add_argument("--bootstrap-servers", help=f"host:port[,...]; wins over ${kafka_settings.BOOTSTRAP_ENV}")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for acknowledgements")
     p.add_argument("--output", choices=("text", "json"), default="text")
@@ -154,9 +166,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print("error: --timeout must be between 1 and 300 seconds", file=sys.stderr)
         return 2
     try:
+        kafka_events.model_for(args.topic)  # an unknown topic fails before any render
+        if args.env is not None:
+            environments.load().get(args.env)
         connection = kafka_settings.resolve(args.bootstrap_servers, args.env, environ)
         records = build_records(args)
-    except (kafka_settings.SettingsError, kafka_events.PayloadError) as exc:
+    except (kafka_settings.SettingsError, kafka_events.PayloadError, UserError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if connection.bootstrap.auth_secret and "security.protocol" not in connection.security:

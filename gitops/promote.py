@@ -10,8 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops import image_ref
-from gitops.checks.policy import is_production
+from gitops import environments, image_ref
+from gitops.errors import UserError
 from gitops.paths import ENVIRONMENTS_DIR, REPO_ROOT
 
 
@@ -36,9 +36,11 @@ class Promotion:
 def promote(root: Path, source: str, target: str) -> Promotion:
     if source == target:
         raise PromotionRefused(f"FROM and TO are both {source!r}")
+    facts = environments.load(root)
+    facts.get(source), facts.get(target)  # an unknown name fails here, in one line naming environments.yaml
     ref = image_ref.read_image(root, source)
     before = image_ref.read_image(root, target)
-    if is_production(target) and not ref.is_digest:
+    if facts.is_production(target) and not ref.is_digest:
         raise PromotionRefused(
             f"refusing to promote {ref} to {target}: {target} only runs images pinned by sha256 digest. "
             f"A tag is mutable (it can be re-pushed to different bytes), so {target} might not run what {source} "
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
     args = parser.parse_args(argv)
     try:
         result = promote(root, args.source, args.target)
-    except (image_ref.ImageRefError, PromotionRefused) as error:
+    except (image_ref.ImageRefError, PromotionRefused, UserError) as error:
         print(f"promote: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(report(result))

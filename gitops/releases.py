@@ -7,7 +7,9 @@ from pathlib import Path
 
 import httpx
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
+from gitops.errors import UserError, yaml_error
 from gitops.paths import RELEASES_LOCK
 
 RELEASE_URL = re.compile(
@@ -16,7 +18,7 @@ RELEASE_URL = re.compile(
 KUSTOMIZE_DIRS = ("base", "overlays", "components", "apps")
 
 
-class DigestMismatch(RuntimeError):
+class DigestMismatch(UserError):
     """An asset's bytes differ from the lock: never render it."""
 
 
@@ -56,7 +58,19 @@ def sha256_of(path: Path) -> str:
 
 
 def load_lock(root: Path) -> dict[str, str | None]:
-    data = YAML(typ="safe").load((root / RELEASES_LOCK).read_text()) or {}
+    path = root / RELEASES_LOCK
+    try:
+        data = YAML(typ="safe").load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise UserError(
+            "missing: it pins the sha256 of every upstream release asset",
+            where=str(RELEASES_LOCK),
+            fix=f"restore it with `git checkout -- {RELEASES_LOCK}` (or rebuild it with `make bump VERSION=<v>`)",
+        ) from None
+    except YAMLError as error:
+        raise yaml_error(path, root, error) from None
+    if not isinstance(data, dict) or not isinstance(data.get("assets") or {}, dict):
+        raise UserError("expected `assets: {<url>: <sha256>}`", where=str(RELEASES_LOCK), fix="restore it from git")
     return dict(data.get("assets") or {})
 
 
@@ -71,8 +85,11 @@ def referenced_urls(root: Path) -> dict[str, Path]:
     """Every remote resource URL in the tree's kustomizations, with the kustomization that lists it."""
     urls: dict[str, Path] = {}
     for path in kustomization_files(root):
-        doc = YAML(typ="safe").load(path.read_text()) or {}
-        for entry in doc.get("resources") or []:
+        try:
+            doc = YAML(typ="safe").load(path.read_text()) or {}
+        except YAMLError as error:
+            raise yaml_error(path, root, error) from None
+        for entry in doc.get("resources") or [] if isinstance(doc, dict) else []:
             if isinstance(entry, str) and entry.startswith(("http://", "https://")):
                 urls[entry] = path
     return urls

@@ -105,14 +105,37 @@ def field_changes(old: Any, new: Any, path: str = "") -> list[FieldChange]:
     return [FieldChange(path.lstrip(".") or "(whole object)", old, new)]
 
 
-def show(value: Any, limit: int = 70) -> str:
+def show(value: Any) -> str:
+    """One value on one line, whole: a reviewer needs exactly the characters that changed."""
     if value is MISSING:
         return "(absent)"
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
     text = text.replace("\n", "\\n")
     if isinstance(value, str) and (text == "" or text != text.strip()):
         text = json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text
+
+
+def _shared(a: str, b: str) -> int:
+    """How many leading characters two strings share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def show_change(old: Any, new: Any, limit: int = 70, context: int = 20) -> tuple[str, str]:
+    """Both sides of a change; when they are long, only the text they share at the start and the end is elided
+    (…), keeping `context` characters around the difference. The differing characters are never cut."""
+    a, b = show(old), show(new)
+    if old is MISSING or new is MISSING or max(len(a), len(b)) <= limit:
+        return a, b
+    prefix = _shared(a, b)
+    suffix = _shared(a[prefix:][::-1], b[prefix:][::-1])
+    start = max(0, prefix - context)
+    end_a, end_b = len(a) - max(0, suffix - context), len(b) - max(0, suffix - context)
+
+    def clip(text: str, end: int) -> str:
+        return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+
+    return clip(a, end_a), clip(b, end_b)
 
 
 def _hide_secret_values(key: ObjKey, changes: list[FieldChange]) -> list[FieldChange]:

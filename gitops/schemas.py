@@ -45,7 +45,7 @@ def kubernetes_schemas(version: str = KUBERNETES_VERSION) -> Path:
         raise FileNotFoundError(f"kubernetes-validate ships no schemas for Kubernetes {version} ({source})")
     root = cache_dir() / "schemas" / f"k8s-{kubernetes_validate.__version__}"
     target = root / f"v{version}-standalone-strict"
-    if not (target / "_definitions.json").is_file():
+    if not target.is_dir():
         staging = Path(tempfile.mkdtemp(dir=_ensure(cache_dir() / "schemas")))
         for schema_file in source.glob("*.json"):
             schema = json.loads(schema_file.read_text())
@@ -53,8 +53,7 @@ def kubernetes_schemas(version: str = KUBERNETES_VERSION) -> Path:
             text = json.dumps(schema).replace('"/api/_definitions.json#', '"_definitions.json#')
             (staging / schema_file.name).write_text(text)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.replace(target)
+        _publish(staging, target)
     return root
 
 
@@ -82,6 +81,7 @@ def crd_schemas(crds: Iterable[Obj], extra_crd_files: Iterable[Path] = ()) -> Pa
         text=True,
     )
     if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
         raise RuntimeError(f"openapi2jsonschema.py failed:\n{proc.stderr}")
     (staging / "rendered-crds.yaml").unlink()
     for schema_file in staging.glob("*.json"):
@@ -89,8 +89,24 @@ def crd_schemas(crds: Iterable[Obj], extra_crd_files: Iterable[Path] = ()) -> Pa
         _reopen_preserved(schema)
         _close_root(schema)
         schema_file.write_text(json.dumps(schema))
-    staging.replace(target)
+    _publish(staging, target)
     return target
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Make a fully written directory visible at `target` in one rename, never touching one that exists.
+
+    Two validations may build the same cache entry at once (the environment threads, or two `make validate`
+    runs). A directory only ever appears whole, by rename(2), which fails when the target already exists; the
+    loser discards its own copy and uses the winner's, which holds the same content (the name is its key).
+    Nothing is ever deleted from under a reader.
+    """
+    try:
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _reopen_preserved(node: object) -> None:

@@ -3,11 +3,12 @@
 import shutil
 from pathlib import Path
 
+from gitops.errors import UserError
 from gitops.paths import REPO_ROOT
 
 
-class ToolMissing(RuntimeError):
-    pass
+class ToolMissing(UserError):
+    """A pinned tool is not installed: `make setup` installs it into ./bin."""
 
 
 def tool(name: str) -> str:
@@ -16,7 +17,7 @@ def tool(name: str) -> str:
         return str(local)
     found = shutil.which(name)
     if found is None:
-        raise ToolMissing(f"{name} not found in {REPO_ROOT / 'bin'} or on PATH: run `make setup`")
+        raise ToolMissing(f"{name} not found in ./bin or on PATH", fix="run `make setup`")
     return found
 
 

@@ -6,11 +6,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from gitops import kubeconform, manifests, releases, schemas, waivers
 from gitops.checks import EnvContext, Finding, RepoContext, env_checks, repo_checks
+from gitops.errors import UserError
 from gitops.paths import REPO_ROOT, argocd_crds_dir, environments
-from gitops.render import RenderError, RenderResult, render_env
+from gitops.render import MirrorMissing, RenderError, RenderResult, render_env
 
 
 @dataclass
@@ -52,16 +54,32 @@ def schema_findings(env: str, render: RenderResult | None, stream: str, crd_dir:
 
 
 def _render(root: Path, env: str) -> RenderResult | Finding:
+    """A render, or a finding saying why this environment does not render (a missing mirror stops everything)."""
     try:
         return render_env(env, root)
+    except MirrorMissing:
+        raise
     except (RenderError, releases.DigestMismatch) as error:
-        return Finding("render", env, "-", f"overlays/{env}", str(error))
+        message = f"{error.what}; {error.fix}" if error.fix else error.what
+        return Finding("render", env, "-", error.where or f"overlays/{env}", message)
+
+
+def progress(message: str, stream: TextIO | None = None, verb: str = "validate") -> None:
+    """One line per stage, only when stderr is a terminal: a person sees it is working; logs and CI stay clean."""
+    stream = stream or sys.stderr
+    if stream.isatty():
+        print(f"{verb}: {message}", file=stream, flush=True)
 
 
 def validate(root: Path = REPO_ROOT, envs: list[str] | None = None) -> Report:
     report = Report()
-    envs = envs or environments(root)
+    known = environments(root)  # environments.yaml and the overlays must agree (UserError otherwise)
+    for env in envs or []:
+        if env not in known:
+            raise UserError(f"unknown environment {env!r} (known: {', '.join(known)})", where="environments.yaml")
+    envs = envs or known
     # Renders and kubeconform runs are subprocess-bound: one thread per environment.
+    progress(f"rendering {', '.join(envs)} (kustomize build)")
     with ThreadPoolExecutor(max_workers=len(envs) or 1) as pool:
         for env, rendered in zip(envs, pool.map(lambda e: _render(root, e), envs), strict=True):
             if isinstance(rendered, Finding):
@@ -73,11 +91,14 @@ def validate(root: Path = REPO_ROOT, envs: list[str] | None = None) -> Report:
             for render in report.renders.values()
             for o in manifests.of_kind(render.objects, "apiextensions.k8s.io", "CustomResourceDefinition")
         }
+        progress("building JSON schemas from the rendered CRDs (cached in .cache/schemas)")
         crd_dir = schemas.crd_schemas(crds.values(), sorted(argocd_crds_dir().glob("*.yaml")))
         jobs = [(env, render, render.text, f"overlays/{env}") for env, render in report.renders.items()]
         jobs += [("argocd", None, p.read_text(), str(p.relative_to(root))) for p in argocd_files(root)]
+        progress(f"kubeconform -strict over {len(jobs)} stream(s)")
         for found in pool.map(lambda job: schema_findings(*job[:3], crd_dir, job[3]), jobs):
             report.findings += found
+    progress("semantic checks")
     for render in report.renders.values():
         ctx = EnvContext(root, render)
         for check in env_checks():

@@ -12,7 +12,18 @@ from gitops.checks import EnvContext, Finding
 from gitops.paths import REPO_ROOT, environments
 from gitops.render import RenderResult, render_env
 
-TREE = ("base", "overlays", "components", "apps", "argocd", "argocd-app.yaml", "validation-waivers.yaml")
+TREE = (
+    "base",
+    "overlays",
+    "components",
+    "apps",
+    "argocd",
+    "argocd-app.yaml",
+    "validation-waivers.yaml",
+    "environments.yaml",
+)
+# An environment name no fork would pick, for tests that add one to a copy of the tree.
+MADE_UP_ENV = "zz-test-env"
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +57,15 @@ def tree_copy(tmp_path: Path) -> Path:
         elif src.is_file():
             shutil.copy(src, tmp_path / name)
     return tmp_path
+
+
+def add_environment(root: Path, env: str, like: str, **facts: object) -> None:
+    """Add overlays/<env> (a copy of <like>'s) and its environments.yaml entry (<like>'s facts, then `facts`)."""
+    from ruamel.yaml import YAML
+
+    shutil.copytree(root / "overlays" / like, root / "overlays" / env)
+    yaml = YAML()
+    path = root / "environments.yaml"
+    doc = yaml.load(path.read_text())
+    doc["environments"][env] = {**copy.deepcopy(dict(doc["environments"][like])), **facts}
+    yaml.dump(doc, path)

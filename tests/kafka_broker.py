@@ -10,6 +10,7 @@ until Ctrl-C.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import ctypes
@@ -35,7 +36,17 @@ REPO = Path(__file__).resolve().parents[1]
 HACK = REPO / "hack" / "kafka"
 POM = HACK / "pom.xml"
 CACHE = Path(os.environ.get("KAFKA_TEST_CACHE", REPO / ".cache" / "kafka"))
-TOPICS = {"notifications": 3, "loggings": 3}
+PARTITIONS = 3
+
+
+def app_topics() -> dict[str, int]:
+    """The subscriber's topics (notifications.topics, the one table), each with PARTITIONS partitions."""
+    from notifications.topics import TOPICS as APP_TOPICS
+
+    return dict.fromkeys(APP_TOPICS, PARTITIONS)
+
+
+TOPICS = app_topics()
 FETCH_TIMEOUT_S = 240  # under pytest-timeout (300 s), so a slow registry skips rather than errors
 READY_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 30
@@ -203,7 +214,7 @@ def start_broker(topics: dict[str, int] | None = None) -> KafkaBroker:
     broker = KafkaBroker(f"127.0.0.1:{port}", workdir, proc, 0.0, libs)
     try:
         _wait_ready(broker)
-        _create_topics(broker.bootstrap_servers, topics if topics is not None else TOPICS)
+        create_topics(broker.bootstrap_servers, topics if topics is not None else TOPICS)
     except BaseException:
         tail = broker.log_tail()
         broker.stop()
@@ -231,7 +242,7 @@ def _wait_ready(broker: KafkaBroker) -> None:
     raise TimeoutError(f"broker not ready after {READY_TIMEOUT_S}s: {last}")
 
 
-def _create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     if not topics:
@@ -268,7 +279,11 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        description="Run a throwaway single-node Kafka (KRaft) on 127.0.0.1 with the subscriber's topics "
+        f"({', '.join(TOPICS)}; notifications.topics) until Ctrl-C; prints KAFKA_BOOTSTRAP_SERVERS=..."
+    ).parse_args(argv)
     # A background job starts with SIGINT ignored; handle SIGTERM/SIGINT explicitly so the broker is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import obj, run_check
+from conftest import MADE_UP_ENV, obj, run_check
 
 from gitops import kubeconform, manifests, schemas
 from gitops.argocd_sync import APP_FILE, WAVE
@@ -81,11 +81,11 @@ def test_wave_plan_in_the_render(renders):
 
 def test_wrong_path_fails(tree_copy, renders):
     edit_app_file(
-        tree_copy, lambda d: d["Application knative-kafka-dev"]["spec"]["source"].update(path="overlays/staging")
+        tree_copy, lambda d: d["Application knative-kafka-dev"]["spec"]["source"].update(path=f"overlays/{MADE_UP_ENV}")
     )
     found = repo_findings(tree_copy, renders)
-    assert has(found, DEV_APP, "(argocd-app.yaml)", "source path 'overlays/staging' does not exist")
-    assert has(found, DEV_APP, "overlays/staging is not an environment (known: dev, prod)")
+    assert has(found, DEV_APP, "(argocd-app.yaml)", f"source path 'overlays/{MADE_UP_ENV}' does not exist")
+    assert has(found, DEV_APP, f"overlays/{MADE_UP_ENV} is not an environment (known: dev, prod)")
     assert has(found, "[dev]", "0 Applications deploy overlays/dev")
 
 

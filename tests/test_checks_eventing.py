@@ -270,3 +270,15 @@ def test_service_timeout_must_be_shorter_than_delivery_timeout(broken):
     findings = run_check(eventing.check_subscriber_timeout, render)
     assert sorted(f.obj for f in findings) == ["Trigger notifications/loggings", "Trigger notifications/notifications"]
     assert "delivery timeout 30s is not longer than" in findings[0].message
+
+
+def test_a_trigger_missing_the_delivery_order_of_the_others_fails(broken):
+    render = broken("prod")
+    added = obj(render, "eventing.knative.dev", "Trigger", "notifications", "loggings")
+    audits = {**added, "metadata": {**added["metadata"], "name": "audits", "annotations": {}}}
+    render.objects.append(audits)
+    found = [str(f) for f in run_check(eventing.check_delivery_order_uniform, render)]
+    assert len(found) == 1
+    assert found[0].startswith("[prod] Trigger notifications/audits")
+    assert "delivery is unordered" in found[0] and "Trigger notifications/" in found[0]
+    assert run_check(eventing.check_delivery_order_uniform, broken("prod")) == []

@@ -1,17 +1,27 @@
 """make diff: each DANGEROUS/WARNING classification fires on the change it is about and stays quiet otherwise."""
 
 import copy
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import MADE_UP_ENV, add_environment
 
 from gitops import diff, manifests
 from gitops.manifests import Obj, ObjKey
 from gitops.render import RenderResult
-from gitops.resource_diff import DANGEROUS, MISSING, WARNING, EnvDiff, FieldChange, diff_env, field_changes, show
+from gitops.resource_diff import (
+    DANGEROUS,
+    MISSING,
+    WARNING,
+    EnvDiff,
+    FieldChange,
+    diff_env,
+    field_changes,
+    show,
+    show_change,
+)
 
 Mutation = Callable[[list[Obj]], None]
 
@@ -225,13 +235,24 @@ def test_new_environment_is_all_added_and_removed_one_all_removed(renders: dict[
     assert "Broker notifications/events" in {str(f.key) for f in removed.dangerous}
 
 
-def test_field_paths_name_list_items_and_truncate() -> None:
+def test_field_paths_name_list_items() -> None:
     old = {"spec": {"containers": [{"name": "app", "image": "a:1"}, {"name": "side", "image": "s"}]}}
     new = {"spec": {"containers": [{"name": "side", "image": "s"}, {"name": "app", "image": "a:2"}]}}
     assert field_changes(old, new) == [FieldChange("spec.containers[app].image", "a:1", "a:2")]
     annotated = field_changes({"metadata": {"annotations": {"a.b/c": "1"}}}, {"metadata": {"annotations": {}}})
     assert [(c.path, c.new) for c in annotated] == [("metadata.annotations[a.b/c]", MISSING)]
-    assert show("x" * 200).endswith("…") and len(show("x" * 200)) == 70
+    assert show("x" * 200) == "x" * 200
+
+
+def test_long_values_keep_every_changed_character() -> None:
+    """Only text both sides share is elided: the reviewer sees the differing host whole."""
+    servers = ",".join(f"kafka-{i}.acme.internal:9092" for i in range(4))
+    changed = servers.replace("kafka-2.acme.internal", "kafka-2.acme.example")
+    old, new = show_change(servers, changed)
+    assert "kafka-2.acme.internal" in old and "kafka-2.acme.example" in new
+    assert old.startswith("…") and old.endswith("…") and len(old) < len(servers)
+    assert show_change("a" * 100, "b" * 100) == ("a" * 100, "b" * 100)
+    assert show_change(MISSING, servers) == ("(absent)", servers)
 
 
 def test_secret_values_never_printed() -> None:
@@ -294,14 +315,25 @@ def test_git_ref_vs_working_tree_exit_codes(repo_copy: Path, capsys: pytest.Capt
     assert diff.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == diff.EXIT_DANGEROUS
     out = capsys.readouterr().out
     assert "DANGEROUS ConfigMap notifications/kafka-broker-config: default.topic.partitions decreased 12 → 6" in out
-    assert "data[default.topic.partitions]: 12 → 6" in out
+    assert "data[default.topic.partitions]: 12 → 6  (overlays/prod/kafka.yaml)" in out
     assert out.rstrip().endswith("1 DANGEROUS change(s) (exit 3)")
 
 
+def test_argocd_objects_are_diffed(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    app = repo_copy / "argocd-app.yaml"
+    text = app.read_text()
+    dev = text.index("name: knative-kafka-dev")
+    app.write_text(text[:dev] + text[dev:].replace("selfHeal: true", "selfHeal: false", 1))
+    assert diff.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "argocd"]) == 0
+    out = capsys.readouterr().out
+    assert "== argocd: 1 changed" in out
+    assert "~ Application argocd/knative-kafka-dev  (argocd-app.yaml)" in out
+    assert "spec.syncPolicy.automated.selfHeal: true → false" in out
+
+
 def test_environment_missing_at_base_is_all_added(repo_copy: Path) -> None:
-    shutil.copytree(repo_copy / "overlays/dev", repo_copy / "overlays/staging")
-    with_staging = diff.run(repo_copy.parent / "nowhere", repo_copy, ["staging"])
-    (report,) = with_staging
+    add_environment(repo_copy, MADE_UP_ENV, like="dev")
+    (report,) = diff.run(repo_copy.parent / "nowhere", repo_copy, [MADE_UP_ENV])
     assert report.diff.notes[0].startswith("new environment")
     assert report.diff.added and not report.diff.removed and not report.diff.changed
     assert ObjKey("eventing.knative.dev", "Broker", "notifications", "events") in report.diff.added

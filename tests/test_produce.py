@@ -36,7 +36,7 @@ def same_except_fresh(topic: str, value: bytes) -> None:
     """The record is the model's example, except the per-record id/time fields, which are new and recent."""
     notification, log_record = models()
     model = {"notifications": notification, "loggings": log_record}[topic]
-    fresh = set(kafka_events.FRESH_FIELDS[topic])
+    fresh = set(kafka_events.fresh_fields(topic))
     got = model.model_validate_json(value)
     assert got.model_dump(exclude=fresh) == model.example().model_dump(exclude=fresh)
     for name in fresh:
@@ -421,7 +421,7 @@ def test_default_ce_attributes_match_the_trigger_filters() -> None:
     yaml = YAML(typ="safe")
     triggers = [d for d in yaml.load_all((REPO / "base/eventing/triggers.yaml").read_text()) if d]
     by_path = {t["spec"]["subscriber"]["uri"]: t["spec"]["filter"]["attributes"] for t in triggers}
-    for topic in kafka_events.TOPICS:
+    for topic in kafka_events.topic_names():
         record = kafka_events.encode(topic, b"{}", "k", kafka_events.CeMode.BINARY)
         assert record.ce is not None
         attributes = by_path[f"/events/{topic}"]

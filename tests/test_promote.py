@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import MADE_UP_ENV, add_environment
 
 from gitops import image_ref, manifests, pin_image, promote
 from gitops.checks.policy import DIGEST_REF
@@ -45,10 +46,6 @@ def pin_dev(root: Path, digest: str = NEW_DIGEST) -> str:
     ref = f"{image_ref.read_image(root, 'dev').repository}@{digest}"
     assert pin_image.main(["--env", "dev", "--image", ref], root=root) == 0
     return ref
-
-
-def add_env(root: Path, env: str, like: str) -> None:
-    shutil.copytree(root / "overlays" / like, root / "overlays" / env)
 
 
 @pytest.mark.parametrize(
@@ -160,12 +157,12 @@ def test_promote_again_is_already_promoted(tree_copy: Path, capsys: pytest.Captu
     assert kustomization(tree_copy, "prod").read_bytes() == before
 
 
-@pytest.mark.parametrize("target", ["prod", "prod-eu"])
+@pytest.mark.parametrize("target", ["prod", MADE_UP_ENV])
 def test_production_refuses_a_tag_and_says_why(
     tree_copy: Path, capsys: pytest.CaptureFixture[str], target: str
 ) -> None:
     if target != "prod":
-        add_env(tree_copy, target, like="prod")
+        add_environment(tree_copy, target, like="prod")
     image_ref.set_image(tree_copy, "dev", image_ref.parse("registry.example.com/platform/notifications:1.2.3"))
     before = files(tree_copy / "overlays" / target)
     assert promote.main(["--from", "dev", "--to", target], root=tree_copy) == 1
@@ -176,23 +173,24 @@ def test_production_refuses_a_tag_and_says_why(
 
 
 def test_non_production_takes_a_tag_and_a_digest_replaces_it(tree_copy: Path) -> None:
-    add_env(tree_copy, "staging", like="dev")
+    add_environment(tree_copy, MADE_UP_ENV, like="dev")
     tagged = image_ref.parse("registry.example.com/platform/notifications:1.2.3")
     image_ref.set_image(tree_copy, "dev", tagged)
-    assert promote.main(["--from", "dev", "--to", "staging"], root=tree_copy) == 0
-    assert image_ref.read_image(tree_copy, "staging") == tagged
-    assert "digest:" not in kustomization(tree_copy, "staging").read_text()
+    assert promote.main(["--from", "dev", "--to", MADE_UP_ENV], root=tree_copy) == 0
+    assert image_ref.read_image(tree_copy, MADE_UP_ENV) == tagged
+    assert "digest:" not in kustomization(tree_copy, MADE_UP_ENV).read_text()
 
     pin_dev(tree_copy)
-    assert promote.main(["--from", "dev", "--to", "staging"], root=tree_copy) == 0
-    staging = kustomization(tree_copy, "staging").read_text()
+    assert promote.main(["--from", "dev", "--to", MADE_UP_ENV], root=tree_copy) == 0
+    staging = kustomization(tree_copy, MADE_UP_ENV).read_text()
     # kustomize would render both as name:tag@digest; the promoted entry must hold the digest alone.
     assert "newTag" not in staging
-    assert image_ref.read_image(tree_copy, "staging").digest == NEW_DIGEST
+    assert image_ref.read_image(tree_copy, MADE_UP_ENV).digest == NEW_DIGEST
 
 
 @pytest.mark.parametrize(
-    ("source", "target", "message"), [("dev", "qa", "no environment 'qa'"), ("dev", "dev", "both")]
+    ("source", "target", "message"),
+    [("dev", MADE_UP_ENV, f"unknown environment {MADE_UP_ENV!r}"), ("dev", "dev", "both")],
 )
 def test_promote_rejects_bad_environments(
     tree_copy: Path, capsys: pytest.CaptureFixture[str], source: str, target: str, message: str

@@ -4,8 +4,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import MADE_UP_ENV
 
-from gitops import releases
+from gitops import manifests, releases, render
 from gitops.paths import REPO_ROOT, release_mirror
 from gitops.render import RenderError, render_env
 
@@ -41,6 +42,16 @@ def test_objects_know_their_source_file(renders):
     assert by_kind[("Trigger", "loggings")] == "base/eventing/triggers.yaml"
     assert by_kind[("Service", "notifications")] == "apps/notifications/deploy/service.yaml"
     assert by_kind[("Deployment", "controller")].endswith("/serving-core.yaml")
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_one_build_with_origins_renders_exactly_the_plain_build(renders, monkeypatch, env):
+    """The origin/transformer annotations used for naming files never reach the output Argo CD would apply."""
+    monkeypatch.setattr(render, "BUILD_METADATA", {})  # a plain `kustomize build`, as Argo CD runs it
+    plain = render.render_env(env)
+    assert renders[env].objects == plain.objects
+    assert manifests.load_stream(renders[env].text) == manifests.load_stream(plain.text)
+    assert render.ORIGIN not in renders[env].text and render.TRANSFORMATIONS not in renders[env].text
 
 
 def test_digest_mismatch_stops_the_render(tmp_path, monkeypatch):
@@ -98,8 +109,8 @@ def test_downloaded_asset_is_checked_against_the_lock(tmp_path, monkeypatch):
 
 
 def test_unknown_environment():
-    with pytest.raises(RenderError, match=r"unknown environment 'staging'.*known: dev, prod"):
-        render_env("staging")
+    with pytest.raises(RenderError, match=rf"unknown environment '{MADE_UP_ENV}'.*known: dev, prod"):
+        render_env(MADE_UP_ENV)
 
 
 def test_url_missing_from_lock_stops_the_render(tree_copy):
@@ -111,5 +122,8 @@ def test_url_missing_from_lock_stops_the_render(tree_copy):
             "  - https://github.com/knative/serving/releases/download/knative-v1.23.0/serving-hpa.yaml\n",
         )
     )
-    with pytest.raises(RenderError, match=r"serving-hpa.yaml .* has no entry in the releases lock"):
+    with pytest.raises(
+        RenderError,
+        match=r"^base/platform/kustomization.yaml: .*serving-hpa.yaml has no entry in base/platform/releases.lock.yaml",
+    ):
         render_env("dev", root=tree_copy)

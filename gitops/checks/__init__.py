@@ -38,10 +38,21 @@ class EnvContext:
     def objects(self) -> list[manifests.Obj]:
         return self.render.objects
 
-    def finding(self, check: str, obj: manifests.Obj | None, message: str, origin: str | None = None) -> Finding:
+    def finding(
+        self,
+        check: str,
+        obj: manifests.Obj | None,
+        message: str,
+        origin: str | None = None,
+        field: str | None = None,
+    ) -> Finding:
+        """A finding on `obj`, named after the file that set `field` (an overlay patch, say) when given, else the
+        object's file and the patches that changed it (kustomize's origin and transformer annotations)."""
         ref = str(manifests.ObjKey.of(obj)) if obj is not None else "-"
-        where = origin or (self.render.origin(obj) if obj is not None else "-")
-        return Finding(check, self.env, ref, where, message)
+        if origin is None and obj is not None:
+            key = manifests.ObjKey.of(obj)
+            origin = self.render.field_origin(key, field) if field else self.render.where(obj)
+        return Finding(check, self.env, ref, origin or "-", message)
 
 
 @dataclass

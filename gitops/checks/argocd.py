@@ -8,7 +8,7 @@ scope, self-delivery, ignoreDifferences).
 
 from collections.abc import Iterator
 
-from gitops import argocd_health, manifests
+from gitops import argocd_health, environments, manifests
 from gitops.argocd_sync import BUILTIN_HEALTH, references, sync_options, wave
 from gitops.checks import EnvCheck, EnvContext, Finding, RepoCheck
 from gitops.checks.argocd_apps import (
@@ -20,9 +20,9 @@ from gitops.checks.argocd_apps import (
 from gitops.checks.argocd_project import check_ignore_differences, check_project_scope
 from gitops.manifests import Obj, ObjKey
 
-# Environments whose clusters have no LoadBalancer implementation: a LoadBalancer Service there stays Progressing
-# (no external IP) and every later sync wave waits forever (components/kourier-nodeport).
-NO_LOAD_BALANCER_ENVS = frozenset({"dev"})
+# Findings about these annotations name the file that set them (an overlay patch, or the object's own file).
+WAVE_FIELD = "metadata.annotations[argocd.argoproj.io/sync-wave]"
+SYNC_OPTIONS_FIELD = "metadata.annotations[argocd.argoproj.io/sync-options]"
 
 
 def _upstream(ctx: EnvContext, obj: Obj) -> bool:
@@ -38,7 +38,7 @@ def check_sync_waves(ctx: EnvContext) -> Iterator[Finding]:
         try:
             waves[ObjKey.of(obj)] = wave(obj)
         except ValueError:
-            yield ctx.finding(name, obj, "argocd.argoproj.io/sync-wave is not an integer")
+            yield ctx.finding(name, obj, "argocd.argoproj.io/sync-wave is not an integer", field=WAVE_FIELD)
     crds = [o for o in ctx.objects if o.get("kind") == "CustomResourceDefinition"]
     crd_groups: dict[str, list[Obj]] = {}
     for crd in crds:
@@ -53,6 +53,7 @@ def check_sync_waves(ctx: EnvContext) -> Iterator[Finding]:
                     obj,
                     f"sync wave {waves.get(key, 0)} is not after CustomResourceDefinition {manifests.meta(crd)['name']} "
                     f"(wave {crd_wave}): every CRD must be Established before a resource of its group is applied",
+                    field=WAVE_FIELD,
                 )
                 break
     upstream = [o for o in ctx.objects if _upstream(ctx, o)]
@@ -66,6 +67,7 @@ def check_sync_waves(ctx: EnvContext) -> Iterator[Finding]:
                     obj,
                     f"sync wave {waves.get(ObjKey.of(obj), 0)} is not after the upstream install "
                     f"({ObjKey.of(last)} is in wave {last_wave}): Argo CD does not wait for webhook pods within a wave",
+                    field=WAVE_FIELD,
                 )
     by_key = {ObjKey.of(o): o for o in ctx.objects}
     for obj in ctx.objects:
@@ -87,6 +89,7 @@ def check_sync_waves(ctx: EnvContext) -> Iterator[Finding]:
                     f"sync wave {mine} is not after {needed} (wave {theirs}), which it needs via {field}: "
                     "Knative reports it Ready=False until that exists and is Ready, so this wave would never "
                     "become healthy",
+                    field=WAVE_FIELD,
                 )
 
 
@@ -114,6 +117,7 @@ def check_prune_guards(ctx: EnvContext) -> Iterator[Finding]:
                 "argocd-prune-guard",
                 obj,
                 f"needs argocd.argoproj.io/sync-options {wanted} (or =confirm): {reason}",
+                field=SYNC_OPTIONS_FIELD,
             )
 
 
@@ -154,7 +158,9 @@ def check_health_gating(ctx: EnvContext) -> Iterator[Finding]:
 
 
 def check_no_load_balancer(ctx: EnvContext) -> Iterator[Finding]:
-    if ctx.env not in NO_LOAD_BALANCER_ENVS:
+    # Without a LoadBalancer implementation (environments.yaml `load_balancer: false`) such a Service stays
+    # Progressing (no external IP) and every later sync wave waits forever (components/kourier-nodeport).
+    if environments.load(ctx.root).get(ctx.env).load_balancer:
         return
     for obj in ctx.objects:
         if (

@@ -1,28 +1,12 @@
 """Argo CD repository checks on the Applications: sources, revisions, environments, sync policy, health checks."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from gitops import argocd_health, manifests
-from gitops.argocd_sync import APP_FILE, IN_CLUSTER, ArgoDoc, applications, load_docs, projects, sources
+from gitops import argocd_health, environments, manifests
+from gitops.argocd_sync import APP_FILE, ArgoDoc, applications, load_docs, projects, sources
 from gitops.checks import Finding, RepoContext
-from gitops.paths import environments
 
 ARGO = "argocd"  # the `env` of findings about argocd-app.yaml / argocd/*.yaml themselves
-
-
-@dataclass(frozen=True)
-class EnvPolicy:
-    automated: bool  # dev deploys every push; prod is synced by a person
-    destination: dict[str, str]
-
-
-ENV_POLICY = {
-    "dev": EnvPolicy(automated=True, destination={"server": IN_CLUSTER}),
-    "prod": EnvPolicy(automated=False, destination={"name": "prod"}),
-}
-# Environments whose clusters have no LoadBalancer implementation: a LoadBalancer Service there stays Progressing
-# (no external IP) and every later sync wave waits forever (components/kourier-nodeport).
 
 
 def finding(check: str, doc: ArgoDoc, message: str, env: str = ARGO) -> Finding:
@@ -75,15 +59,18 @@ def check_applications(ctx: RepoContext) -> Iterator[Finding]:
         if app.spec.get("project") not in all_projects:
             yield finding(name, app, f"project {app.spec.get('project')!r} is not an AppProject in {APP_FILE}")
     per_env: dict[str, list[ArgoDoc]] = {}
-    known = environments(ctx.root)
+    facts = environments.load(ctx.root)
+    known = facts.names
     for app, env in env_apps(docs):
         per_env.setdefault(env, []).append(app)
         if env not in known:
             yield finding(name, app, f"source path overlays/{env} is not an environment (known: {', '.join(known)})")
-        policy = ENV_POLICY.get(env)
+        if env not in known:
+            continue
+        wanted = facts.get(env).destination
         destination = {k: v for k, v in (app.spec.get("destination") or {}).items() if k in ("server", "name")}
-        if policy and destination != policy.destination:
-            yield finding(name, app, f"destination {destination} for {env}; expected {policy.destination}", env)
+        if destination != wanted:
+            yield finding(name, app, f"destination {destination} for {env}; expected {wanted} (environments.yaml)", env)
     for env in known:
         if len(per_env.get(env, [])) != 1:
             yield Finding(
@@ -101,6 +88,7 @@ def check_sync_policy(ctx: RepoContext) -> Iterator[Finding]:
     name = "argocd-sync-policy"
     docs = load_docs(ctx.root)
     envs = {app.name: env for app, env in env_apps(docs)}
+    facts = environments.load(ctx.root)
     for app in applications(docs):
         policy = app.spec.get("syncPolicy") or {}
         retry = policy.get("retry") or {}
@@ -132,13 +120,14 @@ def check_sync_policy(ctx: RepoContext) -> Iterator[Finding]:
                 "those fields back and Knative rewrites them (endless churn)",
             )
         env = envs.get(app.name)
-        if env not in ENV_POLICY:
+        if env not in facts.by_name:
             continue
         automated = policy.get("automated")
         enabled = automated is not None and automated.get("enabled", True) is not False
-        if ENV_POLICY[env].automated and not (enabled and automated.get("prune") and automated.get("selfHeal")):
+        wants_automated = facts.get(env).automated_sync
+        if wants_automated and not (enabled and automated.get("prune") and automated.get("selfHeal")):
             yield finding(name, app, f"{env} must sync automatically with prune and selfHeal", env)
-        if not ENV_POLICY[env].automated and enabled:
+        if not wants_automated and enabled:
             yield finding(name, app, f"{env} is synced deliberately by a person: remove syncPolicy.automated", env)
 
 

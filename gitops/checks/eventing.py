@@ -198,6 +198,7 @@ def check_trigger_filters_match(ctx: EnvContext) -> Iterator[Finding]:
                     "trigger-filter",
                     trigger,
                     f"filter matches no event that reaches Broker {broker['metadata']['name']} (sources emit: {emitted})",
+                    field="spec.filter",
                 )
         for event in events:
             if not any(trigger_matches(t, event) is not False for t in on_broker):
@@ -246,7 +247,7 @@ def check_destinations(ctx: EnvContext) -> Iterator[Finding]:
         for what, destination in _destinations(obj):
             resolved = resolve_destination(ctx.objects, obj, destination, what)
             for problem in resolved.problems:
-                yield ctx.finding("destination", obj, problem)
+                yield ctx.finding("destination", obj, problem, field=what)
             target = resolved.target
             if target is None:
                 continue
@@ -255,7 +256,7 @@ def check_destinations(ctx: EnvContext) -> Iterator[Finding]:
             if target.get("kind") == "Service" and manifests.group_of(target) == "serving.knative.dev":
                 problem = _app_route_problem(target, ctx.render.origin(target), "POST", resolved.path)
                 if problem:
-                    yield ctx.finding("destination", obj, f"{what}: {problem}")
+                    yield ctx.finding("destination", obj, f"{what}: {problem}", field=what)
 
 
 def check_delivery(ctx: EnvContext) -> Iterator[Finding]:
@@ -450,8 +451,32 @@ def check_subscriber_timeout(ctx: EnvContext) -> Iterator[Finding]:
             )
 
 
+def check_delivery_order_uniform(ctx: EnvContext) -> Iterator[Finding]:
+    """The Triggers of one Broker share one delivery order: a Trigger added later without the overlay's
+    annotation would silently get the default, unordered (eventing-kafka-broker's documented default)."""
+    triggers = list(manifests.of_kind(ctx.objects, "eventing.knative.dev", "Trigger"))
+    for broker in manifests.of_kind(ctx.objects, "eventing.knative.dev", "Broker"):
+        orders = {
+            str(manifests.ObjKey.of(t)): str(manifests.annotations(t).get(DELIVERY_ORDER, "unordered")).lower()
+            for t in triggers
+            if trigger_broker(ctx.objects, t) is broker
+        }
+        if "ordered" not in orders.values():
+            continue
+        ordered = next(name for name, order in orders.items() if order == "ordered")
+        for trigger in triggers:
+            if orders.get(str(manifests.ObjKey.of(trigger))) == "unordered":
+                yield ctx.finding(
+                    "trigger-spec",
+                    trigger,
+                    f"delivery is unordered (no {DELIVERY_ORDER}) while {ordered} is ordered: patch every Trigger "
+                    "at once (a `target: {kind: Trigger}` patch, as overlays/prod/trigger-order.yaml)",
+                )
+
+
 CHECKS = [
     check_trigger_spec,
+    check_delivery_order_uniform,
     check_consumer_groups_unique,
     check_subscriber_timeout,
     check_trigger_filters_match,

@@ -3,20 +3,14 @@
 import re
 from collections.abc import Iterator
 
-from gitops import manifests
+from gitops import environments, manifests
 from gitops.checks import EnvContext, Finding
 from gitops.checks.eventing import broker_configmap
 from gitops.checks.serving import VISIBILITY, knative_services
 from gitops.manifests import Obj, dig
 
-# Environments held to the production policy. A new production-like overlay (say `prod-eu`) joins by name.
-PRODUCTION = re.compile(r"^prod(-.+)?$")
 DIGEST_REF = re.compile(r"@sha256:[0-9a-f]{64}$")
 MIN_REPLICATION = 3
-
-
-def is_production(env: str) -> bool:
-    return bool(PRODUCTION.match(env))
 
 
 def _is_ours(ctx: EnvContext, obj: Obj) -> bool:
@@ -52,7 +46,7 @@ def check_secrets_not_in_git(ctx: EnvContext) -> Iterator[Finding]:
 
 
 def check_production_policy(ctx: EnvContext) -> Iterator[Finding]:
-    if not is_production(ctx.env):
+    if not environments.load(ctx.root).is_production(ctx.env):
         return
     yield from _replication(ctx)
     for ksvc in knative_services(ctx):
@@ -66,6 +60,7 @@ def check_production_policy(ctx: EnvContext) -> Iterator[Finding]:
                     "prod-policy",
                     obj,
                     f"container {container.get('name')} image {image!r} is not pinned by @sha256 digest",
+                    field="spec.template.spec.containers.image" if obj.get("kind") == "Service" else None,
                 )
             if _is_ours(ctx, obj):
                 yield from _hardening(ctx, obj, pod, container)
@@ -84,6 +79,7 @@ def _replication(ctx: EnvContext) -> Iterator[Finding]:
                 "prod-policy",
                 cm,
                 f"default.topic.replication.factor {rf!r} < {MIN_REPLICATION}: one broker loss loses events",
+                field="data[default.topic.replication.factor]",
             )
         if cm is not None and not data.get("auth.secret.ref.name"):
             yield ctx.finding("prod-policy", cm, "no auth.secret.ref.name: production Kafka traffic is unauthenticated")

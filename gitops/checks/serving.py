@@ -162,6 +162,7 @@ def check_containers(ctx: EnvContext) -> Iterator[Finding]:
                         "probes",
                         ksvc,
                         f"container {name} {probe} GET {path} is not served by apps/{app}: pods never turn Ready",
+                        field=f"spec.template.spec.containers[{name}].{probe}.httpGet.path",
                     )
 
 

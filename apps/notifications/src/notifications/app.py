@@ -1,10 +1,9 @@
-"""The FastAPI app: a route per Trigger subscriber path, the dead-letter sink, probes and metrics."""
+"""The FastAPI app: a route per topic (notifications.topics, the Triggers' subscriber paths), the dead-letter sink, probes and metrics."""
 
 from __future__ import annotations
 
 import gc
-import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,9 +18,8 @@ from notifications.lifecycle import Lifecycle
 from notifications.metrics import PROMETHEUS_CONTENT_TYPE, EventMetrics
 from notifications.models import LogRecord, Notification
 from notifications.settings import Settings
+from notifications.topics import TOPICS
 
-NOTIFICATIONS_PATH = "/events/notifications"
-LOGGINGS_PATH = "/events/loggings"
 DEAD_LETTERS_PATH = "/events/dead-letters"
 
 
@@ -55,34 +53,15 @@ async def log_only(_payload: Any, _event: CloudEvent) -> None:
     """Default sink: the structured log line emitted per processed event is the delivery."""
 
 
-def _summarise_notification(notification: Notification) -> dict[str, Any]:
-    # Title and body may carry personal data; the log keeps what is needed to trace a delivery.
-    # UUID and enum values are left to orjson, which serialises both natively.
-    return {
-        "notification": {
-            "notification_id": notification.notification_id,
-            "recipient": notification.recipient,
-            "channel": notification.channel,
-            "priority": notification.priority,
-        }
-    }
-
-
-def _summarise_log_record(record: LogRecord) -> dict[str, Any]:
-    return {"record": record.model_dump(mode="json", exclude_none=True)}
-
-
-def _log_record_level(record: LogRecord) -> int:
-    # Never below INFO, so every processed record is really emitted; ERROR records stay ERROR for alerting.
-    return max(logging.INFO, record.level_number)
-
-
 def create_app(
     settings: Settings | None = None,
     notification_sink: Sink[Notification] = log_only,
     log_record_sink: Sink[LogRecord] = log_only,
+    sinks: Mapping[str, Sink[Any]] | None = None,
 ) -> FastAPI:
+    """The app with one route per entry of topics.TOPICS; `sinks` (by topic name) replace the logging default."""
     settings = settings or Settings.from_env()
+    by_topic: dict[str, Sink[Any]] = {"notifications": notification_sink, "loggings": log_record_sink, **(sinks or {})}
     lifecycle = Lifecycle()
     metrics = EventMetrics()
     dedup = RecentEvents(settings.dedup_window_seconds, settings.dedup_max_entries)
@@ -110,26 +89,22 @@ def create_app(
     app.state.dedup = dedup
     app.state.settings = settings
 
-    notifications = EventEndpoint(
-        TopicHandler("notifications", Notification, notification_sink, _summarise_notification),
-        dedup,
-        metrics,
-        settings.max_body_bytes,
-    )
-    loggings = EventEndpoint(
-        TopicHandler("loggings", LogRecord, log_record_sink, _summarise_log_record, _log_record_level),
-        dedup,
-        metrics,
-        settings.max_body_bytes,
-    )
-    dead_letters = DeadLetterEndpoint(metrics, settings.max_body_bytes)
+    endpoints: list[tuple[str, Callable[[Request], Coroutine[Any, Any, Response]]]] = [
+        (
+            topic.path,
+            EventEndpoint(
+                TopicHandler(name, topic.model, by_topic.get(name, log_only), topic.summarise, topic.log_level),
+                dedup,
+                metrics,
+                settings.max_body_bytes,
+            ),
+        )
+        for name, topic in TOPICS.items()
+    ]
+    endpoints.append((DEAD_LETTERS_PATH, DeadLetterEndpoint(metrics, settings.max_body_bytes)))
 
     # Registered on the app's own router (not include_router, which nests an _IncludedRouter in app.routes).
-    for path, endpoint in (
-        (NOTIFICATIONS_PATH, notifications),
-        (LOGGINGS_PATH, loggings),
-        (DEAD_LETTERS_PATH, dead_letters),
-    ):
+    for path, endpoint in endpoints:
         app.router.add_api_route(
             path, endpoint, methods=["POST"], status_code=202, route_class_override=CloudEventRoute
         )

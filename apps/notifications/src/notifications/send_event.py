@@ -24,15 +24,13 @@ import orjson
 from cloudevents.core.bindings.http import HTTPMessage, to_binary_event, to_structured_event
 from cloudevents.core.v1.event import CloudEvent
 
-from notifications.models import LogRecord, Notification
+from notifications.topics import TOPICS
 
 KAFKA_SOURCE_EVENT_TYPE = "dev.knative.kafka.event"
-TOPIC_PATHS = {"notifications": "/events/notifications", "loggings": "/events/loggings"}
 
 
 def example_payload(topic: str) -> dict[str, Any]:
-    model = Notification.example() if topic == "notifications" else LogRecord.example()
-    return orjson.loads(model.model_dump_json())
+    return orjson.loads(TOPICS[topic].model.example().model_dump_json())  # type: ignore[attr-defined]
 
 
 def kafka_source_event(
@@ -77,7 +75,7 @@ def new_traceparent() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="base URL of the subscriber")
-    parser.add_argument("--topic", choices=sorted(TOPIC_PATHS), default="notifications")
+    parser.add_argument("--topic", choices=sorted(TOPICS), default="notifications", help="notifications.topics")
     parser.add_argument("--mode", choices=("binary", "structured"), default="binary")
     parser.add_argument("--data", help="JSON payload to send instead of the model's example()")
     parser.add_argument("--partition", type=int, default=0)
@@ -89,7 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source-name", default="kafka-source", help="KafkaSource name")
     args = parser.parse_args(argv)
 
-    data = orjson.loads(args.data) if args.data else example_payload(args.topic)
+    try:
+        data = orjson.loads(args.data) if args.data else example_payload(args.topic)
+    except orjson.JSONDecodeError as exc:
+        print(
+            f'send-event: --data is not JSON: {exc}; pass a JSON object, e.g. --data \'{{"level": "INFO"}}\'',
+            file=sys.stderr,
+        )
+        return 2
     offset = args.offset if args.offset is not None else time.time_ns() // 1000
     event = kafka_source_event(
         args.topic,
@@ -102,11 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     message = encode(event, args.mode)
     headers = {**message.headers, "traceparent": new_traceparent()}
-    url = args.url.rstrip("/") + TOPIC_PATHS[args.topic]
+    url = args.url.rstrip("/") + TOPICS[args.topic].path
     try:
         response = httpx.post(url, headers=headers, content=message.body, timeout=10)
     except httpx.HTTPError as exc:
-        print(f"POST {url} failed: {exc}", file=sys.stderr)
+        print(
+            f"send-event: POST {url} failed: {exc}; is the subscriber running (`make serve`)? Set URL=...",
+            file=sys.stderr,
+        )
         return 2
     print(f"POST {url} id={event.get_id()} -> {response.status_code} {response.text!r}")
     return 0 if response.status_code < 300 else 1

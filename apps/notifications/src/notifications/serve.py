@@ -10,6 +10,8 @@ import argparse
 import importlib
 import logging
 import signal
+import socket
+import sys
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -72,6 +74,18 @@ def build_server(settings: Settings, factory: Callable[[Settings], FastAPI]) -> 
     return DrainingServer(config, app.state.lifecycle, settings.drain_delay_seconds)
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding host:port fails as uvicorn's would (it sets SO_REUSEADDR too), checked before the app is
+    built so a busy port is one line with a hint rather than uvicorn's log record."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _exit_cleanly(_sig: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -85,6 +99,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    if port_in_use(settings.host, settings.port):
+        print(
+            f"serve: {settings.host}:{settings.port} is already in use (another `make serve`?); stop that process "
+            f"or pick a free port: make serve PORT={settings.port + 1}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     configure_logging(settings.log_level)
     server = build_server(settings, _load_factory(args.factory))
     # uvicorn re-raises the captured SIGTERM after a graceful shutdown; with this as the restored handler the

@@ -1,0 +1,83 @@
+"""The topics this subscriber serves: the one table every other place follows.
+
+Each entry is a Kafka topic the KafkaSource reads and a Trigger routes to `/events/<topic>`. From this table:
+the app registers its routes (app.py), `send_event` and `make produce` (gitops/kafka_events.py) offer and encode
+the topics, the test broker (tests/kafka_broker.py, `make kafka`) creates them, and `make validate` checks that
+every KafkaSource topic has a Trigger whose path this app serves. Adding a topic is one entry here plus its
+KafkaSource topic and Trigger (README, "Add a topic").
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from notifications.models import LogRecord, Notification
+
+EVENTS_PREFIX = "/events/"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def summarise_notification(notification: Notification) -> dict[str, Any]:
+    # Title and body may carry personal data; the log keeps what is needed to trace a delivery.
+    # UUID and enum values are left to orjson, which serialises both natively.
+    return {
+        "notification": {
+            "notification_id": notification.notification_id,
+            "recipient": notification.recipient,
+            "channel": notification.channel,
+            "priority": notification.priority,
+        }
+    }
+
+
+def summarise_log_record(record: LogRecord) -> dict[str, Any]:
+    return {"record": record.model_dump(mode="json", exclude_none=True)}
+
+
+def log_record_level(record: LogRecord) -> int:
+    # Never below INFO, so every processed record is really emitted; ERROR records stay ERROR for alerting.
+    return max(logging.INFO, record.level_number)
+
+
+def _info(_payload: Any) -> int:
+    return logging.INFO
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One topic: its payload model (with an `example()` classmethod), how a processed event is logged, and which
+    example fields `make produce` refreshes per record so --count N sends N distinct events."""
+
+    name: str
+    model: type[BaseModel]
+    summarise: Callable[[Any], dict[str, Any]]
+    log_level: Callable[[Any], int] = _info
+    fresh_fields: dict[str, Callable[[], str]] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return EVENTS_PREFIX + self.name
+
+
+TOPICS: dict[str, Topic] = {
+    topic.name: topic
+    for topic in (
+        Topic(
+            "notifications",
+            Notification,
+            summarise_notification,
+            fresh_fields={"notification_id": lambda: str(uuid.uuid4()), "created_at": _now},
+        ),
+        Topic("loggings", LogRecord, summarise_log_record, log_record_level, fresh_fields={"timestamp": _now}),
+    )
+}

@@ -1,0 +1,201 @@
+"""`gitops <verb>`: the one entry point for people, make and CI; each verb is a thin wrapper over one module.
+
+    gitops validate                 # what `make validate` runs
+    gitops --debug render dev       # a traceback too, when something unexpected breaks
+
+The table VERBS maps each verb to the module whose `main(argv) -> int` does the work, so adding a verb is one
+line. This module is the error boundary: a verb's bad input (gitops.errors.UserError: a missing file, bad YAML,
+an unknown environment or topic, no mirror, no `make setup`) becomes one line on stderr and exit 2; anything
+else is a bug, reported in one line with exit 70 and a traceback only with --debug. Exit codes are kept as the
+verb returns them (`make` turns every failure into 2, so scripts and CI call this CLI). docs/cli.md is generated
+from these parsers: `gitops docs > docs/cli.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import os
+import runpy
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from gitops.errors import EXIT_USAGE, UserError
+from gitops.paths import REPO_ROOT
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the verb ran and found a problem (findings, a failed delivery, a refused promotion)
+EXIT_DANGEROUS = 3  # diff: changes production cannot take
+EXIT_UNAVAILABLE = 4  # bump: an asset could not be fetched and hashed
+EXIT_BUG = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in this repository
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "the verb ran and failed: validate findings, an undelivered event, a refused promotion...",
+    EXIT_USAGE: "bad input or set-up: unknown argument, environment or topic, bad YAML, missing file or mirror, "
+    "`make setup` not run (one line says where and how to fix it)",
+    EXIT_DANGEROUS: "diff: a change production cannot take (DANGEROUS)",
+    EXIT_UNAVAILABLE: "bump: a release asset could not be fetched and hashed; nothing was written",
+    EXIT_BUG: "an unexpected error (a bug): one line, and the traceback with --debug",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+
+@dataclass(frozen=True)
+class Verb:
+    target: str  # "package.module" (its main(argv)) or a repo-relative script path run as __main__
+    help: str
+
+
+VERBS: dict[str, Verb] = {
+    "render": Verb("gitops.render", "print the manifests Argo CD would apply for one environment"),
+    "validate": Verb("gitops.validate", "render every environment, schema-check it and run the semantic checks"),
+    "diff": Verb("gitops.diff", "per-environment resource diff between a git ref and the working tree"),
+    "bump": Verb("gitops.bump", "move every pinned Knative release URL to a version and re-lock the digests"),
+    "promote": Verb("gitops.promote", "copy the image reference from one environment to another"),
+    "pin-image": Verb("gitops.pin_image", "pin an environment's image to a pushed digest (CI after a build)"),
+    "produce": Verb("gitops.produce", "send test events to the Kafka topics the KafkaSource reads"),
+    "send-event": Verb("notifications.send_event", "post a KafkaSource-shaped CloudEvent to a running subscriber"),
+    "serve": Verb("notifications.serve", "run the notifications subscriber with its production server"),
+    "bench": Verb("notifications.bench", "load-test the subscriber; prints events/s, p50/p99, peak RSS"),
+    "kafka": Verb("tests/kafka_broker.py", "run a throwaway single-node Kafka on loopback until Ctrl-C"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gitops",
+        description="Render, validate, diff and promote the Knative + Kafka GitOps tree; run the subscriber.",
+        epilog="exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
+    verbs = p.add_subparsers(dest="verb", metavar="<verb>", required=True)
+    for name, verb in VERBS.items():
+        verbs.add_parser(name, help=verb.help, add_help=False)
+    verbs.add_parser("docs", help="print docs/cli.md (every verb's --help and the exit codes)", add_help=False)
+    return p
+
+
+def _entry(verb: Verb) -> Callable[[list[str]], int | None]:
+    if verb.target.endswith(".py"):
+        script = REPO_ROOT / verb.target
+        if not script.is_file():
+            raise UserError("missing", where=verb.target, fix="restore it from git (`git checkout -- tests/`)")
+
+        def run_script(argv: list[str]) -> int | None:
+            sys.argv[1:] = argv
+            runpy.run_path(str(script), run_name="__main__")
+            return 0
+
+        return run_script
+    try:
+        module = importlib.import_module(verb.target)
+    except ImportError as error:
+        raise UserError(f"cannot import {verb.target} ({error})", fix="run `make setup`") from error
+    return module.main
+
+
+@contextlib.contextmanager
+def _prog(name: str) -> Iterator[None]:
+    """argparse names the program after sys.argv[0]: make each verb's usage say `gitops <verb>`."""
+    saved = list(sys.argv)
+    sys.argv[:] = [f"gitops {name}"]
+    try:
+        yield
+    finally:
+        sys.argv[:] = saved
+
+
+def run_verb(name: str, argv: list[str], debug: bool = False) -> int:
+    try:
+        with _prog(name):
+            result = _entry(VERBS[name])(argv)
+        return int(result or 0)
+    except UserError as error:
+        if debug:
+            traceback.print_exc()
+        print(f"gitops {name}: {error}", file=sys.stderr)
+        return error.exit_code
+    except SystemExit as done:  # argparse (2) and verbs that call sys.exit themselves
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+            return EXIT_FAILED
+        return int(done.code or 0)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        print(
+            f"gitops {name}: unexpected {type(error).__name__}: {first_line} (at {os.path.basename(where.filename)}:"
+            f"{where.lineno}); this is a bug: rerun with `gitops --debug {name} ...` and report the traceback",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
+
+
+def docs() -> str:
+    """docs/cli.md: the verbs, each verb's own --help, and the exit codes (generated; a test keeps it current)."""
+    out = [
+        "# The `gitops` CLI",
+        "",
+        "<!-- generated by `gitops docs > docs/cli.md`; tests/test_cli.py fails when it is stale -->",
+        "",
+        "`make <verb>` runs `.venv/bin/gitops <verb>`. GNU make reports every failing recipe as exit 2, so",
+        "scripts and CI call the CLI directly to see the codes below. `gitops --debug <verb> ...` adds the",
+        "traceback of an unexpected error.",
+        "",
+        "## Exit codes",
+        "",
+        "| code | meaning |",
+        "|---|---|",
+        *(f"| {code} | {text} |" for code, text in EXIT_CODES.items()),
+        "",
+        "## Verbs",
+        "",
+    ]
+    for name, verb in VERBS.items():
+        help_text = io.StringIO()
+        with contextlib.redirect_stdout(help_text), contextlib.suppress(SystemExit):
+            run_verb(name, ["--help"])
+        out += [f"### `gitops {name}`", "", verb.help, "", "```text", help_text.getvalue().rstrip(), "```", ""]
+    return "\n".join(out)
+
+
+def _one_line_usage_error(self: argparse.ArgumentParser, message: str) -> NoReturn:
+    """argparse's error(), without the multi-line usage block: what is wrong and where to read more."""
+    self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Every parser (the verbs' own too) reports a bad argument in one line while the CLI runs.
+    saved = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = _one_line_usage_error  # type: ignore[method-assign]
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        argparse.ArgumentParser.error = saved  # type: ignore[method-assign]
+
+
+def _main(args_in: list[str]) -> int:
+    # Everything after the verb belongs to the verb's own parser (including its --help).
+    split = next((i for i, arg in enumerate(args_in) if arg in VERBS or arg == "docs"), len(args_in))
+    args = parser().parse_args(args_in[: split + 1])
+    if args.verb == "docs":
+        os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal; the committed file must not depend on it
+        sys.stdout.write(docs())
+        return EXIT_OK
+    return run_verb(args.verb, args_in[split + 1 :], args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
