@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitops import hydrate, kubeconform, manifests, releases, schemas, waivers
+from gitops import deployer_rbac, hydrate, kubeconform, manifests, releases, schemas, waivers
+from gitops.argocd_sync import argocd_paths
 from gitops.checks import EnvContext, Finding, RepoContext, env_checks, repo_checks
 from gitops.paths import REPO_ROOT, argocd_crds_dir, environments
 from gitops.render import RenderError, RenderResult, render_env
@@ -29,9 +30,9 @@ class Report:
 
 
 def argocd_files(root: Path) -> list[Path]:
-    """Argo CD manifests we ship: argocd-app.yaml and the top level of argocd/ (not health-check fixtures)."""
-    files = [root / "argocd-app.yaml"] if (root / "argocd-app.yaml").is_file() else []
-    return files + sorted((root / "argocd").glob("*.yaml"))
+    """Argo CD manifests we ship: the bootstrap, the top level of argocd/ (not health-check fixtures) and the
+    deployer RBAC applied to each cluster."""
+    return argocd_paths(root) + sorted((root / deployer_rbac.DEPLOYERS_DIR).glob("*.yaml"))
 
 
 def schema_findings(env: str, render: RenderResult | None, stream: str, crd_dir: Path, filename: str) -> list[Finding]:
