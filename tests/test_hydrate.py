@@ -6,6 +6,7 @@ asset with its real sha256.
 """
 
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,32 @@ def test_validate_checks_the_hydrated_bytes(hydratable: tuple[Path, Path], tmp_p
         "Service.serving.knative.dev notifications/notifications" in f and "differs from a fresh render" in f
         for f in found
     )
+
+
+def test_wave_and_health_checks_run_on_the_hydrated_files(
+    hydratable: tuple[Path, Path], tmp_path: Path, monkeypatch
+) -> None:
+    """What Argo CD syncs is the hydrated directory: a Trigger hydrated into the upstream install's wave is
+    reported from those files, with env, object and source file named."""
+    root, mirror = hydratable
+    monkeypatch.setenv("KNATIVE_RELEASE_MIRROR", str(mirror))
+    triggers = root / "base" / "eventing" / "triggers.yaml"
+    triggers.write_text(
+        triggers.read_text().replace('argocd.argoproj.io/sync-wave: "3"', 'argocd.argoproj.io/sync-wave: "0"')
+    )
+    shutil.rmtree(root / "argocd/resource_customizations/sources.knative.dev/KafkaSource")
+    out = tmp_path / "dev"
+    hydrate.hydrate("dev", out, root, mirror=mirror)
+    report = validate(root, ["dev"], hydrated={"dev": out})
+    assert report.renders["dev"].text == hydrate.load_hydrated(out)
+    found = [str(f) for f in report.findings]
+    assert any(
+        f.startswith("[dev] Trigger notifications/loggings (base/eventing/triggers.yaml): sync wave 0 is not after")
+        and f.endswith("<argocd-waves>")
+        for f in found
+    ), found
+    assert any(
+        "[dev] KafkaSource notifications/kafka-source" in f
+        and "no health check for sources.knative.dev/KafkaSource" in f
+        for f in found
+    ), found
