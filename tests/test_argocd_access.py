@@ -244,3 +244,40 @@ def test_signed_commits_switch_covers_every_project(tree_copy) -> None:
         assert policy["repos"] == [{"url": project["spec"]["sourceRepos"][0]}]
     crd_dir = schemas.crd_schemas([], sorted(argocd_crds_dir().glob("*.yaml")))
     assert kubeconform.run(yaml.safe_dump_all(docs), crd_dir, "argocd/bootstrap") == []
+
+
+# --- CODEOWNERS: who must review what reaches prod or Argo CD -------------------------------------------------
+
+
+def codeowner(path: str, rules: list[tuple[str, list[str]]]) -> list[str]:
+    """GitHub's rule: the last matching pattern wins (only the anchored forms this file uses: `*`, `/dir/`, `/file`)."""
+    owners: list[str] = []
+    for pattern, who in rules:
+        if pattern == "*" or (pattern.endswith("/") and f"/{path}".startswith(pattern)) or f"/{path}" == pattern:
+            owners = who
+    return owners
+
+
+@pytest.mark.parametrize(
+    ("path", "team"),
+    [
+        ("overlays/prod/kustomization.yaml", "@example-org/prod-approvers"),
+        ("base/platform/releases.lock.yaml", "@example-org/prod-approvers"),
+        ("gitops/hydrate.py", "@example-org/prod-approvers"),
+        ("apps/notifications/deploy/service.yaml", "@example-org/prod-approvers"),
+        (APP_FILE, "@example-org/argocd-admins"),
+        ("argocd/argocd-cm.yaml", "@example-org/argocd-admins"),
+        ("argocd/deployers/prod.yaml", "@example-org/argocd-admins"),
+        (".github/workflows/hydrate.yaml", "@example-org/argocd-admins"),
+        (".github/CODEOWNERS", "@example-org/argocd-admins"),
+    ],
+)
+def test_codeowners_cover_what_changes_prod_or_argocd(path: str, team: str) -> None:
+    rules = [
+        (parts[0], parts[1:])
+        for line in (REPO_ROOT / ".github/CODEOWNERS").read_text().splitlines()
+        if (parts := line.split("#", 1)[0].split())
+    ]
+    assert (REPO_ROOT / path).exists(), path
+    assert codeowner(path, rules) == [team]
+    assert codeowner("apps/notifications/src/notifications/app.py", rules) == ["@example-org/knative-kafka-maintainers"]
