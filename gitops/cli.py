@@ -55,10 +55,12 @@ class Verb:
 
 VERBS: dict[str, Verb] = {
     "render": Verb("gitops.render", "print the manifests Argo CD would apply for one environment"),
+    "hydrate": Verb("gitops.hydrate", "write an environment's render as one file per object (what Argo CD syncs)"),
     "validate": Verb("gitops.validate", "render every environment, schema-check it and run the semantic checks"),
     "diff": Verb("gitops.diff", "per-environment resource diff between a git ref and the working tree"),
     "bump": Verb("gitops.bump", "move every pinned Knative release URL to a version and re-lock the digests"),
     "promote": Verb("gitops.promote", "copy the image reference from one environment to another"),
+    "deployer-rbac": Verb("gitops.deployer_rbac", "check or --write argocd/deployers/<env>.yaml from each render"),
     "pin-image": Verb("gitops.pin_image", "pin an environment's image to a pushed digest (CI after a build)"),
     "produce": Verb("gitops.produce", "send test events to the Kafka topics the KafkaSource reads"),
     "send-event": Verb("notifications.send_event", "post a KafkaSource-shaped CloudEvent to a running subscriber"),

@@ -2,7 +2,7 @@
 
 Renders every environment at BASE (extracted with `git archive`) and in the working tree, offline with the same
 mirror, and prints added/removed/changed resources with their changed fields (whole: only text both sides share
-is elided) and the file that set each one; argocd-app.yaml and argocd/*.yaml are compared as `argocd`. Changes production cannot take
+is elided) and the file that set each one; the Argo CD files (validate.argocd_files) are compared as `argocd`. Changes production cannot take
 (topic loss, offset reset, CRD removal, going public...) are marked DANGEROUS. Exit 0: nothing dangerous;
 3: dangerous changes; 1: the diff could not be computed.
 """
@@ -122,7 +122,8 @@ def _argocd_objects(root: Path | None) -> tuple[list[Obj], dict[ObjKey, str]]:
 
 
 def diff_argocd(base_root: Path | None, head_root: Path) -> EnvReport:
-    """argocd-app.yaml and argocd/*.yaml as one more "environment": Applications, AppProjects, argocd-cm."""
+    """The Argo CD files (bootstrap, argocd/*.yaml, deployers) as one more "environment": Applications,
+    AppProjects, argocd-cm, deployer RBAC."""
     old, old_origins = _argocd_objects(base_root)
     new, new_origins = _argocd_objects(head_root)
     return EnvReport(diff_env(ARGOCD, old, new), {**old_origins, **new_origins})

@@ -219,14 +219,15 @@ def render_env(env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None) 
             local_to_url.update(mapping)
         overlay = work / "overlays" / env
         added = _add_build_metadata(overlay / "kustomization.yaml", work)
-        annotated = manifests.load_stream(_kustomize_build(overlay, work))
+        annotated_text = _kustomize_build(overlay, work)
+        annotated = manifests.load_stream(annotated_text)
         origins = _origins(annotated, overlay, work, local_to_url)
         setters = _setters(annotated, overlay, work)
         patches = _patches(annotated, setters, work)
     objects = [_strip_build_metadata(obj, added) for obj in annotated]
     return RenderResult(
         env=env,
-        text=manifests.dump_stream(objects),
+        text=_stripped_text(annotated_text, added, objects),
         objects=objects,
         omitted=omitted,
         origins=origins,
@@ -249,6 +250,28 @@ def _add_build_metadata(kustomization: Path, work: Path) -> set[str]:
         doc["buildMetadata"] = existing + missing
         yaml.dump(doc, kustomization)
     return {key for option, key in BUILD_METADATA.items() if option not in existing}
+
+
+def _stripped_text(text: str, keys: set[str], objects: list[manifests.Obj]) -> str:
+    """kustomize's own output without the `keys` annotations, so every other byte is kustomize's (what Argo CD's
+    build prints, and what `make hydrate` commits). kustomize writes metadata.annotations entries at indent 4,
+    a block value below them deeper; an emptied `annotations:` line goes too. If the result does not load back
+    as exactly `objects`, the objects are dumped instead (same content, PyYAML's layout)."""
+    prefixes = tuple(f"    {key}:" for key in keys)
+    kept: list[str] = []
+    skipping = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(prefixes):
+            skipping = True
+            continue
+        if skipping and (line.startswith("     ") or line.strip() == ""):
+            continue
+        skipping = False
+        if kept and kept[-1] == "  annotations:\n" and not line.startswith("    "):
+            kept.pop()
+        kept.append(line)
+    stripped = "".join(kept)
+    return stripped if manifests.load_stream(stripped) == objects else manifests.dump_stream(objects)
 
 
 def _strip_build_metadata(obj: manifests.Obj, keys: set[str]) -> manifests.Obj:

@@ -12,16 +12,7 @@ from gitops.checks import EnvContext, Finding
 from gitops.paths import REPO_ROOT, environments
 from gitops.render import RenderResult, render_env
 
-TREE = (
-    "base",
-    "overlays",
-    "components",
-    "apps",
-    "argocd",
-    "argocd-app.yaml",
-    "validation-waivers.yaml",
-    "environments.yaml",
-)
+TREE = ("base", "overlays", "components", "apps", "argocd", "validation-waivers.yaml", "environments.yaml")
 # An environment name no fork would pick, for tests that add one to a copy of the tree.
 MADE_UP_ENV = "zz-test-env"
 

@@ -216,22 +216,31 @@ def test_docs_are_generated_from_the_parsers() -> None:
 # --- the README recipes, on a copy: a real `staging` environment and an `audits` topic ----------------------------
 
 
+STAGING_API = "https://staging.k8s.example.com:6443"  # the staging cluster's API server, as Argo CD knows it
+
+
 def add_staging(root: Path) -> None:
-    """README "Add an environment", step by step."""
+    """README "Add an environment", step by step (steps 1-3; step 4 is `gitops deployer-rbac --write`)."""
     shutil.copytree(root / "overlays/dev", root / "overlays/staging")
     envs = root / "environments.yaml"
     envs.write_text(
         envs.read_text()
         + "  staging:\n    production: false\n    automated_sync: true\n"
-        + "    destination: {server: https://kubernetes.default.svc}\n    load_balancer: false\n"
+        + f"    destination: {{server: {STAGING_API}}}\n    load_balancer: false\n"
     )
-    app_file = root / "argocd-app.yaml"
-    docs = app_file.read_text().split("\n---\n")
-    dev_app = next(d for d in docs if "name: knative-kafka-dev\n" in d)
-    staging_app = dev_app.replace("knative-kafka-dev", "knative-kafka-staging").replace(
-        "path: overlays/dev", "path: overlays/staging"
+    bootstrap = root / "argocd/bootstrap/argocd-app.yaml"
+    docs = bootstrap.read_text().split("\n---\n")
+    copies = [
+        doc.replace("knative-kafka-dev", "knative-kafka-staging")
+        .replace("deploy/dev", "deploy/staging")
+        .replace("https://kubernetes.default.svc", STAGING_API)
+        for doc in docs
+        if re.search(r"^kind: (AppProject|Application)$", doc, flags=re.M) and "name: knative-kafka-dev\n" in doc
+    ]
+    assert len(copies) == 2, "dev's AppProject and Application"
+    bootstrap.write_text(
+        bootstrap.read_text().rstrip("\n") + "".join(f"\n---\n{c.strip(chr(10))}" for c in copies) + "\n"
     )
-    app_file.write_text(app_file.read_text().rstrip("\n") + "\n---\n" + staging_app.strip("\n") + "\n")
 
 
 def add_audits(root: Path) -> None:
@@ -261,6 +270,9 @@ def _free_port() -> int:
 def test_fork_adds_staging_and_audits(fork: Path, kafka_bootstrap: str) -> None:  # noqa: F811
     add_staging(fork)
     add_audits(fork)
+    rbac = run(fork, "deployer-rbac", "--write")
+    assert rbac.returncode == 0, rbac.stderr
+    assert (fork / "argocd/deployers/staging.yaml").is_file()
 
     staging = run(fork, "render", "staging")
     assert staging.returncode == 0, staging.stderr

@@ -6,7 +6,7 @@ import sys
 import pytest
 from conftest import MADE_UP_ENV
 
-from gitops import manifests, releases, render
+from gitops import releases, render
 from gitops.paths import REPO_ROOT, release_mirror
 from gitops.render import RenderError, render_env
 
@@ -50,7 +50,7 @@ def test_one_build_with_origins_renders_exactly_the_plain_build(renders, monkeyp
     monkeypatch.setattr(render, "BUILD_METADATA", {})  # a plain `kustomize build`, as Argo CD runs it
     plain = render.render_env(env)
     assert renders[env].objects == plain.objects
-    assert manifests.load_stream(renders[env].text) == manifests.load_stream(plain.text)
+    assert renders[env].text == plain.text, "byte for byte kustomize's own output"
     assert render.ORIGIN not in renders[env].text and render.TRANSFORMATIONS not in renders[env].text
 
 
