@@ -110,3 +110,26 @@ def test_token_file_not_mounted(broken):
     container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "kube-api"]
     messages = [str(f) for f in run_check(identity.check_service_accounts, render)]
     assert any(m.startswith(KSVC) and "no projected serviceAccountToken volume" in m for m in messages), messages
+
+
+def test_trigger_missing_from_allowed_subjects(broken):
+    render = broken("prod")
+    env = ksvc(render)["spec"]["template"]["spec"]["containers"][0]["env"]
+    allowed = next(e for e in env if e["name"] == "OIDC_ALLOWED_SUBJECTS")
+    allowed["value"] = "system:serviceaccount:notifications:notifications-oidc-eventing.knative.dev-trigger"
+    messages = [str(f) for f in run_check(identity.check_subscriber_audience, render)]
+    assert any(
+        m.startswith(f"[prod] Trigger {NS}/loggings (base/eventing/triggers.yaml)")
+        and "system:serviceaccount:notifications:loggings-oidc-eventing.knative.dev-trigger" in m
+        and "403" in m
+        for m in messages
+    ), messages
+    assert not any("Trigger notifications/notifications" in m for m in messages), messages
+
+
+def test_allowed_subjects_required_in_prod(broken):
+    render = broken("prod")
+    env = ksvc(render)["spec"]["template"]["spec"]["containers"][0]["env"]
+    env[:] = [e for e in env if e["name"] != "OIDC_ALLOWED_SUBJECTS"]
+    messages = [str(f) for f in run_check(identity.check_subscriber_audience, render)]
+    assert any(m.startswith(KSVC) and "OIDC_ALLOWED_SUBJECTS is not" in m for m in messages), messages

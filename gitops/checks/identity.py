@@ -18,7 +18,9 @@ from gitops.manifests import Obj, dig
 
 OIDC_FLAG = "authentication-oidc"
 DEFAULT_AUTHZ = "default-authorization-mode"
-SUBSCRIBER_ENV = ("OIDC_AUDIENCE", "OIDC_ISSUER", "OIDC_JWKS_URL")
+SUBSCRIBER_ENV = ("OIDC_AUDIENCE", "OIDC_ISSUER", "OIDC_JWKS_URL", "OIDC_ALLOWED_SUBJECTS")
+ALLOWED_SUBJECTS = "OIDC_ALLOWED_SUBJECTS"
+MAX_NAME = 63  # kmeta.ChildName hashes longer names; those cannot be derived here
 TOKEN_FILE_ENV = "OIDC_JWKS_TOKEN_FILE"
 SOURCE_KINDS = {("sources.knative.dev", "KafkaSource"), ("sources.knative.dev", "PingSource")}
 
@@ -129,6 +131,16 @@ def _deliveries_to_ksvcs(ctx: EnvContext) -> Iterator[tuple[Obj, str, dict]]:
                 yield obj, path, dest
 
 
+def trigger_subject(trigger: Obj) -> str | None:
+    """The OIDC subject a Trigger's deliveries carry: eventing pkg/auth GetOIDCServiceAccountNameForResource,
+    <name>-oidc-<group>-<kind> lower-cased (kmeta.ChildName), or None when the name is long enough to be hashed."""
+    meta = manifests.meta(trigger)
+    account = f"{meta.get('name', '')}-oidc-eventing.knative.dev-trigger".lower()
+    if len(account) > MAX_NAME:
+        return None
+    return f"system:serviceaccount:{meta.get('namespace', '')}:{account}"
+
+
 def check_subscriber_audience(ctx: EnvContext) -> Iterator[Finding]:
     if not is_production(ctx.env):
         return
@@ -152,6 +164,15 @@ def check_subscriber_audience(ctx: EnvContext) -> Iterator[Finding]:
                 obj,
                 f"{path}.audience {audience!r} is not the subscriber's OIDC_AUDIENCE {expected!r}: every delivery "
                 "is refused with 401",
+            )
+        allowed = [s.strip() for s in _env(ksvc).get(ALLOWED_SUBJECTS, "").split(",") if s.strip()]
+        subject = trigger_subject(obj) if obj.get("kind") == "Trigger" else None
+        if allowed and obj.get("kind") == "Trigger" and subject not in allowed:
+            yield ctx.finding(
+                "sender-identity",
+                obj,
+                f"its deliveries to {key} carry the subject {subject or '(a hashed ServiceAccount name)'}, which "
+                f"{ALLOWED_SUBJECTS} does not list: every delivery and its dead letter are refused with 403",
             )
     for ksvc in knative_services(ctx):
         env = _env(ksvc)
