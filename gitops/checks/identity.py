@@ -5,7 +5,7 @@ receiver's audience. The Kafka Broker's receiver verifies it and applies EventPo
 pass; eventing.knative.dev/v1alpha1, `to` the Broker, `from` a source reference). A Knative Service is not an
 Eventing addressable: it publishes no audience and enforces no EventPolicy, so its Triggers must name the audience
 (`subscriber.audience`, which takes precedence over the target's) and the subscriber verifies the token itself
-(OIDC_* environment). And the subscriber runs as its own ServiceAccount with no token it does not need.
+(OIDC_* environment), admitting only the Triggers' own identities (any pod can mount a token for any audience). And the subscriber runs as its own ServiceAccount with no token it does not need.
 """
 
 from collections.abc import Iterator
@@ -183,7 +183,8 @@ def check_subscriber_audience(ctx: EnvContext) -> Iterator[Finding]:
             yield ctx.finding(
                 "sender-identity",
                 ksvc,
-                f"OIDC_AUDIENCE is set but {', '.join(missing)} is not: tokens cannot be verified",
+                f"OIDC_AUDIENCE is set but {', '.join(missing)} is not: the issuer and JWKS are needed to verify "
+                "anything, and without allowed subjects any pod that mounts a token for this audience passes",
             )
 
 
