@@ -66,3 +66,15 @@ def test_unknown_level(broken):
     namespace(render, "notifications")["metadata"]["labels"][ENFORCE] = "strict"
     messages = [str(f) for f in run_check(pod_security.check_pod_security, render)]
     assert any("Namespace notifications" in m and "'strict' is not one of" in m for m in messages), messages
+
+
+def test_missing_evaluator_is_one_clear_finding(renders, monkeypatch):
+    def missing(name):
+        raise pod_security.ToolMissing(f"{name} not found in bin or on PATH: run `make setup`")
+
+    monkeypatch.setattr(pod_security, "tool", missing)
+    messages = [str(f) for f in run_check(pod_security.check_pod_security, renders["prod"])]
+    assert messages == [
+        "[prod] - (bin/pod-security): cannot run the Pod Security evaluator: pod-security not found in bin or on "
+        "PATH: run `make setup`  <pod-security>"
+    ]
