@@ -63,3 +63,25 @@ def test_missing_default_deny_in_prod(broken):
         m.startswith(f"[prod] Namespace {NS} (base/eventing/namespace.yaml)") and "no default-deny ingress" in m
         for m in messages
     ), messages
+
+
+@pytest.mark.parametrize(
+    ("peer_index", "expected"),
+    [(0, "kourier-system/3scale-kourier-gateway on port 8012"), (1, "knative-serving/activator on port 8012")],
+)
+def test_delivery_peer_dropped(broken, peer_index, expected):
+    render = broken("prod")
+    deliveries(render)["spec"]["ingress"][0]["from"].pop(peer_index)
+    messages = [str(f) for f in run_check(network_policy.check_knative_pods_reachable, render)]
+    assert any(
+        m.startswith(f"[prod] Service.serving.knative.dev {NS}/notifications (apps/notifications/deploy/service.yaml)")
+        and expected in m
+        for m in messages
+    ), messages
+
+
+def test_autoscaler_scrapes_blocked(broken):
+    render = broken("dev")
+    render.objects.remove(obj(render, NP, "NetworkPolicy", NS, "notifications-autoscaler-metrics"))
+    messages = [str(f) for f in run_check(network_policy.check_knative_pods_reachable, render)]
+    assert any("[dev] Service.serving.knative.dev" in m and "autoscaler on port 9090" in m for m in messages), messages

@@ -103,4 +103,63 @@ def check_default_deny(ctx: EnvContext) -> Iterator[Finding]:
         )
 
 
-CHECKS = [check_network_policies, check_default_deny]
+# Who must reach every Knative pod, and on which queue-proxy port (see apps/notifications/deploy/networkpolicy.yaml):
+# the ingress gateway and the activator deliver requests, the autoscaler scrapes the scaling metrics.
+KNATIVE_PEERS = (
+    ("kourier-system", "3scale-kourier-gateway", 8012, "requests through the ingress (every Trigger delivery)"),
+    ("knative-serving", "activator", 8012, "requests while scaling from zero or buffering a burst"),
+    ("knative-serving", "autoscaler", 9090, "the autoscaler's metric scrapes (the Service stops scaling)"),
+)
+
+
+def _admits(policy: Obj, namespaces: dict[str, dict[str, str]], peer: PodTemplate, port: int) -> bool:
+    ns = manifests.meta(policy).get("namespace", "")
+    for rule in dig(policy, "spec", "ingress") or []:
+        ports = [p.get("port") for p in rule.get("ports") or []]
+        if ports and port not in ports:
+            continue
+        sources = rule.get("from") or []
+        if not sources:
+            return True
+        for source in sources:
+            if "ipBlock" in source:
+                continue
+            if "namespaceSelector" in source:
+                ns_ok = selector_matches(source["namespaceSelector"], namespaces.get(peer.namespace, {}))
+            else:
+                ns_ok = peer.namespace == ns
+            if ns_ok and selector_matches(source.get("podSelector"), peer.labels):
+                return True
+    return False
+
+
+def check_knative_pods_reachable(ctx: EnvContext) -> Iterator[Finding]:
+    """Once an ingress policy selects a Knative pod, the gateway, activator and autoscaler must still get in."""
+    pods = list(pod_templates(ctx.objects))
+    namespaces = namespace_labels(ctx.objects)
+    policies = [
+        p
+        for p in manifests.of_kind(ctx.objects, "networking.k8s.io", "NetworkPolicy")
+        if "Ingress" in (dig(p, "spec", "policyTypes") or ["Ingress"])
+    ]
+    for target in (p for p in pods if KSVC_POD_LABEL in p.labels):
+        selecting = [
+            p
+            for p in policies
+            if manifests.meta(p).get("namespace") == target.namespace
+            and selector_matches(dig(p, "spec", "podSelector"), target.labels)
+        ]
+        if not selecting:
+            continue
+        for ns, name, port, what in KNATIVE_PEERS:
+            peer = next((p for p in pods if p.namespace == ns and manifests.meta(p.owner).get("name") == name), None)
+            if peer is not None and not any(_admits(p, namespaces, peer, port) for p in selecting):
+                yield ctx.finding(
+                    "network-policy",
+                    target.owner,
+                    f"ingress NetworkPolicies select its pods but none admits {ns}/{name} on port {port}: "
+                    f"{what} are dropped",
+                )
+
+
+CHECKS = [check_network_policies, check_default_deny, check_knative_pods_reachable]
