@@ -2,6 +2,9 @@ module github.com/example/knative-kafka-gitops/hack/pod-security
 
 go 1.24.0
 
+// k8s.io/* at v0.34: the Pod Security rules of Kubernetes 1.34, Knative 1.23's minimum and the version the
+// namespaces' enforce-version labels pin.
+
 require (
 	k8s.io/api v0.34.2
 	k8s.io/apimachinery v0.34.2
