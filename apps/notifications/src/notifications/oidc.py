@@ -317,6 +317,10 @@ class TokenVerifier:
         self.keys = keys or JwksCache(settings)
         self._verified: dict[bytes, VerifiedToken] = {}
 
+    @property
+    def cached_tokens(self) -> int:
+        return len(self._verified)
+
     async def verify(self, authorization: bytes | None) -> VerifiedToken:
         token = bearer_token(authorization)
         cache_key = hashlib.blake2b(token, digest_size=16).digest()
