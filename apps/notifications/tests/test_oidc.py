@@ -156,6 +156,16 @@ def test_refused_event_is_not_remembered_as_a_duplicate(client: httpx.Client, se
     assert outcomes == ["unauthorized", "processed"]
 
 
+def test_connection_stays_usable_after_a_refusal_with_an_unread_body(secured: LiveServer) -> None:
+    # The dispatcher keeps connections alive: a 401 sent before the body was read must not desync the next request.
+    with httpx.Client(base_url=secured.url, timeout=10, limits=httpx.Limits(max_connections=1)) as http:
+        headers, body, _ = binary_event(data={"padding": "x" * 200_000})
+        refused = http.post(NOTIFICATIONS, headers=headers, content=body)
+        accepted, _ = post(http, RSA_KEY.token())
+
+    assert (refused.status_code, accepted.status_code) == (401, 202)
+
+
 def test_authorization_scheme_other_than_bearer_is_refused(client: httpx.Client) -> None:
     headers, body, _ = binary_event()
     response = client.post(NOTIFICATIONS, headers={**headers, "Authorization": "Basic dXNlcjpwYXNz"}, content=body)
