@@ -8,20 +8,26 @@ server bound to 127.0.0.1.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
+import ipaddress
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
 import orjson
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 AUDIENCE = "serving.knative.dev/service/notifications/notifications"
@@ -92,26 +98,66 @@ class JwksServer:
     keys: list[SigningKey]
     status: int = 200
     hits: int = 0
+    required_token: str | None = None
+    """Like the API server: answer 401 unless the fetch carries `Authorization: Bearer <required_token>`."""
+    scheme: str = "http"
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/openid/v1/jwks"
+        return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}/openid/v1/jwks"
 
     def document(self) -> bytes:
         return orjson.dumps({"keys": [key.jwk() for key in self.keys]})
 
 
+def write_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it: (ca.crt, server.crt, server.key)."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test issuer CA")])
+    ca_cert = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    server_cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    paths = directory / "ca.crt", directory / "server.crt", directory / "server.key"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
 @contextmanager
-def serve_jwks(keys: list[SigningKey]) -> Iterator[JwksServer]:
-    state = JwksServer(keys)
+def serve_jwks(
+    keys: list[SigningKey], tls: tuple[Path, Path] | None = None, required_token: str | None = None
+) -> Iterator[JwksServer]:
+    """`tls`: (certificate, key) to serve HTTPS with, as the API server does."""
+    state = JwksServer(keys, required_token=required_token, scheme="https" if tls else "http")
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state.hits += 1
-            body = state.document() if state.status == 200 else b'{"error":"down"}'
-            self.send_response(state.status)
+            status = state.status
+            if state.required_token and self.headers.get("Authorization") != f"Bearer {state.required_token}":
+                status = 401
+            body = state.document() if status == 200 else b'{"error":"down"}'
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -121,6 +167,10 @@ def serve_jwks(keys: list[SigningKey]) -> Iterator[JwksServer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     state._server = server
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -15,9 +15,27 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from notifications.oidc import OidcConfigError, OidcSettings, TokenVerifier, subject_allowed
+from notifications.oidc import (
+    JwksCache,
+    JwksUnavailable,
+    OidcConfigError,
+    OidcSettings,
+    TokenVerifier,
+    subject_allowed,
+)
 from notifications_testkit import LiveServer, binary_event, start_server, stop_server
-from oidc_testkit import AUDIENCE, ISSUER, SUBJECT, JwksServer, SigningKey, claims, hand_signed, oidc_env, serve_jwks
+from oidc_testkit import (
+    AUDIENCE,
+    ISSUER,
+    SUBJECT,
+    JwksServer,
+    SigningKey,
+    claims,
+    hand_signed,
+    oidc_env,
+    serve_jwks,
+    write_tls_files,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -271,6 +289,56 @@ def test_a_cached_token_stops_working_when_its_key_leaves_the_jwks(tmp_path) -> 
             stop_server(server)
 
 
+def test_jwks_over_https_with_the_pods_ca_file_and_token_file(tmp_path) -> None:
+    # The production shape: https://kubernetes.default.svc/openid/v1/jwks, trusted through the projected ca.crt and
+    # authenticated with the pod's own (rotating) service-account token.
+    ca_file, cert_file, key_file = write_tls_files(tmp_path)
+    token_file = tmp_path / "token"
+    token_file.write_text("pod-service-account-token\n")
+    with serve_jwks([RSA_KEY], tls=(cert_file, key_file), required_token="pod-service-account-token") as jwks:
+        env = oidc_env(jwks.url, OIDC_JWKS_CA_FILE=str(ca_file), OIDC_JWKS_TOKEN_FILE=str(token_file))
+        env["OIDC_JWKS_MIN_REFETCH_SECONDS"] = "1"
+        server = start_server(tmp_path, env=env)
+        try:
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                assert post(http, RSA_KEY.token())[0].status_code == 202
+
+                # The kubelet rotated the token file: the next fetch must send the new content.
+                jwks.required_token = "rotated-token"
+                token_file.write_text("rotated-token\n")
+                rotated = SigningKey.rsa("rsa-rotated")
+                jwks.keys = [RSA_KEY, rotated]
+                time.sleep(1.1)
+                assert post(http, rotated.token())[0].status_code == 202
+        finally:
+            stop_server(server)
+
+
+@pytest.mark.parametrize(
+    ("trouble", "detail"),
+    [("CA not trusted", "CERTIFICATE_VERIFY_FAILED"), ("issuer refuses our token", "answered 401")],
+)
+def test_jwks_fetch_that_fails_tls_or_authentication_is_a_503(tmp_path, trouble: str, detail: str) -> None:
+    ca_file, cert_file, key_file = write_tls_files(tmp_path)
+    token_file = tmp_path / "token"
+    with serve_jwks([RSA_KEY], tls=(cert_file, key_file), required_token="current-token") as jwks:
+        env = oidc_env(jwks.url, OIDC_JWKS_TOKEN_FILE=str(token_file))
+        if trouble == "CA not trusted":  # right token, but no OIDC_JWKS_CA_FILE: the default trust store rejects it
+            token_file.write_text("current-token")
+        else:  # trusted, but the token is not the one the issuer accepts
+            token_file.write_text("stale-token")
+            env["OIDC_JWKS_CA_FILE"] = str(ca_file)
+        server = start_server(tmp_path, env=env)
+        try:
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                response, _ = post(http, RSA_KEY.token())
+            assert response.status_code == 503, response.text
+            assert response.json()["error"] == "jwks_unavailable"
+            assert detail in response.json()["detail"]
+        finally:
+            stop_server(server)
+
+
 def test_allowed_subjects_answer_403_for_another_sender(tmp_path) -> None:
     with serve_jwks([RSA_KEY]) as jwks:
         env = oidc_env(jwks.url, OIDC_ALLOWED_SUBJECTS="system:serviceaccount:notifications:notifications-oidc-*")
@@ -302,6 +370,31 @@ def test_a_verified_token_is_served_from_the_cache_and_the_cache_is_bounded() ->
             for n in range(5):
                 await verifier.verify(b"Bearer " + RSA_KEY.token(jti=str(n)).encode())
             assert verifier.cached_tokens == 3
+
+        asyncio.run(scenario())
+
+
+def test_keys_past_their_ttl_serve_while_the_issuer_is_down_but_not_forever() -> None:
+    now = [1000.0]
+    with serve_jwks([RSA_KEY]) as jwks:
+        settings = OidcSettings.from_env(oidc_env(jwks.url))
+        cache = JwksCache(settings, clock=lambda: now[0])
+
+        async def scenario() -> None:
+            assert await cache.key_for(RSA_KEY.kid) is not None
+            jwks.status = 500
+            now[0] += settings.jwks_ttl_seconds + 1  # stale: refetch is attempted, fails, old keys still serve
+            assert await cache.key_for(RSA_KEY.kid) is not None
+            assert cache.fetches == 2
+            now[0] += 1  # within the refetch interval: no new attempt
+            assert await cache.key_for(RSA_KEY.kid) is not None
+            assert cache.fetches == 2
+            now[0] += settings.jwks_max_stale_seconds  # too old to trust any more
+            with pytest.raises(JwksUnavailable):
+                await cache.key_for(RSA_KEY.kid)
+            jwks.status = 200
+            now[0] += settings.jwks_min_refetch_seconds
+            assert await cache.key_for(RSA_KEY.kid) is not None
 
         asyncio.run(scenario())
 
