@@ -23,6 +23,7 @@ from notifications.oidc import (
     TokenVerifier,
     subject_allowed,
 )
+from notifications.send_event import main as send_event_main
 from notifications_testkit import LiveServer, binary_event, start_server, stop_server
 from oidc_testkit import (
     AUDIENCE,
@@ -172,6 +173,14 @@ def test_refused_event_is_not_remembered_as_a_duplicate(client: httpx.Client, se
         time.sleep(0.05)
         outcomes = [line["outcome"] for line in secured.events_for(ce_id)]
     assert outcomes == ["unauthorized", "processed"]
+
+
+def test_send_event_carries_a_bearer_token(secured: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert send_event_main(["--url", secured.url]) == 1
+    assert " -> 401 " in capsys.readouterr().out
+
+    assert send_event_main(["--url", secured.url, "--bearer-token", RSA_KEY.token()]) == 0
+    assert " -> 202 " in capsys.readouterr().out
 
 
 def test_connection_stays_usable_after_a_refusal_with_an_unread_body(secured: LiveServer) -> None:
