@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from notifications.app import create_app
+from notifications.event_handling import DeadLetterEndpoint, EventEndpoint
 from notifications.oidc import (
     JwksCache,
     JwksUnavailable,
@@ -24,6 +26,7 @@ from notifications.oidc import (
     subject_allowed,
 )
 from notifications.send_event import main as send_event_main
+from notifications.settings import Settings
 from notifications_testkit import LiveServer, binary_event, start_server, stop_server
 from oidc_testkit import (
     AUDIENCE,
@@ -406,6 +409,20 @@ def test_keys_past_their_ttl_serve_while_the_issuer_is_down_but_not_forever() ->
             assert await cache.key_for(RSA_KEY.kid) is not None
 
         asyncio.run(scenario())
+
+
+def test_verification_off_leaves_the_delivery_endpoints_unwrapped() -> None:
+    # `make bench` (verification off) must not pay for the feature: the routes call the endpoints directly.
+    plain = create_app(Settings())
+    with serve_jwks([RSA_KEY]) as jwks:
+        secured_app = create_app(Settings.from_env(oidc_env(jwks.url)))
+
+    def endpoints(app) -> dict[str, object]:
+        return {route.path: route.endpoint for route in app.routes if route.path.startswith("/events/")}
+
+    assert {type(e) for e in endpoints(plain).values()} == {EventEndpoint, DeadLetterEndpoint}
+    assert all(getattr(e, "__name__", "") == "authenticated" for e in endpoints(secured_app).values())
+    assert len(endpoints(secured_app)) == 3
 
 
 # --- configuration ----------------------------------------------------------------------------------------------
