@@ -29,3 +29,4 @@ def test_short_bench_run_reports_both_servers(capsys: pytest.CaptureFixture[str]
         assert int(log_lines) > 0, name
     assert "ours / article:" in out
     assert re.search(r"RS256 uncached \d+ us, ES256 uncached \d+ us, cache hit [\d.]+ us", out)
+    assert re.search(r"verification off [\d.]+ us, on [\d.]+ us", out)

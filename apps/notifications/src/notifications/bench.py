@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"server run-queue wait per measured run, ms (CPU {SERVER_CPU} taken by other processes): {waits}")
     if args.oidc:
         print(oidc_bench.uncached_verification_report())
+        print(oidc_bench.asgi_cost_report())
     if max(load_before, load_after) > 1.5:
         print(
             f"warning: load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} CPUs; other processes "

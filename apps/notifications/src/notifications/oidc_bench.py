@@ -9,6 +9,8 @@ every request takes the cached path.
 from __future__ import annotations
 
 import asyncio
+import logging
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -78,6 +80,68 @@ def loopback_issuer() -> Iterator[LoopbackIssuer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def _asgi_request_cost(app: Any, token: str | None, first_offset: int, requests: int) -> float:
+    """Median microseconds per POST /events/notifications through the whole ASGI app, no sockets: the steady
+    figure on a shared box, where wall-clock and even CPU per event over loopback swing by tens of percent."""
+    from notifications.send_event import encode, example_payload, kafka_source_event
+
+    payload = example_payload("notifications")
+    prepared = []
+    for offset in range(first_offset, first_offset + requests):
+        message = encode(kafka_source_event("notifications", payload, offset=offset), "binary")
+        headers = [(name.lower().encode(), value.encode()) for name, value in message.headers.items()]
+        if token:
+            headers.append((b"authorization", b"Bearer " + token.encode()))
+        prepared.append((headers, message.body))
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and message["status"] != 202:
+            raise RuntimeError(f"bench request answered {message['status']}")
+
+    async def run() -> float:
+        samples = []
+        for headers, body in prepared:
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": "/events/notifications", "raw_path": b"/events/notifications",
+                     "query_string": b"", "root_path": "", "headers": headers, "client": ("127.0.0.1", 1),
+                     "server": ("127.0.0.1", 8080)}  # fmt: skip
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def receive(messages: list[dict[str, Any]] = messages) -> dict[str, Any]:
+                return messages.pop() if messages else {"type": "http.disconnect"}
+
+            started = time.perf_counter()
+            await app(scope, receive, send)
+            samples.append(time.perf_counter() - started)
+        return statistics.median(samples) * 1e6
+
+    return asyncio.run(run())
+
+
+def asgi_cost_report(rounds: int = 5, requests: int = 2000) -> str:
+    """The same app with verification off and on (one reused token), alternating rounds, event log silenced."""
+    from notifications.app import create_app
+    from notifications.settings import Settings
+
+    events_log = logging.getLogger("notifications.events")
+    level = events_log.level
+    events_log.setLevel(logging.CRITICAL)
+    try:
+        with loopback_issuer() as issuer:
+            settings = Settings.from_env(issuer.env)
+            apps = {"off": create_app(Settings()), "on": create_app(settings)}
+            _asgi_request_cost(apps["on"], issuer.token, 0, 50)  # fetch the JWKS, verify the token once
+            figures: dict[str, list[float]] = {"off": [], "on": []}
+            for number in range(1, rounds + 1):
+                for name, app in apps.items():
+                    token = issuer.token if name == "on" else None
+                    figures[name].append(_asgi_request_cost(app, token, number * 10_000_000, requests))
+    finally:
+        events_log.setLevel(level)
+    off, on = (statistics.median(figures[name]) for name in ("off", "on"))
+    return f"in-process ASGI request, median: verification off {off:.1f} us, on {on:.1f} us ({on - off:+.1f} us)"
 
 
 def uncached_verification_report(tokens_per_algorithm: int = 300) -> str:
