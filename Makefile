@@ -59,9 +59,9 @@ send-event: ## post a KafkaSource-shaped CloudEvent to a running subscriber (URL
 	$(NEED_SETUP)
 	@$(GITOPS) send-event --url $${URL:-http://127.0.0.1:8080} --topic $${TOPIC:-notifications}
 
-bench: ## load-test the subscriber against the article's handler; prints events/s, p50/p99, peak RSS
+bench: ## load-test the subscriber against the article's handler; prints events/s, p50/p99, peak RSS (BENCH_ARGS=--oidc)
 	$(NEED_SETUP)
-	@$(GITOPS) bench
+	@$(GITOPS) bench $(BENCH_ARGS)
 
 diff: ## per-environment resource diff between BASE (a git ref, default origin/main) and the working tree (DIFF_ARGS=--markdown)
 	$(NEED_SETUP)

@@ -114,13 +114,6 @@ class RenderResult:
                     return setter.path
         return self.origins.get(key, "?")
 
-    def where(self, obj: manifests.Obj) -> str:
-        """The object's file, plus the overlay/component patches that changed it (for findings)."""
-        key = manifests.ObjKey.of(obj)
-        patched = list(dict.fromkeys(p.path for p in self.patches.get(key, [])))
-        origin = self.origins.get(key, "?")
-        return f"{origin}, patched by {', '.join(patched)}" if patched else origin
-
 
 def _load_kustomization(yaml: YAML, kustomization: Path, work: Path) -> Any:
     """Parse a kustomization copied into `work`; a syntax error names the repository file and line."""

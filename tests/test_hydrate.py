@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import MADE_UP_ENV
 
 from gitops import hydrate, manifests
 from gitops.paths import RELEASES_LOCK, REPO_ROOT, release_mirror
@@ -90,9 +91,9 @@ def test_real_tree_fails_with_one_line_and_writes_nothing(tmp_path: Path) -> Non
 
 
 def test_unknown_environment_fails_with_one_line(tmp_path: Path) -> None:
-    result = run_cli("--env", "staging", "--out", str(tmp_path / "x"))
+    result = run_cli("--env", MADE_UP_ENV, "--out", str(tmp_path / "x"))
     assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and "unknown environment 'staging'" in result.stderr
+    assert result.stderr.count("\n") == 1 and f"unknown environment '{MADE_UP_ENV}'" in result.stderr
 
 
 # --- success path on a copy whose lock is complete ------------------------------------------------------------

@@ -123,8 +123,8 @@ def test_finding_names_environment_object_file_and_check(renders):
     ctx = EnvContext(REPO_ROOT, renders["prod"])
     text = str(ctx.finding("demo", ksvc, "what is wrong"))
     assert text == (
-        "[prod] Service.serving.knative.dev notifications/notifications (apps/notifications/deploy/service.yaml, "
-        "patched by components/cluster-local/kustomization.yaml, overlays/prod/scale.yaml): what is wrong  <demo>"
+        "[prod] Service.serving.knative.dev notifications/notifications (apps/notifications/deploy/service.yaml): "
+        "what is wrong  <demo>"
     )
     # With the field a check is about, the finding names the one file that set it: an overlay patch...
     scaled = ctx.finding(

@@ -46,12 +46,12 @@ class EnvContext:
         origin: str | None = None,
         field: str | None = None,
     ) -> Finding:
-        """A finding on `obj`, named after the file that set `field` (an overlay patch, say) when given, else the
-        object's file and the patches that changed it (kustomize's origin and transformer annotations)."""
+        """A finding on `obj`, named after the file that set `field` (an overlay patch, say, from kustomize's
+        origin and transformer annotations) when the check gives it, else the file the object was loaded from."""
         ref = str(manifests.ObjKey.of(obj)) if obj is not None else "-"
         if origin is None and obj is not None:
             key = manifests.ObjKey.of(obj)
-            origin = self.render.field_origin(key, field) if field else self.render.where(obj)
+            origin = self.render.field_origin(key, field) if field else self.render.origin(obj)
         return Finding(check, self.env, ref, origin or "-", message)
 
 
@@ -66,9 +66,29 @@ RepoCheck = Callable[[RepoContext], Iterable[Finding]]
 
 
 def env_checks() -> list[EnvCheck]:
-    from gitops.checks import argocd, eventing, policy, serving, upstream
+    from gitops.checks import (
+        argocd,
+        availability,
+        eventing,
+        identity,
+        network_policy,
+        pod_security,
+        policy,
+        serving,
+        upstream,
+    )
 
-    return [*eventing.CHECKS, *serving.CHECKS, *policy.CHECKS, *upstream.CHECKS, *argocd.ENV_CHECKS]
+    return [
+        *eventing.CHECKS,
+        *serving.CHECKS,
+        *policy.CHECKS,
+        *network_policy.CHECKS,
+        *identity.CHECKS,
+        *availability.CHECKS,
+        *pod_security.CHECKS,
+        *upstream.CHECKS,
+        *argocd.ENV_CHECKS,
+    ]
 
 
 def repo_checks() -> list[RepoCheck]:

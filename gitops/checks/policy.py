@@ -13,6 +13,11 @@ DIGEST_REF = re.compile(r"@sha256:[0-9a-f]{64}$")
 MIN_REPLICATION = 3
 
 
+def is_production(ctx: EnvContext) -> bool:
+    """Whether ctx's environment is held to the production policy (environments.yaml `production`)."""
+    return environments.load(ctx.root).is_production(ctx.env)
+
+
 def _is_ours(ctx: EnvContext, obj: Obj) -> bool:
     return not ctx.render.origin(obj).startswith("https://")
 
@@ -46,7 +51,7 @@ def check_secrets_not_in_git(ctx: EnvContext) -> Iterator[Finding]:
 
 
 def check_production_policy(ctx: EnvContext) -> Iterator[Finding]:
-    if not environments.load(ctx.root).is_production(ctx.env):
+    if not is_production(ctx):
         return
     yield from _replication(ctx)
     for ksvc in knative_services(ctx):

@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> None:
         help="module:callable taking Settings and returning the app (tests inject a slow sink this way)",
     )
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a bad setting is one line and exit status 1, not a traceback
+        raise SystemExit(f"notifications: bad setting: {exc}") from None
     if port_in_use(settings.host, settings.port):
         print(
             f"serve: {settings.host}:{settings.port} is already in use (another `make serve`?); stop that process "
