@@ -7,7 +7,6 @@ from decimal import Decimal, InvalidOperation
 from gitops import manifests
 from gitops.app_routes import Route, app_of_origin, served_routes
 from gitops.checks import EnvContext, Finding
-from gitops.checks.knative import go_duration_seconds
 from gitops.manifests import Obj, dig
 
 AUTOSCALING = "autoscaling.knative.dev/"
@@ -30,8 +29,6 @@ AUTOSCALING_KEYS = {
     "metric-aggregation-algorithm": "metricAggregationAlgorithm",
 }
 LEGACY = {alias: key for key, alias in AUTOSCALING_KEYS.items() if alias}
-CLASSES = {"kpa.autoscaling.knative.dev": {"concurrency", "rps"}, "hpa.autoscaling.knative.dev": None}
-INTEGER_KEYS = {"min-scale", "max-scale", "initial-scale", "activation-scale"}
 VISIBILITY = "networking.knative.dev/visibility"
 QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 SUFFIX = {
@@ -59,25 +56,13 @@ def knative_services(ctx: EnvContext) -> Iterator[Obj]:
     return manifests.of_kind(ctx.objects, "serving.knative.dev", "Service")
 
 
-def _autoscaler_limit(objects: list[Obj]) -> int:
-    cm = manifests.find(objects, "", "ConfigMap", "knative-serving", "config-autoscaler") or {}
-    value = (cm.get("data") or {}).get("max-scale-limit", "0")
-    return int(value) if str(value).isdigit() else 0
-
-
 def check_autoscaling(ctx: EnvContext) -> Iterator[Finding]:
-    limit = _autoscaler_limit(ctx.objects)
+    """What serving's webhook lets through but never acts on: unknown autoscaling keys, and the HPA class without
+    the HPA autoscaler installed. Values, ranges, placement and min <= max <= max-scale-limit are the webhook's own
+    rules: the upstream-admission stage (gitops/admission.py) runs them."""
     hpa_installed = manifests.find(ctx.objects, "apps", "Deployment", "knative-serving", "autoscaler-hpa") is not None
     for ksvc in knative_services(ctx):
-        for key in manifests.annotations(ksvc):
-            if key.startswith(AUTOSCALING):
-                yield ctx.finding(
-                    "autoscaling",
-                    ksvc,
-                    f"{key} on the Service's own metadata is rejected by the webhook: put it on spec.template.metadata",
-                )
         template = dig(ksvc, "spec", "template", "metadata", "annotations") or {}
-        values: dict[str, str] = {}
         for key, value in template.items():
             if not key.startswith(AUTOSCALING):
                 continue
@@ -89,49 +74,8 @@ def check_autoscaling(ctx: EnvContext) -> Iterator[Finding]:
                     ksvc,
                     f"{key} is not a Knative autoscaling annotation: it is accepted and silently ignored",
                 )
-                continue
-            values[name] = str(value)
-        for name in INTEGER_KEYS & values.keys():
-            if not values[name].isdigit():
-                yield ctx.finding(
-                    "autoscaling",
-                    ksvc,
-                    f"{AUTOSCALING}{name} must be a non-negative integer, got {values[name]!r}",
-                )
-        lo, hi = values.get("min-scale", "0"), values.get("max-scale", "0")
-        if lo.isdigit() and hi.isdigit():
-            if int(hi) and int(lo) > int(hi):
-                yield ctx.finding("autoscaling", ksvc, f"min-scale {lo} is greater than max-scale {hi}")
-            if limit and (int(hi) == 0 or int(hi) > limit):
-                yield ctx.finding(
-                    "autoscaling",
-                    ksvc,
-                    f"max-scale {hi or 'unset (unlimited)'} exceeds config-autoscaler max-scale-limit {limit}",
-                )
-        cls = values.get("class", "kpa.autoscaling.knative.dev")
-        if cls not in CLASSES:
-            yield ctx.finding("autoscaling", ksvc, f"autoscaling class {cls!r} is not kpa or hpa")
-        elif cls.startswith("hpa") and not hpa_installed:
-            yield ctx.finding("autoscaling", ksvc, "HPA class needs serving-hpa.yaml, which is not in the render")
-        metrics = CLASSES.get(cls)
-        if "metric" in values and metrics is not None and values["metric"] not in metrics:
-            yield ctx.finding(
-                "autoscaling", ksvc, f"metric {values['metric']!r} is not valid for {cls} ({sorted(metrics)})"
-            )
-        if "target" in values:
-            try:
-                if float(values["target"]) < 0.01:
-                    raise ValueError
-            except ValueError:
-                yield ctx.finding("autoscaling", ksvc, f"target must be a number >= 0.01, got {values['target']!r}")
-        if "window" in values:
-            seconds = go_duration_seconds(values["window"])
-            if seconds is None or not 6 <= seconds <= 3600:
-                yield ctx.finding(
-                    "autoscaling",
-                    ksvc,
-                    f"window must be a duration between 6s and 1h, got {values['window']!r}",
-                )
+            elif name == "class" and str(value).startswith("hpa") and not hpa_installed:
+                yield ctx.finding("autoscaling", ksvc, "HPA class needs serving-hpa.yaml, which is not in the render")
 
 
 def check_visibility(ctx: EnvContext) -> Iterator[Finding]:
