@@ -109,6 +109,45 @@ def check_containers(ctx: EnvContext) -> Iterator[Finding]:
                     )
 
 
+# Knative sets PORT to the serving container's containerPort (8080 when none is declared), and our apps listen on
+# $PORT (apps/notifications: Settings.port); serving's webhook accepts a probe on any port.
+DEFAULT_USER_PORT = 8080
+PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
+PROBE_HANDLERS = ("httpGet", "tcpSocket", "grpc")
+
+
+def _listening_port(container: Obj, only_container: bool) -> int | None:
+    ports = container.get("ports") or []
+    if ports:
+        return ports[0].get("containerPort")
+    return DEFAULT_USER_PORT if only_container else None
+
+
+def check_probe_ports(ctx: EnvContext) -> Iterator[Finding]:
+    """A readiness or liveness probe on a port the app does not listen on never succeeds: pods never turn Ready
+    (readiness) or are restarted forever (liveness). Upstream accepts it; the kubelet finds out at runtime."""
+    for ksvc in knative_services(ctx):
+        containers = dig(ksvc, "spec", "template", "spec", "containers") or []
+        for container in containers:
+            listening = _listening_port(container, len(containers) == 1)
+            if listening is None:
+                continue
+            names = {p.get("name"): p.get("containerPort") for p in container.get("ports") or [] if p.get("name")}
+            for probe in PROBES:
+                for handler in PROBE_HANDLERS:
+                    port = dig(container, probe, handler, "port")
+                    if port is None or port == 0:  # unset (or 0): Knative points the probe at the serving port
+                        continue
+                    resolved = names.get(port) if isinstance(port, str) else port
+                    if resolved != listening:
+                        yield ctx.finding(
+                            "probes",
+                            ksvc,
+                            f"container {container.get('name', '?')} {probe} {handler} port {port!r} is not the port "
+                            f"the app listens on ({listening}, its containerPort and $PORT): drop the port or use {listening}",
+                        )
+
+
 def _resource_problems(ctx: EnvContext, obj: Obj, container: str, resources: dict) -> Iterator[Finding]:
     parsed: dict[str, dict[str, Decimal]] = {"requests": {}, "limits": {}}
     for kind in parsed:
@@ -131,4 +170,4 @@ def _resource_problems(ctx: EnvContext, obj: Obj, container: str, resources: dic
             )
 
 
-CHECKS = [check_autoscaling, check_visibility, check_containers]
+CHECKS = [check_autoscaling, check_visibility, check_containers, check_probe_ports]
