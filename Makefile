@@ -17,7 +17,7 @@ export ARGOCD_CRDS_DIR ?= $(KNATIVE_RELEASE_MIRROR)/argo-cd-v3.5.1
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint in ./bin (idempotent)
+setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint and knative-admission in ./bin (idempotent)
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . -e apps/notifications
@@ -26,7 +26,7 @@ setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint
 render: ## print the manifests Argo CD would apply for ENV (offline, from the mirror)
 	@$(PY) -m gitops.render $(ENV)
 
-validate: ## render every environment, run kubeconform -strict and the semantic checks
+validate: ## render every environment, run kubeconform -strict, Knative's own admission webhooks and the semantic checks
 	@$(PY) -m gitops.validate
 
 test: ## the whole pytest suite (includes validate's checks and their broken-manifest tests)
@@ -47,7 +47,7 @@ bench: ## load-test the subscriber against the article's handler; prints events/
 diff: ## per-environment resource diff between BASE (a git ref, default origin/main) and the working tree (DIFF_ARGS=--markdown)
 	@$(PY) -m gitops.diff --base $${BASE:-origin/main} $(DIFF_ARGS)
 
-bump: ## rewrite every pinned Knative release URL to VERSION and refresh the lock
+bump: ## rewrite every pinned Knative release URL to VERSION, refresh the lock and the admission stage's Go modules
 	@$(PY) -m gitops.bump $(VERSION)
 
 produce: ## send a test event to Kafka (TOPIC, KEY, CE=binary|structured|none; BOOTSTRAP, else ENV's ConfigMap)
