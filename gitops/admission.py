@@ -70,7 +70,10 @@ def _object_lookup(render: RenderResult) -> dict[tuple[str, str, str, str], mani
 
 
 def run(renders: dict[str, RenderResult], root: Path = REPO_ROOT) -> tuple[list[Finding], list[AdmissionWarning]]:
-    """(refusals as findings, upstream warnings) for every environment, from one run of the binary."""
+    """(refusals as findings, upstream warnings) for every environment, from one run of the binary.
+
+    `root` is where the tool lives (this checkout's ./bin and hack/knative-admission), like kubeconform's, not the
+    tree being validated."""
     payload = json.dumps({"environments": {env: r.objects for env, r in renders.items()}}, default=str)
     try:
         proc = subprocess.run([str(binary(root))], input=payload, capture_output=True, text=True, timeout=300)

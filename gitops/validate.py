@@ -80,7 +80,7 @@ def validate(root: Path = REPO_ROOT, envs: list[str] | None = None) -> Report:
         for found in pool.map(lambda job: schema_findings(*job[:3], crd_dir, job[3]), jobs):
             report.findings += found
     # Stage: Knative's own admission webhooks over every render (gitops/admission.py).
-    refused, report.warnings = admission.stage(report.renders, root)
+    refused, report.warnings = admission.stage(report.renders)
     report.findings += refused
     for render in report.renders.values():
         ctx = EnvContext(root, render)
