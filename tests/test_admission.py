@@ -326,3 +326,16 @@ def test_bad_input_is_one_line(tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.startswith("knative-admission:")]
     assert len(lines) == 1 and lines[0].startswith('knative-admission: stdin is not {"environments": {...}}: ')
+
+
+def test_a_webhook_the_render_does_not_install_judges_nothing(broken):
+    """No serving webhook configurations in the render: the API server would call no serving webhook."""
+    render = broken("prod")
+    container(render).setdefault("env", []).append({"name": "PORT", "value": "9"})
+    assert_refused(admit(render), "prod", KSVC, "validation.webhook.serving.knative.dev", "reserved")
+    render.objects[:] = [
+        o
+        for o in render.objects
+        if not (o["kind"].endswith("WebhookConfiguration") and o["metadata"]["name"].endswith("serving.knative.dev"))
+    ]
+    assert admit(render) == []

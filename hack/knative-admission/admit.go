@@ -123,6 +123,16 @@ func newEnvironment(objects []json.RawMessage) (*environment, error) {
 	return env, nil
 }
 
+// installs tells whether the render registers any of the family's webhooks.
+func (env *environment) installs(f family) bool {
+	for _, name := range f.webhooks {
+		if _, ok := env.selectors[name]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 func (env *environment) add(f Finding) {
 	key := strings.Join([]string{f.Severity, f.Kind, f.Namespace, f.Name, f.Webhook, f.Message}, "\x00")
 	if !env.seen[key] {
@@ -249,6 +259,9 @@ func admitEnvironment(objects []json.RawMessage) ([]Finding, error) {
 	}
 	var built []builtFamily
 	for _, f := range families {
+		if !env.installs(f) {
+			continue // its webhook configurations are not in the render: the API server would call nobody
+		}
 		ctx := newContext(f)
 		cmw := &renderWatcher{env: env, namespace: f.namespace, webhook: f.name + " webhook (config store)"}
 		controllers := f.build(ctx, cmw)

@@ -72,6 +72,7 @@ type family struct {
 	name       string
 	namespace  string
 	secretName string
+	webhooks   []string // its webhook configurations, as named in the release YAML
 	// build constructs the controllers under a context carrying the fake informers and the family's watcher.
 	build func(ctx context.Context, cmw configmap.Watcher) []namedController
 }
@@ -127,6 +128,8 @@ var servingFamily = family{
 	name:       "serving",
 	namespace:  "knative-serving",
 	secretName: "webhook-certs",
+	webhooks: []string{"webhook.serving.knative.dev", "validation.webhook.serving.knative.dev",
+		"config.webhook.serving.knative.dev"},
 	build: func(ctx context.Context, cmw configmap.Watcher) []namedController {
 		// newDefaultingAdmissionController / newValidationAdmissionController: store.ToContext, unknown fields
 		// allowed ("our CRDs have schemas").
@@ -193,6 +196,8 @@ var eventingFamily = family{
 	name:       "eventing",
 	namespace:  "knative-eventing",
 	secretName: "eventing-webhook-certs",
+	webhooks: []string{"webhook.eventing.knative.dev", "validation.webhook.eventing.knative.dev",
+		"config.webhook.eventing.knative.dev"},
 	build: func(ctx context.Context, cmw configmap.Watcher) []namedController {
 		// NewDefaultingAdmissionController: defaults, channel defaults and feature flags; unknown fields refused.
 		store := defaultconfig.NewStore(logging.FromContext(ctx).Named("config-store"))
@@ -262,6 +267,7 @@ var kafkaFamily = family{
 	name:       "kafka",
 	namespace:  "knative-eventing",
 	secretName: "kafka-webhook-eventing-certs",
+	webhooks:   []string{"defaulting.webhook.kafka.eventing.knative.dev", "validation.webhook.kafka.eventing.knative.dev"},
 	build: func(ctx context.Context, cmw configmap.Watcher) []namedController {
 		// NewDefaultingAdmissionController: AllowDifferentNamespace, unknown fields allowed.
 		defaultingCtx := func(ctx context.Context) context.Context { return apis.AllowDifferentNamespace(ctx) }
