@@ -295,13 +295,13 @@ def test_a_go_build_failure_is_one_line(tmp_path):
     root = tmp_path / "repo"
     shutil.copytree(REPO_ROOT / "hack", root / "hack")
     (root / admission.MODULE_DIR / "go.sum").write_text("")
-    fake_bin = tmp_path / "fakebin"
-    fake_bin.mkdir()
+    go = shutil.which("go")
+    assert go is not None, "Go is needed to build the admission stage"
     proc = subprocess.run(
         ["bash", "-c", 'source "$0"; build_admission', str(_functions_only(root))],
         capture_output=True,
         text=True,
-        env={"PATH": f"{fake_bin}:/usr/local/go/bin:/usr/bin:/bin", "HOME": str(Path.home()), "GOFLAGS": ""},
+        env={"PATH": f"{Path(go).parent}:/usr/bin:/bin", "HOME": str(Path.home()), "GOFLAGS": ""},
     )
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line]
@@ -339,3 +339,20 @@ def test_a_webhook_the_render_does_not_install_judges_nothing(broken):
         if not (o["kind"].endswith("WebhookConfiguration") and o["metadata"]["name"].endswith("serving.knative.dev"))
     ]
     assert admit(render) == []
+
+
+def test_no_go_toolchain_is_one_line(tmp_path):
+    root = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "hack", root / "hack")
+    path = "/usr/bin:/bin"
+    assert shutil.which("go", path=path) is None, "this test needs a PATH without Go"
+    proc = subprocess.run(
+        ["bash", str(root / "hack" / "install-tools.sh")],
+        capture_output=True,
+        text=True,
+        env={"PATH": path, "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: Go is needed to install kustomize, kubeconform and build knative-admission"
+    ]
