@@ -24,7 +24,7 @@ OUT ?=
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint in ./bin (idempotent)
+setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint and knative-admission in ./bin (idempotent)
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . -e apps/notifications
@@ -39,7 +39,7 @@ hydrate: ## write ENV's lock-verified render to OUT as one YAML file per object 
 	@test -n "$(OUT)" || { echo "make hydrate: set OUT=<dir> (e.g. make hydrate ENV=$(ENV) OUT=hydrated/$(ENV))" >&2; exit 2; }
 	@$(GITOPS) hydrate --env $(ENV) --out $(OUT)
 
-validate: ## render every environment, run kubeconform -strict and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
+validate: ## render every environment, run kubeconform -strict, Knative's own admission webhooks and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
 	$(NEED_SETUP)
 	@$(GITOPS) validate $(if $(HYDRATED),--hydrated $(ENV)=$(HYDRATED) $(ENV))
 
@@ -67,7 +67,7 @@ diff: ## per-environment resource diff between BASE (a git ref, default origin/m
 	$(NEED_SETUP)
 	@$(GITOPS) diff --base $${BASE:-origin/main} $(DIFF_ARGS)
 
-bump: ## rewrite every pinned Knative release URL to VERSION and refresh the lock
+bump: ## rewrite every pinned Knative release URL to VERSION, refresh the lock and the admission stage's Go modules
 	$(NEED_SETUP)
 	@$(GITOPS) bump $(VERSION)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from gitops import deployer_rbac, hydrate, kubeconform, manifests, releases, schemas, waivers
+from gitops import admission, deployer_rbac, hydrate, kubeconform, manifests, releases, schemas, waivers
 from gitops.argocd_sync import argocd_paths
 from gitops.checks import EnvContext, Finding, RepoContext, env_checks, repo_checks
 from gitops.errors import UserError
@@ -25,6 +25,7 @@ class Report:
     renders: dict[str, RenderResult] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     waived: list[tuple[Finding, waivers.Waiver]] = field(default_factory=list)
+    warnings: list[admission.AdmissionWarning] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -149,6 +150,10 @@ def validate(root: Path = REPO_ROOT, envs: list[str] | None = None, hydrated: di
         progress(f"kubeconform -strict over {len(jobs)} stream(s)")
         for found in pool.map(lambda job: schema_findings(*job[:3], crd_dir, job[3]), jobs):
             report.findings += found
+    # Stage: Knative's own admission webhooks over every render (gitops/admission.py).
+    progress("Knative admission webhooks")
+    refused, report.warnings = admission.stage(report.renders)
+    report.findings += refused
     progress("semantic checks")
     for render in report.renders.values():
         ctx = EnvContext(root, render)
@@ -182,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     report = validate(envs=args.envs or None, hydrated=hydrated)
     for finding in sorted(report.findings, key=lambda f: (f.env, f.check, f.obj)):
         print(f"FAIL {finding}")
+    for warning in report.warnings:
+        print(f"WARN {warning}")
     for finding, waiver in report.waived:
         print(f"WAIVED {finding}\n    because: {waiver.reason}")
     print()

@@ -250,6 +250,18 @@ def add_audits(root: Path) -> None:
     triggers = root / "base/eventing/triggers.yaml"
     loggings = triggers.read_text().split("\n---\n")[-1]
     triggers.write_text(triggers.read_text().rstrip("\n") + "\n---\n" + loggings.replace("loggings", "audits") + "\n")
+    # prod authenticates every delivery: the new Trigger names the subscriber's audience and its identity is
+    # allowed (step 3 of the recipe).
+    oidc = root / "overlays/prod/oidc.yaml"
+    loggings_audience = next(d for d in oidc.read_text().split("\n---\n") if "name: loggings\n" in d)
+    oidc.write_text(oidc.read_text().rstrip("\n") + "\n---\n" + loggings_audience.replace("loggings", "audits") + "\n")
+    subscriber = root / "overlays/prod/oidc-subscriber.yaml"
+    loggings_subject = "system:serviceaccount:notifications:loggings-oidc-eventing.knative.dev-trigger"
+    subscriber.write_text(
+        subscriber.read_text().replace(
+            loggings_subject, f"{loggings_subject},{loggings_subject.replace('loggings', 'audits')}"
+        )
+    )
     topics = root / "apps/notifications/src/notifications/topics.py"
     topics.write_text(
         topics.read_text().replace(
