@@ -17,6 +17,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from notifications.connection_limits import ConnectionLimits, protocol_class
 from notifications.json_logging import configure_logging
 from notifications.lifecycle import Lifecycle
 from notifications.settings import Settings
@@ -52,14 +53,19 @@ def _load_factory(spec: str) -> Callable[[Settings], FastAPI]:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def build_server(settings: Settings, factory: Callable[[Settings], FastAPI]) -> DrainingServer:
+def build_server(
+    settings: Settings, factory: Callable[[Settings], FastAPI], limits: ConnectionLimits | None = None
+) -> DrainingServer:
     app = factory(settings)
+    limits = limits or ConnectionLimits.from_env()
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol plus header/body read timeouts and header limits (connection_limits.py).
+        http=protocol_class(limits),
+        limit_concurrency=limits.limit_concurrency,
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -67,7 +73,7 @@ def build_server(settings: Settings, factory: Callable[[Settings], FastAPI]) -> 
         # queue-proxy is the only client; X-Forwarded-* rewriting buys nothing and costs per request.
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
-        timeout_keep_alive=75,
+        timeout_keep_alive=limits.keep_alive_seconds,
     )
     return DrainingServer(config, app.state.lifecycle, settings.drain_delay_seconds)
 

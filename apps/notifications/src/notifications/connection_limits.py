@@ -1,0 +1,213 @@
+"""Bounded time and memory per connection: the limits uvicorn's httptools protocol does not have.
+
+uvicorn 0.54 (pinned) offers `timeout_keep_alive` (idle time between requests, armed only after a first
+response), `limit_concurrency` (503 once that many connections or requests exist) and
+`h11_max_incomplete_event_size` (h11 only; the httptools protocol has no equivalent). It has no header-read or
+body-read timeout and no header count or size limit, so a client can hold a connection forever by sending a
+byte now and then, stream a chunked body that never ends, or make the parser call back once per header for as
+many headers as it sends. `BoundedHttpToolsProtocol` adds exactly that, at the layer that sees the bytes:
+
+- a new connection gets uvicorn's keep-alive timer at once (uvicorn arms it only after a first response);
+- the request line and headers must arrive within `header_timeout` of the request's first byte, the body within
+  `body_timeout` of the end of the headers; otherwise 408 and the connection is closed;
+- more than `max_header_count` headers, or more than `max_header_bytes` of request line and headers, is a 431
+  and a closed connection, decided while parsing (so a flood of headers costs at most that many callbacks) and,
+  for one endless header line, from the bytes received;
+- a response sent before the request body was fully read (a 413 for an over-long body) closes the connection,
+  instead of reading and discarding the rest of a body that may never end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    header_timeout_seconds: float = 10.0
+    """queue-proxy and the Kafka dispatcher send a request's head in one write; 10 s is generous for them."""
+    body_timeout_seconds: float = 10.0
+    """Bodies are at most MAX_BODY_BYTES (256 KiB) and sent whole; a body still arriving after 10 s is not."""
+    max_header_count: int = 128
+    """A KafkaSource event carries ~10 ce- headers plus one per Kafka record header, and queue-proxy adds ~10."""
+    max_header_bytes: int = 64 * 1024
+    """Request line plus all header names and values. CloudEvents attributes are short; 64 KiB also bounds
+    what one connection can make the parser buffer before the headers end."""
+    keep_alive_seconds: int = 75
+    """uvicorn's `timeout_keep_alive`: how long an idle connection is kept. Longer than queue-proxy's idle
+    connection reuse needs, short enough that idle sockets do not pile up; now also applied to new connections."""
+    limit_concurrency: int = 256
+    """uvicorn's own limit: beyond this many open connections or in-flight requests, new requests get 503
+    (retried by the dispatcher). Bounds request buffers to 256 x (64 KiB + MAX_BODY_BYTES)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ConnectionLimits:
+        env = os.environ if env is None else env
+        defaults = cls()
+        return cls(
+            header_timeout_seconds=float(env.get("HEADER_TIMEOUT_SECONDS", defaults.header_timeout_seconds)),
+            body_timeout_seconds=float(env.get("BODY_TIMEOUT_SECONDS", defaults.body_timeout_seconds)),
+            max_header_count=int(env.get("MAX_HEADER_COUNT", defaults.max_header_count)),
+            max_header_bytes=int(env.get("MAX_HEADER_BYTES", defaults.max_header_bytes)),
+            keep_alive_seconds=int(env.get("KEEP_ALIVE_SECONDS", defaults.keep_alive_seconds)),
+            limit_concurrency=int(env.get("LIMIT_CONCURRENCY", defaults.limit_concurrency)),
+        )
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop httptools mid-buffer; httptools re-raises it as the context of an
+    HttpParserCallbackError."""
+
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+def _error_response(status: int, reason: str, detail: str) -> bytes:
+    # The same JSON error body the app sends, so a dead letter's knativeerrordata reads the same either way.
+    body = orjson.dumps({"error": reason, "detail": detail})
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+    return head % (status, _REASONS[status], len(body)) + body
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits in the module docstring. Built by `protocol_class`."""
+
+    limits = ConnectionLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._reading_head = True
+        self._head_bytes = 0
+        self._parsed_head_bytes = 0
+        self._header_count = 0
+        self._rejected = False
+
+    # Connection lifetime
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # uvicorn arms the keep-alive timer only after a response; a connection that never sends a byte would
+        # otherwise be held forever.
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's data_received, plus: our own rejections raised from parser callbacks, and the byte count of
+        # an unfinished head (httptools buffers a header line internally until it ends).
+        self._unset_keepalive_if_required()
+        if self._reading_head:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if not self._rejected:
+                msg = "Invalid HTTP request received."
+                self.logger.warning(msg)
+                self.send_400_response(msg)
+            return
+        if self._reading_head and self._head_bytes > self.limits.max_header_bytes + len(data):
+            # One header line longer than the limit (the callbacks only see complete headers): the bytes received
+            # since the request began already exceed the limit by more than this read could hold of a body.
+            self._reject(
+                431, "headers_too_large", f"request line and headers exceed {self.limits.max_header_bytes} bytes"
+            )
+
+    # Parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_head = True
+        self._parsed_head_bytes = 0
+        self._header_count = 0
+        self._arm(self.limits.header_timeout_seconds, "headers")
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.limits.max_header_count:
+            self._reject(431, "too_many_headers", f"more than {self.limits.max_header_count} headers")
+            raise _HeadTooLarge
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_bytes = 0
+        self._arm(self.limits.body_timeout_seconds, "body")
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._cancel_deadline()
+        self._reading_head = True
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not self.transport.is_closing():
+            # Answered before the body ended (413): do not read and discard a body that may never end.
+            self._cancel_deadline()
+            self.transport.close()
+        super().on_response_complete()
+
+    # Helpers
+
+    def _count_head(self, size: int) -> None:
+        self._parsed_head_bytes += size
+        if self._parsed_head_bytes > self.limits.max_header_bytes:
+            self._reject(
+                431, "headers_too_large", f"request line and headers exceed {self.limits.max_header_bytes} bytes"
+            )
+            raise _HeadTooLarge
+
+    def _arm(self, seconds: float, part: str) -> None:
+        self._cancel_deadline()
+        self._deadline = self.loop.call_later(seconds, self._timed_out, part, seconds)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self, part: str, seconds: float) -> None:
+        self._deadline = None
+        self._reject(408, "request_timeout", f"request {part} not received within {seconds:g}s")
+
+    def _reject(self, status: int, reason: str, detail: str) -> None:
+        """Answer `status` unless a response has started, then close. An ASGI task already running for this
+        request sees a disconnect (uvicorn's connection_lost) and its own response is dropped."""
+        if self._rejected or self.transport.is_closing():
+            return
+        self._rejected = True
+        self._cancel_deadline()
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            self.transport.write(_error_response(status, reason, detail))
+        self.logger.warning("closing connection: %s", detail)
+        self.transport.close()
+
+
+def protocol_class(limits: ConnectionLimits) -> type[BoundedHttpToolsProtocol]:
+    """A BoundedHttpToolsProtocol subclass carrying `limits`, for `uvicorn.Config(http=...)` (which takes a
+    protocol class and instantiates it per connection with uvicorn's own arguments)."""
+    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"limits": limits})
