@@ -152,7 +152,7 @@ def test_a_header_line_longer_than_the_limit_is_431(server: LiveServer, pieces: 
 
 def test_a_65_kb_ce_id_in_binary_mode_is_431(server: LiveServer) -> None:
     headers, body, _ = binary_event()
-    response = httpx.post(server.url + NOTIFICATIONS, headers=headers | {"ce-id": "i" * 65_000}, content=body)
+    response = httpx.post(server.url + NOTIFICATIONS, headers=headers | {"ce-id": "i" * 65 * 1024}, content=body)
     assert response.status_code == 431
     assert response.json()["error"] == "headers_too_large"
 
@@ -171,3 +171,10 @@ def test_limits_from_env() -> None:
     limits = ConnectionLimits.from_env({"HEADER_TIMEOUT_SECONDS": "2.5", "MAX_HEADER_COUNT": "10"})
     assert (limits.header_timeout_seconds, limits.max_header_count) == (2.5, 10)
     assert ConnectionLimits.from_env({}) == ConnectionLimits()
+
+
+def test_a_request_line_longer_than_the_limit_is_431(server: LiveServer) -> None:
+    query = "q=" + "u" * ConnectionLimits().max_header_bytes
+    response = httpx.post(f"{server.url}{NOTIFICATIONS}?{query}", content=b"{}")
+    assert response.status_code == 431
+    assert response.json()["error"] == "headers_too_large"

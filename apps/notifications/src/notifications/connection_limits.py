@@ -78,13 +78,19 @@ def _error_response(status: int, reason: str, detail: str) -> bytes:
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the limits in the module docstring. Built by `protocol_class`."""
+    """uvicorn's httptools protocol with the limits in the module docstring. Built by `protocol_class`.
+
+    Cheap per request on purpose (it runs for every event): a deadline is a float on the connection, checked by
+    one sweeper per server every `sweep_seconds` rather than a timer armed and cancelled twice per request, and
+    the header callback does its own bookkeeping instead of calling up to uvicorn's.
+    """
 
     limits = ConnectionLimits()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_at: float | None = None
+        self._deadline_part = ""
         self._reading_head = True
         self._head_bytes = 0
         self._parsed_head_bytes = 0
@@ -98,10 +104,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # uvicorn arms the keep-alive timer only after a response; a connection that never sends a byte would
         # otherwise be held forever.
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_deadline()
-        super().connection_lost(exc)
+        _DeadlineSweeper.ensure_running(self.server_state, self.loop, self.limits)
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's data_received, plus: our own rejections raised from parser callbacks, and the byte count of
@@ -123,12 +126,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self.logger.warning(msg)
                 self.send_400_response(msg)
             return
-        if self._reading_head and self._head_bytes > self.limits.max_header_bytes + len(data):
-            # One header line longer than the limit (the callbacks only see complete headers): the bytes received
-            # since the request began already exceed the limit by more than this read could hold of a body.
-            self._reject(
-                431, "headers_too_large", f"request line and headers exceed {self.limits.max_header_bytes} bytes"
-            )
+        if self._reading_head and self._head_bytes - len(data) > self.limits.max_header_bytes:
+            # One header line (or URL) longer than the limit, arriving over several reads: the bytes received
+            # before this read already exceed the limit. Bounds what httptools buffers to the limit plus one read.
+            self._head_too_large()
 
     # Parser callbacks
 
@@ -137,28 +138,36 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._parsed_head_bytes = 0
         self._header_count = 0
-        self._arm(self.limits.header_timeout_seconds, "headers")
-
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
-        super().on_url(url)
+        self._deadline_at = self.loop.time() + self.limits.header_timeout_seconds
+        self._deadline_part = "headers"
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
+        self._parsed_head_bytes += len(name) + len(value) + 4  # as on the wire: ": " and CRLF
         if self._header_count > self.limits.max_header_count:
             self._reject(431, "too_many_headers", f"more than {self.limits.max_header_count} headers")
+            raise _HeadTooLarge  # stops httptools in the middle of the buffer: no callback for the rest
+        if self._parsed_head_bytes > self.limits.max_header_bytes:
+            self._head_too_large()
             raise _HeadTooLarge
-        self._count_head(len(name) + len(value) + 4)
-        super().on_header(name, value)
+        # uvicorn's own on_header (0.54), inlined: this runs once per header of every request.
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._head_bytes = 0
-        self._arm(self.limits.body_timeout_seconds, "body")
+        if len(self.url) + self._parsed_head_bytes > self.limits.max_header_bytes:
+            self._head_too_large()
+            raise _HeadTooLarge
+        self._deadline_at = self.loop.time() + self.limits.body_timeout_seconds
+        self._deadline_part = "body"
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._cancel_deadline()
+        self._deadline_at = None
         self._reading_head = True
         super().on_message_complete()
 
@@ -166,45 +175,60 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.more_body and not self.transport.is_closing():
             # Answered before the body ended (413): do not read and discard a body that may never end.
-            self._cancel_deadline()
+            self._deadline_at = None
             self.transport.close()
         super().on_response_complete()
 
     # Helpers
 
-    def _count_head(self, size: int) -> None:
-        self._parsed_head_bytes += size
-        if self._parsed_head_bytes > self.limits.max_header_bytes:
-            self._reject(
-                431, "headers_too_large", f"request line and headers exceed {self.limits.max_header_bytes} bytes"
-            )
-            raise _HeadTooLarge
+    def timed_out(self, now: float) -> bool:
+        deadline = self._deadline_at
+        if deadline is None or deadline > now:
+            return False
+        seconds = (
+            self.limits.header_timeout_seconds if self._deadline_part == "headers" else self.limits.body_timeout_seconds
+        )
+        self._reject(408, "request_timeout", f"request {self._deadline_part} not received within {seconds:g}s")
+        return True
 
-    def _arm(self, seconds: float, part: str) -> None:
-        self._cancel_deadline()
-        self._deadline = self.loop.call_later(seconds, self._timed_out, part, seconds)
-
-    def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _timed_out(self, part: str, seconds: float) -> None:
-        self._deadline = None
-        self._reject(408, "request_timeout", f"request {part} not received within {seconds:g}s")
+    def _head_too_large(self) -> None:
+        self._reject(431, "headers_too_large", f"request line and headers exceed {self.limits.max_header_bytes} bytes")
 
     def _reject(self, status: int, reason: str, detail: str) -> None:
         """Answer `status` unless a response has started, then close. An ASGI task already running for this
         request sees a disconnect (uvicorn's connection_lost) and its own response is dropped."""
+        self._deadline_at = None
         if self._rejected or self.transport.is_closing():
             return
         self._rejected = True
-        self._cancel_deadline()
         cycle = self.cycle
         if cycle is None or cycle.response_complete or not cycle.response_started:
             self.transport.write(_error_response(status, reason, detail))
         self.logger.warning("closing connection: %s", detail)
         self.transport.close()
+
+
+class _DeadlineSweeper:
+    """One per server: every `sweep_seconds`, rejects the connections whose head or body deadline has passed.
+    A deadline therefore fires up to `sweep_seconds` late, which is what one check per second instead of two
+    timers per request costs. Stops when no connection is left and starts again with the next one."""
+
+    _ATTRIBUTE = "notifications_deadline_sweeper"
+
+    @classmethod
+    def ensure_running(cls, state: Any, loop: asyncio.AbstractEventLoop, limits: ConnectionLimits) -> None:
+        if getattr(state, cls._ATTRIBUTE, None) is None:
+            every = min(1.0, limits.header_timeout_seconds / 2, limits.body_timeout_seconds / 2)
+            setattr(state, cls._ATTRIBUTE, loop.call_later(every, cls._sweep, state, loop, every))
+
+    @classmethod
+    def _sweep(cls, state: Any, loop: asyncio.AbstractEventLoop, every: float) -> None:
+        now = loop.time()
+        for connection in list(state.connections):
+            if isinstance(connection, BoundedHttpToolsProtocol):
+                connection.timed_out(now)
+        handle = loop.call_later(every, cls._sweep, state, loop, every) if state.connections else None
+        setattr(state, cls._ATTRIBUTE, handle)
 
 
 def protocol_class(limits: ConnectionLimits) -> type[BoundedHttpToolsProtocol]:
