@@ -12,7 +12,9 @@ TO ?= prod
 export KNATIVE_RELEASE_MIRROR ?= $(abspath ../shared/releases)
 export ARGOCD_CRDS_DIR ?= $(KNATIVE_RELEASE_MIRROR)/argo-cd-v3.5.1
 
-.PHONY: help setup render validate test lint serve send-event bench soak diff bump produce kafka promote lock-python
+OUT ?=
+
+.PHONY: help setup render hydrate validate test lint serve send-event bench soak diff bump produce kafka promote lock-python
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,8 +28,12 @@ setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint
 render: ## print the manifests Argo CD would apply for ENV (offline, from the mirror)
 	@$(PY) -m gitops.render $(ENV)
 
-validate: ## render every environment, run kubeconform -strict and the semantic checks
-	@$(PY) -m gitops.validate
+hydrate: ## write ENV's lock-verified render to OUT as one YAML file per object + provenance.txt (what Argo CD syncs)
+	@test -n "$(OUT)" || { echo "hydrate: set OUT=<dir> (e.g. make hydrate ENV=$(ENV) OUT=hydrated/$(ENV))" >&2; exit 1; }
+	@$(PY) -m gitops.hydrate --env $(ENV) --out $(OUT)
+
+validate: ## render every environment, run kubeconform -strict and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
+	@$(PY) -m gitops.validate $(if $(HYDRATED),--hydrated $(ENV)=$(HYDRATED) $(ENV))
 
 test: ## the whole pytest suite (includes validate's checks and their broken-manifest tests)
 	@$(PY) -m pytest $(PYTEST_ARGS)

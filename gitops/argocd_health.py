@@ -23,6 +23,17 @@ from gitops.paths import REPO_ROOT
 CUSTOMIZATIONS_DIR = Path("argocd/resource_customizations")
 ARGOCD_CM = Path("argocd/argocd-cm.yaml")
 KEY_PREFIX = "resource.customizations.health."
+# Argo CD settings this repo relies on, with why (argocd-cm keys; each checked by `make validate`).
+SETTINGS = {
+    "application.sync.impersonation.enabled": (
+        "true",
+        [
+            "Sync impersonation (beta since v3.5, docs/operator-manual/app-sync-using-impersonation.md): each sync",
+            "runs as the ServiceAccount its AppProject names in destinationServiceAccounts (argocd/deployers/), not",
+            "as the Argo CD controller. System-wide: every Application's project then needs such a mapping.",
+        ],
+    ),
+}
 # Libraries Argo CD does not load for argocd-cm scripts; a script that needs them would fail only in the cluster.
 _UNSAFE_GLOBALS = ("string", "math", "io", "os", "debug", "coroutine", "package", "require", "dofile", "loadfile")
 
@@ -102,10 +113,11 @@ def render_argocd_cm(checks: list[HealthCheck]) -> str:
     lines = [
         "# GENERATED from argocd/resource_customizations/<group>/<Kind>/health.lua by",
         "# `.venv/bin/python -m gitops.argocd_health --write`. Do not edit: tests fail when this drifts from the .lua files.",
-        "# Only the keys below: Argo CD's own settings stay with whoever installed Argo CD. Applied by the",
-        "# knative-kafka-argocd Application (argocd-app.yaml) with server-side apply, so Argo CD owns exactly these keys",
-        "# and never removes anyone else's; never pruned or deleted with that Application (Argo CD needs argocd-cm).",
-        "# Managing argocd-cm elsewhere (Helm values, another repo)? Copy these keys there (README, 'Health checks').",
+        "# Only the keys below: Argo CD's other settings stay with whoever installed Argo CD. Applied by an Argo CD",
+        "# admin, never synced by Argo CD (a commit must not be able to change Argo CD's settings):",
+        "#   kubectl apply --server-side --field-manager=knative-kafka-gitops -f argocd/argocd-cm.yaml",
+        "# Server-side, so this field manager owns exactly these keys and never removes anyone else's.",
+        "# Managing argocd-cm elsewhere (Helm values, another repo)? Copy these keys there (docs/argocd.md).",
         "apiVersion: v1",
         "kind: ConfigMap",
         "metadata:",
@@ -114,11 +126,10 @@ def render_argocd_cm(checks: list[HealthCheck]) -> str:
         "  labels:",
         "    app.kubernetes.io/name: argocd-cm",
         "    app.kubernetes.io/part-of: argocd",
-        "  annotations:",
-        '    argocd.argoproj.io/sync-wave: "-1"',
-        "    argocd.argoproj.io/sync-options: ServerSideApply=true,Prune=false,Delete=false",
         "data:",
     ]
+    for key, (value, why) in SETTINGS.items():
+        lines += [f"  # {line}" for line in why] + [f'  {key}: "{value}"']
     for check in sorted(checks, key=lambda c: c.key):
         lines.append(f"  {check.key}: |")
         lines += [f"    {line}" if line else "" for line in check.script.rstrip("\n").split("\n")]
@@ -134,7 +145,7 @@ def drift(root: Path = REPO_ROOT) -> list[str]:
     wanted = {c.key: c.script for c in discover(root)}
     problems = [
         f"{ARGOCD_CM}: key {key} has no health.lua under {CUSTOMIZATIONS_DIR}"
-        for key in sorted(set(shipped) - set(wanted))
+        for key in sorted(set(shipped) - set(wanted) - set(SETTINGS))
     ]
     for key, script in sorted(wanted.items()):
         if key not in shipped:

@@ -9,7 +9,7 @@ from typing import Any
 from gitops import manifests
 from gitops.manifests import Obj
 
-APP_FILE = "argocd-app.yaml"
+APP_FILE = "argocd/bootstrap/argocd-app.yaml"
 ARGOCD_DIR = "argocd"
 WAVE = "argocd.argoproj.io/sync-wave"
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"

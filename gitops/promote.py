@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gitops import image_ref
 from gitops.checks.policy import is_production
+from gitops.hydrate import deploy_branch
 from gitops.paths import ENVIRONMENTS_DIR, REPO_ROOT
 
 
@@ -66,12 +67,13 @@ def report(p: Promotion) -> str:
         f"  {p.target} was: {p.before}\n"
         f"  {p.target} now: {p.after}\n\n"
         f"{diff}\n"
-        "Next: review it as a pull request (Argo CD syncs main only)\n"
+        "Next: review it as a pull request (make diff shows what it does to each environment)\n"
         f"  git switch -c {branch}\n"
         f"  make validate\n"
         f"  git commit -m 'Promote {image_ref.IMAGE} {_short(p.after)} from {p.source} to {p.target}' -- {name}\n"
         f"  git push -u origin {branch}   # then open a pull request against main\n"
-        f"Once merged, Argo CD sees overlays/{p.target} change on main; the new digest becomes a new Revision.\n"
+        f"Once merged, CI hydrates {deploy_branch(p.target)} from main; the new digest becomes a new Revision once\n"
+        f"Argo CD syncs that branch (prod: after a reviewed pull request into it and a manual sync).\n"
     )
 
 

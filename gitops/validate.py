@@ -1,4 +1,8 @@
-"""`make validate`: render every environment, check it against schemas, then against what schemas cannot see."""
+"""`make validate`: render every environment, check it against schemas, then against what schemas cannot see.
+
+With `--hydrated ENV=DIR` the checks run on the files `make hydrate` wrote for ENV (the bytes CI commits to the
+deploy branch and Argo CD syncs), after proving they hold exactly the objects of a fresh render.
+"""
 
 import argparse
 import sys
@@ -7,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitops import kubeconform, manifests, releases, schemas, waivers
+from gitops import deployer_rbac, hydrate, kubeconform, manifests, releases, schemas, waivers
+from gitops.argocd_sync import argocd_paths
 from gitops.checks import EnvContext, Finding, RepoContext, env_checks, repo_checks
 from gitops.paths import REPO_ROOT, argocd_crds_dir, environments
 from gitops.render import RenderError, RenderResult, render_env
@@ -25,9 +30,9 @@ class Report:
 
 
 def argocd_files(root: Path) -> list[Path]:
-    """Argo CD manifests we ship: argocd-app.yaml and the top level of argocd/ (not health-check fixtures)."""
-    files = [root / "argocd-app.yaml"] if (root / "argocd-app.yaml").is_file() else []
-    return files + sorted((root / "argocd").glob("*.yaml"))
+    """Argo CD manifests we ship: the bootstrap, the top level of argocd/ (not health-check fixtures) and the
+    deployer RBAC applied to each cluster."""
+    return argocd_paths(root) + sorted((root / deployer_rbac.DEPLOYERS_DIR).glob("*.yaml"))
 
 
 def schema_findings(env: str, render: RenderResult | None, stream: str, crd_dir: Path, filename: str) -> list[Finding]:
@@ -51,21 +56,59 @@ def schema_findings(env: str, render: RenderResult | None, stream: str, crd_dir:
     return found
 
 
-def _render(root: Path, env: str) -> RenderResult | Finding:
+def _render(root: Path, env: str, hydrated: Path | None = None) -> RenderResult | list[Finding]:
     try:
-        return render_env(env, root)
+        render = render_env(env, root)
     except (RenderError, releases.DigestMismatch) as error:
-        return Finding("render", env, "-", f"overlays/{env}", str(error))
+        return [Finding("render", env, "-", f"overlays/{env}", str(error))]
+    return render if hydrated is None else _hydrated_render(render, hydrated)
 
 
-def validate(root: Path = REPO_ROOT, envs: list[str] | None = None) -> Report:
+def _hydrated_render(render: RenderResult, directory: Path) -> RenderResult | list[Finding]:
+    """The hydrated files as a RenderResult (origins from the fresh render), or why they are not that render."""
+    env = render.env
+    try:
+        text = hydrate.load_hydrated(directory)
+    except hydrate.HydrateError as error:
+        return [Finding("hydrated", env, "-", str(directory), str(error))]
+    objects = manifests.load_stream(text)
+    fresh = {manifests.ObjKey.of(o): o for o in render.objects}
+    found = {manifests.ObjKey.of(o): o for o in objects}
+    problems = [
+        Finding("hydrated", env, str(key), str(directory), message)
+        for key, message in [
+            *(
+                (k, "is in the hydrated files but not in a fresh render of this tree")
+                for k in found.keys() - fresh.keys()
+            ),
+            *(
+                (k, "is in a fresh render of this tree but not in the hydrated files")
+                for k in fresh.keys() - found.keys()
+            ),
+            *(
+                (k, "differs from a fresh render of this tree")
+                for k in found.keys() & fresh.keys()
+                if found[k] != fresh[k]
+            ),
+        ]
+    ]
+    if len(objects) != len(found):
+        problems.append(Finding("hydrated", env, "-", str(directory), "the same object is in more than one file"))
+    if problems:
+        return sorted(problems, key=lambda f: f.obj)
+    return RenderResult(env=env, text=text, objects=objects, omitted=render.omitted, origins=render.origins)
+
+
+def validate(root: Path = REPO_ROOT, envs: list[str] | None = None, hydrated: dict[str, Path] | None = None) -> Report:
+    """hydrated: env -> a `make hydrate` output directory to check instead of the render (after comparing them)."""
     report = Report()
+    hydrated = hydrated or {}
     envs = envs or environments(root)
     # Renders and kubeconform runs are subprocess-bound: one thread per environment.
     with ThreadPoolExecutor(max_workers=len(envs) or 1) as pool:
-        for env, rendered in zip(envs, pool.map(lambda e: _render(root, e), envs), strict=True):
-            if isinstance(rendered, Finding):
-                report.findings.append(rendered)
+        for env, rendered in zip(envs, pool.map(lambda e: _render(root, e, hydrated.get(e)), envs), strict=True):
+            if isinstance(rendered, list):
+                report.findings += rendered
             else:
                 report.renders[env] = rendered
         crds = {
@@ -92,17 +135,31 @@ def validate(root: Path = REPO_ROOT, envs: list[str] | None = None) -> Report:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("envs", nargs="*", help="environments to validate (default: every overlay)")
+    parser.add_argument(
+        "--hydrated",
+        action="append",
+        default=[],
+        metavar="ENV=DIR",
+        help="check the files `make hydrate` wrote to DIR for ENV (the bytes Argo CD syncs) instead of ENV's render",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
-    report = validate(envs=args.envs or None)
+    hydrated: dict[str, Path] = {}
+    for item in args.hydrated:
+        env, sep, directory = item.partition("=")
+        if not (sep and env and directory):
+            parser.error(f"--hydrated {item!r}: expected ENV=DIR")
+        hydrated[env] = Path(directory)
+    report = validate(envs=args.envs or None, hydrated=hydrated)
     for finding in sorted(report.findings, key=lambda f: (f.env, f.check, f.obj)):
         print(f"FAIL {finding}")
     for finding, waiver in report.waived:
         print(f"WAIVED {finding}\n    because: {waiver.reason}")
     print()
     for env, render in report.renders.items():
+        what = f"hydrated ({hydrated[env]})" if env in hydrated else "rendered"
         print(
-            f"{env}: {len(render.objects)} objects rendered, schema-checked (Kubernetes {schemas.KUBERNETES_VERSION}) and checked"
+            f"{env}: {len(render.objects)} objects {what}, schema-checked (Kubernetes {schemas.KUBERNETES_VERSION}) and checked"
         )
         for gap in render.omitted:
             print(f"{env}: NOT RENDERED {gap.url}\n    {gap.reason}")

@@ -12,7 +12,7 @@ from gitops.checks import EnvContext, Finding
 from gitops.paths import REPO_ROOT, environments
 from gitops.render import RenderResult, render_env
 
-TREE = ("base", "overlays", "components", "apps", "argocd", "argocd-app.yaml", "validation-waivers.yaml")
+TREE = ("base", "overlays", "components", "apps", "argocd", "validation-waivers.yaml")
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,9 @@ NS = "notifications"
 EV = "eventing.knative.dev"
 DEV_APP = "Application argocd/knative-kafka-dev"
 PROD_APP = "Application argocd/knative-kafka-prod"
-PROJECT = "AppProject argocd/knative-kafka"
+PROJECT = "AppProject argocd/knative-kafka-prod"
+DEV_PROJECT = "AppProject argocd/knative-kafka-dev"
+IN_FILE = f"({APP_FILE})"
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
@@ -33,7 +35,7 @@ def repo_findings(root: Path, renders: dict[str, RenderResult]) -> list[str]:
 
 
 def edit_app_file(root: Path, edit: Callable[[dict[str, dict[str, Any]]], None]) -> None:
-    """Rewrite root/argocd-app.yaml after edit(docs_by_kind_and_name) mutates the parsed documents."""
+    """Rewrite the bootstrap file after edit(docs_by_kind_and_name) mutates the parsed documents."""
     path = root / APP_FILE
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     edit({f"{d['kind']} {d['metadata']['name']}": d for d in docs})
@@ -79,27 +81,41 @@ def test_wave_plan_in_the_render(renders):
 # --- argocd-app.yaml broken ------------------------------------------------------------------------------------
 
 
-def test_wrong_path_fails(tree_copy, renders):
+def test_wrong_deploy_branch_fails(tree_copy, renders):
     edit_app_file(
-        tree_copy, lambda d: d["Application knative-kafka-dev"]["spec"]["source"].update(path="overlays/staging")
+        tree_copy,
+        lambda d: d["Application knative-kafka-dev"]["spec"]["source"].update(targetRevision="deploy/staging"),
     )
     found = repo_findings(tree_copy, renders)
-    assert has(found, DEV_APP, "(argocd-app.yaml)", "source path 'overlays/staging' does not exist")
-    assert has(found, DEV_APP, "overlays/staging is not an environment (known: dev, prod)")
+    assert has(found, DEV_APP, IN_FILE, "environment 'staging' has no overlay (known: dev, prod)")
     assert has(found, "[dev]", "0 Applications deploy overlays/dev")
 
 
 def test_wrong_revision_fails(tree_copy, renders):
     edit_app_file(
-        tree_copy, lambda d: d["Application knative-kafka-prod"]["spec"]["source"].update(targetRevision="release")
+        tree_copy,
+        lambda d: d["Application knative-kafka-prod"]["spec"]["source"].update(
+            targetRevision="main", path="overlays/prod"
+        ),
     )
     assert has(
         repo_findings(tree_copy, renders),
+        "[prod]",
         PROD_APP,
-        "(argocd-app.yaml)",
-        "targetRevision 'release'",
-        "different revisions",
+        IN_FILE,
+        "targetRevision 'main': the prod Application must sync 'deploy/prod'",
     )
+
+
+def test_hydrated_files_not_at_branch_root_fails(tree_copy, renders):
+    edit_app_file(tree_copy, lambda d: d["Application knative-kafka-dev"]["spec"]["source"].update(path="dev"))
+    assert has(repo_findings(tree_copy, renders), "[dev]", DEV_APP, "source path 'dev': the hydrated files sit at")
+
+
+def test_one_project_for_two_environments_fails(tree_copy, renders):
+    edit_app_file(tree_copy, lambda d: d["Application knative-kafka-prod"]["spec"].update(project="knative-kafka-dev"))
+    found = repo_findings(tree_copy, renders)
+    assert has(found, "[argocd]", DEV_PROJECT, IN_FILE, "serves environments dev, prod: one AppProject per environment")
 
 
 def test_wrong_repo_url_fails(tree_copy, renders):
@@ -114,7 +130,7 @@ def test_wrong_repo_url_fails(tree_copy, renders):
 
 def test_wrong_project_fails(tree_copy, renders):
     edit_app_file(tree_copy, lambda d: d["Application knative-kafka-prod"]["spec"].update(project="default"))
-    assert has(repo_findings(tree_copy, renders), PROD_APP, "project 'default' is not an AppProject in argocd-app.yaml")
+    assert has(repo_findings(tree_copy, renders), PROD_APP, f"project 'default' is not an AppProject in {APP_FILE}")
 
 
 def test_wrong_destination_fails(tree_copy, renders):
@@ -145,10 +161,8 @@ def test_missing_retry_fails(tree_copy, renders):
 
 
 def test_retry_without_backoff_fails(tree_copy, renders):
-    edit_app_file(
-        tree_copy, lambda d: d["Application knative-kafka-argocd"]["spec"]["syncPolicy"]["retry"].pop("backoff")
-    )
-    assert has(repo_findings(tree_copy, renders), "Application argocd/knative-kafka-argocd", "syncPolicy.retry needs")
+    edit_app_file(tree_copy, lambda d: d["Application knative-kafka-dev"]["spec"]["syncPolicy"]["retry"].pop("backoff"))
+    assert has(repo_findings(tree_copy, renders), DEV_APP, "syncPolicy.retry needs")
 
 
 def test_dev_without_self_heal_fails(tree_copy, renders):
@@ -248,21 +262,21 @@ def _without_broker_delivery(render: RenderResult) -> RenderResult:
 
 def test_project_missing_a_rendered_kind_fails(tree_copy, renders):
     def drop(docs: dict) -> None:
-        allowed = docs["AppProject knative-kafka"]["spec"]["namespaceResourceWhitelist"]
+        allowed = docs["AppProject knative-kafka-prod"]["spec"]["namespaceResourceWhitelist"]
         allowed[:] = [e for e in allowed if e["kind"] != "KafkaSource"]
 
     edit_app_file(tree_copy, drop)
     assert has(
         repo_findings(tree_copy, renders),
         PROJECT,
-        "(argocd-app.yaml)",
+        IN_FILE,
         "renders KafkaSource notifications/kafka-source but namespaceResourceWhitelist does not allow sources.knative.dev/KafkaSource",
     )
 
 
 def test_project_missing_a_cluster_kind_fails(tree_copy, renders):
     def drop(docs: dict) -> None:
-        allowed = docs["AppProject knative-kafka"]["spec"]["clusterResourceWhitelist"]
+        allowed = docs["AppProject knative-kafka-prod"]["spec"]["clusterResourceWhitelist"]
         allowed[:] = [e for e in allowed if e.get("name") != "notifications"]
 
     edit_app_file(tree_copy, drop)
@@ -276,17 +290,19 @@ def test_project_missing_a_cluster_kind_fails(tree_copy, renders):
 def test_project_wildcard_cluster_kinds_fail(tree_copy, renders):
     edit_app_file(
         tree_copy,
-        lambda d: d["AppProject knative-kafka"]["spec"]["clusterResourceWhitelist"].append({"group": "*", "kind": "*"}),
+        lambda d: d["AppProject knative-kafka-prod"]["spec"]["clusterResourceWhitelist"].append(
+            {"group": "*", "kind": "*"}
+        ),
     )
     assert has(repo_findings(tree_copy, renders), PROJECT, "whitelist entry {'group': '*', 'kind': '*'} uses '*'")
 
 
 def test_project_broader_than_render_fails(tree_copy, renders):
     def widen(docs: dict) -> None:
-        spec = docs["AppProject knative-kafka"]["spec"]
+        spec = docs["AppProject knative-kafka-prod"]["spec"]
         spec["namespaceResourceWhitelist"].append({"group": "batch", "kind": "Job"})
         spec["clusterResourceWhitelist"].append({"group": "storage.k8s.io", "kind": "StorageClass"})
-        spec["destinations"].append({"server": "https://kubernetes.default.svc", "namespace": "kube-system"})
+        spec["destinations"].append({"name": "prod", "namespace": "kube-system"})
         spec["sourceRepos"].append("*")
 
     edit_app_file(tree_copy, widen)
@@ -301,11 +317,12 @@ def test_project_broader_than_render_fails(tree_copy, renders):
     )
     assert has(found, PROJECT, "'namespace': 'kube-system'} is used by no rendered object")
     assert has(found, PROJECT, "sourceRepos '*' allows any repository")
+    assert not has(found, PROJECT, "'namespace': 'kube-system'} uses '*'")
 
 
 def test_project_missing_namespace_destination_fails(tree_copy, renders):
     def drop(docs: dict) -> None:
-        dests = docs["AppProject knative-kafka"]["spec"]["destinations"]
+        dests = docs["AppProject knative-kafka-prod"]["spec"]["destinations"]
         dests[:] = [d for d in dests if not (d.get("name") == "prod" and d["namespace"] == "kourier-system")]
 
     edit_app_file(tree_copy, drop)
@@ -314,16 +331,6 @@ def test_project_missing_namespace_destination_fails(tree_copy, renders):
         "[prod]",
         PROJECT,
         "no destination allows namespace kourier-system on {'name': 'prod'",
-    )
-
-
-def test_file_not_delivered_by_any_application_fails(tree_copy, renders):
-    edit_app_file(tree_copy, lambda d: d["Application knative-kafka-argocd"]["spec"]["sources"].pop(1))
-    assert has(
-        repo_findings(tree_copy, renders),
-        "ConfigMap argocd/argocd-cm",
-        "(argocd/argocd-cm.yaml)",
-        "delivered by no Application",
     )
 
 
@@ -460,16 +467,13 @@ def test_argocd_files_are_schema_valid(argocd_schemas):
 def test_schema_rejects_a_misspelt_field(argocd_schemas):
     text = (REPO_ROOT / APP_FILE).read_text().replace("selfHeal: true", "selfheal: true")
     results = kubeconform.run(text, argocd_schemas, APP_FILE)
-    assert sorted((r.kind, r.name) for r in results) == [
-        ("Application", "knative-kafka-argocd"),
-        ("Application", "knative-kafka-dev"),
-    ]
+    assert sorted((r.kind, r.name) for r in results) == [("Application", "knative-kafka-dev")]
     assert all("additional properties 'selfheal' not allowed" in r.msg for r in results)
 
 
 def test_findings_name_file_and_object():
     finding = Finding("argocd-app", "argocd", DEV_APP, APP_FILE, "x")
-    assert str(finding).startswith("[argocd] Application argocd/knative-kafka-dev (argocd-app.yaml): x")
+    assert str(finding).startswith(f"[argocd] Application argocd/knative-kafka-dev ({APP_FILE}): x")
 
 
 def test_partial_validate_does_not_call_other_environments_unused(renders):

@@ -4,6 +4,7 @@ the workflows call in this repository (make verbs, gitops modules) must exist.""
 import importlib.util
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,92 @@ def test_what_workflows_call_exists() -> None:
             assert verb in verbs, f"{path.name}: `make {verb}` is not a Makefile target"
         for module in re.findall(r"-m (gitops(?:\.\w+)+)", text):
             assert importlib.util.find_spec(module) is not None, f"{path.name}: no module {module}"
+
+
+# --- supply chain and least privilege (issue: workflows pinned, permissions per job, zizmor) -------------------
+
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+HYDRATE_WORKFLOW = WORKFLOWS / "hydrate.yaml"
+
+
+def zizmor(paths: list[Path]) -> subprocess.CompletedProcess[str]:
+    binary = Path(sys.executable).parent / "zizmor"
+    assert binary.is_file(), "zizmor is a dev dependency (requirements.lock): run `make setup`"
+    # --offline: no GitHub API calls (tests run offline); every offline audit still runs.
+    return subprocess.run(
+        [str(binary), "--offline", "--no-progress", *map(str, paths)], capture_output=True, text=True, timeout=120
+    )
+
+
+def uses_lines(path: Path) -> list[str]:
+    return [line.split("uses:", 1)[1].strip() for line in path.read_text().splitlines() if "uses:" in line]
+
+
+def test_every_workflow_passes_zizmor() -> None:
+    result = zizmor(workflow_files())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_fails_an_unpinned_over_privileged_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / ".github" / "workflows" / "broken.yaml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(
+        "on: pull_request_target\n"
+        "permissions: write-all\n"
+        "jobs:\n"
+        "  build:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "        with:\n"
+        "          ref: ${{ github.event.pull_request.head.sha }}\n"
+        "      - run: echo ${{ github.event.pull_request.title }}\n"
+    )
+    result = zizmor([broken])
+    assert result.returncode != 0
+    for audit in ("unpinned-uses", "template-injection", "artipacked"):
+        assert audit in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_actions_are_pinned_by_sha_with_version(path: Path) -> None:
+    for ref in uses_lines(path):
+        assert PINNED.match(ref), f"{path.name}: `uses: {ref}` is not `owner/action@<40-hex sha> # vX.Y.Z`"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_permissions_are_per_job(path: Path) -> None:
+    workflow = YAML(typ="safe").load(path.read_text())
+    assert workflow["permissions"] == {}, f"{path.name}: the workflow default must grant nothing"
+    for name, job in workflow["jobs"].items():
+        assert "permissions" in job, f"{path.name}: job {name} must state its permissions"
+        pushes = "git push" in "\n".join(step.get("run", "") for step in job["steps"])
+        for step in job["steps"]:
+            if str(step.get("uses", "")).startswith("actions/checkout@"):
+                persist = (step.get("with") or {}).get("persist-credentials")
+                assert persist is pushes, f"{path.name}: job {name} persist-credentials"
+        if not pushes:
+            assert "write" not in str(job["permissions"].get("contents", "")), f"{path.name}: job {name}"
+
+
+def test_hydrate_workflow_runs_the_verbs_and_publishes_only_what_validate_passed() -> None:
+    workflow = YAML(typ="safe").load(HYDRATE_WORKFLOW.read_text())
+    assert workflow["on"]["push"]["branches"] == ["main"]
+    hydrate_job, publish = workflow["jobs"]["hydrate"], workflow["jobs"]["publish"]
+    runs = [step.get("run", "") for step in hydrate_job["steps"]]
+    out = "hydrated/${{ matrix.env }}"
+    assert f"make hydrate ENV=${{{{ matrix.env }}}} OUT={out}" in runs
+    assert f"make validate ENV=${{{{ matrix.env }}}} HYDRATED={out}" in runs
+    assert runs.index(f"make hydrate ENV=${{{{ matrix.env }}}} OUT={out}") < runs.index(
+        f"make validate ENV=${{{{ matrix.env }}}} HYDRATED={out}"
+    )
+    upload = next(s for s in hydrate_job["steps"] if "upload-artifact" in str(s.get("uses")))
+    assert upload["with"]["path"] == out
+    assert publish["needs"] == "hydrate"
+    script = "\n".join(step.get("run", "") for step in publish["steps"])
+    # The publish job renders nothing itself: it copies the validated artifact.
+    assert "make " not in script and "gitops." not in script
+    assert 'git push origin "HEAD:refs/heads/$deploy"' in script  # dev
+    assert 'git push --force origin "HEAD:refs/heads/hydrate/prod"' in script  # prod: only via a pull request
+    assert "gh pr create --base deploy/prod --head hydrate/prod" in script
+    assert "Source-Commit: $SOURCE_SHA" in script and "Releases-Lock-Sha256: $lock" in script

@@ -1,9 +1,11 @@
 """Argo CD delivery checks: sync waves, prune guards and health gating in each render; the registry.
 
-Environment checks (here) look at one render: what Argo CD applies, in which wave, what it may prune. Repository
-checks read argocd-app.yaml and argocd/*.yaml (gitops.argocd_sync) and compare them with every render:
-gitops.checks.argocd_apps (sources, sync policy, health checks) and gitops.checks.argocd_project (AppProject
-scope, self-delivery, ignoreDifferences).
+Environment checks (here) look at one render, which is byte for byte what `make hydrate` commits to the deploy
+branch Argo CD syncs (`make validate HYDRATED=<dir>` runs them on those files): what Argo CD applies, in which
+wave, what it may prune. Repository checks read the bootstrap (argocd/bootstrap/argocd-app.yaml) and
+argocd/*.yaml (gitops.argocd_sync) and compare them with every render: gitops.checks.argocd_apps (sources,
+sync policy, health checks), gitops.checks.argocd_project (AppProject scope, ignoreDifferences) and
+gitops.checks.argocd_access (who can change what, and as whom Argo CD syncs).
 """
 
 from collections.abc import Iterator
@@ -11,6 +13,13 @@ from collections.abc import Iterator
 from gitops import argocd_health, manifests
 from gitops.argocd_sync import BUILTIN_HEALTH, references, sync_options, wave
 from gitops.checks import EnvCheck, EnvContext, Finding, RepoCheck
+from gitops.checks.argocd_access import (
+    check_auto_sync_cannot_write_argocd,
+    check_no_sync_time_kustomize,
+    check_project_wildcards,
+    check_sync_identity,
+    check_unique_destinations,
+)
 from gitops.checks.argocd_apps import (
     check_applications,
     check_health_customizations,
@@ -184,4 +193,9 @@ REPO_CHECKS: list[RepoCheck] = [
     check_ignore_differences,
     check_health_customizations,
     check_health_tests,
+    check_auto_sync_cannot_write_argocd,
+    check_project_wildcards,
+    check_unique_destinations,
+    check_no_sync_time_kustomize,
+    check_sync_identity,
 ]

@@ -3,9 +3,10 @@
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from gitops import argocd_health, manifests
+from gitops import argocd_health
 from gitops.argocd_sync import APP_FILE, IN_CLUSTER, ArgoDoc, applications, load_docs, projects, sources
 from gitops.checks import Finding, RepoContext
+from gitops.hydrate import DEPLOY_BRANCH_PREFIX, deploy_branch
 from gitops.paths import environments
 
 ARGO = "argocd"  # the `env` of findings about argocd-app.yaml / argocd/*.yaml themselves
@@ -29,12 +30,22 @@ def finding(check: str, doc: ArgoDoc, message: str, env: str = ARGO) -> Finding:
     return Finding(check, env, doc.ref, doc.path, message)
 
 
+def source_env(source: dict) -> str | None:
+    """The environment a source deploys: its deploy/<env> branch (hydrated), or an overlays/<env> path (which
+    check_no_sync_time_kustomize rejects, but it still names the environment)."""
+    revision = str(source.get("targetRevision", ""))
+    if revision.startswith(DEPLOY_BRANCH_PREFIX):
+        return revision.removeprefix(DEPLOY_BRANCH_PREFIX)
+    path = str(source.get("path", "")).strip("/")
+    return path.split("/", 1)[1] if path.startswith("overlays/") else None
+
+
 def env_apps(docs: list[ArgoDoc]) -> Iterator[tuple[ArgoDoc, str]]:
     for app in applications(docs):
         for source in sources(app):
-            path = str(source.get("path", "")).strip("/")
-            if path.startswith("overlays/"):
-                yield app, path.split("/", 1)[1]
+            env = source_env(source)
+            if env is not None:
+                yield app, env
 
 
 def check_applications(ctx: RepoContext) -> Iterator[Finding]:
@@ -49,7 +60,6 @@ def check_applications(ctx: RepoContext) -> Iterator[Finding]:
     all_projects = projects(docs)
     repo_urls = {s.get("repoURL") for a in apps for s in sources(a)}
     repo_urls |= {url for p in all_projects.values() for url in p.spec.get("sourceRepos") or []}
-    revisions = {s.get("targetRevision") for a in apps for s in sources(a)}
     for app in apps:
         if not sources(app):
             yield finding(name, app, "has no source")
@@ -60,30 +70,44 @@ def check_applications(ctx: RepoContext) -> Iterator[Finding]:
                     app,
                     f"repoURL {source.get('repoURL')!r}: the repo URLs and sourceRepos differ ({sorted(map(str, repo_urls))})",
                 )
-            if len(revisions) > 1:
+            env = source_env(source)
+            path = str(source.get("path", ""))
+            if env is not None and source.get("targetRevision") != deploy_branch(env):
                 yield finding(
                     name,
                     app,
-                    f"targetRevision {source.get('targetRevision')!r}: Applications track different revisions ({sorted(map(str, revisions))})",
+                    f"targetRevision {source.get('targetRevision')!r}: the {env} Application must sync "
+                    f"{deploy_branch(env)!r}, where CI commits the hydrated files `make validate` passed",
+                    env,
                 )
-            path = str(source.get("path", ""))
-            if not (ctx.root / path).is_dir():
+            elif env is not None and path.strip("/") not in ("", "."):
+                yield finding(name, app, f"source path {path!r}: the hydrated files sit at the branch root ('.')", env)
+            elif env is None and not (ctx.root / path).is_dir():
                 yield finding(name, app, f"source path {path!r} does not exist in the repository")
-            include = manifests.dig(source, "directory", "include")
-            if include and not list((ctx.root / path).glob(include)):
-                yield finding(name, app, f"source {path!r} includes {include!r}, which matches no file")
         if app.spec.get("project") not in all_projects:
             yield finding(name, app, f"project {app.spec.get('project')!r} is not an AppProject in {APP_FILE}")
     per_env: dict[str, list[ArgoDoc]] = {}
+    project_envs: dict[str, set[str]] = {}
     known = environments(ctx.root)
     for app, env in env_apps(docs):
         per_env.setdefault(env, []).append(app)
+        project_envs.setdefault(str(app.spec.get("project")), set()).add(env)
         if env not in known:
-            yield finding(name, app, f"source path overlays/{env} is not an environment (known: {', '.join(known)})")
+            yield finding(name, app, f"environment {env!r} has no overlay (known: {', '.join(known)})")
         policy = ENV_POLICY.get(env)
         destination = {k: v for k, v in (app.spec.get("destination") or {}).items() if k in ("server", "name")}
         if policy and destination != policy.destination:
             yield finding(name, app, f"destination {destination} for {env}; expected {policy.destination}", env)
+    for project, envs in sorted(project_envs.items()):
+        if len(envs) > 1:
+            yield Finding(
+                name,
+                ARGO,
+                f"AppProject argocd/{project}",
+                APP_FILE,
+                f"serves environments {', '.join(sorted(envs))}: one AppProject per environment, so dev's "
+                "permissions can never reach prod's cluster",
+            )
     for env in known:
         if len(per_env.get(env, [])) != 1:
             yield Finding(

@@ -1,21 +1,19 @@
-"""Argo CD repository checks on scope: the AppProject allows exactly what the renders contain, every Argo CD
-file is delivered from git, and ignoreDifferences covers exactly what Knative rewrites at runtime."""
+"""Argo CD repository checks on scope: each AppProject allows exactly what its environment's render contains,
+and ignoreDifferences covers exactly what Knative rewrites at runtime. (Wildcards and reach into Argo CD's own
+objects: gitops.checks.argocd_access.)"""
 
 import fnmatch
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from gitops import manifests
 from gitops.argocd_sync import (
     ArgoDoc,
-    applications,
     is_namespaced,
     load_docs,
     projects,
     rule_matches,
     rule_paths,
-    sources,
     whitelist_matches,
 )
 from gitops.checks import Finding, RepoContext
@@ -61,8 +59,6 @@ def _scope_findings(
     environment of the project was rendered (complete) can an unused entry be called broader than needed."""
     name = "argocd-project"
     spec = project.spec
-    if any(url == "*" for url in spec.get("sourceRepos") or []):
-        yield finding(name, project, "sourceRepos '*' allows any repository; list this repository only", env)
     cluster_list = spec.get("clusterResourceWhitelist") or []
     namespaced_list = spec.get("namespaceResourceWhitelist")
     if namespaced_list is None:
@@ -73,9 +69,6 @@ def _scope_findings(
             env,
         )
         namespaced_list = []
-    for entry in [*cluster_list, *namespaced_list]:
-        if "*" in (entry.get("group"), entry.get("kind")) or entry.get("name") == "*":
-            yield finding(name, project, f"whitelist entry {entry} uses '*'; list the kinds the render contains", env)
     for entry in cluster_list if complete else []:
         if not any(not is_namespaced(o) and whitelist_matches(entry, o) for _e, _d, o in deployed):
             yield finding(
@@ -121,9 +114,7 @@ def _scope_findings(
                 obj_env,
             )
     for i, allowed in enumerate(spec.get("destinations") or []):
-        if "*" in (allowed.get("server"), allowed.get("name"), allowed.get("namespace")):
-            yield finding(name, project, f"destination {allowed} uses '*'; list the clusters and namespaces", env)
-        elif complete and i not in used_destinations:
+        if complete and i not in used_destinations and "*" not in str(allowed):
             yield finding(
                 name, project, f"destination {allowed} is used by no rendered object: broader than needed", env
             )
@@ -156,42 +147,6 @@ def check_project_scope(ctx: RepoContext) -> Iterator[Finding]:
         project = projects(docs).get(project_name)
         if project is not None:
             yield from _scope_findings(project, deployed, ARGO, complete=project_name not in incomplete)
-    yield from _self_delivery(ctx.root, docs)
-
-
-def _self_delivery(root: Path, docs: list[ArgoDoc]) -> Iterator[Finding]:
-    """argocd-app.yaml and argocd/*.yaml are themselves delivered by an Application whose project allows them."""
-    delivered: dict[str, ArgoDoc] = {}
-    for app in applications(docs):
-        for source in sources(app):
-            path = str(source.get("path", ""))
-            if path.startswith("overlays/"):
-                continue
-            include = manifests.dig(source, "directory", "include") or "*.yaml"
-            for file in sorted((root / path).glob(include)):
-                delivered[str(file.resolve().relative_to(root.resolve()))] = app
-    for doc in docs:
-        app = delivered.get(doc.path)
-        if app is None:
-            yield finding(
-                "argocd-self", doc, f"{doc.path} is delivered by no Application: a git push would not update it"
-            )
-            continue
-        project = _project_for(docs, app)
-        if project is None:
-            continue
-        destination = app.spec.get("destination") or {}
-        namespace = manifests.meta(doc.obj).get("namespace") or ""
-        allowed_kind = any(
-            whitelist_matches({**e, "name": None}, doc.obj)
-            for e in project.spec.get("namespaceResourceWhitelist") or []
-        )
-        if not allowed_kind or not _destination_allowed(project, destination, namespace):
-            yield finding(
-                "argocd-self",
-                doc,
-                f"delivered by {app.name}, whose project {project.name} does not allow {doc.kind} in namespace {namespace!r}",
-            )
 
 
 def _coverage(

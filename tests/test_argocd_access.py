@@ -1,0 +1,283 @@
+"""Argo CD access model: each broken bootstrap fails validate with env, object and file named; the real one passes."""
+
+import copy
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from test_argocd import DEV_APP, DEV_PROJECT, IN_FILE, PROD_APP, PROJECT, edit_app_file, has, repo_findings
+
+from gitops import deployer_rbac, kubeconform, schemas
+from gitops.argocd_sync import APP_FILE, IN_CLUSTER
+from gitops.checks import RepoContext
+from gitops.checks import argocd_access as access
+from gitops.paths import REPO_ROOT, argocd_crds_dir
+from gitops.render import RenderResult
+from gitops.tools import tool
+
+
+def access_findings(root: Path, renders: dict[str, RenderResult]) -> list[str]:
+    ctx = RepoContext(root, renders)
+    checks = [
+        access.check_auto_sync_cannot_write_argocd,
+        access.check_project_wildcards,
+        access.check_unique_destinations,
+        access.check_no_sync_time_kustomize,
+        access.check_sync_identity,
+    ]
+    return [str(f) for check in checks for f in check(ctx)]
+
+
+def test_real_bootstrap_passes(renders) -> None:
+    assert access_findings(REPO_ROOT, renders) == []
+
+
+# --- 1. an auto-synced Application that can write Argo CD's own objects ---------------------------------------
+
+
+def test_auto_synced_app_whose_project_allows_applications_fails(tree_copy, renders) -> None:
+    edit_app_file(
+        tree_copy,
+        lambda d: d["AppProject knative-kafka-dev"]["spec"]["namespaceResourceWhitelist"].append(
+            {"group": "argoproj.io", "kind": "Application"}
+        ),
+    )
+    found = access_findings(tree_copy, renders)
+    assert has(found, "[argocd]", DEV_APP, IN_FILE, "syncs automatically with project knative-kafka-dev")
+    assert has(found, DEV_APP, "kind(s) Application", "any commit on deploy/dev could rewrite Argo CD's own")
+
+
+def test_auto_synced_app_reaching_argocd_namespace_fails(tree_copy, renders) -> None:
+    edit_app_file(
+        tree_copy,
+        lambda d: d["AppProject knative-kafka-dev"]["spec"]["destinations"].append(
+            {"server": IN_CLUSTER, "namespace": "argocd"}
+        ),
+    )
+    assert has(access_findings(tree_copy, renders), DEV_APP, "Argo CD's namespace argocd")
+
+
+def test_auto_synced_app_without_kind_whitelist_fails(tree_copy, renders) -> None:
+    edit_app_file(tree_copy, lambda d: d["AppProject knative-kafka-dev"]["spec"].pop("namespaceResourceWhitelist"))
+    assert has(access_findings(tree_copy, renders), DEV_APP, "every namespaced kind (no namespaceResourceWhitelist)")
+
+
+def test_manual_app_is_not_an_auto_sync_risk(tree_copy, renders) -> None:
+    edit_app_file(
+        tree_copy,
+        lambda d: d["AppProject knative-kafka-prod"]["spec"]["namespaceResourceWhitelist"].append(
+            {"group": "argoproj.io", "kind": "Application"}
+        ),
+    )
+    assert not has(access_findings(tree_copy, renders), PROD_APP, "syncs automatically")
+
+
+# --- 2. wildcards in a project --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "sourceRepos",
+            "https://github.com/example-org/*",
+            "sourceRepos 'https://github.com/example-org/*' allows any",
+        ),
+        ("destinations", {"name": "prod", "namespace": "*"}, "destination {'name': 'prod', 'namespace': '*'} uses '*'"),
+        ("clusterResourceWhitelist", {"group": "*", "kind": "*"}, "whitelist entry {'group': '*', 'kind': '*'} uses"),
+        ("namespaceResourceWhitelist", {"group": "", "kind": "*"}, "whitelist entry {'group': '', 'kind': '*'} uses"),
+    ],
+)
+def test_project_wildcards_fail(tree_copy, renders, field, value, message) -> None:
+    edit_app_file(tree_copy, lambda d: d["AppProject knative-kafka-prod"]["spec"][field].append(value))
+    assert has(access_findings(tree_copy, renders), "[argocd]", PROJECT, IN_FILE, message)
+
+
+# --- 3. two Applications, one destination ---------------------------------------------------------------------
+
+
+def test_two_applications_with_one_destination_fail(tree_copy, renders) -> None:
+    path = tree_copy / APP_FILE
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    twin = copy.deepcopy(
+        next(d for d in docs if (d["kind"], d["metadata"]["name"]) == ("Application", "knative-kafka-dev"))
+    )
+    twin["metadata"]["name"] = "knative-kafka-dev-twin"
+    twin["spec"]["destination"] = {"name": "in-cluster", "namespace": "notifications"}  # the same cluster, by name
+    path.write_text(yaml.safe_dump_all([*docs, twin], sort_keys=False))
+    assert has(
+        access_findings(tree_copy, renders),
+        "Application argocd/knative-kafka-dev-twin",
+        IN_FILE,
+        "same destination (in-cluster, namespace notifications) as Application knative-kafka-dev",
+    )
+
+
+# --- 4. kustomize over remote URLs at sync time ----------------------------------------------------------------
+
+
+def test_source_building_remote_kustomize_at_sync_fails(tree_copy, renders) -> None:
+    edit_app_file(
+        tree_copy,
+        lambda d: d["Application knative-kafka-prod"]["spec"]["source"].update(
+            targetRevision="deploy/prod", path="overlays/prod", directory=None
+        ),
+    )
+    assert has(
+        access_findings(tree_copy, renders),
+        PROD_APP,
+        IN_FILE,
+        "source 'overlays/prod' is a kustomization Argo CD would build at sync, fetching 6 remote URL(s) with no digest",
+        "https://github.com/knative/serving/releases/download/",
+    )
+
+
+def test_source_with_a_render_tool_fails(tree_copy, renders) -> None:
+    edit_app_file(
+        tree_copy, lambda d: d["Application knative-kafka-dev"]["spec"]["source"].update(kustomize={"namePrefix": "x-"})
+    )
+    assert has(access_findings(tree_copy, renders), DEV_APP, "source sets kustomize: Argo CD would render at sync")
+
+
+# --- 5. automated prod (check_sync_policy; also in test_argocd.py) -------------------------------------------
+
+
+def test_automated_prod_application_fails(tree_copy, renders) -> None:
+    edit_app_file(
+        tree_copy,
+        lambda d: d["Application knative-kafka-prod"]["spec"]["syncPolicy"].update(automated={"selfHeal": True}),
+    )
+    assert has(repo_findings(tree_copy, renders), "[prod]", PROD_APP, IN_FILE, "remove syncPolicy.automated")
+
+
+# --- the sync identity ----------------------------------------------------------------------------------------
+
+
+def test_impersonation_switched_off_fails(tree_copy, renders) -> None:
+    cm = tree_copy / "argocd/argocd-cm.yaml"
+    cm.write_text(cm.read_text().replace('application.sync.impersonation.enabled: "true"', ""))
+    assert has(
+        access_findings(tree_copy, renders),
+        "ConfigMap argocd/argocd-cm (argocd/argocd-cm.yaml)",
+        'needs data application.sync.impersonation.enabled: "true"',
+    )
+
+
+def test_project_impersonating_another_account_fails(tree_copy, renders) -> None:
+    edit_app_file(
+        tree_copy,
+        lambda d: d["AppProject knative-kafka-dev"]["spec"]["destinationServiceAccounts"][0].update(
+            defaultServiceAccount="kube-system:default"
+        ),
+    )
+    assert has(
+        access_findings(tree_copy, renders),
+        "[dev]",
+        DEV_PROJECT,
+        "must map namespace 'notifications' to knative-kafka-deployer:deployer",
+        "kube-system:default",
+    )
+
+
+def test_deployer_rbac_missing_a_rendered_kind_fails(tree_copy, renders, broken) -> None:
+    prod = broken("prod")
+    prod.objects.append(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "deny-all", "namespace": "notifications"},
+            "spec": {"podSelector": {}},
+        }
+    )
+    found = access_findings(tree_copy, {**renders, "prod": prod})
+    assert has(
+        found,
+        "[prod] ClusterRole knative-kafka-prod-deployer (argocd/deployers/prod.yaml)",
+        "does not match the RBAC derived from the render",
+        "python -m gitops.deployer_rbac --write",
+    )
+    assert not has(found, "[dev]")
+
+
+def test_deployer_rbac_file_missing_fails(tree_copy, renders) -> None:
+    (tree_copy / "argocd/deployers/dev.yaml").unlink()
+    assert has(access_findings(tree_copy, renders), "[dev] ClusterRole knative-kafka-dev-deployer", "missing")
+
+
+def test_deployer_rbac_is_derived_from_the_render(renders) -> None:
+    role = next(o for o in deployer_rbac.derive(renders["dev"]) if o["kind"] == "ClusterRole")
+    by_group = {r["apiGroups"][0]: r for r in role["rules"] if "resourceNames" not in r}
+    assert by_group["sources.knative.dev"]["resources"] == ["kafkasources"]  # the CRD's spec.names.plural
+    assert "horizontalpodautoscalers" in by_group["autoscaling"]["resources"]
+    assert "argoproj.io" not in by_group  # nothing of Argo CD's own
+    escalate = next(r for r in role["rules"] if r.get("verbs") == ["escalate"] and r["resources"] == ["clusterroles"])
+    assert "knative-serving-admin" in escalate["resourceNames"]
+    assert deployer_rbac.resource_of("NetworkPolicy", {}, "networking.k8s.io") == "networkpolicies"
+    assert deployer_rbac.resource_of("Ingress", {}, "networking.k8s.io") == "ingresses"
+
+
+# --- the bootstrap and its one-line signature switch ----------------------------------------------------------
+
+
+def build_bootstrap(root: Path) -> list[dict]:
+    out = subprocess.run(
+        [tool("kustomize"), "build", str(root / "argocd/bootstrap")], capture_output=True, text=True, check=True
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_signed_commits_switch_covers_every_project(tree_copy) -> None:
+    assert not any("sourceIntegrity" in d["spec"] for d in build_bootstrap(tree_copy))
+    kustomization = tree_copy / "argocd/bootstrap/kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text().replace(
+            "# components:\n#   - ../signed-commits", "components:\n  - ../signed-commits"
+        )
+    )
+    docs = build_bootstrap(tree_copy)
+    projects = [d for d in docs if d["kind"] == "AppProject"]
+    assert len(projects) == 2
+    for project in projects:
+        policy = project["spec"]["sourceIntegrity"]["git"]["policies"][0]
+        assert policy["gpg"]["mode"] == "head"
+        assert policy["repos"] == [{"url": project["spec"]["sourceRepos"][0]}]
+    crd_dir = schemas.crd_schemas([], sorted(argocd_crds_dir().glob("*.yaml")))
+    assert kubeconform.run(yaml.safe_dump_all(docs), crd_dir, "argocd/bootstrap") == []
+
+
+# --- CODEOWNERS: who must review what reaches prod or Argo CD -------------------------------------------------
+
+
+def codeowner(path: str, rules: list[tuple[str, list[str]]]) -> list[str]:
+    """GitHub's rule: the last matching pattern wins (only the anchored forms this file uses: `*`, `/dir/`, `/file`)."""
+    owners: list[str] = []
+    for pattern, who in rules:
+        if pattern == "*" or (pattern.endswith("/") and f"/{path}".startswith(pattern)) or f"/{path}" == pattern:
+            owners = who
+    return owners
+
+
+@pytest.mark.parametrize(
+    ("path", "team"),
+    [
+        ("overlays/prod/kustomization.yaml", "@example-org/prod-approvers"),
+        ("base/platform/releases.lock.yaml", "@example-org/prod-approvers"),
+        ("gitops/hydrate.py", "@example-org/prod-approvers"),
+        ("apps/notifications/deploy/service.yaml", "@example-org/prod-approvers"),
+        (APP_FILE, "@example-org/argocd-admins"),
+        ("argocd/argocd-cm.yaml", "@example-org/argocd-admins"),
+        ("argocd/deployers/prod.yaml", "@example-org/argocd-admins"),
+        (".github/workflows/hydrate.yaml", "@example-org/argocd-admins"),
+        (".github/CODEOWNERS", "@example-org/argocd-admins"),
+    ],
+)
+def test_codeowners_cover_what_changes_prod_or_argocd(path: str, team: str) -> None:
+    rules = [
+        (parts[0], parts[1:])
+        for line in (REPO_ROOT / ".github/CODEOWNERS").read_text().splitlines()
+        if (parts := line.split("#", 1)[0].split())
+    ]
+    assert (REPO_ROOT / path).exists(), path
+    assert codeowner(path, rules) == [team]
+    assert codeowner("apps/notifications/src/notifications/app.py", rules) == ["@example-org/knative-kafka-maintainers"]
