@@ -47,8 +47,8 @@ serve: ## run the notifications subscriber with its production server command
 send-event: ## post a KafkaSource-shaped CloudEvent to a running subscriber (URL=..., TOPIC=notifications|loggings)
 	@$(PY) -m notifications.send_event --url $${URL:-http://127.0.0.1:8080} --topic $${TOPIC:-notifications}
 
-bench: ## load-test the subscriber against the article's handler; prints events/s, p50/p99, peak RSS
-	@$(PY) -m notifications.bench
+bench: ## load-test the subscriber against the article's handler; prints events/s, p50/p99, peak RSS (BENCH_ARGS=--oidc)
+	@$(PY) -m notifications.bench $(BENCH_ARGS)
 
 soak: ## 2 x 60 s of unique then hostile ids against the subscriber on loopback; fails if peak RSS > its bound
 	@$(PY) -m notifications.soak $(SOAK_ARGS)

@@ -14,14 +14,19 @@ from notifications import bench
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(shutil.which("wrk") is None or (os.cpu_count() or 1) < 2, reason="needs wrk and 2 CPUs")
 def test_short_bench_run_reports_both_servers(capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench.main(["--seconds", "1", "--rounds", "1", "--connections", "4"]) == 0
+    assert bench.main(["--seconds", "1", "--rounds", "1", "--connections", "4", "--oidc"]) == 0
 
     out = capsys.readouterr().out
-    rows = {m.group(1): m.group(2).split() for m in re.finditer(r"^(article|ours) #1\s+(.+)$", out, re.MULTILINE)}
-    assert rows.keys() == {"article", "ours"}
+    rows = {
+        m.group(1): m.group(2).split() for m in re.finditer(r"^(article|ours|ours\+oidc) #1\s+(.+)$", out, re.MULTILINE)
+    }
+    # ours+oidc: every wrk request carried the loopback issuer's token, so non-2xx 0 means all were verified.
+    assert rows.keys() == {"article", "ours", "ours+oidc"}
     for name, (events_per_s, _p50, _p99, _cpu, rss, non_2xx, socket_errors, log_lines) in rows.items():
         assert float(events_per_s) > 0, name
         assert float(rss) > 10, name
         assert (non_2xx, socket_errors) == ("0", "0"), name
         assert int(log_lines) > 0, name
     assert "ours / article:" in out
+    assert re.search(r"RS256 uncached \d+ us, ES256 uncached \d+ us, cache hit [\d.]+ us", out)
+    assert re.search(r"verification off [\d.]+ us, on [\d.]+ us", out)

@@ -102,13 +102,32 @@ def test_never_ending_chunked_bodies_are_cut_off_with_408(server: LiveServer) ->
     assert_still_serving(server)
 
 
-def test_chunked_body_over_the_limit_is_413_and_the_rest_is_not_read(server: LiveServer) -> None:
+def test_never_ending_chunked_body_over_the_limit_gets_413_then_is_cut_off(server: LiveServer) -> None:
     headers, _, _ = binary_event()
     chunk = b"%x\r\n%s\r\n" % (8192, b" " * 8192)
     [(answer, lived)] = run_many(1, server.port, request_head(headers | {"transfer-encoding": "chunked"}, "\r\n"),
                                  chunk, 0.01)  # fmt: skip
-    assert status_and_error(answer) == (413, "body_too_large")
+    assert status_and_error(answer) == (413, "body_too_large")  # the only answer: no stray 408 after it
     assert lived < TIMEOUT_SECONDS + SLACK_SECONDS
+
+
+def test_an_answered_request_whose_body_ends_keeps_its_connection(server: LiveServer) -> None:
+    headers, _, _ = binary_event()
+    too_large = b"x" * 70_000  # over MAX_BODY_BYTES: 413 before the body is read to its end
+
+    async def two_requests() -> list[bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request_head(headers | {"content-length": str(len(too_large))}, "\r\n") + too_large)
+        first = await asyncio.wait_for(reader.readuntil(b"}"), 10)
+        _, body, _ = binary_event()
+        writer.write(request_head(headers | {"ce-id": "after-413", "content-length": str(len(body))}, "\r\n") + body)
+        second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.close()
+        return [first, second]
+
+    first, second = asyncio.run(two_requests())
+    assert first.startswith(b"HTTP/1.1 413 ")
+    assert second.startswith(b"HTTP/1.1 202 ")
 
 
 def test_idle_connection_is_closed_after_the_keep_alive_timeout(server: LiveServer) -> None:

@@ -18,6 +18,7 @@ from notifications.event_handling import DeadLetterEndpoint, EventEndpoint, Sink
 from notifications.lifecycle import Lifecycle
 from notifications.metrics import PROMETHEUS_CONTENT_TYPE, EventMetrics
 from notifications.models import LogRecord, Notification
+from notifications.oidc import TokenVerifier, require_bearer
 from notifications.settings import Settings
 
 NOTIFICATIONS_PATH = "/events/notifications"
@@ -123,6 +124,9 @@ def create_app(
         settings.max_body_bytes,
     )
     dead_letters = DeadLetterEndpoint(metrics, settings.max_body_bytes)
+    # Sender authentication hook: with OIDC_AUDIENCE set, every delivery route checks the bearer token first.
+    verifier = TokenVerifier(settings.oidc) if settings.oidc is not None else None
+    app.state.token_verifier = verifier
 
     # Registered on the app's own router (not include_router, which nests an _IncludedRouter in app.routes).
     for path, endpoint in (
@@ -130,6 +134,8 @@ def create_app(
         (LOGGINGS_PATH, loggings),
         (DEAD_LETTERS_PATH, dead_letters),
     ):
+        if verifier is not None:
+            endpoint = require_bearer(verifier, path.rsplit("/", 1)[1], endpoint, metrics)
         app.router.add_api_route(
             path, endpoint, methods=["POST"], status_code=202, route_class_override=CloudEventRoute
         )

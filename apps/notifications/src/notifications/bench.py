@@ -17,13 +17,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import orjson
 
+from notifications import oidc_bench
 from notifications.models import Notification
 
 ARTICLE_DIR = Path(__file__).resolve().parents[2] / "bench" / "article"
@@ -63,6 +64,7 @@ function init(args)
   headers["ce-kafkaheaderxrequestid"] = "b7ad6b7169203331"
   headers["ce-knativekafkapartition"] = tostring(partition)
   headers["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+  if args[3] then headers["Authorization"] = "Bearer " .. args[3] end
 end
 function request()
   offset = offset + 1
@@ -163,12 +165,12 @@ def running(command: list[str], env: dict[str, str], cwd: Path, log_path: Path) 
                 process.wait()
 
 
-def run_wrk(load: Load, url: str, seconds: int, first_offset: int) -> dict:
+def run_wrk(load: Load, url: str, seconds: int, first_offset: int, token: str | None = None) -> dict:
     """`first_offset` keeps the offsets (and so the CloudEvent ids) of one wrk run clear of any other run's
     against the same server: a replayed id would take the cheap duplicate path instead of being processed."""
     command = [
         *pinned(LOAD_CPU), load.wrk, "-t1", f"-c{load.connections}", f"-d{seconds}s",
-        "--timeout", "5s", "-s", str(load.script), url, "--", load.body, str(first_offset),
+        "--timeout", "5s", "-s", str(load.script), url, "--", load.body, str(first_offset), *([token] if token else []),
     ]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True, check=True)
     summary_line = completed.stdout.strip().splitlines()[-1]
@@ -183,6 +185,8 @@ class ServerUnderTest:
     env: dict[str, str]
     port: int
     probe_path: str
+    token: str | None = None
+    """Bearer token wrk sends with every request (the OIDC-on variant); one token, as the dispatcher reuses one."""
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -202,10 +206,10 @@ def bench_one(server: ServerUnderTest, load: Load, workdir: Path) -> Result:
     url = server.url("/events/notifications")
     with running(server.command, server.env, server.cwd, log_path) as process:
         wait_until_serving(server.url(server.probe_path), process)
-        run_wrk(load, url, min(2, load.seconds), first_offset=0)  # warm-up
+        run_wrk(load, url, min(2, load.seconds), first_offset=0, token=server.token)  # warm-up
         cpu_before = cpu_seconds(process.pid)
         waited_before = run_queue_seconds(process.pid)
-        summary = run_wrk(load, url, load.seconds, first_offset=MEASURED_FIRST_OFFSET)
+        summary = run_wrk(load, url, load.seconds, first_offset=MEASURED_FIRST_OFFSET, token=server.token)
         cpu = cpu_seconds(process.pid) - cpu_before
         waited = run_queue_seconds(process.pid) - waited_before
         rss = peak_rss_mib(process.pid)
@@ -230,13 +234,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs per server; medians are reported")
+    parser.add_argument(
+        "--oidc",
+        action="store_true",
+        help="also run our server with sender-token verification on (loopback JWKS, one RS256 token), and time "
+        "an uncached RS256/ES256 verification in process",
+    )
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) < 2:
         print("warning: fewer than 2 CPUs, server and wrk share a core", file=sys.stderr)
     wrk = ensure_wrk()
     python = sys.executable
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "LOG_LEVEL")}
-    with tempfile.TemporaryDirectory(prefix="notifications-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="notifications-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         script = workdir / "cloudevent.lua"
         script.write_text(WRK_SCRIPT)
@@ -253,12 +263,25 @@ def main(argv: list[str] | None = None) -> int:
                 workdir, {**env, "PORT": str(our_port), "HOST": "127.0.0.1"}, our_port, "/readyz",
             ),
         ]  # fmt: skip
+        if args.oidc:
+            oidc = stack.enter_context(oidc_bench.loopback_issuer())
+            oidc_port = free_port()
+            servers.append(
+                ServerUnderTest(
+                    "ours+oidc", [python, "-m", "notifications.serve"], workdir,
+                    {**env, **oidc.env, "PORT": str(oidc_port), "HOST": "127.0.0.1"}, oidc_port, "/readyz",
+                    token=oidc.token,
+                )
+            )  # fmt: skip
         load_before = os.getloadavg()[0]
         rounds = [[bench_one(server, load, workdir) for server in servers] for _ in range(args.rounds)]
         load_after = os.getloadavg()[0]
     print_report(rounds, args.connections, args.seconds)
     waits = ", ".join(f"{r.name} #{n} {r.run_queue_ms:.0f}" for n, results in enumerate(rounds, 1) for r in results)
     print(f"server run-queue wait per measured run, ms (CPU {SERVER_CPU} taken by other processes): {waits}")
+    if args.oidc:
+        print(oidc_bench.uncached_verification_report())
+        print(oidc_bench.asgi_cost_report())
     if max(load_before, load_after) > 1.5:
         print(
             f"warning: load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} CPUs; other processes "
@@ -303,6 +326,12 @@ def print_report(rounds: list[list[Result]], connections: int, seconds: int) -> 
         f"{article['CPU us/ev'] / ours['CPU us/ev']:.2f}x events per CPU-second (goal >= 1.5x); "
         f"ours p99 {ours['p99 ms']:.2f} ms (goal <= 10 ms)"
     )
+    if "ours+oidc" in medians:
+        secured = medians["ours+oidc"]
+        print(
+            f"sender-token verification on: {secured['CPU us/ev'] - ours['CPU us/ev']:+.0f} us CPU per event, "
+            f"{secured['events/s'] / ours['events/s']:.2f}x events/s of verification off"
+        )
     print("log lines: article = uvicorn access lines, ours = one JSON line per event (warm-up included)")
 
 

@@ -13,8 +13,10 @@ many headers as it sends. `BoundedHttpToolsProtocol` adds exactly that, at the l
 - more than `max_header_count` headers, or more than `max_header_bytes` of request line and headers, is a 431
   and a closed connection, decided while parsing (so a flood of headers costs at most that many callbacks) and,
   for one endless header line, from the bytes received;
-- a response sent before the request body was fully read (a 413 for an over-long body) closes the connection,
-  instead of reading and discarding the rest of a body that may never end.
+- a request answered before its body was read (a 413 for an over-long body, a 401) keeps uvicorn's behaviour:
+  the rest of the body is read and discarded, so the connection stays usable (RFC 9112 9.3 allows that or
+  closing; closing with unread data makes the kernel send a reset that can destroy the answer before the client
+  reads it), but now only until the body deadline: a body that never ends is cut off there.
 """
 
 from __future__ import annotations
@@ -157,11 +159,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._reading_head = False
-        self._head_bytes = 0
         if len(self.url) + self._parsed_head_bytes > self.limits.max_header_bytes:
             self._head_too_large()
             raise _HeadTooLarge
+        self._reading_head = False
+        self._head_bytes = 0
         self._deadline_at = self.loop.time() + self.limits.body_timeout_seconds
         self._deadline_part = "body"
         super().on_headers_complete()
@@ -170,14 +172,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline_at = None
         self._reading_head = True
         super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        cycle = self.cycle
-        if cycle is not None and cycle.more_body and not self.transport.is_closing():
-            # Answered before the body ended (413): do not read and discard a body that may never end.
-            self._deadline_at = None
-            self.transport.close()
-        super().on_response_complete()
 
     # Helpers
 
@@ -202,7 +196,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._rejected = True
         cycle = self.cycle
-        if cycle is None or cycle.response_complete or not cycle.response_started:
+        if self._reading_head:  # a new request's head; any cycle is the previous request's
+            no_answer_yet = cycle is None or cycle.response_complete
+        else:  # this request's body: it may have been answered already (a 413 or 401 before the body ended)
+            no_answer_yet = cycle is not None and not cycle.response_started
+        if no_answer_yet:
             self.transport.write(_error_response(status, reason, detail))
         self.logger.warning("closing connection: %s", detail)
         self.transport.close()

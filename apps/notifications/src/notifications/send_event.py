@@ -13,6 +13,7 @@ against an independent encoder.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 import time
@@ -87,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         "--namespace", default="notifications", help="KafkaSource namespace (the repo deploys to notifications)"
     )
     parser.add_argument("--source-name", default="kafka-source", help="KafkaSource name")
+    parser.add_argument(
+        "--bearer-token",
+        default=os.environ.get("BEARER_TOKEN"),
+        help="sent as 'Authorization: Bearer ...' for a subscriber with OIDC_AUDIENCE set, e.g. "
+        "$(kubectl create token <sa> --audience <OIDC_AUDIENCE>) (default: $BEARER_TOKEN)",
+    )
     args = parser.parse_args(argv)
 
     data = orjson.loads(args.data) if args.data else example_payload(args.topic)
@@ -102,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     message = encode(event, args.mode)
     headers = {**message.headers, "traceparent": new_traceparent()}
+    if args.bearer_token:
+        headers["Authorization"] = f"Bearer {args.bearer_token}"
     url = args.url.rstrip("/") + TOPIC_PATHS[args.topic]
     try:
         response = httpx.post(url, headers=headers, content=message.body, timeout=10)

@@ -90,9 +90,13 @@ def main(argv: list[str] | None = None) -> None:
         help="module:callable taking Settings and returning the app (tests inject a slow sink this way)",
     )
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        limits = ConnectionLimits.from_env()
+    except ValueError as exc:  # a bad setting is one line and exit status 1, not a traceback
+        raise SystemExit(f"notifications: bad setting: {exc}") from None
     configure_logging(settings.log_level)
-    server = build_server(settings, _load_factory(args.factory))
+    server = build_server(settings, _load_factory(args.factory), limits)
     # uvicorn re-raises the captured SIGTERM after a graceful shutdown; with this as the restored handler the
     # process then exits 0 instead of dying from the signal.
     signal.signal(signal.SIGTERM, _exit_cleanly)

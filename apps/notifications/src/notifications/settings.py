@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from notifications.oidc import OidcSettings
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -19,6 +21,8 @@ class Settings:
     # elsewhere (plain Deployment) set it to the endpoints propagation time so /readyz=503 is seen first.
     drain_delay_seconds: float = 0.0
     graceful_shutdown_seconds: float = 25.0
+    # Sender authentication (notifications.oidc): None, i.e. off, unless OIDC_AUDIENCE is set.
+    oidc: OidcSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -33,4 +37,5 @@ class Settings:
             dedup_max_entries=int(env.get("DEDUP_MAX_ENTRIES", defaults.dedup_max_entries)),
             drain_delay_seconds=float(env.get("DRAIN_DELAY_SECONDS", defaults.drain_delay_seconds)),
             graceful_shutdown_seconds=float(env.get("GRACEFUL_SHUTDOWN_SECONDS", defaults.graceful_shutdown_seconds)),
+            oidc=OidcSettings.from_env(env),
         )
