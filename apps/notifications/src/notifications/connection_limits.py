@@ -98,6 +98,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._parsed_head_bytes = 0
         self._header_count = 0
         self._rejected = False
+        # Read once per header of every request: instance attributes, not a lookup through `limits`.
+        self._max_header_count = self.limits.max_header_count
+        self._max_header_bytes = self.limits.max_header_bytes
 
     # Connection lifetime
 
@@ -144,14 +147,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline_part = "headers"
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._parsed_head_bytes += len(name) + len(value) + 4  # as on the wire: ": " and CRLF
-        if self._header_count > self.limits.max_header_count:
-            self._reject(431, "too_many_headers", f"more than {self.limits.max_header_count} headers")
+        count = self._header_count = self._header_count + 1
+        size = self._parsed_head_bytes = self._parsed_head_bytes + len(name) + len(value) + 4  # ": " and CRLF
+        if count > self._max_header_count or size > self._max_header_bytes:
+            if count > self._max_header_count:
+                self._reject(431, "too_many_headers", f"more than {self._max_header_count} headers")
+            else:
+                self._head_too_large()
             raise _HeadTooLarge  # stops httptools in the middle of the buffer: no callback for the rest
-        if self._parsed_head_bytes > self.limits.max_header_bytes:
-            self._head_too_large()
-            raise _HeadTooLarge
         # uvicorn's own on_header (0.54), inlined: this runs once per header of every request.
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":

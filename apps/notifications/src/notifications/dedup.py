@@ -25,16 +25,15 @@ crafting such a pair on purpose."""
 ENTRY_BYTES = 200
 """Upper bound of one remembered entry (measured ~180): the 49-byte bytes key, the 24-byte float expiry, the OrderedDict's
 hash-table slot and linked-list node (CPython 3.11, 64-bit)."""
-_DIGEST_KEY = secrets.token_bytes(16)
+_KEYED_DIGEST = hashlib.blake2b(digest_size=DIGEST_BYTES, key=secrets.token_bytes(16))
+"""Copied per event: cheaper than keying a new hash object each time (~0.7 us per key in all)."""
 
 
 def event_key(source: str, event_id: str) -> EventKey:
     """Fixed-size key of the pair. The length prefix keeps distinct pairs distinct before hashing;
     `surrogatepass` lets any str (even one with lone surrogates) be hashed rather than raise."""
-    digest = hashlib.blake2b(digest_size=DIGEST_BYTES, key=_DIGEST_KEY)
-    digest.update(b"%d:" % len(source))
-    digest.update(source.encode("utf-8", "surrogatepass"))
-    digest.update(event_id.encode("utf-8", "surrogatepass"))
+    digest = _KEYED_DIGEST.copy()
+    digest.update(f"{len(source)}:{source}{event_id}".encode("utf-8", "surrogatepass"))
     return digest.digest()
 
 
