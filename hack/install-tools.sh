@@ -39,3 +39,13 @@ command -v go >/dev/null || { echo "error: Go is needed to install kustomize and
 install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5
 install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
+
+# Tools that live in this repository (a thin main around an upstream library, pinned by its own go.mod/go.sum):
+# rebuilt when any of their sources is newer than the binary.
+build_local() { # name dir
+  local name=$1 dir=$root/$2
+  if [ -x "$bin/$name" ] && [ -z "$(find "$dir" -newer "$bin/$name" -type f)" ]; then echo "ok: $name (built from $2)"; return; fi
+  echo "building $name from $2"
+  (cd "$dir" && GOFLAGS=-mod=mod go build -o "$bin/$name" .)
+}
+build_local pod-security hack/pod-security

@@ -182,12 +182,13 @@ def test_project_impersonating_another_account_fails(tree_copy, renders) -> None
 
 def test_deployer_rbac_missing_a_rendered_kind_fails(tree_copy, renders, broken) -> None:
     prod = broken("prod")
+    # A kind the render does not hold yet (NetworkPolicy, the original example here, now is rendered).
     prod.objects.append(
         {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "deny-all", "namespace": "notifications"},
-            "spec": {"podSelector": {}},
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "notifications", "namespace": "notifications"},
+            "spec": {"hard": {"pods": "40"}},
         }
     )
     found = access_findings(tree_copy, {**renders, "prod": prod})

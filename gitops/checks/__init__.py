@@ -55,9 +55,29 @@ RepoCheck = Callable[[RepoContext], Iterable[Finding]]
 
 
 def env_checks() -> list[EnvCheck]:
-    from gitops.checks import argocd, eventing, policy, serving, upstream
+    from gitops.checks import (
+        argocd,
+        availability,
+        eventing,
+        identity,
+        network_policy,
+        pod_security,
+        policy,
+        serving,
+        upstream,
+    )
 
-    return [*eventing.CHECKS, *serving.CHECKS, *policy.CHECKS, *upstream.CHECKS, *argocd.ENV_CHECKS]
+    return [
+        *eventing.CHECKS,
+        *serving.CHECKS,
+        *policy.CHECKS,
+        *network_policy.CHECKS,
+        *identity.CHECKS,
+        *availability.CHECKS,
+        *pod_security.CHECKS,
+        *upstream.CHECKS,
+        *argocd.ENV_CHECKS,
+    ]
 
 
 def repo_checks() -> list[RepoCheck]:

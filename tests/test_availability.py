@@ -1,0 +1,94 @@
+"""Availability checks: gated PodSpec fields, the subscriber's spread and budget, Knative HA in production."""
+
+import pytest
+from conftest import obj, run_check
+
+from gitops.checks import availability
+
+NS = "notifications"
+KSVC = f"[prod] Service.serving.knative.dev {NS}/notifications (apps/notifications/deploy/service.yaml)"
+
+
+def ksvc(render):
+    return obj(render, "serving.knative.dev", "Service", NS, "notifications")
+
+
+@pytest.mark.parametrize("check", availability.CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_real_tree_passes(renders, check, env):
+    assert run_check(check, renders[env]) == []
+
+
+def test_spread_without_its_feature_flag(broken):
+    render = broken("prod")
+    obj(render, "", "ConfigMap", "knative-serving", "config-features")["data"].pop(
+        "kubernetes.podspec-topologyspreadconstraints"
+    )
+    messages = [str(f) for f in run_check(availability.check_gated_pod_fields, render)]
+    assert any(m.startswith(KSVC) and "kubernetes.podspec-topologyspreadconstraints: enabled" in m for m in messages), (
+        messages
+    )
+
+
+def test_affinity_is_gated_too(broken):
+    render = broken("dev")
+    ksvc(render)["spec"]["template"]["spec"]["affinity"] = {"podAntiAffinity": {}}
+    messages = [str(f) for f in run_check(availability.check_gated_pod_fields, render)]
+    assert any("[dev] Service.serving.knative.dev" in m and "kubernetes.podspec-affinity" in m for m in messages)
+
+
+def test_pods_not_spread_over_nodes(broken):
+    render = broken("prod")
+    spec = ksvc(render)["spec"]["template"]["spec"]
+    spec["topologySpreadConstraints"] = [c for c in spec["topologySpreadConstraints"] if "zone" in c["topologyKey"]]
+    messages = [str(f) for f in run_check(availability.check_subscriber_availability, render)]
+    assert any(m.startswith(KSVC) and "nothing keeps the pods on different nodes" in m for m in messages), messages
+
+
+def test_budget_selecting_nothing(broken):
+    render = broken("prod")
+    obj(render, "policy", "PodDisruptionBudget", NS, "notifications")["spec"]["selector"] = {
+        "matchLabels": {"app": "notifications"}
+    }
+    messages = [str(f) for f in run_check(availability.check_subscriber_availability, render)]
+    assert any(m.startswith(KSVC) and "no PodDisruptionBudget" in m for m in messages), messages
+
+
+def test_budget_allowing_every_pod_out(broken):
+    render = broken("prod")
+    spec = obj(render, "policy", "PodDisruptionBudget", NS, "notifications")["spec"]
+    spec.pop("minAvailable")
+    spec["maxUnavailable"] = 2
+    messages = [str(f) for f in run_check(availability.check_subscriber_availability, render)]
+    assert any(m.startswith(KSVC) and "no PodDisruptionBudget" in m for m in messages), messages
+
+
+def test_hpa_minimum_of_one(broken):
+    render = broken("prod")
+    obj(render, "autoscaling", "HorizontalPodAutoscaler", "knative-serving", "activator")["spec"]["minReplicas"] = 1
+    messages = [str(f) for f in run_check(availability.check_control_plane_ha, render)]
+    assert any(
+        m.startswith("[prod] HorizontalPodAutoscaler knative-serving/activator (https://") and "minReplicas 1 < 2" in m
+        for m in messages
+    ), messages
+
+
+def test_single_replica_controller(broken):
+    render = broken("prod")
+    obj(render, "apps", "Deployment", "knative-eventing", "eventing-controller")["spec"].pop("replicas")
+    messages = [str(f) for f in run_check(availability.check_control_plane_ha, render)]
+    assert any(
+        m.startswith("[prod] Deployment knative-eventing/eventing-controller (https://") and "replicas 1 < 2" in m
+        for m in messages
+    ), messages
+
+
+def test_dispatchers_min_replicas(broken):
+    render = broken("prod")
+    controller = obj(render, "apps", "Deployment", "knative-eventing", "kafka-controller")
+    for container in controller["spec"]["template"]["spec"]["containers"]:
+        for env in container.get("env") or []:
+            if env["name"] == "DISPATCHERS_MIN_REPLICAS":
+                env["value"] = "0"
+    messages = [str(f) for f in run_check(availability.check_control_plane_ha, render)]
+    assert any("kafka-controller" in m and "DISPATCHERS_MIN_REPLICAS=0" in m for m in messages), messages

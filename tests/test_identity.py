@@ -1,0 +1,135 @@
+"""Sender-identity and ServiceAccount checks (production): each fails on its mistake, naming env, object and file."""
+
+import pytest
+from conftest import obj, run_check
+
+from gitops.checks import identity
+
+NS = "notifications"
+EV = "eventing.knative.dev"
+KSVC = f"[prod] Service.serving.knative.dev {NS}/notifications (apps/notifications/deploy/service.yaml)"
+
+
+def ksvc(render):
+    return obj(render, "serving.knative.dev", "Service", NS, "notifications")
+
+
+@pytest.mark.parametrize("check", identity.CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_real_tree_passes(renders, check, env):
+    assert run_check(check, renders[env]) == []
+
+
+def test_oidc_flag_off(broken):
+    render = broken("prod")
+    obj(render, "", "ConfigMap", "knative-eventing", "config-features")["data"]["authentication-oidc"] = "disabled"
+    messages = [str(f) for f in run_check(identity.check_sender_identity, render)]
+    assert any(
+        m.startswith("[prod] ConfigMap knative-eventing/config-features (") and "authentication-oidc is 'disabled'" in m
+        for m in messages
+    ), messages
+
+
+def test_broker_without_event_policy(broken):
+    render = broken("prod")
+    render.objects.remove(obj(render, EV, "EventPolicy", NS, "events-senders"))
+    messages = [str(f) for f in run_check(identity.check_sender_identity, render)]
+    assert any(
+        m.startswith(f"[prod] Broker {NS}/events (base/eventing/broker.yaml)") and "no EventPolicy applies" in m
+        for m in messages
+    ), messages
+
+
+def test_event_policy_naming_the_wrong_source(broken):
+    render = broken("prod")
+    policy = obj(render, EV, "EventPolicy", NS, "events-senders")
+    policy["spec"]["from"][0]["ref"]["name"] = "kafka-sauce"
+    messages = [str(f) for f in run_check(identity.check_sender_identity, render)]
+    assert any(
+        m.startswith(f"[prod] EventPolicy {NS}/events-senders (overlays/prod/eventpolicy.yaml)")
+        and "kafka-sauce is not in the render" in m
+        for m in messages
+    ), messages
+    assert any("KafkaSource notifications/kafka-source sends to it" in m and "403" in m for m in messages), messages
+
+
+def test_wildcard_subject(broken):
+    render = broken("prod")
+    obj(render, EV, "EventPolicy", NS, "events-senders")["spec"]["from"].append({"sub": "system:serviceaccount:*"})
+    messages = [str(f) for f in run_check(identity.check_sender_identity, render)]
+    assert any("EventPolicy notifications/events-senders" in m and "is a wildcard" in m for m in messages), messages
+
+
+def test_trigger_without_audience(broken):
+    render = broken("prod")
+    obj(render, EV, "Trigger", NS, "loggings")["spec"]["subscriber"].pop("audience")
+    messages = [str(f) for f in run_check(identity.check_subscriber_audience, render)]
+    assert any(
+        m.startswith(f"[prod] Trigger {NS}/loggings (base/eventing/triggers.yaml)") and "without an audience" in m
+        for m in messages
+    ), messages
+
+
+def test_dead_letter_audience_mismatch(broken):
+    render = broken("prod")
+    obj(render, EV, "Broker", NS, "events")["spec"]["delivery"]["deadLetterSink"]["audience"] = "notifications"
+    messages = [str(f) for f in run_check(identity.check_subscriber_audience, render)]
+    assert any(
+        m.startswith(f"[prod] Broker {NS}/events (base/eventing/broker.yaml)")
+        and "spec.delivery.deadLetterSink.audience 'notifications' is not the subscriber's OIDC_AUDIENCE" in m
+        for m in messages
+    ), messages
+
+
+def test_subscriber_without_issuer(broken):
+    render = broken("prod")
+    env = ksvc(render)["spec"]["template"]["spec"]["containers"][0]["env"]
+    env[:] = [e for e in env if e["name"] != "OIDC_ISSUER"]
+    messages = [str(f) for f in run_check(identity.check_subscriber_audience, render)]
+    assert any(m.startswith(KSVC) and "OIDC_ISSUER is not" in m for m in messages), messages
+
+
+def test_default_service_account(broken):
+    render = broken("prod")
+    ksvc(render)["spec"]["template"]["spec"].pop("serviceAccountName")
+    messages = [str(f) for f in run_check(identity.check_service_accounts, render)]
+    assert any(m.startswith(KSVC) and "runs as ServiceAccount 'default'" in m for m in messages), messages
+
+
+def test_automounted_token(broken):
+    render = broken("prod")
+    ksvc(render)["spec"]["template"]["spec"].pop("automountServiceAccountToken")
+    obj(render, "", "ServiceAccount", NS, "notifications").pop("automountServiceAccountToken")
+    messages = [str(f) for f in run_check(identity.check_service_accounts, render)]
+    assert any(m.startswith(KSVC) and "token is automounted" in m for m in messages), messages
+
+
+def test_token_file_not_mounted(broken):
+    render = broken("prod")
+    container = ksvc(render)["spec"]["template"]["spec"]["containers"][0]
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "kube-api"]
+    messages = [str(f) for f in run_check(identity.check_service_accounts, render)]
+    assert any(m.startswith(KSVC) and "no projected serviceAccountToken volume" in m for m in messages), messages
+
+
+def test_trigger_missing_from_allowed_subjects(broken):
+    render = broken("prod")
+    env = ksvc(render)["spec"]["template"]["spec"]["containers"][0]["env"]
+    allowed = next(e for e in env if e["name"] == "OIDC_ALLOWED_SUBJECTS")
+    allowed["value"] = "system:serviceaccount:notifications:notifications-oidc-eventing.knative.dev-trigger"
+    messages = [str(f) for f in run_check(identity.check_subscriber_audience, render)]
+    assert any(
+        m.startswith(f"[prod] Trigger {NS}/loggings (base/eventing/triggers.yaml)")
+        and "system:serviceaccount:notifications:loggings-oidc-eventing.knative.dev-trigger" in m
+        and "403" in m
+        for m in messages
+    ), messages
+    assert not any("Trigger notifications/notifications" in m for m in messages), messages
+
+
+def test_allowed_subjects_required_in_prod(broken):
+    render = broken("prod")
+    env = ksvc(render)["spec"]["template"]["spec"]["containers"][0]["env"]
+    env[:] = [e for e in env if e["name"] != "OIDC_ALLOWED_SUBJECTS"]
+    messages = [str(f) for f in run_check(identity.check_subscriber_audience, render)]
+    assert any(m.startswith(KSVC) and "OIDC_ALLOWED_SUBJECTS is not" in m for m in messages), messages

@@ -1,0 +1,87 @@
+"""NetworkPolicy checks: the real tree passes; a selector that matches nothing is named with env, object and file."""
+
+import pytest
+from conftest import obj, run_check
+
+from gitops.checks import network_policy
+
+NS = "notifications"
+NP = "networking.k8s.io"
+DELIVERIES = f"[prod] NetworkPolicy {NS}/notifications-deliveries (apps/notifications/deploy/networkpolicy.yaml)"
+
+
+def deliveries(render):
+    return obj(render, NP, "NetworkPolicy", NS, "notifications-deliveries")
+
+
+@pytest.mark.parametrize("check", network_policy.CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_real_tree_passes(renders, check, env):
+    assert run_check(check, renders[env]) == []
+
+
+def test_pod_selector_matching_nothing(broken):
+    render = broken("prod")
+    deliveries(render)["spec"]["podSelector"] = {"matchLabels": {"app": "notifications"}}
+    messages = [str(f) for f in run_check(network_policy.check_network_policies, render)]
+    assert any(m.startswith(DELIVERIES) and "selects no pod in namespace notifications" in m for m in messages)
+
+
+def test_peer_namespace_not_in_render(broken):
+    render = broken("prod")
+    peer = deliveries(render)["spec"]["ingress"][0]["from"][0]
+    peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": "kourier"}}
+    messages = [str(f) for f in run_check(network_policy.check_network_policies, render)]
+    assert any(m.startswith(DELIVERIES) and "matches no namespace in the render" in m for m in messages), messages
+
+
+def test_peer_label_from_memory(broken):
+    """The dispatcher label an article might suggest; nothing in the render carries it, and the omitted asset is named."""
+    render = broken("prod")
+    peer = deliveries(render)["spec"]["ingress"][0]["from"][1]
+    peer["podSelector"] = {"matchLabels": {"app.kubernetes.io/component": "kafka-broker-dispatcher"}}
+    peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": "knative-eventing"}}
+    messages = [str(f) for f in run_check(network_policy.check_network_policies, render)]
+    assert any(
+        m.startswith(DELIVERIES) and "matches no pod in namespace(s) knative-eventing" in m and "left out" in m
+        for m in messages
+    ), messages
+
+
+def test_app_port_bypassing_queue_proxy(broken):
+    render = broken("prod")
+    deliveries(render)["spec"]["ingress"][0]["ports"][0]["port"] = 8080
+    messages = [str(f) for f in run_check(network_policy.check_network_policies, render)]
+    assert any(m.startswith(DELIVERIES) and "opens port 8080" in m for m in messages), messages
+
+
+def test_missing_default_deny_in_prod(broken):
+    render = broken("prod")
+    render.objects.remove(obj(render, NP, "NetworkPolicy", NS, "default-deny-ingress"))
+    messages = [str(f) for f in run_check(network_policy.check_default_deny, render)]
+    assert any(
+        m.startswith(f"[prod] Namespace {NS} (base/eventing/namespace.yaml)") and "no default-deny ingress" in m
+        for m in messages
+    ), messages
+
+
+@pytest.mark.parametrize(
+    ("peer_index", "expected"),
+    [(0, "kourier-system/3scale-kourier-gateway on port 8012"), (1, "knative-serving/activator on port 8012")],
+)
+def test_delivery_peer_dropped(broken, peer_index, expected):
+    render = broken("prod")
+    deliveries(render)["spec"]["ingress"][0]["from"].pop(peer_index)
+    messages = [str(f) for f in run_check(network_policy.check_knative_pods_reachable, render)]
+    assert any(
+        m.startswith(f"[prod] Service.serving.knative.dev {NS}/notifications (apps/notifications/deploy/service.yaml)")
+        and expected in m
+        for m in messages
+    ), messages
+
+
+def test_autoscaler_scrapes_blocked(broken):
+    render = broken("dev")
+    render.objects.remove(obj(render, NP, "NetworkPolicy", NS, "notifications-autoscaler-metrics"))
+    messages = [str(f) for f in run_check(network_policy.check_knative_pods_reachable, render)]
+    assert any("[dev] Service.serving.knative.dev" in m and "autoscaler on port 9090" in m for m in messages), messages
