@@ -19,7 +19,7 @@ OUT ?=
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint in ./bin (idempotent)
+setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint and knative-admission in ./bin (idempotent)
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . -e apps/notifications
@@ -32,7 +32,7 @@ hydrate: ## write ENV's lock-verified render to OUT as one YAML file per object 
 	@test -n "$(OUT)" || { echo "hydrate: set OUT=<dir> (e.g. make hydrate ENV=$(ENV) OUT=hydrated/$(ENV))" >&2; exit 1; }
 	@$(PY) -m gitops.hydrate --env $(ENV) --out $(OUT)
 
-validate: ## render every environment, run kubeconform -strict and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
+validate: ## render every environment, run kubeconform -strict, Knative's own admission webhooks and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
 	@$(PY) -m gitops.validate $(if $(HYDRATED),--hydrated $(ENV)=$(HYDRATED) $(ENV))
 
 test: ## the whole pytest suite (includes validate's checks and their broken-manifest tests)
@@ -56,7 +56,7 @@ soak: ## 2 x 60 s of unique then hostile ids against the subscriber on loopback;
 diff: ## per-environment resource diff between BASE (a git ref, default origin/main) and the working tree (DIFF_ARGS=--markdown)
 	@$(PY) -m gitops.diff --base $${BASE:-origin/main} $(DIFF_ARGS)
 
-bump: ## rewrite every pinned Knative release URL to VERSION and refresh the lock
+bump: ## rewrite every pinned Knative release URL to VERSION, refresh the lock and the admission stage's Go modules
 	@$(PY) -m gitops.bump $(VERSION)
 
 produce: ## send a test event to Kafka (TOPIC, KEY, CE=binary|structured|none; BOOTSTRAP, else ENV's ConfigMap)

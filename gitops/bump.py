@@ -2,7 +2,8 @@
 
 The one source of truth is the `knative-vX.Y.Z` tag in the release URLs of the kustomizations (all must share
 it). Every new asset is hashed (the mirror first, else a download into the cache) before anything is written:
-either the URLs and the lock change together, or nothing changes. A digest that was already unrecorded (null)
+either the URLs, the lock and the Go module pins of the admission stage (hack/knative-admission, through
+gitops.admission_modules) change together, or nothing changes. A digest that was already unrecorded (null)
 may stay null when its asset cannot be fetched; any other asset that cannot be hashed stops the bump.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 from ruamel.yaml import YAML
 
-from gitops import releases
+from gitops import admission_modules, releases
 from gitops.paths import PLATFORM_KUSTOMIZATION, RELEASES_LOCK, REPO_ROOT, cache_dir, release_mirror
 
 TAG = re.compile(r"^knative-v(?P<version>\d+\.\d+\.\d+)$")
@@ -181,6 +182,19 @@ def bump(root: Path, version: str, mirror: Path, cache: Path) -> Outcome:
             changes[kustomization] = updated
     if lock_text != (root / RELEASES_LOCK).read_text():
         changes[root / RELEASES_LOCK] = lock_text
+    try:
+        modules = admission_modules.update(root, version)
+    except admission_modules.ModuleUpdateError as error:
+        raise BumpError(
+            f"the admission stage's Go modules cannot move to Knative {version}: {error}. NOTHING was changed. "
+            f"Run `make bump VERSION={version}` where Go and the Go module proxy (proxy.golang.org) are reachable: "
+            "go.mod, go.sum, the release URLs and the lock must change together"
+        ) from error
+    if modules.files:
+        changes.update(modules.files)
+        outcome.notes.append(
+            "Go modules of the admission stage: " + ", ".join(f"{m} {v}" for m, v in modules.versions.items())
+        )
     for path, text in changes.items():
         partial = path.with_suffix(path.suffix + ".bump")
         partial.write_text(text)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitops import deployer_rbac, hydrate, kubeconform, manifests, releases, schemas, waivers
+from gitops import admission, deployer_rbac, hydrate, kubeconform, manifests, releases, schemas, waivers
 from gitops.argocd_sync import argocd_paths
 from gitops.checks import EnvContext, Finding, RepoContext, env_checks, repo_checks
 from gitops.paths import REPO_ROOT, argocd_crds_dir, environments
@@ -23,6 +23,7 @@ class Report:
     renders: dict[str, RenderResult] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     waived: list[tuple[Finding, waivers.Waiver]] = field(default_factory=list)
+    warnings: list[admission.AdmissionWarning] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -121,6 +122,9 @@ def validate(root: Path = REPO_ROOT, envs: list[str] | None = None, hydrated: di
         jobs += [("argocd", None, p.read_text(), str(p.relative_to(root))) for p in argocd_files(root)]
         for found in pool.map(lambda job: schema_findings(*job[:3], crd_dir, job[3]), jobs):
             report.findings += found
+    # Stage: Knative's own admission webhooks over every render (gitops/admission.py).
+    refused, report.warnings = admission.stage(report.renders)
+    report.findings += refused
     for render in report.renders.values():
         ctx = EnvContext(root, render)
         for check in env_checks():
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     report = validate(envs=args.envs or None, hydrated=hydrated)
     for finding in sorted(report.findings, key=lambda f: (f.env, f.check, f.obj)):
         print(f"FAIL {finding}")
+    for warning in report.warnings:
+        print(f"WARN {warning}")
     for finding, waiver in report.waived:
         print(f"WAIVED {finding}\n    because: {waiver.reason}")
     print()

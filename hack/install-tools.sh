@@ -35,7 +35,35 @@ install() { # name version module
   have_version "$1" "$2" || { echo "error: $1 $2 did not install" >&2; exit 1; }
 }
 
-command -v go >/dev/null || { echo "error: Go is needed to install kustomize and kubeconform" >&2; exit 1; }
+# knative-admission (hack/knative-admission, docs/admission.md): Knative's own admission webhooks, built from the
+# module's go.mod/go.sum (`go install pkg@version` cannot: the proxy refuses `@v/list` for several Knative modules).
+# Rebuilt only when go.mod, go.sum or a Go source changes: the binary's stamp holds their combined sha256, computed
+# the same way as gitops.admission.source_digest (which refuses to run a stale binary).
+admission_digest() {
+  (cd "$root/hack/knative-admission" && LC_ALL=C sha256sum go.mod go.sum *.go | sha256sum | cut -d' ' -f1)
+}
+
+build_admission() {
+  local out="$bin/knative-admission" want log reason
+  want=$(admission_digest)
+  if [ -x "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$want" ]; then
+    echo "ok: knative-admission (sources ${want:0:12})"
+    return
+  fi
+  echo "building knative-admission (go build in hack/knative-admission; a cold build takes minutes)"
+  log=$(mktemp)
+  if ! (cd "$root/hack/knative-admission" && GOFLAGS=-mod=readonly go build -trimpath -ldflags="-s -w" -o "$out.new" .) >"$log" 2>&1; then
+    reason=$(grep -v -e '^go: downloading' -e '^#' "$log" | head -1)
+    rm -f "$out.new" "$log"
+    echo "error: knative-admission did not build: ${reason:-go build failed} (it needs Go >= the go line of hack/knative-admission/go.mod and the Go module proxy)" >&2
+    exit 1
+  fi
+  rm -f "$log"
+  mv "$out.new" "$out"
+  echo "$want" >"$out.stamp"
+}
+
+command -v go >/dev/null || { echo "error: Go is needed to install kustomize, kubeconform and build knative-admission" >&2; exit 1; }
 install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5
 install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
@@ -49,3 +77,4 @@ build_local() { # name dir
   (cd "$dir" && GOFLAGS=-mod=mod go build -o "$bin/$name" .)
 }
 build_local pod-security hack/pod-security
+build_admission

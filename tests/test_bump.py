@@ -226,3 +226,18 @@ def test_renovate_config_passes_the_official_validator(tmp_path: Path) -> None:
     proc = subprocess.run([validator, "--strict"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Config validated successfully" in proc.stdout + proc.stderr
+
+
+def test_bump_refuses_when_the_go_modules_cannot_move(
+    tree_copy: Path, fake_mirror: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """URLs, lock and the admission stage's go.mod/go.sum change together or not at all."""
+    module = tree_copy / "hack" / "knative-admission"
+    shutil.copytree(REPO_ROOT / "hack" / "knative-admission", module)
+    before = {**snapshot(tree_copy), **{p: p.read_text() for p in module.iterdir()}}
+    monkeypatch.setenv("GOPROXY", "off")
+    code, out = run(tree_copy, FAKE, fake_mirror, capsys)
+    assert code == 1
+    assert {**snapshot(tree_copy), **{p: p.read_text() for p in module.iterdir()}} == before
+    assert f"the admission stage's Go modules cannot move to Knative {FAKE}" in out
+    assert "NOTHING was changed" in out and "where Go and the Go module proxy" in out

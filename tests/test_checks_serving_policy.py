@@ -3,6 +3,7 @@
 import pytest
 from conftest import obj, run_check
 
+from gitops import waivers
 from gitops.checks import policy, serving, upstream
 
 NS = "notifications"
@@ -38,14 +39,9 @@ def test_real_tree_passes(renders, check, env):
             "false",
             "not a Knative autoscaling annotation: it is accepted and silently ignored",
         ),
-        ("autoscaling.knative.dev/min-scale", "one", "min-scale must be a non-negative integer"),
-        ("autoscaling.knative.dev/min-scale", "30", "min-scale 30 is greater than max-scale 20"),
-        ("autoscaling.knative.dev/max-scale", "80", "exceeds config-autoscaler max-scale-limit 50"),
-        ("autoscaling.knative.dev/class", "keda.autoscaling.knative.dev", "is not kpa or hpa"),
+        # Values, ranges, min <= max <= max-scale-limit and placement are serving's webhook rules: see
+        # tests/test_admission.py.
         ("autoscaling.knative.dev/class", "hpa.autoscaling.knative.dev", "needs serving-hpa.yaml"),
-        ("autoscaling.knative.dev/metric", "cpu", "not valid for kpa"),
-        ("autoscaling.knative.dev/target", "0", "target must be a number >= 0.01"),
-        ("autoscaling.knative.dev/window", "5s", "window must be a duration between 6s and 1h"),
     ],
 )
 def test_template_autoscaling_annotations(broken, key, value, expected):
@@ -59,18 +55,8 @@ def test_template_autoscaling_annotations(broken, key, value, expected):
 
 def test_legacy_camel_case_keys_are_understood(broken):
     render = broken("prod")
-    annotations = template_annotations(render)
-    annotations.pop("autoscaling.knative.dev/max-scale")
-    annotations["autoscaling.knative.dev/maxScale"] = "1"
-    assert any(
-        "min-scale 2 is greater than max-scale 1" in f.message for f in run_check(serving.check_autoscaling, render)
-    )
-
-
-def test_autoscaling_on_service_metadata_is_rejected(broken):
-    render = broken("dev")
-    ksvc(render)["metadata"].setdefault("annotations", {})["autoscaling.knative.dev/min-scale"] = "1"
-    assert any("put it on spec.template.metadata" in f.message for f in run_check(serving.check_autoscaling, render))
+    template_annotations(render)["autoscaling.knative.dev/maxScale"] = "20"
+    assert run_check(serving.check_autoscaling, render) == []
 
 
 def test_visibility_misplaced(broken):
@@ -215,3 +201,105 @@ def test_kafka_source_without_its_data_plane(broken):
     assert "eventing-kafka-source.yaml" in findings[0].message
     render.omitted.clear()  # the broker data plane is left out offline; if it were silently missing, that is a finding
     assert any("kafka-broker-dispatcher" in f.message for f in run_check(upstream.check_data_planes, render))
+
+
+@pytest.mark.parametrize(
+    ("probe", "handler", "port"),
+    [
+        ("readinessProbe", "httpGet", 9090),
+        ("livenessProbe", "httpGet", "admin"),
+        ("livenessProbe", "tcpSocket", 8081),
+    ],
+)
+def test_probe_on_a_port_the_app_does_not_listen_on(broken, probe, handler, port):
+    render = broken("prod")
+    container(render)[probe] = {handler: {"port": port, **({"path": "/readyz"} if handler == "httpGet" else {})}}
+    findings = run_check(serving.check_probe_ports, render)
+    assert len(findings) == 1, findings
+    found = findings[0]
+    assert found.env == "prod" and found.obj == "Service.serving.knative.dev notifications/notifications"
+    assert found.origin == "apps/notifications/deploy/service.yaml"
+    assert f"{probe} {handler} port {port!r} is not the port the app listens on (8080" in found.message
+
+
+@pytest.mark.parametrize("port", [8080, "http1", 0])
+def test_probe_on_the_serving_port_passes(broken, port):
+    render = broken("prod")
+    container(render)["readinessProbe"]["httpGet"]["port"] = port
+    assert run_check(serving.check_probe_ports, render) == []
+
+
+def test_probe_port_follows_the_declared_container_port(broken):
+    render = broken("dev")
+    container(render)["ports"] = [{"name": "h2c", "containerPort": 9000}]
+    container(render)["readinessProbe"]["httpGet"]["port"] = 8080
+    findings = run_check(serving.check_probe_ports, render)
+    assert len(findings) == 1 and "(9000, its containerPort and $PORT)" in findings[0].message
+
+
+def trigger(render):
+    return obj(render, "eventing.knative.dev", "Trigger", NS, "notifications")
+
+
+def broker(render):
+    return obj(render, "eventing.knative.dev", "Broker", NS, "events")
+
+
+def test_prod_trigger_delivering_outside_the_cluster(broken):
+    render = broken("prod")
+    trigger(render)["spec"]["subscriber"] = {"uri": "https://hooks.example.com/events"}
+    findings = run_check(policy.check_events_stay_in_cluster, render)
+    assert len(findings) == 1, findings
+    found = findings[0]
+    assert (found.check, found.env, found.obj, found.origin) == (
+        "event-egress",
+        "prod",
+        "Trigger notifications/notifications",
+        "base/eventing/triggers.yaml",
+    )
+    assert "spec.subscriber delivers to hooks.example.com, outside the cluster" in found.message
+
+
+def test_prod_dead_letter_sink_outside_the_cluster(broken):
+    render = broken("prod")
+    broker(render)["spec"]["delivery"]["deadLetterSink"] = {"uri": "http://10.1.2.3/dead"}
+    trigger(render)["spec"]["delivery"] = {"deadLetterSink": {"uri": "https://dlq.example.org"}}
+    found = {(f.obj, f.message.split(",")[0]) for f in run_check(policy.check_events_stay_in_cluster, render)}
+    assert found == {
+        ("Broker notifications/events", "spec.delivery.deadLetterSink delivers to 10.1.2.3"),
+        ("Trigger notifications/notifications", "spec.delivery.deadLetterSink delivers to dlq.example.org"),
+    }
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://notifications.notifications.svc.cluster.local/events/notifications",
+        "http://notifications.notifications.svc/x",
+        "http://notifications/x",
+        "http://notifications.notifications/x",
+        "http://127.0.0.1:8080/x",
+    ],
+)
+def test_in_cluster_addresses_are_not_egress(broken, uri):
+    render = broken("prod")
+    trigger(render)["spec"]["subscriber"] = {"uri": uri}
+    assert run_check(policy.check_events_stay_in_cluster, render) == []
+
+
+def test_egress_is_a_prod_rule_and_can_be_waived(broken, tmp_path):
+    dev = broken("dev")
+    trigger(dev)["spec"]["subscriber"] = {"uri": "https://hooks.example.com/events"}
+    assert run_check(policy.check_events_stay_in_cluster, dev) == []
+    prod = broken("prod")
+    trigger(prod)["spec"]["subscriber"] = {"uri": "https://hooks.example.com/events"}
+    (tmp_path / waivers.WAIVERS_FILE).write_text(
+        "waivers:\n"
+        "  - check: event-egress\n"
+        "    env: prod\n"
+        "    object: Trigger notifications/notifications\n"
+        "    message_contains: hooks.example.com\n"
+        "    reason: the partner's webhook is the product\n"
+    )
+    failing, waived = waivers.apply(run_check(policy.check_events_stay_in_cluster, prod), waivers.load(tmp_path))
+    assert failing == [] and [w.reason for _, w in waived] == ["the partner's webhook is the product"]

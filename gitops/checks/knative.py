@@ -4,7 +4,6 @@ Sources for each rule are cited where the rule is defined (eventing `pkg/apis/du
 `delivery_validation.go`, knative/pkg `resolver/addressable_resolver.go`).
 """
 
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -24,9 +23,6 @@ DELIVERY_FIELDS = {
     "retryAfterMax",
     "format",
 }
-BACKOFF_POLICIES = {"linear", "exponential"}
-# Fields that exist only behind an eventing config-features flag; the webhook rejects them when it is off.
-FEATURE_GATED_DELIVERY = {"timeout": "delivery-timeout", "retryAfterMax": "delivery-retryafter"}
 
 
 def iso_duration(value: object) -> timedelta | None:
@@ -40,24 +36,12 @@ def iso_duration(value: object) -> timedelta | None:
     return parsed if isinstance(parsed, timedelta) else None
 
 
-GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+def delivery_problems(delivery: object) -> list[str]:
+    """What reaches a DeliverySpec unnoticed: field names the Kafka Broker's defaulting webhook silently drops.
 
-
-def go_duration_seconds(value: object) -> float | None:
-    """A Go time.Duration string such as 60s or 1m30s, in seconds; None if it is not one."""
-    if not isinstance(value, str) or not GO_DURATION.match(value):
-        return None
-    scale = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-    return sum(float(n) * scale[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)", value))
-
-
-def eventing_features(objects: list[Obj]) -> dict[str, str]:
-    cm = manifests.find(objects, "", "ConfigMap", "knative-eventing", "config-features")
-    return dict((cm or {}).get("data") or {})
-
-
-def delivery_problems(delivery: object, features: dict[str, str]) -> list[str]:
-    """What the eventing webhook (or the dispatcher) would reject or ignore in a DeliverySpec."""
+    Values (retry >= 0, backoffPolicy, ISO-8601 durations, timeout > 0, the delivery-timeout feature gate) are the
+    eventing webhook's rules and run upstream in the admission stage (gitops/admission.py).
+    """
     if not isinstance(delivery, dict):
         return [f"delivery must be a mapping, not {type(delivery).__name__}"]
     problems = [
@@ -65,27 +49,6 @@ def delivery_problems(delivery: object, features: dict[str, str]) -> list[str]:
         for key in delivery
         if key not in DELIVERY_FIELDS
     ]
-    retry = delivery.get("retry")
-    if retry is not None and (not isinstance(retry, int) or isinstance(retry, bool) or retry < 0):
-        problems.append(f"delivery.retry must be an integer >= 0, got {retry!r}")
-    policy = delivery.get("backoffPolicy")
-    if policy is not None and policy not in BACKOFF_POLICIES:
-        problems.append(f"delivery.backoffPolicy must be linear or exponential, got {policy!r}")
-    for field in ("backoffDelay", "timeout", "retryAfterMax"):
-        if field in delivery:
-            duration = iso_duration(delivery[field])
-            if duration is None:
-                problems.append(
-                    f"delivery.{field} must be an ISO-8601 duration such as PT0.5S, got {delivery[field]!r}"
-                )
-            elif field == "timeout" and duration <= timedelta(0):
-                problems.append(f"delivery.timeout must be > 0, got {delivery[field]!r}")
-    for field, flag in FEATURE_GATED_DELIVERY.items():
-        if field in delivery and features.get(flag, "disabled").lower() != "enabled":
-            problems.append(
-                f"delivery.{field} needs `{flag}: enabled` in knative-eventing/config-features (it is "
-                f"{features.get(flag, 'unset')!r}), or the webhook rejects it"
-            )
     if "deadLetterSink" in delivery and not isinstance(delivery["deadLetterSink"], dict):
         problems.append("delivery.deadLetterSink must be a Destination (ref and/or uri)")
     return problems

@@ -1,7 +1,9 @@
 """Production policy and repository hygiene: what a reviewer would hate to discover in production."""
 
+import ipaddress
 import re
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 from gitops import manifests
 from gitops.checks import EnvContext, Finding
@@ -49,6 +51,60 @@ def check_secrets_not_in_git(ctx: EnvContext) -> Iterator[Finding]:
                 secret,
                 "a Secret with literal data is committed: create it out of band (External Secrets, Sealed Secrets)",
             )
+
+
+# Host names that only the cluster's DNS answers: <svc>.<ns>.svc[.cluster.local], or *.cluster.local.
+CLUSTER_DNS_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local")
+
+
+def _destinations(obj: Obj) -> Iterator[tuple[str, object]]:
+    """Where a Trigger delivers and where a Trigger or Broker dead-letters."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "Trigger":
+        yield "spec.subscriber", spec.get("subscriber")
+    yield "spec.delivery.deadLetterSink", dig(spec, "delivery", "deadLetterSink")
+
+
+def outside_cluster_host(destination: object, namespaces: set[str]) -> str | None:
+    """The host a Destination sends to when that host is outside the cluster, else None.
+
+    A `ref` resolves to the target's in-cluster address (a `uri` beside it is only a path). A bare `uri` stays in
+    the cluster only through cluster DNS: a single-label Service name, <svc>.<namespace> for a namespace in the
+    render, or a *.svc / *.cluster.local name. Anything else, IP literals included, is treated as leaving it.
+    """
+    if not isinstance(destination, dict) or destination.get("ref") or not destination.get("uri"):
+        return None
+    host = (urlsplit(str(destination["uri"])).hostname or "").rstrip(".").lower()
+    if not host:
+        return None  # a relative URI without a ref: the webhook refuses it
+    try:
+        return None if ipaddress.ip_address(host).is_loopback else host
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if len(labels) == 1 or host.endswith(CLUSTER_DNS_SUFFIXES) or (len(labels) == 2 and labels[1] in namespaces):
+        return None
+    return host
+
+
+def check_events_stay_in_cluster(ctx: EnvContext) -> Iterator[Finding]:
+    """In production, events leaving the cluster (a Trigger subscriber or a dead-letter sink with an external URI)
+    must be an explicit decision: a waiver in validation-waivers.yaml with its reason, never an accident."""
+    if not is_production(ctx.env):
+        return
+    namespaces = {manifests.meta(ns).get("name") for ns in manifests.of_kind(ctx.objects, "", "Namespace")}
+    for obj in ctx.objects:
+        if manifests.group_of(obj) != "eventing.knative.dev" or obj.get("kind") not in {"Trigger", "Broker"}:
+            continue
+        for where, destination in _destinations(obj):
+            host = outside_cluster_host(destination, namespaces)
+            if host is not None:
+                yield ctx.finding(
+                    "event-egress",
+                    obj,
+                    f"{where} delivers to {host}, outside the cluster: events leave it. Point it at an in-cluster "
+                    "ref, or waive this finding with the reason",
+                )
 
 
 def check_production_policy(ctx: EnvContext) -> Iterator[Finding]:
@@ -114,4 +170,4 @@ def _hardening(ctx: EnvContext, obj: Obj, pod: dict, container: dict) -> Iterato
                 yield ctx.finding("prod-policy", obj, f"container {name} has no {kind}.{resource}")
 
 
-CHECKS = [check_secrets_not_in_git, check_production_policy]
+CHECKS = [check_secrets_not_in_git, check_production_policy, check_events_stay_in_cluster]

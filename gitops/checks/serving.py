@@ -7,7 +7,6 @@ from decimal import Decimal, InvalidOperation
 from gitops import manifests
 from gitops.app_routes import Route, app_of_origin, served_routes
 from gitops.checks import EnvContext, Finding
-from gitops.checks.knative import go_duration_seconds
 from gitops.manifests import Obj, dig
 
 AUTOSCALING = "autoscaling.knative.dev/"
@@ -30,8 +29,6 @@ AUTOSCALING_KEYS = {
     "metric-aggregation-algorithm": "metricAggregationAlgorithm",
 }
 LEGACY = {alias: key for key, alias in AUTOSCALING_KEYS.items() if alias}
-CLASSES = {"kpa.autoscaling.knative.dev": {"concurrency", "rps"}, "hpa.autoscaling.knative.dev": None}
-INTEGER_KEYS = {"min-scale", "max-scale", "initial-scale", "activation-scale"}
 VISIBILITY = "networking.knative.dev/visibility"
 QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 SUFFIX = {
@@ -59,25 +56,13 @@ def knative_services(ctx: EnvContext) -> Iterator[Obj]:
     return manifests.of_kind(ctx.objects, "serving.knative.dev", "Service")
 
 
-def _autoscaler_limit(objects: list[Obj]) -> int:
-    cm = manifests.find(objects, "", "ConfigMap", "knative-serving", "config-autoscaler") or {}
-    value = (cm.get("data") or {}).get("max-scale-limit", "0")
-    return int(value) if str(value).isdigit() else 0
-
-
 def check_autoscaling(ctx: EnvContext) -> Iterator[Finding]:
-    limit = _autoscaler_limit(ctx.objects)
+    """What serving's webhook lets through but never acts on: unknown autoscaling keys, and the HPA class without
+    the HPA autoscaler installed. Values, ranges, placement and min <= max <= max-scale-limit are the webhook's own
+    rules: the upstream-admission stage (gitops/admission.py) runs them."""
     hpa_installed = manifests.find(ctx.objects, "apps", "Deployment", "knative-serving", "autoscaler-hpa") is not None
     for ksvc in knative_services(ctx):
-        for key in manifests.annotations(ksvc):
-            if key.startswith(AUTOSCALING):
-                yield ctx.finding(
-                    "autoscaling",
-                    ksvc,
-                    f"{key} on the Service's own metadata is rejected by the webhook: put it on spec.template.metadata",
-                )
         template = dig(ksvc, "spec", "template", "metadata", "annotations") or {}
-        values: dict[str, str] = {}
         for key, value in template.items():
             if not key.startswith(AUTOSCALING):
                 continue
@@ -89,49 +74,8 @@ def check_autoscaling(ctx: EnvContext) -> Iterator[Finding]:
                     ksvc,
                     f"{key} is not a Knative autoscaling annotation: it is accepted and silently ignored",
                 )
-                continue
-            values[name] = str(value)
-        for name in INTEGER_KEYS & values.keys():
-            if not values[name].isdigit():
-                yield ctx.finding(
-                    "autoscaling",
-                    ksvc,
-                    f"{AUTOSCALING}{name} must be a non-negative integer, got {values[name]!r}",
-                )
-        lo, hi = values.get("min-scale", "0"), values.get("max-scale", "0")
-        if lo.isdigit() and hi.isdigit():
-            if int(hi) and int(lo) > int(hi):
-                yield ctx.finding("autoscaling", ksvc, f"min-scale {lo} is greater than max-scale {hi}")
-            if limit and (int(hi) == 0 or int(hi) > limit):
-                yield ctx.finding(
-                    "autoscaling",
-                    ksvc,
-                    f"max-scale {hi or 'unset (unlimited)'} exceeds config-autoscaler max-scale-limit {limit}",
-                )
-        cls = values.get("class", "kpa.autoscaling.knative.dev")
-        if cls not in CLASSES:
-            yield ctx.finding("autoscaling", ksvc, f"autoscaling class {cls!r} is not kpa or hpa")
-        elif cls.startswith("hpa") and not hpa_installed:
-            yield ctx.finding("autoscaling", ksvc, "HPA class needs serving-hpa.yaml, which is not in the render")
-        metrics = CLASSES.get(cls)
-        if "metric" in values and metrics is not None and values["metric"] not in metrics:
-            yield ctx.finding(
-                "autoscaling", ksvc, f"metric {values['metric']!r} is not valid for {cls} ({sorted(metrics)})"
-            )
-        if "target" in values:
-            try:
-                if float(values["target"]) < 0.01:
-                    raise ValueError
-            except ValueError:
-                yield ctx.finding("autoscaling", ksvc, f"target must be a number >= 0.01, got {values['target']!r}")
-        if "window" in values:
-            seconds = go_duration_seconds(values["window"])
-            if seconds is None or not 6 <= seconds <= 3600:
-                yield ctx.finding(
-                    "autoscaling",
-                    ksvc,
-                    f"window must be a duration between 6s and 1h, got {values['window']!r}",
-                )
+            elif name == "class" and str(value).startswith("hpa") and not hpa_installed:
+                yield ctx.finding("autoscaling", ksvc, "HPA class needs serving-hpa.yaml, which is not in the render")
 
 
 def check_visibility(ctx: EnvContext) -> Iterator[Finding]:
@@ -165,6 +109,45 @@ def check_containers(ctx: EnvContext) -> Iterator[Finding]:
                     )
 
 
+# Knative sets PORT to the serving container's containerPort (8080 when none is declared), and our apps listen on
+# $PORT (apps/notifications: Settings.port); serving's webhook accepts a probe on any port.
+DEFAULT_USER_PORT = 8080
+PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
+PROBE_HANDLERS = ("httpGet", "tcpSocket", "grpc")
+
+
+def _listening_port(container: Obj, only_container: bool) -> int | None:
+    ports = container.get("ports") or []
+    if ports:
+        return ports[0].get("containerPort")
+    return DEFAULT_USER_PORT if only_container else None
+
+
+def check_probe_ports(ctx: EnvContext) -> Iterator[Finding]:
+    """A readiness or liveness probe on a port the app does not listen on never succeeds: pods never turn Ready
+    (readiness) or are restarted forever (liveness). Upstream accepts it; the kubelet finds out at runtime."""
+    for ksvc in knative_services(ctx):
+        containers = dig(ksvc, "spec", "template", "spec", "containers") or []
+        for container in containers:
+            listening = _listening_port(container, len(containers) == 1)
+            if listening is None:
+                continue
+            names = {p.get("name"): p.get("containerPort") for p in container.get("ports") or [] if p.get("name")}
+            for probe in PROBES:
+                for handler in PROBE_HANDLERS:
+                    port = dig(container, probe, handler, "port")
+                    if port is None or port == 0:  # unset (or 0): Knative points the probe at the serving port
+                        continue
+                    resolved = names.get(port) if isinstance(port, str) else port
+                    if resolved != listening:
+                        yield ctx.finding(
+                            "probes",
+                            ksvc,
+                            f"container {container.get('name', '?')} {probe} {handler} port {port!r} is not the port "
+                            f"the app listens on ({listening}, its containerPort and $PORT): drop the port or use {listening}",
+                        )
+
+
 def _resource_problems(ctx: EnvContext, obj: Obj, container: str, resources: dict) -> Iterator[Finding]:
     parsed: dict[str, dict[str, Decimal]] = {"requests": {}, "limits": {}}
     for kind in parsed:
@@ -187,4 +170,4 @@ def _resource_problems(ctx: EnvContext, obj: Obj, container: str, resources: dic
             )
 
 
-CHECKS = [check_autoscaling, check_visibility, check_containers]
+CHECKS = [check_autoscaling, check_visibility, check_containers, check_probe_ports]
