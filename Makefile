@@ -19,7 +19,7 @@ export ARGOCD_CRDS_DIR ?= $(KNATIVE_RELEASE_MIRROR)/argo-cd-v3.5.1
 
 OUT ?=
 
-.PHONY: help setup render hydrate validate test lint serve send-event bench diff bump produce kafka promote lock-python
+.PHONY: help setup render hydrate validate test lint serve send-event bench soak diff bump produce kafka promote lock-python
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ send-event: ## post a KafkaSource-shaped CloudEvent to a running subscriber (URL
 bench: ## load-test the subscriber against the article's handler; prints events/s, p50/p99, peak RSS (BENCH_ARGS=--oidc)
 	$(NEED_SETUP)
 	@$(GITOPS) bench $(BENCH_ARGS)
+
+soak: ## 2 x 60 s of unique then hostile ids against the subscriber on loopback; fails if peak RSS > its bound
+	@$(PY) -m notifications.soak $(SOAK_ARGS)
 
 diff: ## per-environment resource diff between BASE (a git ref, default origin/main) and the working tree (DIFF_ARGS=--markdown)
 	$(NEED_SETUP)

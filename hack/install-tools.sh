@@ -53,7 +53,8 @@ build_admission() {
   echo "building knative-admission (go build in hack/knative-admission; a cold build takes minutes)"
   log=$(mktemp)
   if ! (cd "$root/hack/knative-admission" && GOFLAGS=-mod=readonly go build -trimpath -ldflags="-s -w" -o "$out.new" .) >"$log" 2>&1; then
-    reason=$(grep -v -e '^go: downloading' -e '^#' "$log" | head -1)
+    # awk stops at the first line itself: `grep | head -1` under pipefail dies of SIGPIPE (exit 141) on long logs.
+    reason=$(awk '!/^go: downloading/ && !/^#/ {print; exit}' "$log")
     rm -f "$out.new" "$log"
     echo "error: knative-admission did not build: ${reason:-go build failed} (it needs Go >= the go line of hack/knative-admission/go.mod and the Go module proxy)" >&2
     exit 1

@@ -97,8 +97,14 @@ def free_port() -> int:
 
 
 def cluster_id() -> str:
-    """A Kafka Uuid string: 16 random bytes, URL-safe base64 without padding (what `random-uuid` prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A Kafka Uuid string: 16 random bytes, URL-safe base64 without padding (what `random-uuid` prints).
+
+    Never one starting with '-' (1 in 64): `kafka-storage format -t -xyz` reads it as an option and fails with
+    "argument --cluster-id/-t: expected one argument", which errored every test using the broker."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not candidate.startswith("-"):
+            return candidate
 
 
 @dataclass

@@ -7,7 +7,6 @@ failure of each check has to map to a specific non-retryable status code the Kaf
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -145,7 +144,7 @@ def _from_structured(body: bytes, require_json_data: bool) -> CloudEvent:
             raise MalformedEvent(400, "bad_attribute", "data_base64 must be a string")
         try:
             data: Any = base64.b64decode(encoded, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or (a ValueError too) a non-ASCII string
             raise MalformedEvent(400, "bad_attribute", "data_base64 is not valid base64") from exc
         raw = True
     else:
@@ -161,7 +160,41 @@ def _from_structured(body: bytes, require_json_data: bool) -> CloudEvent:
     if require_json_data and not is_json_media_type(media):
         raise MalformedEvent(415, "unsupported_media_type", f"data content type {media} is not JSON")
     _validate_names(document)
-    return CloudEvent(attributes=document, data=data, data_is_raw=raw)
+    return CloudEvent(attributes=_typed_attributes(document), data=data, data_is_raw=raw)
+
+
+_INT32 = range(-(2**31), 2**31)
+
+
+def _typed_attributes(document: dict[str, Any]) -> dict[str, Any]:
+    """The JSON event format maps every CloudEvents attribute type (extensions included) to a JSON string,
+    boolean or integer (the core spec's Integer is 32-bit), and `null` means unset. Anything else (objects,
+    arrays, fractions, integers that do not fit) is the sender's mistake, refused here before any of it reaches
+    the log line (cloudevents/spec, cloudevents/formats/json-format.md, 2.2)."""
+    typed: dict[str, Any] = {}
+    for name, value in document.items():
+        if value is None:
+            continue
+        if isinstance(value, str | bool) or (type(value) is int and value in _INT32):
+            typed[name] = value
+        else:
+            raise MalformedEvent(
+                400,
+                "bad_attribute",
+                f"attribute {name} is a JSON {_json_type_name(value)}; CloudEvents attributes are strings, "
+                "booleans or 32-bit integers",
+            )
+    return typed
+
+
+def _json_type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, int):
+        return "integer outside 32 bits"
+    return "number with a fraction or exponent" if isinstance(value, float) else type(value).__name__
 
 
 def _validate_attributes(attributes: dict[str, Any]) -> None:
@@ -169,7 +202,8 @@ def _validate_attributes(attributes: dict[str, Any]) -> None:
     if specversion is None:
         raise MalformedEvent(400, "missing_attribute", "specversion is required")
     if specversion != SPECVERSION:
-        raise MalformedEvent(400, "unsupported_specversion", f"specversion {specversion!r} is not 1.0")
+        shown = repr(specversion[:20]) if isinstance(specversion, str) else f"of type {type(specversion).__name__}"
+        raise MalformedEvent(400, "unsupported_specversion", f"specversion {shown} is not 1.0")
     for name in REQUIRED_ATTRIBUTES:
         value = attributes.get(name)
         if not isinstance(value, str) or not value:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -154,6 +153,7 @@ class EventEndpoint(Generic[PayloadT]):
         try:
             payload = decode_payload(event, topic.model)
             await topic.sink(payload, event)
+            level, summary = topic.log_level(payload), topic.summarise(payload)
         except MalformedEvent:
             self._dedup.release(key)
             raise
@@ -163,16 +163,29 @@ class EventEndpoint(Generic[PayloadT]):
             return error_response(503, "transient_failure", str(exc)[:300])
         except Exception:
             self._dedup.release(key)
-            fields = {"route": topic.route, "outcome": "error", **event_fields(event)}
-            event_log.exception("event processing failed", extra={FIELDS_ATTR: fields})
-            self._metrics.observe(topic.route, event.type, "error", time.perf_counter() - started)
+            self._log_bug(topic.route, event, started)
             return error_response(500, "internal_error", "processing failed; will be retried")
         except BaseException:  # cancelled (shutdown timeout): a redelivery must not find it "in flight"
             self._dedup.release(key)
             raise
+        # The log line is the event's record: only once it is written is the event done, and only then may a
+        # redelivery be answered "duplicate". Until then the claim is released on every failure.
+        try:
+            self._finish(topic.route, event, "processed", started, level, summary, record=True)
+        except OSError as exc:
+            self._dedup.release(key)
+            self._metrics.observe(topic.route, event.type, "record_failed", time.perf_counter() - started)
+            return error_response(503, "record_not_written", f"writing the event's record failed: {exc}"[:300])
+        except BaseException:
+            self._dedup.release(key)
+            raise
         self._dedup.complete(key)
-        self._finish(topic.route, event, "processed", started, topic.log_level(payload), topic.summarise(payload))
         return ACCEPTED
+
+    def _log_bug(self, route: str, event: CloudEvent, started: float) -> None:
+        fields = {"route": route, "outcome": "error", **event_fields(event)}
+        event_log.exception("event processing failed", extra={FIELDS_ATTR: fields})
+        self._metrics.observe(route, event.type, "error", time.perf_counter() - started)
 
     def _finish(
         self,
@@ -183,20 +196,27 @@ class EventEndpoint(Generic[PayloadT]):
         level: int,
         extra_fields: dict[str, Any],
         request_headers: list[tuple[bytes, bytes]] | None = None,
+        record: bool = False,
     ) -> None:
+        """Log the outcome, then count it. With `record` the line is the event's record and an OSError from
+        writing it propagates (the caller must not acknowledge); otherwise the status code already tells the
+        sender what happened, the line is diagnostics, and a failed write is not worth a different answer."""
         elapsed = time.perf_counter() - started
         event_type = event.attributes.get("type") if event is not None else None
+        if event_log.isEnabledFor(level):
+            fields: dict[str, Any] = {"route": route, "outcome": outcome}
+            if event is not None:
+                fields.update(event_fields(event))
+            elif request_headers is not None:
+                fields.update(_raw_identity(request_headers))
+            fields.update(extra_fields)
+            fields["duration_ms"] = round(elapsed * 1000, 3)
+            try:
+                event_lines.log(level, "event " + outcome, fields)
+            except OSError:
+                if record:
+                    raise
         self._metrics.observe(route, event_type, outcome, elapsed)
-        if not event_log.isEnabledFor(level):
-            return
-        fields: dict[str, Any] = {"route": route, "outcome": outcome}
-        if event is not None:
-            fields.update(event_fields(event))
-        elif request_headers is not None:
-            fields.update(_raw_identity(request_headers))
-        fields.update(extra_fields)
-        fields["duration_ms"] = round(elapsed * 1000, 3)
-        event_lines.log(level, "event " + outcome, fields)
 
 
 _IDENTITY_HEADERS = {
@@ -220,7 +240,7 @@ def decode_error_data(encoded: Any) -> Any:
         return encoded
     try:
         raw = base64.b64decode(encoded, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII string
         return encoded
     try:
         return orjson.loads(raw)
@@ -253,14 +273,23 @@ class DeadLetterEndpoint:
             return error_response(400, "client_disconnected", "client went away mid-request")
         attributes = event.attributes
         error_code = attributes.get("knativeerrorcode")
+        try:
+            fields = {"route": self.route, "outcome": "dead_lettered", **event_fields(event)}
+            fields["error_dest"] = attributes.get("knativeerrordest")
+            fields["error_code"] = error_code
+            fields["error_data"] = decode_error_data(attributes.get("knativeerrordata"))
+            fields["data"] = _printable_data(event)
+            # The line is the dead letter's only record: the Broker drops the event once this answers 2xx.
+            event_lines.log(logging.ERROR, "dead letter received", fields)
+        except OSError as exc:
+            self._metrics.observe(self.route, event.type, "record_failed", time.perf_counter() - started)
+            return error_response(503, "record_not_written", f"writing the dead letter's record failed: {exc}"[:300])
+        except Exception:
+            event_log.exception("dead letter processing failed", extra={FIELDS_ATTR: {"route": self.route}})
+            self._metrics.observe(self.route, event.type, "error", time.perf_counter() - started)
+            return error_response(500, "internal_error", "processing failed; will be retried")
         self._metrics.dead_letter(str(error_code) if error_code is not None else None)
         self._metrics.observe(self.route, event.type, "dead_lettered", time.perf_counter() - started)
-        fields = {"route": self.route, "outcome": "dead_lettered", **event_fields(event)}
-        fields["error_dest"] = attributes.get("knativeerrordest")
-        fields["error_code"] = error_code
-        fields["error_data"] = decode_error_data(attributes.get("knativeerrordata"))
-        fields["data"] = _printable_data(event)
-        event_log.error("dead letter received", extra={FIELDS_ATTR: fields})
         return ACCEPTED
 
 

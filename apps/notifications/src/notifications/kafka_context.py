@@ -42,6 +42,10 @@ def kafka_fields(attributes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _as_int(value: Any) -> Any:
-    if isinstance(value, str) and value.isdigit():
+    """A partition or offset as a number when it is one; any other value is logged as the sender wrote it.
+
+    ASCII digits only (`"²".isdigit()` is true but `int("²")` raises) and at most 18 of them, so the number
+    always fits the 64-bit integers the log writer emits (Kafka offsets are int64)."""
+    if isinstance(value, str) and len(value) <= 18 and value.isascii() and value.isdigit():
         return int(value)
     return value

@@ -19,6 +19,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from notifications.connection_limits import ConnectionLimits, protocol_class
 from notifications.json_logging import configure_logging
 from notifications.lifecycle import Lifecycle
 from notifications.settings import Settings
@@ -54,14 +55,19 @@ def _load_factory(spec: str) -> Callable[[Settings], FastAPI]:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def build_server(settings: Settings, factory: Callable[[Settings], FastAPI]) -> DrainingServer:
+def build_server(
+    settings: Settings, factory: Callable[[Settings], FastAPI], limits: ConnectionLimits | None = None
+) -> DrainingServer:
     app = factory(settings)
+    limits = limits or ConnectionLimits.from_env()
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol plus header/body read timeouts and header limits (connection_limits.py).
+        http=protocol_class(limits),
+        limit_concurrency=limits.limit_concurrency,
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -69,7 +75,7 @@ def build_server(settings: Settings, factory: Callable[[Settings], FastAPI]) -> 
         # queue-proxy is the only client; X-Forwarded-* rewriting buys nothing and costs per request.
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
-        timeout_keep_alive=75,
+        timeout_keep_alive=limits.keep_alive_seconds,
     )
     return DrainingServer(config, app.state.lifecycle, settings.drain_delay_seconds)
 
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        limits = ConnectionLimits.from_env()
     except ValueError as exc:  # a bad setting is one line and exit status 1, not a traceback
         raise SystemExit(f"notifications: bad setting: {exc}") from None
     if port_in_use(settings.host, settings.port):
@@ -110,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         raise SystemExit(2)
     configure_logging(settings.log_level)
-    server = build_server(settings, _load_factory(args.factory))
+    server = build_server(settings, _load_factory(args.factory), limits)
     # uvicorn re-raises the captured SIGTERM after a graceful shutdown; with this as the restored handler the
     # process then exits 0 instead of dying from the signal.
     signal.signal(signal.SIGTERM, _exit_cleanly)
