@@ -39,7 +39,7 @@ class AdmissionWarning:
 
 
 def source_digest(root: Path = REPO_ROOT) -> str:
-    """sha256 over go.mod, go.sum and the Go sources, computed like hack/install-tools.sh's admission_digest
+    """sha256 over go.mod, go.sum and the Go sources, computed like hack/install-tools.sh's module_digest
     (`sha256sum go.mod go.sum *.go | sha256sum`), so a binary built from other sources is never trusted."""
     module = root / MODULE_DIR
     names = ["go.mod", "go.sum", *sorted(p.name for p in module.glob("*.go"))]

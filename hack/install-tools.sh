@@ -35,28 +35,30 @@ install() { # name version module
   have_version "$1" "$2" || { echo "error: $1 $2 did not install" >&2; exit 1; }
 }
 
-# knative-admission (hack/knative-admission, docs/admission.md): Knative's own admission webhooks, built from the
-# module's go.mod/go.sum (`go install pkg@version` cannot: the proxy refuses `@v/list` for several Knative modules).
-# Rebuilt only when go.mod, go.sum or a Go source changes: the binary's stamp holds their combined sha256, computed
-# the same way as gitops.admission.source_digest (which refuses to run a stale binary).
-admission_digest() {
-  (cd "$root/hack/knative-admission" && LC_ALL=C sha256sum go.mod go.sum *.go | sha256sum | cut -d' ' -f1)
+# Tools that live in this repository: a thin main around an upstream library, pinned by its own go.mod/go.sum
+# (`go install pkg@version` cannot build them: the proxy refuses `@v/list` for several Knative modules).
+#   knative-admission (hack/knative-admission, docs/admission.md): Knative's own admission webhooks.
+#   pod-security (hack/pod-security): the upstream Pod Security admission evaluator.
+# Each is rebuilt only when its go.mod, go.sum or a Go source changes: the binary's stamp holds their combined
+# sha256, computed the same way as gitops.admission.source_digest (which refuses to run a stale binary).
+module_digest() { # dir
+  (cd "$root/$1" && LC_ALL=C sha256sum go.mod go.sum *.go | sha256sum | cut -d' ' -f1)
 }
 
-build_admission() {
-  local out="$bin/knative-admission" want log reason
-  want=$(admission_digest)
+build_module() { # name dir
+  local name=$1 dir=$2 out="$bin/$1" want log reason
+  want=$(module_digest "$dir")
   if [ -x "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$want" ]; then
-    echo "ok: knative-admission (sources ${want:0:12})"
+    echo "ok: $name (sources ${want:0:12})"
     return
   fi
-  echo "building knative-admission (go build in hack/knative-admission; a cold build takes minutes)"
+  echo "building $name (go build in $dir; a cold build takes minutes)"
   log=$(mktemp)
-  if ! (cd "$root/hack/knative-admission" && GOFLAGS=-mod=readonly go build -trimpath -ldflags="-s -w" -o "$out.new" .) >"$log" 2>&1; then
+  if ! (cd "$root/$dir" && GOFLAGS=-mod=readonly go build -trimpath -ldflags="-s -w" -o "$out.new" .) >"$log" 2>&1; then
     # awk stops at the first line itself: `grep | head -1` under pipefail dies of SIGPIPE (exit 141) on long logs.
     reason=$(awk '!/^go: downloading/ && !/^#/ {print; exit}' "$log")
     rm -f "$out.new" "$log"
-    echo "error: knative-admission did not build: ${reason:-go build failed} (it needs Go >= the go line of hack/knative-admission/go.mod and the Go module proxy)" >&2
+    echo "error: $name did not build: ${reason:-go build failed} (it needs Go >= the go line of $dir/go.mod and the Go module proxy)" >&2
     exit 1
   fi
   rm -f "$log"
@@ -64,18 +66,10 @@ build_admission() {
   echo "$want" >"$out.stamp"
 }
 
-command -v go >/dev/null || { echo "error: Go is needed to install kustomize, kubeconform and build knative-admission" >&2; exit 1; }
+command -v go >/dev/null || { echo "error: Go is needed to install kustomize, kubeconform and actionlint and to build knative-admission and pod-security" >&2; exit 1; }
 install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5
 install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
 
-# Tools that live in this repository (a thin main around an upstream library, pinned by its own go.mod/go.sum):
-# rebuilt when any of their sources is newer than the binary.
-build_local() { # name dir
-  local name=$1 dir=$root/$2
-  if [ -x "$bin/$name" ] && [ -z "$(find "$dir" -newer "$bin/$name" -type f)" ]; then echo "ok: $name (built from $2)"; return; fi
-  echo "building $name from $2"
-  (cd "$dir" && GOFLAGS=-mod=mod go build -o "$bin/$name" .)
-}
-build_local pod-security hack/pod-security
-build_admission
+build_module pod-security hack/pod-security
+build_module knative-admission hack/knative-admission

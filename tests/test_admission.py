@@ -278,11 +278,9 @@ def test_a_binary_built_from_other_sources_is_refused(renders, tmp_path):
 def test_the_stamp_digest_matches_install_tools(tmp_path):
     """hack/install-tools.sh and gitops.admission must agree, or every build would look stale."""
     script = (REPO_ROOT / "hack" / "install-tools.sh").read_text()
-    function = script[
-        script.index("admission_digest() {") : script.index("}\n", script.index("admission_digest() {")) + 2
-    ]
+    function = script[script.index("module_digest() {") : script.index("}\n", script.index("module_digest() {")) + 2]
     out = subprocess.run(
-        ["bash", "-c", f'root="$1"\n{function}admission_digest', "-", str(REPO_ROOT)],
+        ["bash", "-c", f'root="$1"\n{function}module_digest {admission.MODULE_DIR}', "-", str(REPO_ROOT)],
         capture_output=True,
         text=True,
         check=True,
@@ -298,7 +296,12 @@ def test_a_go_build_failure_is_one_line(tmp_path):
     go = shutil.which("go")
     assert go is not None, "Go is needed to build the admission stage"
     proc = subprocess.run(
-        ["bash", "-c", 'source "$0"; build_admission', str(_functions_only(root))],
+        [
+            "bash",
+            "-c",
+            f'source "$0"; build_module knative-admission {admission.MODULE_DIR}',
+            str(_functions_only(root)),
+        ],
         capture_output=True,
         text=True,
         env={"PATH": f"{Path(go).parent}:/usr/bin:/bin", "HOME": str(Path.home()), "GOFLAGS": ""},
@@ -354,5 +357,5 @@ def test_no_go_toolchain_is_one_line(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "error: Go is needed to install kustomize, kubeconform and build knative-admission"
+        "error: Go is needed to install kustomize, kubeconform and actionlint and to build knative-admission and pod-security"
     ]
