@@ -64,7 +64,8 @@ bench: ## load-test the subscriber against the article's handler; prints events/
 	@$(GITOPS) bench $(BENCH_ARGS)
 
 soak: ## 2 x 60 s of unique then hostile ids against the subscriber on loopback; fails if peak RSS > its bound
-	@$(PY) -m notifications.soak $(SOAK_ARGS)
+	$(NEED_SETUP)
+	@$(GITOPS) soak $(SOAK_ARGS)
 
 diff: ## per-environment resource diff between BASE (a git ref, default origin/main) and the working tree (DIFF_ARGS=--markdown)
 	$(NEED_SETUP)

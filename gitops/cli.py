@@ -66,6 +66,9 @@ VERBS: dict[str, Verb] = {
     "send-event": Verb("notifications.send_event", "post a KafkaSource-shaped CloudEvent to a running subscriber"),
     "serve": Verb("notifications.serve", "run the notifications subscriber with its production server"),
     "bench": Verb("notifications.bench", "load-test the subscriber; prints events/s, p50/p99, peak RSS"),
+    "soak": Verb(
+        "notifications.soak", "unique then hostile ids against the subscriber; fails if peak RSS passes its bound"
+    ),
     "kafka": Verb("tests/kafka_broker.py", "run a throwaway single-node Kafka on loopback until Ctrl-C"),
 }
 
