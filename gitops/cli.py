@@ -4,7 +4,7 @@
     gitops --debug render dev       # a traceback too, when something unexpected breaks
 
 The table VERBS maps each verb to the module whose `main(argv) -> int` does the work, so adding a verb is one
-line. This module is the error boundary: a verb's bad input (gitops.errors.UserError: a missing file, bad YAML,
+line. This module is the error boundary: a verb's bad input (gitops.core.errors.UserError: a missing file, bad YAML,
 an unknown environment or topic, no mirror, no `make setup`) becomes one line on stderr and exit 2; anything
 else is a bug, reported in one line with exit 70 and a traceback only with --debug. Exit codes are kept as the
 verb returns them (`make` turns every failure into 2, so scripts and CI call this CLI). docs/cli.md is generated
@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from gitops.errors import EXIT_USAGE, UserError
-from gitops.paths import REPO_ROOT
+from gitops.core.errors import EXIT_USAGE, UserError
+from gitops.core.paths import REPO_ROOT
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the verb ran and found a problem (findings, a failed delivery, a refused promotion)
@@ -54,15 +54,19 @@ class Verb:
 
 
 VERBS: dict[str, Verb] = {
-    "render": Verb("gitops.render", "print the manifests Argo CD would apply for one environment"),
-    "hydrate": Verb("gitops.hydrate", "write an environment's render as one file per object (what Argo CD syncs)"),
-    "validate": Verb("gitops.validate", "render every environment, schema-check it and run the semantic checks"),
-    "diff": Verb("gitops.diff", "per-environment resource diff between a git ref and the working tree"),
-    "bump": Verb("gitops.bump", "move every pinned Knative release URL to a version and re-lock the digests"),
-    "promote": Verb("gitops.promote", "copy the image reference from one environment to another"),
-    "deployer-rbac": Verb("gitops.deployer_rbac", "check or --write argocd/deployers/<env>.yaml from each render"),
-    "pin-image": Verb("gitops.pin_image", "pin an environment's image to a pushed digest (CI after a build)"),
-    "produce": Verb("gitops.produce", "send test events to the Kafka topics the KafkaSource reads"),
+    "render": Verb("gitops.core.render", "print the manifests Argo CD would apply for one environment"),
+    "hydrate": Verb(
+        "gitops.delivery.hydrate", "write an environment's render as one file per object (what Argo CD syncs)"
+    ),
+    "validate": Verb("gitops.validate.run", "render every environment, schema-check it and run the semantic checks"),
+    "diff": Verb("gitops.diff.report", "per-environment resource diff between a git ref and the working tree"),
+    "bump": Verb("gitops.upstream.bump", "move every pinned Knative release URL to a version and re-lock the digests"),
+    "promote": Verb("gitops.delivery.promote", "copy the image reference from one environment to another"),
+    "deployer-rbac": Verb(
+        "gitops.delivery.deployer_rbac", "check or --write argocd/deployers/<env>.yaml from each render"
+    ),
+    "pin-image": Verb("gitops.delivery.pin_image", "pin an environment's image to a pushed digest (CI after a build)"),
+    "produce": Verb("gitops.events.produce", "send test events to the Kafka topics the KafkaSource reads"),
     "send-event": Verb("notifications.send_event", "post a KafkaSource-shaped CloudEvent to a running subscriber"),
     "serve": Verb("notifications.serve", "run the notifications subscriber with its production server"),
     "bench": Verb("notifications.bench", "load-test the subscriber; prints events/s, p50/p99, peak RSS"),

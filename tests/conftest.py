@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gitops import manifests
-from gitops.checks import EnvContext, Finding
-from gitops.paths import REPO_ROOT, environments
-from gitops.render import RenderResult, render_env
+from gitops.core import manifests
+from gitops.core.paths import REPO_ROOT, environments
+from gitops.core.render import RenderResult, render_env
+from gitops.validate.findings import EnvContext, Finding
+from gitops.validate.registry import catalogue, registered
 
 TREE = ("base", "overlays", "components", "apps", "argocd", "validation-waivers.yaml", "environments.yaml")
 # An environment name no fork would pick, for tests that add one to a copy of the tree.
@@ -28,8 +29,15 @@ def broken(renders: dict[str, RenderResult]) -> Callable[[str], RenderResult]:
     return lambda env: copy.deepcopy(renders[env])
 
 
+def checks_of(*modules: object, scope: str | None = None) -> list[Callable]:
+    """The registered check functions of these modules (scope "env" or "repo": only those), in validate's order."""
+    names = {getattr(m, "__name__", m) for m in modules}
+    return [c.func for c in catalogue() if c.func.__module__ in names and scope in (None, c.scope)]
+
+
 def run_check(check: Callable[[EnvContext], Iterable[Finding]], render: RenderResult) -> list[Finding]:
-    return list(check(EnvContext(REPO_ROOT, render)))
+    """Run one environment check through its catalogue entry, which also fails on a finding of another id."""
+    return registered(check).run(EnvContext(REPO_ROOT, render))
 
 
 def obj(render: RenderResult, group: str, kind: str, namespace: str, name: str) -> manifests.Obj:

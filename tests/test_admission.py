@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import obj
 
-from gitops import admission, manifests, waivers
-from gitops.checks import Finding
-from gitops.paths import REPO_ROOT
-from gitops.render import RenderResult
+from gitops.core import manifests
+from gitops.core.paths import ADMISSION_MODULE_DIR, REPO_ROOT
+from gitops.core.render import RenderResult
+from gitops.validate import admission, waivers
+from gitops.validate.findings import Finding
 
 NS = "notifications"
 KSVC = "Service.serving.knative.dev notifications/notifications"
@@ -251,7 +252,7 @@ def test_the_stage_runs_in_make_validate_and_waivers_apply(broken, tmp_path):
 
 def _module_copy(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
-    shutil.copytree(REPO_ROOT / admission.MODULE_DIR, root / admission.MODULE_DIR)
+    shutil.copytree(REPO_ROOT / ADMISSION_MODULE_DIR, root / ADMISSION_MODULE_DIR)
     (root / "bin").mkdir()
     return root
 
@@ -270,17 +271,17 @@ def test_a_binary_built_from_other_sources_is_refused(renders, tmp_path):
     stamp = root / "bin" / "knative-admission.stamp"
     stamp.write_text(admission.source_digest(root))
     assert admission.stage({"dev": renders["dev"]}, root)[0] == []
-    (root / admission.MODULE_DIR / "main.go").write_text("package main\n")
+    (root / ADMISSION_MODULE_DIR / "main.go").write_text("package main\n")
     findings, _ = admission.stage({"dev": renders["dev"]}, root)
     assert len(findings) == 1 and "built from other sources" in findings[0].message
 
 
 def test_the_stamp_digest_matches_install_tools(tmp_path):
-    """hack/install-tools.sh and gitops.admission must agree, or every build would look stale."""
+    """hack/install-tools.sh and gitops.validate.admission must agree, or every build would look stale."""
     script = (REPO_ROOT / "hack" / "install-tools.sh").read_text()
     function = script[script.index("module_digest() {") : script.index("}\n", script.index("module_digest() {")) + 2]
     out = subprocess.run(
-        ["bash", "-c", f'root="$1"\n{function}module_digest {admission.MODULE_DIR}', "-", str(REPO_ROOT)],
+        ["bash", "-c", f'root="$1"\n{function}module_digest {ADMISSION_MODULE_DIR}', "-", str(REPO_ROOT)],
         capture_output=True,
         text=True,
         check=True,
@@ -292,14 +293,14 @@ def test_a_go_build_failure_is_one_line(tmp_path):
     """A broken module (here: a go.sum entry missing) fails `make setup` with one error line, not a Go log."""
     root = tmp_path / "repo"
     shutil.copytree(REPO_ROOT / "hack", root / "hack")
-    (root / admission.MODULE_DIR / "go.sum").write_text("")
+    (root / ADMISSION_MODULE_DIR / "go.sum").write_text("")
     go = shutil.which("go")
     assert go is not None, "Go is needed to build the admission stage"
     proc = subprocess.run(
         [
             "bash",
             "-c",
-            f'source "$0"; build_module knative-admission {admission.MODULE_DIR}',
+            f'source "$0"; build_module knative-admission {ADMISSION_MODULE_DIR}',
             str(_functions_only(root)),
         ],
         capture_output=True,

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from gitops import admission_modules
-from gitops.admission import MODULE_DIR
-from gitops.paths import REPO_ROOT
+from gitops.core.paths import ADMISSION_MODULE_DIR, REPO_ROOT
+from gitops.upstream import go_modules
 
 PINNED_1_23 = {
     "knative.dev/serving": "v0.50.0",
@@ -18,35 +17,35 @@ PINNED_1_23 = {
 
 @pytest.mark.parametrize(("knative", "module"), [("1.23.0", "v0.50.0"), ("1.24.2", "v0.51.2"), ("1.3.0", "v0.30.0")])
 def test_release_to_module_version(knative, module):
-    assert admission_modules.module_version(knative) == module
+    assert go_modules.module_version(knative) == module
 
 
 def test_no_mapping_beyond_1x():
-    with pytest.raises(admission_modules.ModuleUpdateError, match=r"only 1\.x maps to v0\.x"):
-        admission_modules.module_version("2.0.0")
+    with pytest.raises(go_modules.ModuleUpdateError, match=r"only 1\.x maps to v0\.x"):
+        go_modules.module_version("2.0.0")
 
 
 def test_the_repository_pins_knative_1_23():
-    assert admission_modules.pinned(REPO_ROOT) == PINNED_1_23
+    assert go_modules.pinned(REPO_ROOT) == PINNED_1_23
 
 
 def test_same_release_keeps_the_newer_kafka_patch_and_a_new_release_moves_all():
-    assert admission_modules.targets(PINNED_1_23, "1.23.0") == PINNED_1_23
-    assert admission_modules.targets(PINNED_1_23, "1.24.0") == dict.fromkeys(PINNED_1_23, "v0.51.0")
-    assert admission_modules.targets(PINNED_1_23, "1.23.2")["knative.dev/eventing-kafka-broker"] == "v0.50.2"
+    assert go_modules.targets(PINNED_1_23, "1.23.0") == PINNED_1_23
+    assert go_modules.targets(PINNED_1_23, "1.24.0") == dict.fromkeys(PINNED_1_23, "v0.51.0")
+    assert go_modules.targets(PINNED_1_23, "1.23.2")["knative.dev/eventing-kafka-broker"] == "v0.50.2"
 
 
 def test_same_release_changes_no_file(tmp_path: Path):
-    shutil.copytree(REPO_ROOT / MODULE_DIR, tmp_path / MODULE_DIR)
-    assert admission_modules.update(tmp_path, "1.23.0").files == {}
+    shutil.copytree(REPO_ROOT / ADMISSION_MODULE_DIR, tmp_path / ADMISSION_MODULE_DIR)
+    assert go_modules.update(tmp_path, "1.23.0").files == {}
 
 
 def test_without_the_proxy_the_update_fails_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    shutil.copytree(REPO_ROOT / MODULE_DIR, tmp_path / MODULE_DIR)
-    before = {p.name: p.read_text() for p in (tmp_path / MODULE_DIR).iterdir()}
+    shutil.copytree(REPO_ROOT / ADMISSION_MODULE_DIR, tmp_path / ADMISSION_MODULE_DIR)
+    before = {p.name: p.read_text() for p in (tmp_path / ADMISSION_MODULE_DIR).iterdir()}
     monkeypatch.setenv("GOPROXY", "off")
-    with pytest.raises(admission_modules.ModuleUpdateError) as error:
-        admission_modules.update(tmp_path, "1.99.0")
+    with pytest.raises(go_modules.ModuleUpdateError) as error:
+        go_modules.update(tmp_path, "1.99.0")
     assert "`go get knative.dev/serving@v0.126.0" in str(error.value) and "\n" not in str(error.value)
     assert "GOPROXY=off" in str(error.value)
-    assert {p.name: p.read_text() for p in (tmp_path / MODULE_DIR).iterdir()} == before
+    assert {p.name: p.read_text() for p in (tmp_path / ADMISSION_MODULE_DIR).iterdir()} == before

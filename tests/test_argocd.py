@@ -8,14 +8,16 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import MADE_UP_ENV, obj, run_check
+from conftest import MADE_UP_ENV, checks_of, obj, run_check
 
-from gitops import kubeconform, manifests, schemas
-from gitops.argocd_sync import APP_FILE, WAVE
-from gitops.checks import EnvContext, Finding, RepoContext
-from gitops.checks import argocd as checks
-from gitops.paths import REPO_ROOT, argocd_crds_dir
-from gitops.render import RenderResult
+from gitops.core import manifests
+from gitops.core.paths import REPO_ROOT, argocd_crds_dir
+from gitops.core.render import RenderResult
+from gitops.model.argocd import APP_FILE, WAVE
+from gitops.validate import kubeconform, schemas
+from gitops.validate.checks import argocd as checks
+from gitops.validate.checks import argocd_access, argocd_apps, argocd_project
+from gitops.validate.findings import EnvContext, Finding, RepoContext
 
 NS = "notifications"
 EV = "eventing.knative.dev"
@@ -25,13 +27,16 @@ PROJECT = "AppProject argocd/knative-kafka-prod"
 DEV_PROJECT = "AppProject argocd/knative-kafka-dev"
 IN_FILE = f"({APP_FILE})"
 
+# Every repository-wide Argo CD check (bootstrap, Applications, AppProjects, access).
+ARGOCD_REPO_CHECKS = checks_of(argocd_apps, argocd_project, argocd_access, scope="repo")
+
 
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 
 def repo_findings(root: Path, renders: dict[str, RenderResult]) -> list[str]:
     ctx = RepoContext(root, renders)
-    return [str(f) for check in checks.REPO_CHECKS for f in check(ctx)]
+    return [str(f) for check in ARGOCD_REPO_CHECKS for f in check(ctx)]
 
 
 def edit_app_file(root: Path, edit: Callable[[dict[str, dict[str, Any]]], None]) -> None:
@@ -53,13 +58,13 @@ def annotate(o: dict, key: str, value: str) -> None:
 # --- the real repository ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("check", checks.ENV_CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", checks_of(checks), ids=lambda c: c.__name__)
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_real_tree_passes_env_checks(renders, check, env):
     assert run_check(check, renders[env]) == []
 
 
-@pytest.mark.parametrize("check", checks.REPO_CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", ARGOCD_REPO_CHECKS, ids=lambda c: c.__name__)
 def test_real_tree_passes_repo_checks(renders, check):
     assert [str(f) for f in check(RepoContext(REPO_ROOT, renders))] == []
 
@@ -478,4 +483,4 @@ def test_findings_name_file_and_object():
 
 def test_partial_validate_does_not_call_other_environments_unused(renders):
     only_prod = {"prod": renders["prod"]}
-    assert [str(f) for check in checks.REPO_CHECKS for f in check(RepoContext(REPO_ROOT, only_prod))] == []
+    assert [str(f) for check in ARGOCD_REPO_CHECKS for f in check(RepoContext(REPO_ROOT, only_prod))] == []

@@ -8,13 +8,14 @@ import pytest
 import yaml
 from test_argocd import DEV_APP, DEV_PROJECT, IN_FILE, PROD_APP, PROJECT, edit_app_file, has, repo_findings
 
-from gitops import deployer_rbac, kubeconform, schemas
-from gitops.argocd_sync import APP_FILE, IN_CLUSTER
-from gitops.checks import RepoContext
-from gitops.checks import argocd_access as access
-from gitops.paths import REPO_ROOT, argocd_crds_dir
-from gitops.render import RenderResult
-from gitops.tools import tool
+from gitops.core.paths import REPO_ROOT, argocd_crds_dir
+from gitops.core.render import RenderResult
+from gitops.core.tools import tool
+from gitops.delivery import deployer_rbac
+from gitops.model.argocd import APP_FILE, IN_CLUSTER
+from gitops.validate import kubeconform, schemas
+from gitops.validate.checks import argocd_access as access
+from gitops.validate.findings import RepoContext
 
 
 def access_findings(root: Path, renders: dict[str, RenderResult]) -> list[str]:
@@ -196,7 +197,7 @@ def test_deployer_rbac_missing_a_rendered_kind_fails(tree_copy, renders, broken)
         found,
         "[prod] ClusterRole knative-kafka-prod-deployer (argocd/deployers/prod.yaml)",
         "does not match the RBAC derived from the render",
-        "python -m gitops.deployer_rbac --write",
+        "python -m gitops.delivery.deployer_rbac --write",
     )
     assert not has(found, "[dev]")
 
@@ -264,7 +265,7 @@ def codeowner(path: str, rules: list[tuple[str, list[str]]]) -> list[str]:
     [
         ("overlays/prod/kustomization.yaml", "@example-org/prod-approvers"),
         ("base/platform/releases.lock.yaml", "@example-org/prod-approvers"),
-        ("gitops/hydrate.py", "@example-org/prod-approvers"),
+        ("gitops/delivery/hydrate.py", "@example-org/prod-approvers"),
         ("apps/notifications/deploy/service.yaml", "@example-org/prod-approvers"),
         (APP_FILE, "@example-org/argocd-admins"),
         ("argocd/argocd-cm.yaml", "@example-org/argocd-admins"),

@@ -5,10 +5,11 @@ from pathlib import Path
 import lupa.lua51 as lua51
 import pytest
 
-from gitops import argocd_health, manifests
-from gitops.checks import RepoContext
-from gitops.checks.argocd_apps import check_health_tests
-from gitops.render import RenderResult
+from gitops.core import manifests
+from gitops.core.render import RenderResult
+from gitops.model import argocd_health
+from gitops.validate.checks.argocd_apps import check_health_tests
+from gitops.validate.findings import RepoContext
 
 CHECKS = argocd_health.discover()
 CASES = [case for check in CHECKS for case in argocd_health.cases(check)]

@@ -1,9 +1,9 @@
 """Availability checks: gated PodSpec fields, the subscriber's spread and budget, Knative HA in production."""
 
 import pytest
-from conftest import obj, run_check
+from conftest import checks_of, obj, run_check
 
-from gitops.checks import availability
+from gitops.validate.checks import availability
 
 NS = "notifications"
 KSVC = f"[prod] Service.serving.knative.dev {NS}/notifications (apps/notifications/deploy/service.yaml)"
@@ -13,7 +13,7 @@ def ksvc(render):
     return obj(render, "serving.knative.dev", "Service", NS, "notifications")
 
 
-@pytest.mark.parametrize("check", availability.CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", checks_of(availability), ids=lambda c: c.__name__)
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_real_tree_passes(renders, check, env):
     assert run_check(check, renders[env]) == []

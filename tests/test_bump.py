@@ -10,9 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gitops import bump, manifests, releases
-from gitops.paths import PLATFORM_KUSTOMIZATION, RELEASES_LOCK, REPO_ROOT, release_mirror
-from gitops.render import render_env
+from gitops.core import manifests, releases
+from gitops.core.paths import PLATFORM_KUSTOMIZATION, RELEASES_LOCK, REPO_ROOT, release_mirror
+from gitops.core.render import render_env
+from gitops.upstream import bump
 
 BROKER_DATA_PLANE = "eventing-kafka-broker/eventing-kafka-broker.yaml"
 FAKE = "1.99.0"

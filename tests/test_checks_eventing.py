@@ -1,10 +1,10 @@
 """Eventing checks: each one passes on the real tree and fails, naming the object, on the mistake it targets."""
 
 import pytest
-from conftest import obj, run_check
+from conftest import checks_of, obj, run_check
 
-from gitops.checks import eventing
-from gitops.render import RenderResult
+from gitops.core.render import RenderResult
+from gitops.validate.checks import eventing
 
 NS = "notifications"
 EV = "eventing.knative.dev"
@@ -14,7 +14,7 @@ def trigger(render: RenderResult, name: str = "notifications") -> dict:
     return obj(render, EV, "Trigger", NS, name)
 
 
-@pytest.mark.parametrize("check", eventing.CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", checks_of(eventing), ids=lambda c: c.__name__)
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_real_tree_passes(renders, check, env):
     assert run_check(check, renders[env]) == []

@@ -1,10 +1,10 @@
 """Knative Service, production-policy and upstream-install checks against broken copies of the render."""
 
 import pytest
-from conftest import obj, run_check
+from conftest import checks_of, obj, run_check
 
-from gitops import waivers
-from gitops.checks import policy, serving, upstream
+from gitops.validate import waivers
+from gitops.validate.checks import policy, serving, upstream_install
 
 NS = "notifications"
 
@@ -21,7 +21,7 @@ def container(render):
     return ksvc(render)["spec"]["template"]["spec"]["containers"][0]
 
 
-ALL_CHECKS = serving.CHECKS + policy.CHECKS + upstream.CHECKS
+ALL_CHECKS = checks_of(serving, policy, upstream_install)
 
 
 @pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
@@ -74,7 +74,7 @@ def test_visibility_misplaced(broken):
 def test_probe_path_not_served(broken):
     render = broken("dev")
     container(render)["readinessProbe"]["httpGet"]["path"] = "/ready"
-    findings = run_check(serving.check_containers, render)
+    findings = run_check(serving.check_probe_paths, render)
     assert len(findings) == 1 and "readinessProbe GET /ready is not served by apps/notifications" in findings[0].message
     assert findings[0].origin == "apps/notifications/deploy/service.yaml"
 
@@ -93,7 +93,7 @@ def test_probe_path_not_served(broken):
 def test_resources(broken, resources, expected):
     render = broken("dev")
     container(render)["resources"] = resources
-    assert any(expected in f.message for f in run_check(serving.check_containers, render))
+    assert any(expected in f.message for f in run_check(serving.check_resources, render))
 
 
 def test_quantity_parsing():
@@ -158,7 +158,7 @@ def test_example_checksum_matches_knative_pkg(renders):
     assert len(cms) > 10
     for cm in cms:
         assert (
-            upstream.example_checksum(cm["data"]["_example"])
+            upstream_install.example_checksum(cm["data"]["_example"])
             == cm["metadata"]["annotations"]["knative.dev/example-checksum"]
         )
 
@@ -167,7 +167,7 @@ def test_edited_example_is_reported(broken):
     render = broken("dev")
     network = obj(render, "", "ConfigMap", "knative-serving", "config-network")
     network["data"]["_example"] = network["data"]["_example"].replace("ingress-class", "ingress.class", 1)
-    findings = run_check(upstream.check_config_examples_untouched, render)
+    findings = run_check(upstream_install.check_config_examples_untouched, render)
     assert [f.obj for f in findings] == [
         "ConfigMap knative-serving/config-network"
     ] and "_example was edited" in findings[0].message
@@ -176,7 +176,7 @@ def test_edited_example_is_reported(broken):
 def test_missing_kourier_ingress_class(broken):
     render = broken("prod")
     del obj(render, "", "ConfigMap", "knative-serving", "config-network")["data"]["ingress-class"]
-    assert any("ingress-class is None" in f.message for f in run_check(upstream.check_ingress_class, render))
+    assert any("ingress-class is None" in f.message for f in run_check(upstream_install.check_ingress_class, render))
 
 
 def test_namespaced_object_without_namespace(broken):
@@ -184,7 +184,7 @@ def test_namespaced_object_without_namespace(broken):
     del ksvc(render)["metadata"]["namespace"]
     cm = obj(render, "", "ConfigMap", NS, "kafka-broker-config")
     cm["metadata"]["namespace"] = "notification"
-    messages = [f.message for f in run_check(upstream.check_namespaces, render)]
+    messages = [f.message for f in run_check(upstream_install.check_namespaces, render)]
     assert any("without metadata.namespace" in m for m in messages)
     assert any("namespace 'notification' is neither in the render" in m for m in messages)
 
@@ -193,11 +193,11 @@ def test_kafka_source_without_its_data_plane(broken):
     """The original article applied only the controller: KafkaSources were accepted but never dispatched."""
     render = broken("dev")
     render.objects.remove(obj(render, "apps", "StatefulSet", "knative-eventing", "kafka-source-dispatcher"))
-    findings = run_check(upstream.check_data_planes, render)
+    findings = run_check(upstream_install.check_data_planes, render)
     assert [f.obj for f in findings] == ["KafkaSource notifications/kafka-source"]
     assert "eventing-kafka-source.yaml" in findings[0].message
     render.omitted.clear()  # the broker data plane is left out offline; if it were silently missing, that is a finding
-    assert any("kafka-broker-dispatcher" in f.message for f in run_check(upstream.check_data_planes, render))
+    assert any("kafka-broker-dispatcher" in f.message for f in run_check(upstream_install.check_data_planes, render))
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from conftest import MADE_UP_ENV
 from kafka_broker import KafkaBroker, create_topics, kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
 
 from gitops import cli
-from gitops.paths import REPO_ROOT, release_mirror
+from gitops.core.paths import REPO_ROOT, release_mirror
 
 GITOPS = [sys.executable, "-m", "gitops.cli"]
 
@@ -179,12 +179,12 @@ def test_busy_port_is_one_line_with_a_hint() -> None:
 def test_unexpected_error_is_one_line_and_debug_adds_the_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import gitops.render
+    import gitops.core.render
 
     def broken(_argv: list[str]) -> int:
         raise KeyError("boom")
 
-    monkeypatch.setattr(gitops.render, "main", broken)
+    monkeypatch.setattr(gitops.core.render, "main", broken)
     assert cli.main(["render", "dev"]) == cli.EXIT_BUG
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unexpected KeyError: 'boom'" in err and "rerun with `gitops --debug" in err
@@ -193,9 +193,9 @@ def test_unexpected_error_is_one_line_and_debug_adds_the_traceback(
 
 
 def test_exit_codes_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gitops.diff
+    import gitops.diff.report
 
-    monkeypatch.setattr(gitops.diff, "main", lambda argv: 3)
+    monkeypatch.setattr(gitops.diff.report, "main", lambda argv: 3)
     assert cli.main(["diff", "--base", "x"]) == cli.EXIT_DANGEROUS
 
 

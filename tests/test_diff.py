@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import MADE_UP_ENV, add_environment
 
-from gitops import diff, manifests
-from gitops.manifests import Obj, ObjKey
-from gitops.render import RenderResult
-from gitops.resource_diff import (
+from gitops.core import manifests
+from gitops.core.manifests import Obj, ObjKey
+from gitops.core.render import RenderResult
+from gitops.diff import report
+from gitops.diff.engine import (
     DANGEROUS,
     MISSING,
     WARNING,
@@ -260,15 +261,15 @@ def test_secret_values_never_printed() -> None:
     changed = copy.deepcopy(secret)
     changed["data"]["k"] = "bbb"
     result = diff_env("dev", [secret], [changed])
-    text = diff.format_text([diff.EnvReport(result, {})], "a", "b", 8)
+    text = report.format_text([report.EnvReport(result, {})], "a", "b", 8)
     assert "aaa" not in text and "bbb" not in text
     assert "data.k: <hidden> → <hidden>" in text
 
 
 def test_markdown_has_marker_flags_and_diff_block(renders: dict[str, RenderResult]) -> None:
     result = diff_prod(renders, set_partitions("6"))
-    text = diff.format_markdown([diff.EnvReport(result, renders["prod"].origins)], "origin/main", "HEAD", 8)
-    assert text.startswith(diff.COMMENT_MARKER)
+    text = report.format_markdown([report.EnvReport(result, renders["prod"].origins)], "origin/main", "HEAD", 8)
+    assert text.startswith(report.COMMENT_MARKER)
     assert "**DANGEROUS** `ConfigMap notifications/kafka-broker-config`" in text
     assert "```diff\n! ConfigMap notifications/kafka-broker-config  (base/eventing/kafka-broker-config.yaml)" in text
     assert "data[default.topic.partitions]: 12 → 6" in text
@@ -281,14 +282,14 @@ def test_many_upstream_changes_are_summarised(renders: dict[str, RenderResult]) 
         labels = manifests.labels(obj)
         if "app.kubernetes.io/version" in labels:
             labels["app.kubernetes.io/version"] = "1.99.0"
-    report = diff.EnvReport(diff_env("dev", old, new), renders["dev"].origins)
-    lines = diff.resource_lines(report, 8)
-    assert len(report.diff.changed) > diff.UPSTREAM_DETAIL_LIMIT
+    env_report = report.EnvReport(diff_env("dev", old, new), renders["dev"].origins)
+    lines = report.resource_lines(env_report, 8)
+    assert len(env_report.diff.changed) > report.UPSTREAM_DETAIL_LIMIT
     assert any("upstream objects changed" in line for line in lines)
     assert any("most changed field: metadata.labels[app.kubernetes.io/version]" in line for line in lines)
     assert not [line for line in lines if not line.startswith(("~ ", "      "))]
     assert len(lines) < 10
-    assert len(diff.resource_lines(report, 8, full=True)) > len(report.diff.changed)
+    assert len(report.resource_lines(env_report, 8, full=True)) > len(env_report.diff.changed)
 
 
 # --- end to end: git ref vs working tree, real renders --------------------------------------------------------
@@ -307,12 +308,12 @@ def repo_copy(tree_copy: Path) -> Path:
 
 
 def test_git_ref_vs_working_tree_exit_codes(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert diff.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == 0
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == 0
     assert "== prod: no changes" in capsys.readouterr().out
 
     kafka = repo_copy / "overlays/prod/kafka.yaml"
     kafka.write_text(kafka.read_text().replace('default.topic.partitions: "12"', 'default.topic.partitions: "6"'))
-    assert diff.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == diff.EXIT_DANGEROUS
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == report.EXIT_DANGEROUS
     out = capsys.readouterr().out
     assert "DANGEROUS ConfigMap notifications/kafka-broker-config: default.topic.partitions decreased 12 → 6" in out
     assert "data[default.topic.partitions]: 12 → 6  (overlays/prod/kafka.yaml)" in out
@@ -324,7 +325,7 @@ def test_argocd_objects_are_diffed(repo_copy: Path, capsys: pytest.CaptureFixtur
     text = app.read_text()
     dev = text.index("kind: Application\nmetadata:\n  name: knative-kafka-dev")
     app.write_text(text[:dev] + text[dev:].replace("selfHeal: true", "selfHeal: false", 1))
-    assert diff.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "argocd"]) == 0
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "argocd"]) == 0
     out = capsys.readouterr().out
     assert "== argocd: 1 changed" in out
     assert "~ Application argocd/knative-kafka-dev  (argocd/bootstrap/argocd-app.yaml)" in out
@@ -333,12 +334,12 @@ def test_argocd_objects_are_diffed(repo_copy: Path, capsys: pytest.CaptureFixtur
 
 def test_environment_missing_at_base_is_all_added(repo_copy: Path) -> None:
     add_environment(repo_copy, MADE_UP_ENV, like="dev")
-    (report,) = diff.run(repo_copy.parent / "nowhere", repo_copy, [MADE_UP_ENV])
-    assert report.diff.notes[0].startswith("new environment")
-    assert report.diff.added and not report.diff.removed and not report.diff.changed
-    assert ObjKey("eventing.knative.dev", "Broker", "notifications", "events") in report.diff.added
+    (env_report,) = report.run(repo_copy.parent / "nowhere", repo_copy, [MADE_UP_ENV])
+    assert env_report.diff.notes[0].startswith("new environment")
+    assert env_report.diff.added and not env_report.diff.removed and not env_report.diff.changed
+    assert ObjKey("eventing.knative.dev", "Broker", "notifications", "events") in env_report.diff.added
 
 
 def test_unknown_ref_is_an_error(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert diff.main(["--base", "no-such-ref", "--root", str(repo_copy)]) == 1
+    assert report.main(["--base", "no-such-ref", "--root", str(repo_copy)]) == 1
     assert "unknown git ref 'no-such-ref'" in capsys.readouterr().err

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import MADE_UP_ENV, add_environment
 
-from gitops import environments
-from gitops.errors import UserError
+from gitops.core import environments
+from gitops.core.errors import UserError
 
 
 def test_the_shipped_facts() -> None:

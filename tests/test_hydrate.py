@@ -15,10 +15,11 @@ import pytest
 import yaml
 from conftest import MADE_UP_ENV
 
-from gitops import hydrate, manifests
-from gitops.paths import RELEASES_LOCK, REPO_ROOT, release_mirror
-from gitops.render import render_env
-from gitops.validate import validate
+from gitops.core import manifests
+from gitops.core.paths import RELEASES_LOCK, REPO_ROOT, release_mirror
+from gitops.core.render import render_env
+from gitops.delivery import hydrate
+from gitops.validate.run import validate
 
 BROKER_ASSET = (
     "https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v1.23.0/"
@@ -70,7 +71,11 @@ def tree_bytes(directory: Path) -> dict[str, bytes]:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gitops.hydrate", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "gitops.delivery.hydrate", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

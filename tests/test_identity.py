@@ -1,9 +1,9 @@
 """Sender-identity and ServiceAccount checks (production): each fails on its mistake, naming env, object and file."""
 
 import pytest
-from conftest import obj, run_check
+from conftest import checks_of, obj, run_check
 
-from gitops.checks import identity
+from gitops.validate.checks import identity
 
 NS = "notifications"
 EV = "eventing.knative.dev"
@@ -14,7 +14,7 @@ def ksvc(render):
     return obj(render, "serving.knative.dev", "Service", NS, "notifications")
 
 
-@pytest.mark.parametrize("check", identity.CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", checks_of(identity), ids=lambda c: c.__name__)
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_real_tree_passes(renders, check, env):
     assert run_check(check, renders[env]) == []

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from gitops.paths import REPO_ROOT
+from gitops.core.paths import REPO_ROOT
 
 
 @pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]], ids=["lint", "format"])

@@ -1,9 +1,9 @@
 """NetworkPolicy checks: the real tree passes; a selector that matches nothing is named with env, object and file."""
 
 import pytest
-from conftest import obj, run_check
+from conftest import checks_of, obj, run_check
 
-from gitops.checks import network_policy
+from gitops.validate.checks import network_policy
 
 NS = "notifications"
 NP = "networking.k8s.io"
@@ -14,7 +14,7 @@ def deliveries(render):
     return obj(render, NP, "NetworkPolicy", NS, "notifications-deliveries")
 
 
-@pytest.mark.parametrize("check", network_policy.CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", checks_of(network_policy), ids=lambda c: c.__name__)
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_real_tree_passes(renders, check, env):
     assert run_check(check, renders[env]) == []

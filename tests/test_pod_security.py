@@ -3,7 +3,7 @@
 import pytest
 from conftest import obj, run_check
 
-from gitops.checks import pod_security
+from gitops.validate.checks import pod_security
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
 

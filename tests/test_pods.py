@@ -2,7 +2,7 @@
 
 from conftest import obj
 
-from gitops.checks import pods
+from gitops.model import pods
 
 
 def test_match_labels_and_expressions():

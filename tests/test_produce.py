@@ -1,4 +1,4 @@
-"""gitops.produce against a real Apache Kafka broker (tests/kafka_broker.py), plus its settings logic."""
+"""gitops.events.produce against a real Apache Kafka broker (tests/kafka_broker.py), plus its settings logic."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 from kafka_broker import KafkaBroker, kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
 from ruamel.yaml import YAML
 
-from gitops import kafka_events, kafka_settings, produce
+from gitops.events import kafka_settings, payloads, produce
 
 REPO = Path(__file__).resolve().parents[1]
 CE_HEADERS = {"ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time"}
@@ -36,7 +36,7 @@ def same_except_fresh(topic: str, value: bytes) -> None:
     """The record is the model's example, except the per-record id/time fields, which are new and recent."""
     notification, log_record = models()
     model = {"notifications": notification, "loggings": log_record}[topic]
-    fresh = set(kafka_events.fresh_fields(topic))
+    fresh = set(payloads.fresh_fields(topic))
     got = model.model_validate_json(value)
     assert got.model_dump(exclude=fresh) == model.example().model_dump(exclude=fresh)
     for name in fresh:
@@ -88,7 +88,7 @@ def consume_at(bootstrap: str, topic: str, partition: int, offset: int, timeout:
 @pytest.mark.kafka
 def test_binary_mode_through_the_cli_entry_point(kafka_bootstrap: str) -> None:  # noqa: F811
     proc = subprocess.run(
-        [sys.executable, "-m", "gitops.produce", "--topic", "notifications", "--key", "user-42"],
+        [sys.executable, "-m", "gitops.events.produce", "--topic", "notifications", "--key", "user-42"],
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
@@ -348,8 +348,8 @@ def broker_configmap(servers: str, **extra: str) -> dict[str, Any]:
 
 @pytest.fixture
 def fake_render(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Replace gitops.render.render_env (tested elsewhere) with one returning a Broker ConfigMap."""
-    import gitops.render
+    """Replace gitops.core.render.render_env (tested elsewhere) with one returning a Broker ConfigMap."""
+    import gitops.core.render
 
     def install(servers: str, **extra: str) -> None:
         @dataclass
@@ -359,7 +359,7 @@ def fake_render(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
         decoy = broker_configmap("decoy:9092")
         decoy["metadata"]["namespace"] = "knative-eventing"  # the upstream placeholder must not be picked
         objects = [decoy, broker_configmap(servers, **extra)]
-        monkeypatch.setattr(gitops.render, "render_env", lambda env: FakeRender(objects))
+        monkeypatch.setattr(gitops.core.render, "render_env", lambda env: FakeRender(objects))
 
     return install
 
@@ -376,9 +376,9 @@ def test_bootstrap_precedence(fake_render: Callable[..., None]) -> None:
 
 
 def test_render_without_broker_configmap_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gitops.render
+    import gitops.core.render
 
-    monkeypatch.setattr(gitops.render, "render_env", lambda env: type("R", (), {"objects": []})())
+    monkeypatch.setattr(gitops.core.render, "render_env", lambda env: type("R", (), {"objects": []})())
     with pytest.raises(kafka_settings.SettingsError, match="no ConfigMap notifications/kafka-broker-config"):
         kafka_settings.resolve_bootstrap(None, "dev", {})
 
@@ -421,8 +421,8 @@ def test_default_ce_attributes_match_the_trigger_filters() -> None:
     yaml = YAML(typ="safe")
     triggers = [d for d in yaml.load_all((REPO / "base/eventing/triggers.yaml").read_text()) if d]
     by_path = {t["spec"]["subscriber"]["uri"]: t["spec"]["filter"]["attributes"] for t in triggers}
-    for topic in kafka_events.topic_names():
-        record = kafka_events.encode(topic, b"{}", "k", kafka_events.CeMode.BINARY)
+    for topic in payloads.topic_names():
+        record = payloads.encode(topic, b"{}", "k", payloads.CeMode.BINARY)
         assert record.ce is not None
         attributes = by_path[f"/events/{topic}"]
         assert record.ce["type"] == attributes["type"]
@@ -432,7 +432,7 @@ def test_default_ce_attributes_match_the_trigger_filters() -> None:
 def test_set_overrides_fields_and_is_validated() -> None:
     fixed_id = "0f8fad5b-d9cb-469f-a165-70867728950f"
     payload = json.loads(
-        kafka_events.build_payload(
+        payloads.build_payload(
             "notifications",
             None,
             ("channel=sms", "priority=high", "metadata.ticket=T-7", f"notification_id={fixed_id}"),
@@ -443,16 +443,16 @@ def test_set_overrides_fields_and_is_validated() -> None:
     assert payload["metadata"] == {"order_id": "1042", "ticket": "T-7"}
     assert payload["notification_id"] == fixed_id  # an explicit value is not replaced by a fresh one
 
-    log = json.loads(kafka_events.build_payload("loggings", None, ("level=warn", 'attributes:={"attempt": 3}')))
+    log = json.loads(payloads.build_payload("loggings", None, ("level=warn", 'attributes:={"attempt": 3}')))
     assert log["level"] == "WARNING"  # normalised by the model, so the payload is what the subscriber parses
     assert log["attributes"] == {"attempt": 3}
 
-    with pytest.raises(kafka_events.PayloadError, match="does not match Notification"):
-        kafka_events.build_payload("notifications", None, ("channel=pigeon",))
-    with pytest.raises(kafka_events.PayloadError, match="FIELD=TEXT or FIELD:=JSON"):
-        kafka_events.build_payload("notifications", None, ("no-equals-sign",))
-    with pytest.raises(kafka_events.PayloadError, match="attributes:="):
-        kafka_events.build_payload("loggings", None, ("attributes:={not json",))
+    with pytest.raises(payloads.PayloadError, match="does not match Notification"):
+        payloads.build_payload("notifications", None, ("channel=pigeon",))
+    with pytest.raises(payloads.PayloadError, match="FIELD=TEXT or FIELD:=JSON"):
+        payloads.build_payload("notifications", None, ("no-equals-sign",))
+    with pytest.raises(payloads.PayloadError, match="attributes:="):
+        payloads.build_payload("loggings", None, ("attributes:={not json",))
 
 
 @pytest.mark.kafka

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from conftest import MADE_UP_ENV, add_environment
 
-from gitops import image_ref, manifests, pin_image, promote
-from gitops.checks.policy import DIGEST_REF
-from gitops.image_ref import ImageRef, ImageRefError
-from gitops.paths import REPO_ROOT
-from gitops.render import render_env
-from gitops.validate import validate
+from gitops.core import manifests
+from gitops.core.paths import REPO_ROOT
+from gitops.core.render import render_env
+from gitops.delivery import image_ref, pin_image, promote
+from gitops.delivery.image_ref import ImageRef, ImageRefError
+from gitops.validate.checks.policy import DIGEST_REF
+from gitops.validate.run import validate
 
 NEW_DIGEST = "sha256:" + "ab" * 32
 

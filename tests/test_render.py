@@ -6,16 +6,16 @@ import sys
 import pytest
 from conftest import MADE_UP_ENV
 
-from gitops import releases, render
-from gitops.paths import REPO_ROOT, release_mirror
-from gitops.render import RenderError, render_env
+from gitops.core import releases, render
+from gitops.core.paths import REPO_ROOT, release_mirror
+from gitops.core.render import RenderError, render_env
 
 BROKER_DATA_PLANE = "https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v1.23.0/eventing-kafka-broker.yaml"
 
 
 def test_render_prints_the_stack_and_names_what_it_left_out():
     proc = subprocess.run(
-        [sys.executable, "-m", "gitops.render", "prod"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "gitops.core.render", "prod"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     for expected in (
         "kind: Broker",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gitops import schemas
-from gitops.paths import REPO_ROOT
+from gitops.core.paths import REPO_ROOT
+from gitops.validate import schemas
 
 
 def test_publish_keeps_the_first_complete_copy(tmp_path: Path) -> None:

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from gitops import kubeconform, manifests, schemas, waivers
-from gitops.checks import Finding, RepoContext, repo
-from gitops.paths import REPO_ROOT, argocd_crds_dir
-from gitops.validate import validate
+from gitops.core import manifests
+from gitops.core.paths import REPO_ROOT, argocd_crds_dir
+from gitops.validate import kubeconform, schemas, waivers
+from gitops.validate.checks import release_pins
+from gitops.validate.findings import Finding, RepoContext
+from gitops.validate.run import validate
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def invalid(stream: str, crd_dir: Path) -> list[kubeconform.SchemaResult]:
 
 
 def test_make_validate_passes_on_the_real_tree():
-    proc = subprocess.run([sys.executable, "-m", "gitops.validate"], cwd=REPO_ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "gitops.validate.run"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "validate: OK" in proc.stdout
     assert "NOT RENDERED https://github.com/knative-extensions/eventing-kafka-broker" in proc.stdout
@@ -108,17 +110,17 @@ def test_release_pins_one_version_and_an_exact_lock(tree_copy):
     kustomization.write_text(
         text.replace("net-kourier/releases/download/knative-v1.23.0", "net-kourier/releases/download/knative-v1.22.0")
     )
-    findings = list(repo.check_release_pins(RepoContext(tree_copy, {})))
+    findings = list(release_pins.check_release_pins(RepoContext(tree_copy, {})))
     messages = sorted(f.message for f in findings)
     assert any("mix release tags: knative-v1.22.0 (1 assets), knative-v1.23.0 (5 assets)" in m for m in messages)
     assert any("not in base/platform/releases.lock.yaml" in m for m in messages)
     assert any("locked but no kustomization references it (stale)" in m for m in messages)
-    assert list(repo.check_release_pins(RepoContext(REPO_ROOT, {}))) == []
+    assert list(release_pins.check_release_pins(RepoContext(REPO_ROOT, {}))) == []
 
 
 def test_finding_names_environment_object_file_and_check(renders):
     ksvc = manifests.find(renders["prod"].objects, "serving.knative.dev", "Service", "notifications", "notifications")
-    from gitops.checks import EnvContext
+    from gitops.validate.findings import EnvContext
 
     ctx = EnvContext(REPO_ROOT, renders["prod"])
     text = str(ctx.finding("demo", ksvc, "what is wrong"))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from gitops.paths import REPO_ROOT
-from gitops.tools import ToolMissing, tool
+from gitops.core.paths import REPO_ROOT
+from gitops.core.tools import ToolMissing, tool
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 IMAGE_WORKFLOW = WORKFLOWS / "image.yaml"

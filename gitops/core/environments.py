@@ -1,0 +1,125 @@
+"""The environments and their facts, read from environments.yaml at the repository root (the one place).
+
+A fork adds an environment by adding overlays/<name>/ and an entry in environments.yaml; every verb, check and
+test reads the facts through this module, so nothing else names an environment in code.
+
+    from gitops.core import environments
+    envs = environments.load(root)            # raises UserError (one line) if the file and overlays disagree
+    envs.names                                # ["dev", "prod"], sorted
+    envs.is_production("prod")                # production policy applies (digest pins, replication, hardening)
+    envs.get("dev").automated_sync            # Argo CD syncs it automatically (prune + selfHeal)
+    envs.get("dev").destination               # the Application's destination {server|name: ...}
+    envs.get("dev").load_balancer             # the cluster can give a LoadBalancer Service an address
+
+`load` checks the file against the overlays in both directions: an overlay without an entry would otherwise be
+checked as non-production by default, and an entry without an overlay names nothing Argo CD can sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from gitops.core.errors import UserError, yaml_error
+from gitops.core.paths import REPO_ROOT, overlay_names
+
+FILE = "environments.yaml"
+RECIPE = "see README, 'Add an environment'"
+FIELDS = {"production": bool, "automated_sync": bool, "destination": dict, "load_balancer": bool}
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    production: bool
+    automated_sync: bool
+    destination: dict[str, str]
+    load_balancer: bool
+
+
+@dataclass(frozen=True)
+class Environments:
+    by_name: dict[str, Environment]
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.by_name)
+
+    def get(self, env: str) -> Environment:
+        if env not in self.by_name:
+            raise UserError(
+                f"unknown environment {env!r} (known: {', '.join(self.names) or 'none'})",
+                where=FILE,
+                fix=RECIPE,
+            )
+        return self.by_name[env]
+
+    def is_production(self, env: str) -> bool:
+        return self.get(env).production
+
+
+def load(root: Path = REPO_ROOT) -> Environments:
+    path = root / FILE
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise UserError("missing", where=FILE, fix=f"restore it from git or create it ({RECIPE})") from None
+    return _load(path, stat.st_mtime_ns, stat.st_size, tuple(overlay_names(root)))
+
+
+@cache
+def _load(path: Path, _mtime: int, _size: int, overlays: tuple[str, ...]) -> Environments:
+    """Parsed once per content version (the stat fields are the cache key), so checks may call load() freely."""
+    try:
+        doc = YAML(typ="safe").load(path.read_text())
+    except YAMLError as error:
+        raise yaml_error(path, path.parent, error) from None
+    entries = (doc or {}).get("environments") if isinstance(doc, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        raise UserError("has no `environments:` mapping", where=FILE, fix=RECIPE)
+    found = {name: _environment(str(name), fields) for name, fields in entries.items()}
+    for name in overlays:
+        if name not in found:
+            raise UserError(
+                f"overlays/{name}/ has no entry", where=FILE, fix=f"add `{name}:` under `environments:` ({RECIPE})"
+            )
+    for name in found:
+        if name not in overlays:
+            raise UserError(
+                f"environment {name!r} has no overlays/{name}/kustomization.yaml",
+                where=FILE,
+                fix=f"add the overlay or remove the entry ({RECIPE})",
+            )
+    return Environments(found)
+
+
+def _environment(name: str, fields: Any) -> Environment:
+    if not isinstance(fields, dict):
+        raise UserError(f"environment {name!r} is not a mapping", where=FILE, fix=f"give it {', '.join(FIELDS)}")
+    for field, kind in FIELDS.items():
+        if not isinstance(fields.get(field), kind):
+            raise UserError(
+                f"environment {name!r}: `{field}` must be a {kind.__name__} (got {fields.get(field)!r})",
+                where=FILE,
+                fix=RECIPE,
+            )
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise UserError(
+            f"environment {name!r}: unknown field(s) {', '.join(unknown)}",
+            where=FILE,
+            fix=f"expected {', '.join(FIELDS)}",
+        )
+    destination = {str(k): str(v) for k, v in fields["destination"].items()}
+    if set(destination) not in ({"server"}, {"name"}):
+        raise UserError(
+            f"environment {name!r}: destination must have exactly one of server or name (got {destination})",
+            where=FILE,
+            fix="as in the Argo CD Application's spec.destination",
+        )
+    return Environment(name, fields["production"], fields["automated_sync"], destination, fields["load_balancer"])

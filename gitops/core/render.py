@@ -1,0 +1,389 @@
+"""`make render ENV=<env>`: the manifest stream Argo CD would apply, built offline.
+
+Argo CD runs `kustomize build overlays/<env>` with the upstream release URLs. Here those URLs cannot be reached,
+so the tree is copied to a scratch directory where every URL resource is replaced by its verified local copy
+(mirror or cache, checked against base/platform/releases.lock.yaml). Nothing else changes: same kustomize version,
+same default load restrictor, same files.
+
+The one build per environment turns on kustomize's `buildMetadata: [originAnnotations, transformerAnnotations]`
+(config.kubernetes.io/origin: the file an object was loaded from; alpha.config.kubernetes.io/transformations:
+the kustomizations whose patches/images ran over it; kustomize api/internal/utils/annotations.go). Findings and
+diff lines use them to name the overlay file that set a value; both annotations are then removed, so the output
+is exactly the objects Argo CD's own `kustomize build` produces (tests/test_render.py compares the two).
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from gitops.core import manifests, releases
+from gitops.core.errors import UserError, display_path, yaml_error
+from gitops.core.paths import MIRROR_ENV, REPO_ROOT, cache_dir, overlay_names, release_mirror
+from gitops.core.tools import tool
+
+FIELD_STEP = re.compile(r"\.([^.\[]+)|\[([^\]]+)\]")
+ORIGIN = "config.kubernetes.io/origin"
+TRANSFORMATIONS = "alpha.config.kubernetes.io/transformations"
+UPSTREAM_DIR = "_upstream"
+
+
+class RenderError(UserError):
+    """The environment cannot be rendered: one line saying where and how to fix it (gitops.core.errors)."""
+
+
+class MirrorMissing(RenderError):
+    """No release mirror, and the asset is not cached either: nothing upstream can be rendered."""
+
+
+@dataclass(frozen=True)
+class Setter:
+    """A patch file or kustomization field that changed an object after it was loaded from `origin`."""
+
+    path: str  # repo-relative, e.g. overlays/prod/delivery.yaml
+    transformer: str  # kustomize's builtin kind, e.g. PatchTransformer, ImageTagTransformer
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A patch that kustomize applied to an object: its file (repo-relative) and its document."""
+
+    path: str
+    doc: Any  # a strategic-merge patch (dict) or a JSON 6902 operation list
+
+    def sets(self, steps: list[str]) -> bool:
+        """Whether this patch writes the field at `steps` (or a parent of it)."""
+        if isinstance(self.doc, list):
+            for op in self.doc:
+                target = [s.replace("~1", "/").replace("~0", "~") for s in str(op.get("path", "")).split("/")[1:]]
+                if target and target == steps[: len(target)]:
+                    return True
+            return False
+        node: Any = self.doc
+        for step in steps:
+            if isinstance(node, dict) and step in node:
+                node = node[step]
+            elif isinstance(node, list):
+                named = [i for i in node if isinstance(i, dict) and i.get("name") == step]
+                if named:
+                    node = named[0]
+                elif step.isdigit() and int(step) < len(node):
+                    node = node[int(step)]
+                else:
+                    return False
+            else:
+                return False
+        return True
+
+
+@dataclass
+class RenderResult:
+    env: str
+    text: str
+    objects: list[manifests.Obj]
+    omitted: list[releases.Unavailable] = field(default_factory=list)
+    # Where each object comes from: a repo-relative file or an upstream release URL.
+    origins: dict[manifests.ObjKey, str] = field(default_factory=dict)
+    setters: dict[manifests.ObjKey, list[Setter]] = field(default_factory=dict)
+    # Per object, the patches applied to it in order (overlay and component files), for field-level origins.
+    patches: dict[manifests.ObjKey, list[Patch]] = field(default_factory=dict)
+
+    def origin(self, obj: manifests.Obj) -> str:
+        return self.origins.get(manifests.ObjKey.of(obj), "?")
+
+    def field_origin(self, key: manifests.ObjKey, field_path: str) -> str:
+        """The file that set `field_path` (a resource_diff path such as `spec.delivery.retry` or
+        `data[default.topic.partitions]`) on the object: the last patch writing it, else the kustomization whose
+        images field rewrote it, else the file the object was loaded from."""
+        steps = [a or b for a, b in FIELD_STEP.findall("." + field_path.split(" ", 1)[0].lstrip("."))]
+        for patch in reversed(self.patches.get(key, [])):
+            if patch.sets(steps):
+                return patch.path
+        if steps and steps[-1] == "image":
+            for setter in reversed(self.setters.get(key, [])):
+                if setter.transformer == "ImageTagTransformer":
+                    return setter.path
+        return self.origins.get(key, "?")
+
+
+def _load_kustomization(yaml: YAML, kustomization: Path, work: Path) -> Any:
+    """Parse a kustomization copied into `work`; a syntax error names the repository file and line."""
+    try:
+        return yaml.load(kustomization.read_text())
+    except YAMLError as error:
+        raise yaml_error(kustomization, work, error, RenderError) from None
+
+
+def _rewrite_remote_resources(
+    kustomization: Path, work: Path, lock: dict[str, str | None], mirror: Path, cache: Path
+) -> tuple[list[releases.Unavailable], dict[str, str]]:
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    doc = _load_kustomization(yaml, kustomization, work)
+    resources = doc.get("resources") if isinstance(doc, dict) else None
+    if not resources:
+        return [], {}
+    omitted: list[releases.Unavailable] = []
+    local_to_url: dict[str, str] = {}
+    kept = []
+    for entry in resources:
+        if not (isinstance(entry, str) and entry.startswith(("http://", "https://"))):
+            kept.append(entry)
+            continue
+        where = display_path(kustomization, work)
+        if entry not in lock:
+            raise RenderError(
+                f"{entry} has no entry in {releases.RELEASES_LOCK}", where=where, fix="run `make bump VERSION=<v>`"
+            )
+        asset = releases.ReleaseAsset.parse(entry)
+        if not mirror.is_dir() and not asset.cache_path(cache).is_file():
+            raise MirrorMissing(
+                f"release mirror not found: looked in {mirror}",
+                where=where,
+                fix=f"set {MIRROR_ENV} to the directory holding the pinned release assets "
+                "(default: ../shared/releases beside the repository)",
+            )
+        found = releases.verified_copy(asset, lock[entry], mirror, cache)
+        if isinstance(found, releases.Unavailable):
+            omitted.append(found)
+            continue
+        local = kustomization.parent / UPSTREAM_DIR / f"{asset.repo}--{asset.file}"
+        local.parent.mkdir(exist_ok=True)
+        shutil.copyfile(found, local)
+        local_to_url[str(local.resolve())] = entry
+        kept.append(f"{UPSTREAM_DIR}/{local.name}")
+    resources[:] = kept
+    yaml.dump(doc, kustomization)
+    return omitted, local_to_url
+
+
+def _copy_tree(root: Path, dest: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".venv", "node_modules", "*.pyc")
+    for top in releases.KUSTOMIZE_DIRS:
+        if (root / top).is_dir():
+            shutil.copytree(root / top, dest / top, ignore=ignore)
+
+
+def _kustomize_build(path: Path, work: Path) -> str:
+    proc = subprocess.run([tool("kustomize"), "build", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        # kustomize's last "Error: ..." line says what is wrong; the scratch copy's paths become repo paths.
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()] or [f"exit {proc.returncode}"]
+        message = next((line for line in reversed(lines) if line.startswith("Error:")), lines[-1])
+        message = message.removeprefix("Error: ").replace(f"{work.resolve()}/", "").replace(f"{work}/", "")
+        raise RenderError(
+            f"kustomize build failed: {message}",
+            where=display_path(path, work),
+            fix="fix that kustomization or the file it names (`kustomize build` shows the same error)",
+        )
+    return proc.stdout
+
+
+def render_env(env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None) -> RenderResult:
+    """One `kustomize build` of overlays/<env>, with origin and transformer annotations turned on so findings and
+    diff lines can name the file that set a value; those annotations are stripped again, so `text` and
+    `objects` are exactly what `kustomize build` (and Argo CD) produce without them."""
+    known = overlay_names(root)  # not environments.yaml: rendering needs no facts, and a base tree may predate it
+    if env not in known:
+        raise RenderError(
+            f"unknown environment {env!r} (known: {', '.join(known) or 'none'})",
+            where=f"overlays/{env}/kustomization.yaml",
+            fix="see README, 'Add an environment'",
+        )
+    mirror = mirror or release_mirror()
+    lock = releases.load_lock(root)
+    with tempfile.TemporaryDirectory(prefix=f"render-{env}-") as scratch:
+        work = Path(scratch)
+        _copy_tree(root, work)
+        omitted: list[releases.Unavailable] = []
+        local_to_url: dict[str, str] = {}
+        for kustomization in releases.kustomization_files(work):
+            left_out, mapping = _rewrite_remote_resources(kustomization, work, lock, mirror, cache_dir())
+            omitted += left_out
+            local_to_url.update(mapping)
+        overlay = work / "overlays" / env
+        added = _add_build_metadata(overlay / "kustomization.yaml", work)
+        annotated_text = _kustomize_build(overlay, work)
+        annotated = manifests.load_stream(annotated_text)
+        origins = _origins(annotated, overlay, work, local_to_url)
+        setters = _setters(annotated, overlay, work)
+        patches = _patches(annotated, setters, work)
+    objects = [_strip_build_metadata(obj, added) for obj in annotated]
+    return RenderResult(
+        env=env,
+        text=_stripped_text(annotated_text, added, objects),
+        objects=objects,
+        omitted=omitted,
+        origins=origins,
+        setters=setters,
+        patches=patches,
+    )
+
+
+# buildMetadata option -> the annotation it adds (kustomize api/internal/utils/annotations.go).
+BUILD_METADATA = {"originAnnotations": ORIGIN, "transformerAnnotations": TRANSFORMATIONS}
+
+
+def _add_build_metadata(kustomization: Path, work: Path) -> set[str]:
+    """Turn on origin/transformer annotations; returns the annotation keys that were not already on (to strip)."""
+    yaml = YAML()
+    doc = _load_kustomization(yaml, kustomization, work)
+    existing = list(doc.get("buildMetadata") or [])
+    missing = [option for option in BUILD_METADATA if option not in existing]
+    if missing:
+        doc["buildMetadata"] = existing + missing
+        yaml.dump(doc, kustomization)
+    return {key for option, key in BUILD_METADATA.items() if option not in existing}
+
+
+def _stripped_text(text: str, keys: set[str], objects: list[manifests.Obj]) -> str:
+    """kustomize's own output without the `keys` annotations, so every other byte is kustomize's (what Argo CD's
+    build prints, and what `make hydrate` commits). kustomize writes metadata.annotations entries at indent 4,
+    a block value below them deeper; an emptied `annotations:` line goes too. If the result does not load back
+    as exactly `objects`, the objects are dumped instead (same content, PyYAML's layout)."""
+    prefixes = tuple(f"    {key}:" for key in keys)
+    kept: list[str] = []
+    skipping = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(prefixes):
+            skipping = True
+            continue
+        if skipping and (line.startswith("     ") or line.strip() == ""):
+            continue
+        skipping = False
+        if kept and kept[-1] == "  annotations:\n" and not line.startswith("    "):
+            kept.pop()
+        kept.append(line)
+    stripped = "".join(kept)
+    return stripped if manifests.load_stream(stripped) == objects else manifests.dump_stream(objects)
+
+
+def _strip_build_metadata(obj: manifests.Obj, keys: set[str]) -> manifests.Obj:
+    annotations = manifests.meta(obj).get("annotations")
+    if isinstance(annotations, dict):
+        for key in keys:
+            annotations.pop(key, None)
+        if not annotations:
+            del obj["metadata"]["annotations"]
+    return obj
+
+
+def _repo_path(path: str, base: Path, work: Path, local_to_url: dict[str, str]) -> str:
+    resolved = (base / path).resolve()
+    if str(resolved) in local_to_url:
+        return local_to_url[str(resolved)]
+    return os.path.relpath(resolved, work.resolve())
+
+
+def _origins(
+    objects: list[manifests.Obj], overlay: Path, work: Path, local_to_url: dict[str, str]
+) -> dict[manifests.ObjKey, str]:
+    origins: dict[manifests.ObjKey, str] = {}
+    for obj in objects:
+        raw = manifests.annotations(obj).get(ORIGIN, "")
+        path = (YAML(typ="safe").load(raw) or {}).get("path", "") if raw else ""
+        origins[manifests.ObjKey.of(obj)] = _repo_path(path, overlay, work, local_to_url) if path else "?"
+    return origins
+
+
+def _setters(objects: list[manifests.Obj], overlay: Path, work: Path) -> dict[manifests.ObjKey, list[Setter]]:
+    """Per object, the patches and transformers that changed it after it was loaded, in the order kustomize ran
+    them (from the transformations annotation): a patch file, or the kustomization whose field (images, ...) did."""
+    found: dict[manifests.ObjKey, list[Setter]] = {}
+    for obj in objects:
+        raw = manifests.annotations(obj).get(TRANSFORMATIONS, "")
+        entries = YAML(typ="safe").load(raw) if raw else None
+        setters = []
+        for entry in entries if isinstance(entries, list) else []:
+            path = entry.get("path") or entry.get("configuredIn") or ""
+            if not path:
+                continue
+            kind = (entry.get("configuredBy") or {}).get("kind", "")
+            where = os.path.relpath((overlay / path).resolve(), work.resolve())
+            setters.append(Setter(where, kind))
+        if setters:
+            found[manifests.ObjKey.of(obj)] = setters
+    return found
+
+
+def _patches(
+    objects: list[manifests.Obj], setters: dict[manifests.ObjKey, list[Setter]], work: Path
+) -> dict[manifests.ObjKey, list[Patch]]:
+    """The `patches:` of every kustomization that ran a PatchTransformer over an object, matched to it the way
+    kustomize does: by the entry's `target` (kind/name/namespace/group), else by the patch's own kind and name."""
+    loaded: dict[str, list[tuple[dict, str, Any]]] = {}
+    found: dict[manifests.ObjKey, list[Patch]] = {}
+    for obj in objects:
+        key = manifests.ObjKey.of(obj)
+        for kustomization in dict.fromkeys(s.path for s in setters.get(key, []) if s.transformer == "PatchTransformer"):
+            if kustomization not in loaded:
+                loaded[kustomization] = _patch_entries(work / kustomization, work)
+            for target, path, doc in loaded[kustomization]:
+                if _patch_matches(key, target, doc):
+                    found.setdefault(key, []).append(Patch(path, doc))
+    return found
+
+
+def _patch_entries(kustomization: Path, work: Path) -> list[tuple[dict, str, Any]]:
+    doc = YAML(typ="safe").load(kustomization.read_text()) or {}
+    entries = []
+    for entry in doc.get("patches") or []:
+        if not isinstance(entry, dict):
+            continue
+        target = entry.get("target") or {}
+        if entry.get("path"):
+            file = kustomization.parent / entry["path"]
+            where, text = display_path(file, work), file.read_text() if file.is_file() else ""
+        else:
+            where, text = display_path(kustomization, work), str(entry.get("patch") or "")
+        for patch_doc in YAML(typ="safe").load_all(text):
+            if patch_doc:
+                entries.append((target, where, patch_doc))
+    return entries
+
+
+def _patch_matches(key: manifests.ObjKey, target: dict, doc: Any) -> bool:
+    if target:
+        wanted = {"kind": key.kind, "name": key.name, "namespace": key.namespace, "group": key.group}
+        return all(target.get(field) in (None, value) for field, value in wanted.items())
+    if not isinstance(doc, dict):
+        return False
+    meta = doc.get("metadata") or {}
+    return (
+        doc.get("kind") == key.kind
+        and meta.get("name") == key.name
+        and meta.get("namespace") in (None, key.namespace)
+        and manifests.group_of(doc) == key.group
+    )
+
+
+def report_omitted(result: RenderResult, stream=sys.stderr) -> None:
+    for gap in result.omitted:
+        print(f"render {result.env}: LEFT OUT {gap.url}: {gap.reason}", file=stream)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("env", help="an overlay under overlays/")
+    args = parser.parse_args(argv)
+    try:
+        result = render_env(args.env)
+    except UserError as error:  # RenderError, DigestMismatch, a missing lock or tool...
+        print(f"render {args.env}: {error}", file=sys.stderr)
+        return error.exit_code
+    sys.stdout.write(result.text)
+    report_omitted(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

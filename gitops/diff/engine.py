@@ -1,0 +1,378 @@
+"""Compare two renders of one environment object by object, and flag the changes production cannot take.
+
+Pure functions over lists of objects (no git, no kustomize), so every classification is testable on an
+in-memory copy of a render.
+"""
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitops.core import manifests
+from gitops.core.manifests import Obj, ObjKey
+from gitops.model.argocd import sync_options
+
+DANGEROUS = "DANGEROUS"
+WARNING = "WARNING"
+
+BROKER_CLASS = "eventing.knative.dev/broker.class"
+EXTERNAL_TOPIC = "kafka.eventing.knative.dev/external.topic"
+VISIBILITY = "networking.knative.dev/visibility"
+PARTITIONS = "default.topic.partitions"
+REPLICATION = "default.topic.replication.factor"
+TOPIC_CONFIG_PREFIX = "default.topic.config."
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Flag:
+    severity: str
+    key: ObjKey
+    reason: str
+
+
+@dataclass
+class EnvDiff:
+    env: str
+    added: list[ObjKey] = field(default_factory=list)
+    removed: list[ObjKey] = field(default_factory=list)
+    changed: dict[ObjKey, list[FieldChange]] = field(default_factory=dict)
+    flags: list[Flag] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dangerous(self) -> list[Flag]:
+        return [f for f in self.flags if f.severity == DANGEROUS]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+
+# --- field-level diff -------------------------------------------------------------------------------------------
+
+
+def _step(key: str) -> str:
+    return f"[{key}]" if any(c in key for c in "./ ") else f".{key}"
+
+
+def _named(items: list[Any]) -> dict[str, Any] | None:
+    """List items keyed by their `name` when every item has a distinct one (containers, ports, env, versions)."""
+    if not all(isinstance(i, dict) and isinstance(i.get("name"), str) for i in items):
+        return None
+    keyed = {i["name"]: i for i in items}
+    return keyed if len(keyed) == len(items) else None
+
+
+def field_changes(old: Any, new: Any, path: str = "") -> list[FieldChange]:
+    """The leaf paths where `old` and `new` differ; a subtree added or removed whole is one change."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[FieldChange] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += field_changes(old.get(key, MISSING), new.get(key, MISSING), path + _step(str(key)))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and old != new:
+        old_named, new_named = _named(old), _named(new)
+        if old_named is not None and new_named is not None and (old_named or new_named):
+            out = []
+            for name in sorted(set(old_named) | set(new_named)):
+                out += field_changes(old_named.get(name, MISSING), new_named.get(name, MISSING), f"{path}[{name}]")
+            if not out:  # same items, new order
+                out = [FieldChange(path + " (order)", [*old_named], [*new_named])]
+            return out
+        if len(old) == len(new):
+            out = []
+            for index, (a, b) in enumerate(zip(old, new, strict=True)):
+                out += field_changes(a, b, f"{path}[{index}]")
+            return out
+    if old == new:
+        return []
+    return [FieldChange(path.lstrip(".") or "(whole object)", old, new)]
+
+
+def show(value: Any) -> str:
+    """One value on one line, whole: a reviewer needs exactly the characters that changed."""
+    if value is MISSING:
+        return "(absent)"
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+    text = text.replace("\n", "\\n")
+    if isinstance(value, str) and (text == "" or text != text.strip()):
+        text = json.dumps(value)
+    return text
+
+
+def _shared(a: str, b: str) -> int:
+    """How many leading characters two strings share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def show_change(old: Any, new: Any, limit: int = 70, context: int = 20) -> tuple[str, str]:
+    """Both sides of a change; when they are long, only the text they share at the start and the end is elided
+    (…), keeping `context` characters around the difference. The differing characters are never cut."""
+    a, b = show(old), show(new)
+    if old is MISSING or new is MISSING or max(len(a), len(b)) <= limit:
+        return a, b
+    prefix = _shared(a, b)
+    suffix = _shared(a[prefix:][::-1], b[prefix:][::-1])
+    start = max(0, prefix - context)
+    end_a, end_b = len(a) - max(0, suffix - context), len(b) - max(0, suffix - context)
+
+    def clip(text: str, end: int) -> str:
+        return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+
+    return clip(a, end_a), clip(b, end_b)
+
+
+def _hide_secret_values(key: ObjKey, changes: list[FieldChange]) -> list[FieldChange]:
+    """A Secret's values never reach a PR comment: compared for real, printed as <hidden>."""
+    if key.kind != "Secret" or key.group:
+        return changes
+
+    def hide(path: str, value: Any) -> Any:
+        return value if value is MISSING or not path.startswith(("data", "stringData")) else "<hidden>"
+
+    return [FieldChange(c.path, hide(c.path, c.old), hide(c.path, c.new)) for c in changes]
+
+
+# --- classification -----------------------------------------------------------------------------------------------
+
+Objects = dict[ObjKey, Obj]
+Rule = Callable[[Objects, Objects], Iterator[Flag]]
+
+
+def _kind(objects: Objects, group: str, kind: str) -> Iterator[tuple[ObjKey, Obj]]:
+    return ((k, o) for k, o in objects.items() if k.group == group and k.kind == kind)
+
+
+def _broker_rules(old: Objects, new: Objects) -> Iterator[Flag]:
+    for key, before in _kind(old, "eventing.knative.dev", "Broker"):
+        after = new.get(key)
+        if after is None:
+            guarded = sync_options(before).get("Prune") == "false"
+            how = (
+                "Argo CD will not prune it (Prune=false) and leaves it orphaned, but deleting it by hand"
+                if guarded
+                else "Argo CD prunes it, and that"
+            )
+            yield Flag(DANGEROUS, key, f"Broker removed: {how} deletes its Kafka topic and every buffered event")
+            continue
+        old_class = manifests.annotations(before).get(BROKER_CLASS)
+        new_class = manifests.annotations(after).get(BROKER_CLASS)
+        if old_class != new_class:
+            yield Flag(
+                DANGEROUS,
+                key,
+                f"Broker class {old_class} → {new_class}: the class is immutable; only a delete and re-create "
+                "applies it, which deletes the Kafka topic",
+            )
+        if manifests.annotations(before).get(EXTERNAL_TOPIC) != manifests.annotations(after).get(EXTERNAL_TOPIC):
+            yield Flag(DANGEROUS, key, "external topic annotation changed: the Broker would switch topics")
+        old_spec = {k: v for k, v in (before.get("spec") or {}).items() if k != "delivery"}
+        new_spec = {k: v for k, v in (after.get("spec") or {}).items() if k != "delivery"}
+        changed = [c.path for c in field_changes(old_spec, new_spec, "spec")]
+        if changed:
+            yield Flag(
+                DANGEROUS,
+                key,
+                f"{', '.join(changed)} changed: Broker spec except delivery is immutable, so the apply is rejected "
+                "and only a replace (delete = topic and buffered events lost) would apply it",
+            )
+
+
+def _broker_configmaps(objects: Objects) -> dict[ObjKey, ObjKey]:
+    """ConfigMap key -> the Broker that reads it (spec.config; namespace defaults to the Broker's)."""
+    found: dict[ObjKey, ObjKey] = {}
+    for key, broker in _kind(objects, "eventing.knative.dev", "Broker"):
+        ref = manifests.dig(broker, "spec", "config") or {}
+        if ref.get("kind", "ConfigMap") == "ConfigMap" and ref.get("name"):
+            found[ObjKey("", "ConfigMap", ref.get("namespace") or key.namespace, ref["name"])] = key
+    return found
+
+
+def _broker_config_rules(old: Objects, new: Objects) -> Iterator[Flag]:
+    for cm_key, broker in _broker_configmaps(old).items():
+        if cm_key in old and cm_key not in new:
+            yield Flag(
+                DANGEROUS,
+                cm_key,
+                f"ConfigMap of {broker} removed: the Broker's spec.config is immutable and still points here; "
+                "if it goes with its Broker the Kafka topic is deleted",
+            )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _topic_config_rules(old: Objects, new: Objects) -> Iterator[Flag]:
+    for key, before in _kind(old, "", "ConfigMap"):
+        after = new.get(key)
+        old_data, new_data = before.get("data") or {}, (after or {}).get("data") or {}
+        if after is None or not any(k.startswith("default.topic.") for k in (*old_data, *new_data)):
+            continue
+        was, now = old_data.get(PARTITIONS), new_data.get(PARTITIONS)
+        if was != now:
+            a, b = _int(was), _int(now)
+            if a is not None and b is not None and b < a:
+                yield Flag(
+                    DANGEROUS,
+                    key,
+                    f"{PARTITIONS} decreased {a} → {b}: Kafka cannot shrink a topic, the existing one keeps {a}; "
+                    "only re-creating the Broker (losing its topic and buffered events) would apply it",
+                )
+            else:
+                yield Flag(
+                    WARNING,
+                    key,
+                    f"{PARTITIONS} {was} → {now}: no effect on an existing topic (Knative sets it only at topic "
+                    "creation); add partitions with `kafka-topics.sh --alter`, increase only",
+                )
+        for name in sorted(set(old_data) | set(new_data)):
+            topic_setting = name == REPLICATION or name.startswith(TOPIC_CONFIG_PREFIX)
+            if topic_setting and old_data.get(name) != new_data.get(name):
+                yield Flag(
+                    WARNING,
+                    key,
+                    f"{name} {old_data.get(name)} → {new_data.get(name)}: no effect on an existing topic "
+                    "(read only when the topic is created); change the live topic with Kafka tooling",
+                )
+        if old_data.get("bootstrap.servers") != new_data.get("bootstrap.servers"):
+            yield Flag(
+                WARNING,
+                key,
+                "bootstrap.servers changed: a Broker moved to another Kafka cluster gets a new, empty topic there; "
+                "events buffered in the old one are not carried over",
+            )
+
+
+def _kafka_source_rules(old: Objects, new: Objects) -> Iterator[Flag]:
+    for key, before in _kind(old, "sources.knative.dev", "KafkaSource"):
+        after = new.get(key)
+        if after is None:
+            continue
+        was, now = manifests.dig(before, "spec", "consumerGroup"), manifests.dig(after, "spec", "consumerGroup")
+        if was != now:
+            offset = manifests.dig(after, "spec", "initialOffset") or "latest"
+            yield Flag(
+                DANGEROUS,
+                key,
+                f"consumerGroup {was} → {now}: offset reset, the new group has no committed offsets and starts at "
+                f"initialOffset ({offset}): records are re-delivered (earliest) or skipped (latest); the field is "
+                "also immutable, so the apply is rejected",
+            )
+
+
+def _trigger_rules(old: Objects, new: Objects) -> Iterator[Flag]:
+    for key, before in _kind(old, "eventing.knative.dev", "Trigger"):
+        after = new.get(key)
+        if after is not None and manifests.dig(before, "spec", "broker") != manifests.dig(after, "spec", "broker"):
+            yield Flag(
+                DANGEROUS,
+                key,
+                f"spec.broker {manifests.dig(before, 'spec', 'broker')} → {manifests.dig(after, 'spec', 'broker')}: "
+                "immutable, the apply is rejected; a re-created Trigger gets a new consumer group that starts at latest",
+            )
+
+
+def _crd_rules(old: Objects, new: Objects) -> Iterator[Flag]:
+    for key, before in _kind(old, "apiextensions.k8s.io", "CustomResourceDefinition"):
+        after = new.get(key)
+        if after is None:
+            yield Flag(DANGEROUS, key, "CRD removed: deleting a CRD deletes every custom resource of its kind")
+            continue
+        versions = {v.get("name") for v in manifests.dig(before, "spec", "versions") or []}
+        remaining = {v.get("name") for v in manifests.dig(after, "spec", "versions") or []}
+        if versions - remaining:
+            gone = ", ".join(sorted(str(v) for v in versions - remaining))
+            yield Flag(
+                WARNING,
+                key,
+                f"CRD version(s) {gone} removed: stored objects must be migrated first (post-install jobs)",
+            )
+
+
+def _namespace_rules(old: Objects, new: Objects) -> Iterator[Flag]:
+    for key, _ in _kind(old, "", "Namespace"):
+        if key not in new:
+            yield Flag(DANGEROUS, key, "Namespace removed: deleting it deletes everything in it")
+
+
+def _prune_guard_rules(old: Objects, new: Objects) -> Iterator[Flag]:
+    for key, before in old.items():
+        after = new.get(key)
+        if after is None:
+            continue
+        was, now = sync_options(before), sync_options(after)
+        lost = {f"{o}=false" for o in ("Prune", "Delete") if was.get(o) == "false" and now.get(o) != "false"}
+        if lost:
+            yield Flag(
+                DANGEROUS,
+                key,
+                f"prune guard {'/'.join(sorted(lost))} removed: Argo CD may now prune or cascade-delete it",
+            )
+
+
+def _visibility_rules(old: Objects, new: Objects) -> Iterator[Flag]:
+    for key, after in _kind(new, "serving.knative.dev", "Service"):
+        now = manifests.labels(after).get(VISIBILITY)
+        before = old.get(key)
+        if before is None:
+            if now != "cluster-local":
+                yield Flag(WARNING, key, "new Knative Service is public (no cluster-local visibility label)")
+            continue
+        if manifests.labels(before).get(VISIBILITY) == "cluster-local" and now != "cluster-local":
+            yield Flag(DANGEROUS, key, "visibility cluster-local → public: the Service gets an external route")
+    domain = ObjKey("", "ConfigMap", "knative-serving", "config-domain")
+    if domain in old and domain in new:
+        was = "svc.cluster.local" in (old[domain].get("data") or {})
+        if was and "svc.cluster.local" not in (new[domain].get("data") or {}):
+            yield Flag(DANGEROUS, domain, "svc.cluster.local default domain removed: every Service becomes public")
+
+
+RULES: tuple[Rule, ...] = (
+    _broker_rules,
+    _broker_config_rules,
+    _topic_config_rules,
+    _kafka_source_rules,
+    _trigger_rules,
+    _crd_rules,
+    _namespace_rules,
+    _prune_guard_rules,
+    _visibility_rules,
+)
+
+
+def index(objects: Iterable[Obj]) -> Objects:
+    return {ObjKey.of(o): o for o in objects}
+
+
+def diff_env(env: str, old: Iterable[Obj], new: Iterable[Obj]) -> EnvDiff:
+    before, after = index(old), index(new)
+    result = EnvDiff(env)
+    result.added = sorted(set(after) - set(before))
+    result.removed = sorted(set(before) - set(after))
+    for key in sorted(set(before) & set(after)):
+        changes = _hide_secret_values(key, field_changes(before[key], after[key]))
+        if changes:
+            result.changed[key] = changes
+    for rule in RULES:
+        result.flags.extend(rule(before, after))
+    return result

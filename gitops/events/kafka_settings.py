@@ -1,0 +1,121 @@
+"""Where to reach Kafka and how to authenticate: flags and environment first, the rendered ConfigMap last."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+BROKER_CONFIGMAP = ("notifications", "kafka-broker-config")
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+
+# Environment variable -> librdkafka property (https://github.com/confluentinc/librdkafka CONFIGURATION.md).
+SECURITY_ENV: dict[str, str] = {
+    "KAFKA_SECURITY_PROTOCOL": "security.protocol",
+    "KAFKA_SASL_MECHANISM": "sasl.mechanisms",
+    "KAFKA_SASL_USERNAME": "sasl.username",
+    "KAFKA_SASL_PASSWORD": "sasl.password",
+    "KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
+    "KAFKA_SSL_CERTIFICATE_LOCATION": "ssl.certificate.location",
+    "KAFKA_SSL_KEY_LOCATION": "ssl.key.location",
+}
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# The mechanisms a Knative Broker/KafkaSource secret may name (eventing-kafka-broker security/secret.go).
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+SECRET_PROPS = frozenset({"sasl.password"})
+
+
+class SettingsError(ValueError):
+    """The flags, environment or rendered manifests do not give a usable Kafka connection."""
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    servers: str
+    origin: str
+    auth_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class Connection:
+    bootstrap: Bootstrap
+    security: dict[str, str] = field(default_factory=dict)
+
+    def client_config(self) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap.servers, **self.security}
+
+    def describe(self) -> str:
+        shown = {k: ("***" if k in SECRET_PROPS else v) for k, v in self.security.items()}
+        extra = " ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+        return f"{self.bootstrap.servers} (from {self.bootstrap.origin})" + (f" {extra}" if extra else "")
+
+
+def _servers(value: str) -> str:
+    servers = [s.strip() for s in value.split(",") if s.strip()]
+    if not servers:
+        raise SettingsError("bootstrap servers are empty")
+    for s in servers:
+        host, sep, port = s.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise SettingsError(f"bootstrap server {s!r} is not host:port")
+    return ",".join(servers)
+
+
+def bootstrap_from_objects(objects: list[dict[str, Any]], env: str) -> Bootstrap:
+    namespace, name = BROKER_CONFIGMAP
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") == "ConfigMap" and meta.get("name") == name and meta.get("namespace") == namespace:
+            data = obj.get("data") or {}
+            if not data.get("bootstrap.servers"):
+                raise SettingsError(f"ConfigMap {namespace}/{name} rendered for {env} has no bootstrap.servers")
+            return Bootstrap(
+                _servers(data["bootstrap.servers"]),
+                f"ConfigMap {namespace}/{name} rendered for {env}",
+                data.get("auth.secret.ref.name"),
+            )
+    raise SettingsError(f"the {env} render has no ConfigMap {namespace}/{name}")
+
+
+def resolve_bootstrap(flag: str | None, env: str | None, environ: Mapping[str, str]) -> Bootstrap:
+    """--bootstrap-servers, then $KAFKA_BOOTSTRAP_SERVERS, then the Broker ConfigMap of the rendered --env."""
+    if flag:
+        return Bootstrap(_servers(flag), "--bootstrap-servers")
+    if environ.get(BOOTSTRAP_ENV):
+        return Bootstrap(_servers(environ[BOOTSTRAP_ENV]), f"${BOOTSTRAP_ENV}")
+    if env:
+        from gitops.core.render import render_env  # lazy: rendering needs kustomize and the release mirror
+
+        return bootstrap_from_objects(render_env(env).objects, env)
+    raise SettingsError(
+        f"no Kafka to talk to: pass --bootstrap-servers, set ${BOOTSTRAP_ENV}, or pass --env <environment>"
+    )
+
+
+def security_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    conf = {prop: environ[var] for var, prop in SECURITY_ENV.items() if environ.get(var)}
+    protocol = conf.get("security.protocol", "PLAINTEXT").upper()
+    if protocol not in PROTOCOLS:
+        raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    if "security.protocol" in conf:
+        conf["security.protocol"] = protocol
+    sasl = protocol.startswith("SASL_")
+    has_user = "sasl.username" in conf or "sasl.password" in conf
+    if has_user and not sasl:
+        # librdkafka would silently ignore the credentials and the broker would drop the connection.
+        raise SettingsError(
+            "KAFKA_SASL_USERNAME/PASSWORD are set but KAFKA_SECURITY_PROTOCOL is "
+            f"{protocol}; use SASL_SSL (or SASL_PLAINTEXT)"
+        )
+    if sasl:
+        mechanism = conf.get("sasl.mechanisms", "PLAIN").upper()  # PLAIN is Knative's default too
+        if mechanism not in MECHANISMS:
+            raise SettingsError(f"KAFKA_SASL_MECHANISM={mechanism!r}: expected one of {', '.join(MECHANISMS)}")
+        conf["sasl.mechanisms"] = mechanism
+        if mechanism != "OAUTHBEARER" and not ("sasl.username" in conf and "sasl.password" in conf):
+            raise SettingsError(f"{protocol} with {mechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+    return conf
+
+
+def resolve(flag: str | None, env: str | None, environ: Mapping[str, str]) -> Connection:
+    return Connection(resolve_bootstrap(flag, env, environ), security_from_env(environ))

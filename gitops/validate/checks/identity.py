@@ -1,0 +1,257 @@
+"""Production sender identity: who may post to a Broker, and who may deliver to a subscriber.
+
+With Eventing's `authentication-oidc` feature every sender attaches a ServiceAccount token minted for the
+receiver's audience. The Kafka Broker's receiver verifies it and applies EventPolicies (only the listed senders
+pass; eventing.knative.dev/v1alpha1, `to` the Broker, `from` a source reference). A Knative Service is not an
+Eventing addressable: it publishes no audience and enforces no EventPolicy, so its Triggers must name the audience
+(`subscriber.audience`, which takes precedence over the target's) and the subscriber verifies the token itself
+(OIDC_* environment), admitting only the Triggers' own identities (any pod can mount a token for any audience). And the subscriber runs as its own ServiceAccount with no token it does not need.
+"""
+
+from collections.abc import Iterator
+
+from gitops.core import manifests
+from gitops.core.manifests import Obj, dig
+from gitops.validate.checks.policy import is_production
+from gitops.validate.checks.serving import knative_services
+from gitops.validate.findings import EnvContext, Finding
+from gitops.validate.registry import env_check
+
+OIDC_FLAG = "authentication-oidc"
+DEFAULT_AUTHZ = "default-authorization-mode"
+SUBSCRIBER_ENV = ("OIDC_AUDIENCE", "OIDC_ISSUER", "OIDC_JWKS_URL", "OIDC_ALLOWED_SUBJECTS")
+ALLOWED_SUBJECTS = "OIDC_ALLOWED_SUBJECTS"
+MAX_NAME = 63  # kmeta.ChildName hashes longer names; those cannot be derived here
+TOKEN_FILE_ENV = "OIDC_JWKS_TOKEN_FILE"
+SOURCE_KINDS = {("sources.knative.dev", "KafkaSource"), ("sources.knative.dev", "PingSource")}
+
+
+def _ref_key(ref: dict, default_ns: str) -> manifests.ObjKey:
+    group = ref.get("apiVersion", "").split("/", 1)[0] if "/" in ref.get("apiVersion", "") else ""
+    return manifests.ObjKey(group, ref.get("kind", ""), ref.get("namespace") or default_ns, ref.get("name", ""))
+
+
+def _exists(ctx: EnvContext, key: manifests.ObjKey) -> bool:
+    return manifests.find(ctx.objects, key.group, key.kind, key.namespace, key.name) is not None
+
+
+def _policies_for(ctx: EnvContext, target: Obj) -> list[Obj]:
+    key = manifests.ObjKey.of(target)
+    found = []
+    for policy in manifests.of_kind(ctx.objects, "eventing.knative.dev", "EventPolicy"):
+        ns = manifests.meta(policy).get("namespace", "")
+        to = dig(policy, "spec", "to") or []
+        if ns == key.namespace and (not to or any(_ref_key(t.get("ref") or {}, ns) == key for t in to)):
+            found.append(policy)
+    return found
+
+
+@env_check("sender-identity")
+def check_sender_identity(ctx: EnvContext) -> Iterator[Finding]:
+    """Production: Eventing OIDC is on, authorization defaults to deny, and an EventPolicy names who may post to the Broker."""
+    if not is_production(ctx):
+        return
+    features = manifests.find(ctx.objects, "", "ConfigMap", "knative-eventing", "config-features")
+    data = (features or {}).get("data") or {}
+    if data.get(OIDC_FLAG) != "enabled":
+        yield ctx.finding(
+            "sender-identity",
+            features,
+            f"{OIDC_FLAG} is {data.get(OIDC_FLAG, 'disabled')!r}: any pod can post events to the Broker with the "
+            "type and source the Triggers match; set it to enabled",
+        )
+    if data.get(DEFAULT_AUTHZ) == "allow-all":
+        yield ctx.finding(
+            "sender-identity",
+            features,
+            f"{DEFAULT_AUTHZ}: allow-all lets any identity post where no EventPolicy applies",
+        )
+    for policy in manifests.of_kind(ctx.objects, "eventing.knative.dev", "EventPolicy"):
+        ns = manifests.meta(policy).get("namespace", "")
+        for entry in dig(policy, "spec", "to") or []:
+            if entry.get("ref") and not _exists(ctx, _ref_key(entry["ref"], ns)):
+                yield ctx.finding("sender-identity", policy, f"to: {_ref_key(entry['ref'], ns)} is not in the render")
+        for entry in dig(policy, "spec", "from") or []:
+            if entry.get("ref") and not _exists(ctx, _ref_key(entry["ref"], ns)):
+                yield ctx.finding(
+                    "sender-identity",
+                    policy,
+                    f"from: {_ref_key(entry['ref'], ns)} is not in the render: the policy admits an identity nobody has",
+                )
+            if "*" in str(entry.get("sub", "")):
+                yield ctx.finding(
+                    "sender-identity",
+                    policy,
+                    f"from: sub {entry['sub']!r} is a wildcard: name the sender by reference in production",
+                )
+    for broker in manifests.of_kind(ctx.objects, "eventing.knative.dev", "Broker"):
+        policies = _policies_for(ctx, broker)
+        if not policies:
+            yield ctx.finding(
+                "sender-identity",
+                broker,
+                f"no EventPolicy applies to it: {DEFAULT_AUTHZ} ({data.get(DEFAULT_AUTHZ, 'allow-same-namespace')}) "
+                "decides who may post; add one naming its sources",
+            )
+            continue
+        allowed = {
+            _ref_key(entry["ref"], manifests.meta(p).get("namespace", ""))
+            for p in policies
+            for entry in dig(p, "spec", "from") or []
+            if entry.get("ref")
+        }
+        for source in ctx.objects:
+            if (manifests.group_of(source), source.get("kind")) not in SOURCE_KINDS:
+                continue
+            sink = dig(source, "spec", "sink", "ref") or {}
+            if _ref_key(sink, manifests.meta(source).get("namespace", "")) != manifests.ObjKey.of(broker):
+                continue
+            if manifests.ObjKey.of(source) not in allowed:
+                yield ctx.finding(
+                    "sender-identity",
+                    broker,
+                    f"{manifests.ObjKey.of(source)} sends to it but no EventPolicy on it names that source: the "
+                    "receiver answers 403 and the events are lost",
+                )
+
+
+def _env(ksvc: Obj) -> dict[str, str]:
+    containers = dig(ksvc, "spec", "template", "spec", "containers") or [{}]
+    return {e.get("name"): str(e.get("value", "")) for e in containers[0].get("env") or []}
+
+
+def _deliveries_to_ksvcs(ctx: EnvContext) -> Iterator[tuple[Obj, str, dict]]:
+    """(object, field path, destination) for every Trigger subscriber and dead-letter sink that is a KService."""
+    for obj in ctx.objects:
+        if manifests.group_of(obj) != "eventing.knative.dev" or obj.get("kind") not in {"Trigger", "Broker"}:
+            continue
+        candidates = [("spec.delivery.deadLetterSink", dig(obj, "spec", "delivery", "deadLetterSink"))]
+        if obj.get("kind") == "Trigger":
+            candidates.append(("spec.subscriber", dig(obj, "spec", "subscriber")))
+        for path, dest in candidates:
+            ref = (dest or {}).get("ref") or {}
+            if ref.get("kind") == "Service" and ref.get("apiVersion", "").startswith("serving.knative.dev/"):
+                yield obj, path, dest
+
+
+def trigger_subject(trigger: Obj) -> str | None:
+    """The OIDC subject a Trigger's deliveries carry: eventing pkg/auth GetOIDCServiceAccountNameForResource,
+    <name>-oidc-<group>-<kind> lower-cased (kmeta.ChildName), or None when the name is long enough to be hashed."""
+    meta = manifests.meta(trigger)
+    account = f"{meta.get('name', '')}-oidc-eventing.knative.dev-trigger".lower()
+    if len(account) > MAX_NAME:
+        return None
+    return f"system:serviceaccount:{meta.get('namespace', '')}:{account}"
+
+
+@env_check("sender-identity")
+def check_subscriber_audience(ctx: EnvContext) -> Iterator[Finding]:
+    """Production: every delivery to our services carries the audience and subject the subscriber verifies."""
+    if not is_production(ctx):
+        return
+    for obj, path, dest in _deliveries_to_ksvcs(ctx):
+        key = _ref_key(dest["ref"], manifests.meta(obj).get("namespace", ""))
+        ksvc = manifests.find(ctx.objects, key.group, key.kind, key.namespace, key.name)
+        if ksvc is None:
+            continue  # check_destinations reports unresolved destinations
+        audience = dest.get("audience")
+        expected = _env(ksvc).get("OIDC_AUDIENCE")
+        if not audience:
+            yield ctx.finding(
+                "sender-identity",
+                obj,
+                f"{path} targets {key} without an audience: a Knative Service publishes none, so deliveries carry "
+                "no token and the subscriber cannot tell the dispatcher from any other pod",
+            )
+        elif audience != expected:
+            yield ctx.finding(
+                "sender-identity",
+                obj,
+                f"{path}.audience {audience!r} is not the subscriber's OIDC_AUDIENCE {expected!r}: every delivery "
+                "is refused with 401",
+            )
+        allowed = [s.strip() for s in _env(ksvc).get(ALLOWED_SUBJECTS, "").split(",") if s.strip()]
+        subject = trigger_subject(obj) if obj.get("kind") == "Trigger" else None
+        if allowed and obj.get("kind") == "Trigger" and subject not in allowed:
+            yield ctx.finding(
+                "sender-identity",
+                obj,
+                f"its deliveries to {key} carry the subject {subject or '(a hashed ServiceAccount name)'}, which "
+                f"{ALLOWED_SUBJECTS} does not list: every delivery and its dead letter are refused with 403",
+            )
+    for ksvc in knative_services(ctx):
+        env = _env(ksvc)
+        if "OIDC_AUDIENCE" not in env:
+            continue
+        missing = [name for name in SUBSCRIBER_ENV if not env.get(name)]
+        if missing:
+            yield ctx.finding(
+                "sender-identity",
+                ksvc,
+                f"OIDC_AUDIENCE is set but {', '.join(missing)} is not: the issuer and JWKS are needed to verify "
+                "anything, and without allowed subjects any pod that mounts a token for this audience passes",
+            )
+
+
+def _token_file_mounted(pod: dict, container: dict, path: str) -> bool:
+    projected = {
+        v.get("name"): v["projected"]
+        for v in pod.get("volumes") or []
+        if any("serviceAccountToken" in s for s in dig(v, "projected", "sources") or [])
+    }
+    for mount in container.get("volumeMounts") or []:
+        volume = projected.get(mount.get("name"))
+        for source in (volume or {}).get("sources") or []:
+            token = source.get("serviceAccountToken")
+            if token and f"{mount.get('mountPath', '').rstrip('/')}/{token.get('path')}" == path:
+                return True
+    return False
+
+
+@env_check("service-account")
+def check_service_accounts(ctx: EnvContext) -> Iterator[Finding]:
+    """Production: each Knative Service of ours runs as its own ServiceAccount without an automounted token."""
+    if not is_production(ctx):
+        return
+    users: dict[tuple[str, str], list[str]] = {}
+    for obj in ctx.objects:
+        pod = dig(obj, "spec", "template", "spec")
+        if isinstance(pod, dict) and pod.get("containers"):
+            ns = manifests.meta(obj).get("namespace", "")
+            users.setdefault((ns, pod.get("serviceAccountName") or "default"), []).append(str(manifests.ObjKey.of(obj)))
+    for ksvc in knative_services(ctx):
+        if ctx.render.origin(ksvc).startswith("https://"):
+            continue
+        ns = manifests.meta(ksvc).get("namespace", "")
+        pod = dig(ksvc, "spec", "template", "spec") or {}
+        name = pod.get("serviceAccountName") or "default"
+        account = manifests.find(ctx.objects, "", "ServiceAccount", ns, name)
+        if name == "default" or account is None:
+            yield ctx.finding(
+                "service-account",
+                ksvc,
+                f"runs as ServiceAccount {name!r}, "
+                + ("the namespace default" if name == "default" else "which is not in the render")
+                + ": give it a dedicated ServiceAccount (apps/<app>/deploy/serviceaccount.yaml)",
+            )
+            continue
+        sharing = [u for u in users[(ns, name)] if u != str(manifests.ObjKey.of(ksvc))]
+        if sharing:
+            yield ctx.finding("service-account", ksvc, f"ServiceAccount {name!r} is shared with {', '.join(sharing)}")
+        automount = pod.get("automountServiceAccountToken", account.get("automountServiceAccountToken", True))
+        if automount is not False:
+            yield ctx.finding(
+                "service-account",
+                ksvc,
+                f"ServiceAccount {name!r} token is automounted: set automountServiceAccountToken: false and mount a "
+                "projected token only where one is needed",
+            )
+        containers = pod.get("containers") or [{}]
+        token_file = _env(ksvc).get(TOKEN_FILE_ENV)
+        if token_file and not _token_file_mounted(pod, containers[0], token_file):
+            yield ctx.finding(
+                "service-account",
+                ksvc,
+                f"{TOKEN_FILE_ENV}={token_file} but no projected serviceAccountToken volume is mounted there: the "
+                "JWKS fetch has no credentials",
+            )

@@ -1,0 +1,60 @@
+"""What a check reports and what it is given.
+
+A Finding names the environment, the object, the file it comes from and what is wrong. An environment check gets
+one rendered environment (EnvContext); a repository check gets every environment at once (RepoContext), for facts
+that span them, such as the Argo CD files. Checks register in gitops/validate/registry.py.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitops.core import manifests
+from gitops.core.render import RenderResult
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    env: str
+    obj: str
+    origin: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.env}] {self.obj} ({self.origin}): {self.message}  <{self.check}>"
+
+
+@dataclass
+class EnvContext:
+    root: Path
+    render: RenderResult
+
+    @property
+    def env(self) -> str:
+        return self.render.env
+
+    @property
+    def objects(self) -> list[manifests.Obj]:
+        return self.render.objects
+
+    def finding(
+        self,
+        check: str,
+        obj: manifests.Obj | None,
+        message: str,
+        origin: str | None = None,
+        field: str | None = None,
+    ) -> Finding:
+        """A finding on `obj`, named after the file that set `field` (an overlay patch, say, from kustomize's
+        origin and transformer annotations) when the check gives it, else the file the object was loaded from."""
+        ref = str(manifests.ObjKey.of(obj)) if obj is not None else "-"
+        if origin is None and obj is not None:
+            key = manifests.ObjKey.of(obj)
+            origin = self.render.field_origin(key, field) if field else self.render.origin(obj)
+        return Finding(check, self.env, ref, origin or "-", message)
+
+
+@dataclass
+class RepoContext:
+    root: Path
+    renders: dict[str, RenderResult]
