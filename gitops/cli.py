@@ -73,7 +73,7 @@ VERBS: dict[str, Verb] = {
     "soak": Verb(
         "notifications.soak", "unique then hostile ids against the subscriber; fails if peak RSS passes its bound"
     ),
-    "kafka": Verb("tests/kafka_broker.py", "run a throwaway single-node Kafka on loopback until Ctrl-C"),
+    "kafka": Verb("tests/events/kafka_broker.py", "run a throwaway single-node Kafka on loopback until Ctrl-C"),
 }
 
 

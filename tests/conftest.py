@@ -2,20 +2,14 @@
 
 import copy
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from gitops.core import manifests
 from gitops.core.paths import REPO_ROOT, environments
 from gitops.core.render import RenderResult, render_env
-from gitops.validate.findings import EnvContext, Finding
-from gitops.validate.registry import catalogue, registered
-
-TREE = ("base", "overlays", "components", "apps", "argocd", "validation-waivers.yaml", "environments.yaml")
-# An environment name no fork would pick, for tests that add one to a copy of the tree.
-MADE_UP_ENV = "zz-test-env"
+from tests.support import TREE
 
 
 @pytest.fixture(scope="session")
@@ -29,23 +23,6 @@ def broken(renders: dict[str, RenderResult]) -> Callable[[str], RenderResult]:
     return lambda env: copy.deepcopy(renders[env])
 
 
-def checks_of(*modules: object, scope: str | None = None) -> list[Callable]:
-    """The registered check functions of these modules (scope "env" or "repo": only those), in validate's order."""
-    names = {getattr(m, "__name__", m) for m in modules}
-    return [c.func for c in catalogue() if c.func.__module__ in names and scope in (None, c.scope)]
-
-
-def run_check(check: Callable[[EnvContext], Iterable[Finding]], render: RenderResult) -> list[Finding]:
-    """Run one environment check through its catalogue entry, which also fails on a finding of another id."""
-    return registered(check).run(EnvContext(REPO_ROOT, render))
-
-
-def obj(render: RenderResult, group: str, kind: str, namespace: str, name: str) -> manifests.Obj:
-    found = manifests.find(render.objects, group, kind, namespace, name)
-    assert found is not None, f"{kind} {namespace}/{name} not in the {render.env} render"
-    return found
-
-
 @pytest.fixture
 def tree_copy(tmp_path: Path) -> Path:
     """A copy of the repository's manifests (and app code) to break on disk and render for real."""
@@ -56,15 +33,3 @@ def tree_copy(tmp_path: Path) -> Path:
         elif src.is_file():
             shutil.copy(src, tmp_path / name)
     return tmp_path
-
-
-def add_environment(root: Path, env: str, like: str, **facts: object) -> None:
-    """Add overlays/<env> (a copy of <like>'s) and its environments.yaml entry (<like>'s facts, then `facts`)."""
-    from ruamel.yaml import YAML
-
-    shutil.copytree(root / "overlays" / like, root / "overlays" / env)
-    yaml = YAML()
-    path = root / "environments.yaml"
-    doc = yaml.load(path.read_text())
-    doc["environments"][env] = {**copy.deepcopy(dict(doc["environments"][like])), **facts}
-    yaml.dump(doc, path)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import MADE_UP_ENV
-from kafka_broker import KafkaBroker, create_topics, kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
 
 from gitops import cli
 from gitops.core.paths import REPO_ROOT, release_mirror
+from tests.events.kafka_broker import KafkaBroker, create_topics, kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
+from tests.support import MADE_UP_ENV
 
 GITOPS = [sys.executable, "-m", "gitops.cli"]
 
@@ -40,8 +40,8 @@ def fork(tree_copy: Path) -> Path:
     shutil.copytree(REPO_ROOT / "gitops", tree_copy / "gitops", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO_ROOT / "hack", tree_copy / "hack")
     shutil.copy(REPO_ROOT / "Makefile", tree_copy / "Makefile")
-    (tree_copy / "tests").mkdir()
-    shutil.copy(REPO_ROOT / "tests/kafka_broker.py", tree_copy / "tests/kafka_broker.py")
+    (tree_copy / "tests/events").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "tests/events/kafka_broker.py", tree_copy / "tests/events/kafka_broker.py")
     (tree_copy / "bin").symlink_to(REPO_ROOT / "bin")
     return tree_copy
 

@@ -9,7 +9,7 @@ The one build per environment turns on kustomize's `buildMetadata: [originAnnota
 (config.kubernetes.io/origin: the file an object was loaded from; alpha.config.kubernetes.io/transformations:
 the kustomizations whose patches/images ran over it; kustomize api/internal/utils/annotations.go). Findings and
 diff lines use them to name the overlay file that set a value; both annotations are then removed, so the output
-is exactly the objects Argo CD's own `kustomize build` produces (tests/test_render.py compares the two).
+is exactly the objects Argo CD's own `kustomize build` produces (tests/core/test_render.py compares the two).
 """
 
 import argparse

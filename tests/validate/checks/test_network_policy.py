@@ -1,9 +1,9 @@
 """NetworkPolicy checks: the real tree passes; a selector that matches nothing is named with env, object and file."""
 
 import pytest
-from conftest import checks_of, obj, run_check
 
 from gitops.validate.checks import network_policy
+from tests.support import checks_of, obj, run_check
 
 NS = "notifications"
 NP = "networking.k8s.io"

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_argocd import DEV_APP, DEV_PROJECT, IN_FILE, PROD_APP, PROJECT, edit_app_file, has, repo_findings
 
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir
 from gitops.core.render import RenderResult
@@ -16,6 +15,16 @@ from gitops.model.argocd import APP_FILE, IN_CLUSTER
 from gitops.validate import kubeconform, schemas
 from gitops.validate.checks import argocd_access as access
 from gitops.validate.findings import RepoContext
+from tests.validate.checks.test_argocd import (
+    DEV_APP,
+    DEV_PROJECT,
+    IN_FILE,
+    PROD_APP,
+    PROJECT,
+    edit_app_file,
+    has,
+    repo_findings,
+)
 
 
 def access_findings(root: Path, renders: dict[str, RenderResult]) -> list[str]:

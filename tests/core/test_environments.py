@@ -4,10 +4,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import MADE_UP_ENV, add_environment
 
 from gitops.core import environments
 from gitops.core.errors import UserError
+from tests.support import MADE_UP_ENV, add_environment
 
 
 def test_the_shipped_facts() -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import MADE_UP_ENV, checks_of, obj, run_check
 
 from gitops.core import manifests
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir
@@ -18,6 +17,7 @@ from gitops.validate import kubeconform, schemas
 from gitops.validate.checks import argocd as checks
 from gitops.validate.checks import argocd_access, argocd_apps, argocd_project
 from gitops.validate.findings import EnvContext, Finding, RepoContext
+from tests.support import MADE_UP_ENV, checks_of, obj, run_check
 
 NS = "notifications"
 EV = "eventing.knative.dev"

@@ -1,4 +1,4 @@
-"""gitops.events.produce against a real Apache Kafka broker (tests/kafka_broker.py), plus its settings logic."""
+"""gitops.events.produce against a real Apache Kafka broker (tests/events/kafka_broker.py), plus its settings logic."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka_broker import KafkaBroker, kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
 from ruamel.yaml import YAML
 
 from gitops.events import kafka_settings, payloads, produce
+from tests.events.kafka_broker import KafkaBroker, kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CE_HEADERS = {"ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time"}
 UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1 of loopback: connections are refused at once
 

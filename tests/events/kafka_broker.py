@@ -4,7 +4,7 @@ The jars come from Maven Central through hack/kafka/pom.xml into .cache/kafka/ (
 offline). The broker listens on 127.0.0.1 only, uses a temp log dir, and is stopped and removed afterwards.
 
 Tests use the session fixture ``kafka_bootstrap`` (import it into the test module). Run this file directly to
-get a broker for manual use: ``.venv/bin/python tests/kafka_broker.py`` prints bootstrap servers and runs
+get a broker for manual use: ``.venv/bin/python tests/events/kafka_broker.py`` prints bootstrap servers and runs
 until Ctrl-C.
 """
 
@@ -32,7 +32,7 @@ from string import Template
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HACK = REPO / "hack" / "kafka"
 POM = HACK / "pom.xml"
 CACHE = Path(os.environ.get("KAFKA_TEST_CACHE", REPO / ".cache" / "kafka"))

@@ -1,9 +1,9 @@
 """Sender-identity and ServiceAccount checks (production): each fails on its mistake, naming env, object and file."""
 
 import pytest
-from conftest import checks_of, obj, run_check
 
 from gitops.validate.checks import identity
+from tests.support import checks_of, obj, run_check
 
 NS = "notifications"
 EV = "eventing.knative.dev"

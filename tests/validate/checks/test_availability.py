@@ -1,9 +1,9 @@
 """Availability checks: gated PodSpec fields, the subscriber's spread and budget, Knative HA in production."""
 
 import pytest
-from conftest import checks_of, obj, run_check
 
 from gitops.validate.checks import availability
+from tests.support import checks_of, obj, run_check
 
 NS = "notifications"
 KSVC = f"[prod] Service.serving.knative.dev {NS}/notifications (apps/notifications/deploy/service.yaml)"

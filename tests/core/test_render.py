@@ -4,11 +4,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import MADE_UP_ENV
 
 from gitops.core import releases, render
 from gitops.core.paths import REPO_ROOT, release_mirror
 from gitops.core.render import RenderError, render_env
+from tests.support import MADE_UP_ENV
 
 BROKER_DATA_PLANE = "https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v1.23.0/eventing-kafka-broker.yaml"
 

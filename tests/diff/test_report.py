@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import MADE_UP_ENV, add_environment
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, ObjKey
@@ -23,6 +22,7 @@ from gitops.diff.engine import (
     show,
     show_change,
 )
+from tests.support import MADE_UP_ENV, add_environment
 
 Mutation = Callable[[list[Obj]], None]
 

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import obj
 
 from gitops.core import manifests
 from gitops.core.paths import ADMISSION_MODULE_DIR, REPO_ROOT
 from gitops.core.render import RenderResult
 from gitops.validate import admission, waivers
 from gitops.validate.findings import Finding
+from tests.support import obj
 
 NS = "notifications"
 KSVC = "Service.serving.knative.dev notifications/notifications"

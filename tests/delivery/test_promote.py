@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import MADE_UP_ENV, add_environment
 
 from gitops.core import manifests
 from gitops.core.paths import REPO_ROOT
@@ -15,6 +14,7 @@ from gitops.delivery import image_ref, pin_image, promote
 from gitops.delivery.image_ref import ImageRef, ImageRefError
 from gitops.validate.checks.policy import DIGEST_REF
 from gitops.validate.run import validate
+from tests.support import MADE_UP_ENV, add_environment
 
 NEW_DIGEST = "sha256:" + "ab" * 32
 

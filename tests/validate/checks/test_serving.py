@@ -1,10 +1,10 @@
 """Knative Service, production-policy and upstream-install checks against broken copies of the render."""
 
 import pytest
-from conftest import checks_of, obj, run_check
 
 from gitops.validate import waivers
 from gitops.validate.checks import policy, serving, upstream_install
+from tests.support import checks_of, obj, run_check
 
 NS = "notifications"
 
@@ -40,7 +40,7 @@ def test_real_tree_passes(renders, check, env):
             "not a Knative autoscaling annotation: it is accepted and silently ignored",
         ),
         # Values, ranges, min <= max <= max-scale-limit and placement are serving's webhook rules: see
-        # tests/test_admission.py.
+        # tests/validate/test_admission.py.
         ("autoscaling.knative.dev/class", "hpa.autoscaling.knative.dev", "needs serving-hpa.yaml"),
     ],
 )

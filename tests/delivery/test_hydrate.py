@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MADE_UP_ENV
 
 from gitops.core import manifests
 from gitops.core.paths import RELEASES_LOCK, REPO_ROOT, release_mirror
 from gitops.core.render import render_env
 from gitops.delivery import hydrate
 from gitops.validate.run import validate
+from tests.support import MADE_UP_ENV
 
 BROKER_ASSET = (
     "https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v1.23.0/"

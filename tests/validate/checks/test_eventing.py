@@ -1,10 +1,10 @@
 """Eventing checks: each one passes on the real tree and fails, naming the object, on the mistake it targets."""
 
 import pytest
-from conftest import checks_of, obj, run_check
 
 from gitops.core.render import RenderResult
 from gitops.validate.checks import eventing
+from tests.support import checks_of, obj, run_check
 
 NS = "notifications"
 EV = "eventing.knative.dev"
@@ -83,7 +83,7 @@ def test_empty_attribute_value_matches_anything(broken):
     assert run_check(eventing.check_trigger_filters_match, render) == []
 
 
-# Field typos, broker/brokerRef and filter attribute names: the eventing webhook's rules (tests/test_admission.py).
+# Field typos, broker/brokerRef and filter attribute names: the eventing webhook's rules (tests/validate/test_admission.py).
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -163,7 +163,7 @@ def test_kafka_source_sink_must_exist(broken):
     ("delivery", "expected"),
     [
         # The Kafka Broker's defaulting webhook drops unknown fields silently; values are the eventing webhook's
-        # rules (tests/test_admission.py).
+        # rules (tests/validate/test_admission.py).
         ({"retries": 3}, "delivery.retries is not a DeliverySpec field"),
         ({"deadLetterSink": "http://x"}, "deadLetterSink must be a Destination"),
     ],

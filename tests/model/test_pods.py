@@ -1,8 +1,7 @@
 """Selector semantics and the pod labels the render implies, which every NetworkPolicy/PDB check relies on."""
 
-from conftest import obj
-
 from gitops.model import pods
+from tests.support import obj
 
 
 def test_match_labels_and_expressions():

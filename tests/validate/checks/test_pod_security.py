@@ -1,9 +1,9 @@
 """Pod Security checks, evaluated by the upstream library (bin/pod-security) on broken copies of the render."""
 
 import pytest
-from conftest import obj, run_check
 
 from gitops.validate.checks import pod_security
+from tests.support import obj, run_check
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
 
