@@ -1,6 +1,7 @@
 """The acknowledgement rule of issue 12, case by case: a 2xx only once the event's record is written (or it is a
 duplicate of one whose record was), a 4xx with a reason for the sender's mistakes, 5xx/409/429 only for our own
-transient faults; a dedup entry is committed after the record is written and released when writing fails."""
+transient faults; a dedup entry is committed after the record is written and released when writing fails.
+At the end, in process: the decoding helpers (decode_payload, decode_error_data)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
+from notifications import cloudevent
 from notifications.app import create_app
+from notifications.errors import MalformedEvent
+from notifications.event_handling import decode_error_data, decode_payload
 from notifications.json_logging import EVENT_LOGGER, JsonLinesHandler, configure_logging
-from notifications.models import LogRecord
+from notifications.models import LogRecord, Notification
 from notifications.settings import Settings
-from notifications_testkit import LiveServer, binary_event
+from notifications_testkit import BASE, LiveServer, binary_event, raw
 
 pytest_plugins = ["notifications_fixtures"]
 pytestmark = pytest.mark.timeout(60)
@@ -217,3 +221,28 @@ async def _records_whatever_log_level(read_end: int, write_end: int) -> None:
         assert (await http.post(NOTIFICATIONS, headers=headers, content=body)).status_code == 202
     [line] = [orjson.loads(line) for line in os.read(read_end, 1 << 20).splitlines()]
     assert (line["ce_id"], line["outcome"]) == (ce_id, "processed")
+
+
+# In process: the decoding helpers.
+
+
+class TestDecodePayload:
+    def test_structured_json_string_data_is_parsed(self) -> None:
+        document = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t",
+                    "data": Notification.example().model_dump_json()}  # fmt: skip
+        event = cloudevent.from_http(raw({"content-type": "application/cloudevents+json"}), orjson.dumps(document))
+        assert decode_payload(event, Notification) == Notification.example()
+
+    def test_validation_detail_names_the_field(self) -> None:
+        payload = orjson.loads(Notification.example().model_dump_json()) | {"priority": "urgent"}
+        event = cloudevent.from_http(raw(BASE), orjson.dumps(payload))
+        with pytest.raises(MalformedEvent) as caught:
+            decode_payload(event, Notification)
+        assert caught.value.status == 422
+        assert caught.value.detail.startswith("priority:")
+
+
+def test_decode_error_data() -> None:
+    assert decode_error_data(base64.b64encode(b'{"a":1}').decode()) == {"a": 1}
+    assert decode_error_data(base64.b64encode(b"plain text").decode()) == "plain text"
+    assert decode_error_data("not base64!") == "not base64!"
