@@ -112,3 +112,12 @@ def structured_event(topic: str = "notifications", data: dict | None = None) -> 
     event = kafka_source_event(topic, data if data is not None else example_payload(topic), offset=next(_offsets))
     message = encode(event, "structured")
     return dict(message.headers), message.body, event.get_id()
+
+
+BASE = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t"}
+"""The required attributes of a binary-mode event, as HTTP headers."""
+
+
+def raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """`headers` as the ASGI scope holds them, which is what `cloudevent.from_http` reads."""
+    return [(k.lower().encode(), v.encode("utf-8")) for k, v in headers.items()]

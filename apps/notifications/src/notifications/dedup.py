@@ -3,7 +3,7 @@
 Bounded three ways: entries expire after `window_seconds`, the oldest are evicted beyond `max_entries`, and every
 entry has the same size whatever the sender put in `source` and `id`, because the key is a 16-byte keyed BLAKE2b
 digest of the pair. Memory is therefore at most `max_entries * ENTRY_BYTES` (measured by
-test_notifications_dedup.py), never a function of attribute lengths. Per replica only: a redelivery routed to
+test_dedup.py), never a function of attribute lengths. Per replica only: a redelivery routed to
 another pod is processed again.
 """
 

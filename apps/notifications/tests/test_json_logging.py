@@ -1,12 +1,23 @@
-"""The record writer never fails on a value: every line it writes is one JSON object, whatever the event held."""
+"""The record writer never fails on a value: every line it writes is one JSON object, whatever the event held;
+and a line written directly is the one the stdlib logging path writes."""
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import uuid
 
 import orjson
 import pytest
-from notifications.json_logging import MAX_DEPTH, dumps_line, json_safe
+from notifications.json_logging import (
+    MAX_DEPTH,
+    JsonLinesHandler,
+    StructuredLogger,
+    configure_logging,
+    dumps_line,
+    json_safe,
+)
 
 
 class Unprintable:
@@ -61,3 +72,38 @@ def test_ordinary_entries_are_written_unchanged() -> None:
     entry = {"route": "loggings", "n": 2**63, "nested": {"a": [1, 2.5, True, None]}}
     assert orjson.loads(dumps_line(entry)) == entry
     assert json_safe(entry) == entry
+
+
+_LOGGING_FLAGS = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+
+
+def test_direct_log_lines_match_the_stdlib_path(tmp_path) -> None:
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    root = logging.getLogger()
+    access = logging.getLogger("uvicorn.access")
+    saved = (root.handlers[:], root.level, access.disabled, access.propagate)
+    saved_flags = {name: getattr(logging, name) for name in _LOGGING_FLAGS}
+    try:
+        configure_logging("INFO", fd)
+        events = StructuredLogger(f"notifications.test.{uuid.uuid4().hex}")
+        events.log(logging.INFO, "direct", {"ce_id": "1"})
+        events.log(logging.DEBUG, "filtered", {"ce_id": "2"})
+        extra = JsonLinesHandler(fd)
+        events.logger.addHandler(extra)  # any other handler forces the stdlib path
+        events.log(logging.WARNING, "stdlib", {"ce_id": "3"})
+        events.logger.removeHandler(extra)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        access.disabled, access.propagate = saved[2], saved[3]
+        for name, value in saved_flags.items():
+            setattr(logging, name, value)
+        os.close(fd)
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert [(line["message"], line["level"], line["ce_id"]) for line in lines] == [
+        ("direct", "INFO", "1"),
+        ("stdlib", "WARNING", "3"),  # written by the extra handler
+        ("stdlib", "WARNING", "3"),  # propagated to the root handler
+    ]
+    assert all(line.keys() >= {"time", "level", "logger", "message"} for line in lines)

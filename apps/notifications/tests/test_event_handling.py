@@ -1,6 +1,8 @@
 """The acknowledgement rule of issue 12, case by case: a 2xx only once the event's record is written (or it is a
 duplicate of one whose record was), a 4xx with a reason for the sender's mistakes, 5xx/409/429 only for our own
-transient faults; a dedup entry is committed after the record is written and released when writing fails."""
+transient faults; a dedup entry is committed after the record is written and released when writing fails.
+Then transient failures, bugs and concurrent redeliveries against a server whose sink misbehaves on purpose
+(notifications_flaky_app), and, in process, the decoding helpers (decode_payload, decode_error_data)."""
 
 from __future__ import annotations
 
@@ -9,17 +11,22 @@ import base64
 import contextlib
 import logging
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import orjson
 import pytest
+from notifications import cloudevent
 from notifications.app import create_app
+from notifications.errors import MalformedEvent
+from notifications.event_handling import decode_error_data, decode_payload
 from notifications.json_logging import EVENT_LOGGER, JsonLinesHandler, configure_logging
-from notifications.models import LogRecord
+from notifications.models import LogRecord, Notification
 from notifications.settings import Settings
-from notifications_testkit import LiveServer, binary_event
+from notifications_testkit import BASE, LiveServer, binary_event, raw, start_server, stop_server
 
 pytest_plugins = ["notifications_fixtures"]
 pytestmark = pytest.mark.timeout(60)
@@ -217,3 +224,84 @@ async def _records_whatever_log_level(read_end: int, write_end: int) -> None:
         assert (await http.post(NOTIFICATIONS, headers=headers, content=body)).status_code == 202
     [line] = [orjson.loads(line) for line in os.read(read_end, 1 << 20).splitlines()]
     assert (line["ce_id"], line["outcome"]) == (ce_id, "processed")
+
+
+# Transient failures and bugs in processing, and a redelivery while the first is in flight: a server whose
+# notification sink misbehaves on purpose (notifications_flaky_app).
+
+FACTORY = "notifications_flaky_app:create_app"
+
+
+@pytest.fixture(scope="module")
+def flaky_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_server(tmp_path_factory.mktemp("flaky"), factory=FACTORY)
+    yield server
+    stop_server(server)
+
+
+def test_transient_failure_is_503_and_the_redelivery_is_processed(flaky_server: LiveServer) -> None:
+    headers, body, ce_id = binary_event(key="fail-once-1")
+    with httpx.Client(base_url=flaky_server.url) as client:
+        first = client.post(NOTIFICATIONS, headers=headers, content=body)
+        second = client.post(NOTIFICATIONS, headers=headers, content=body)
+        third = client.post(NOTIFICATIONS, headers=headers, content=body)
+
+    assert first.status_code == 503  # retried by the Kafka dispatcher
+    assert first.json()["error"] == "transient_failure"
+    assert (second.status_code, second.content) == (202, b"")
+    assert third.status_code == 202
+    flaky_server.wait_for_log(lambda e: e.get("ce_id") == ce_id and e["outcome"] == "duplicate")
+    assert [e["outcome"] for e in flaky_server.events_for(ce_id)] == ["retry", "processed", "duplicate"]
+
+
+def test_bug_in_processing_is_a_retryable_500_and_the_worker_survives(flaky_server: LiveServer) -> None:
+    headers, body, ce_id = binary_event(key="crash")
+    with httpx.Client(base_url=flaky_server.url) as client:
+        response = client.post(NOTIFICATIONS, headers=headers, content=body)
+        assert response.status_code == 500
+        assert client.get("/healthz").status_code == 200
+    [line] = flaky_server.wait_for_log(lambda e: e.get("ce_id") == ce_id)
+    assert "RuntimeError: bug in the sink" in line["exception"]
+
+
+def test_concurrent_redelivery_of_an_in_flight_event_gets_a_retryable_409(flaky_server: LiveServer) -> None:
+    headers, body, ce_id = binary_event(key="slow-1")
+    results: list[int] = []
+
+    def post() -> None:
+        results.append(httpx.post(flaky_server.url + NOTIFICATIONS, headers=headers, content=body).status_code)
+
+    first = threading.Thread(target=post)
+    first.start()
+    time.sleep(0.3)
+    post()
+    first.join()
+
+    assert sorted(results) == [202, 409]
+    outcomes = sorted(e["outcome"] for e in flaky_server.events_for(ce_id))
+    assert outcomes == ["in_flight", "processed"]
+
+
+# In process: the decoding helpers.
+
+
+class TestDecodePayload:
+    def test_structured_json_string_data_is_parsed(self) -> None:
+        document = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t",
+                    "data": Notification.example().model_dump_json()}  # fmt: skip
+        event = cloudevent.from_http(raw({"content-type": "application/cloudevents+json"}), orjson.dumps(document))
+        assert decode_payload(event, Notification) == Notification.example()
+
+    def test_validation_detail_names_the_field(self) -> None:
+        payload = orjson.loads(Notification.example().model_dump_json()) | {"priority": "urgent"}
+        event = cloudevent.from_http(raw(BASE), orjson.dumps(payload))
+        with pytest.raises(MalformedEvent) as caught:
+            decode_payload(event, Notification)
+        assert caught.value.status == 422
+        assert caught.value.detail.startswith("priority:")
+
+
+def test_decode_error_data() -> None:
+    assert decode_error_data(base64.b64encode(b'{"a":1}').decode()) == {"a": 1}
+    assert decode_error_data(base64.b64encode(b"plain text").decode()) == "plain text"
+    assert decode_error_data("not base64!") == "not base64!"

@@ -1,4 +1,5 @@
-"""The dedup window is bounded in bytes: fixed-size keys, whatever the sender put in source and id."""
+"""The dedup window (notifications.dedup): duplicates, expiry, eviction and in-flight claims, and its bound in
+bytes: fixed-size keys, whatever the sender put in source and id."""
 
 from __future__ import annotations
 
@@ -47,3 +48,39 @@ def test_release_forgets_the_claim_and_complete_makes_duplicates() -> None:
     window.complete(key)
     assert window.claim(key) is Claim.DUPLICATE
     assert window.in_flight == 0
+
+
+class TestRecentEvents:
+    def test_duplicate_within_window_then_forgotten_after_it(self) -> None:
+        now = [0.0]
+        recent = RecentEvents(window_seconds=10, max_entries=100, clock=lambda: now[0])
+        key = event_key("/s", "1")
+        assert recent.claim(key) is Claim.NEW
+        recent.complete(key)
+        now[0] = 9.9
+        assert recent.claim(key) is Claim.DUPLICATE
+        now[0] = 10.1
+        assert recent.claim(key) is Claim.NEW
+        assert len(recent) == 0
+
+    def test_memory_is_bounded_by_evicting_the_oldest(self) -> None:
+        recent = RecentEvents(window_seconds=3600, max_entries=3)
+        for i in range(5):
+            key = event_key("/s", str(i))
+            assert recent.claim(key) is Claim.NEW
+            recent.complete(key)
+        assert len(recent) == 3
+        assert recent.claim(event_key("/s", "0")) is Claim.NEW
+        assert recent.claim(event_key("/s", "4")) is Claim.DUPLICATE
+
+    def test_in_flight_and_released_claims(self) -> None:
+        recent = RecentEvents(window_seconds=60, max_entries=10)
+        key = event_key("/s", "1")
+        assert recent.claim(key) is Claim.NEW
+        assert recent.claim(key) is Claim.IN_FLIGHT
+        recent.release(key)
+        assert recent.claim(key) is Claim.NEW
+
+    def test_keys_cannot_collide_across_the_source_id_boundary(self) -> None:
+        assert event_key("/a", "b/c") != event_key("/a/b", "/c")
+        assert event_key("ab", "c") != event_key("a", "bc")

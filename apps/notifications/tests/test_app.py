@@ -1,4 +1,5 @@
-"""The production server over loopback: what the Kafka broker dispatcher sees for each kind of request."""
+"""The production server over loopback: what the Kafka broker dispatcher sees for each kind of request; last, in
+process, the routes the app must serve as plain routes."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import uuid
 import httpx
 import orjson
 import pytest
+from fastapi.routing import APIRoute
+from notifications.app import create_app
 from notifications.models import LogRecord, Notification
-from notifications.send_event import main as send_event_main
 from notifications_testkit import LiveServer, binary_event, structured_event
+from starlette.routing import Mount
 
 pytest_plugins = ["notifications_fixtures"]
 pytestmark = pytest.mark.timeout(60)
@@ -313,15 +316,6 @@ def test_every_log_line_is_json_and_there_is_no_access_log(client: httpx.Client,
     assert sum(1 for entry in entries if entry.get("ce_id") == ce_id) == 1
 
 
-def test_send_event_cli_posts_a_kafka_source_event(live_server: LiveServer, capsys) -> None:
-    assert send_event_main(["--url", live_server.url, "--topic", "loggings", "--offset", "987654321"]) == 0
-    assert "-> 202" in capsys.readouterr().out
-    [line] = live_server.wait_for_log(lambda e: e.get("ce_id") == "partition:0/offset:987654321")
-    assert line["route"] == "loggings"
-    assert line["kafka_headers"].keys() == {"xrequestid"}
-    assert send_event_main(["--url", live_server.url, "--mode", "structured"]) == 0
-
-
 def test_randomised_malformed_requests_never_get_a_5xx(client: httpx.Client, live_server: LiveServer) -> None:
     rng = random.Random(20261126)
     valid_headers, valid_body, _ = binary_event()
@@ -355,3 +349,19 @@ def test_randomised_malformed_requests_never_get_a_5xx(client: httpx.Client, liv
     assert {400, 422} <= statuses
     assert live_server.process.poll() is None
     assert client.get("/healthz").status_code == 200
+
+
+def test_required_routes_are_plain_routes_on_the_app() -> None:
+    app = create_app()
+    served = {(route.path, method) for route in app.routes for method in getattr(route, "methods", ())}
+    for required in [
+        ("/events/notifications", "POST"),
+        ("/events/loggings", "POST"),
+        ("/events/dead-letters", "POST"),
+        ("/healthz", "GET"),
+        ("/readyz", "GET"),
+        ("/metrics", "GET"),
+    ]:
+        assert required in served
+    assert not any(isinstance(route, Mount) for route in app.routes)
+    assert all(isinstance(route, APIRoute) and "{" not in route.path for route in app.routes)

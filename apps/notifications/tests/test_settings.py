@@ -1,0 +1,11 @@
+"""Runtime settings from the environment (notifications.settings)."""
+
+from __future__ import annotations
+
+from notifications.settings import Settings
+
+
+def test_settings_from_env() -> None:
+    settings = Settings.from_env({"PORT": "9090", "MAX_BODY_BYTES": "1024", "LOG_LEVEL": "debug"})
+    assert (settings.port, settings.max_body_bytes, settings.log_level) == (9090, 1024, "DEBUG")
+    assert Settings.from_env({}).port == 8080
