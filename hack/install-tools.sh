@@ -40,7 +40,7 @@ install() { # name version module
 #   knative-admission (hack/knative-admission, docs/admission.md): Knative's own admission webhooks.
 #   pod-security (hack/pod-security): the upstream Pod Security admission evaluator.
 # Each is rebuilt only when its go.mod, go.sum or a Go source changes: the binary's stamp holds their combined
-# sha256, computed the same way as gitops.admission.source_digest (which refuses to run a stale binary).
+# sha256, computed the same way as gitops.validate.admission.source_digest (which refuses to run a stale binary).
 module_digest() { # dir
   (cd "$root/$1" && LC_ALL=C sha256sum go.mod go.sum *.go | sha256sum | cut -d' ' -f1)
 }
