@@ -1,0 +1,113 @@
+"""The README stays a short front page and the docs stay linked: size, links and anchors, the environment table.
+
+Repository-wide (it reads Markdown and environments.yaml, not the gitops package), so it lives at tests/ root.
+"""
+
+import re
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+PAGES = [README, *sorted(DOCS.glob("*.md"))]
+README_MAX_BYTES = 10_000  # issue 13: "README at most 10 KB"
+
+FENCE = re.compile(r"^\s*(```|~~~)")
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
+LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+def prose_lines(text: str) -> list[str]:
+    """The lines outside fenced code blocks: a heading or link inside a fence is not rendered as one."""
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            lines.append(line)
+    return lines
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: the rendered text, lower-cased, punctuation dropped, each space a hyphen."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).replace("`", "")
+    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    """Every heading's anchor; a repeated heading gets -1, -2, ... as on GitHub."""
+    seen: dict[str, int] = {}
+    found = set()
+    for line in prose_lines(page.read_text()):
+        match = HEADING.match(line)
+        if not match:
+            continue
+        base = slug(match.group(2))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        found.add(base if count == 0 else f"{base}-{count}")
+    return found
+
+
+def links(page: Path) -> list[str]:
+    """The targets of the page's Markdown links (inline code and fenced blocks are not links)."""
+    return [target for line in prose_lines(page.read_text()) for target in LINK.findall(CODE_SPAN.sub("", line))]
+
+
+def broken_links(page: Path) -> list[str]:
+    broken = []
+    for target in links(page):
+        if SCHEME.match(target):
+            continue  # http(s), mailto: outside this repository
+        path, _, anchor = unquote(target).partition("#")
+        resolved = (page.parent / path).resolve() if path else page
+        if not resolved.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+            broken.append(f"{target}: no heading with anchor #{anchor} in {resolved.relative_to(ROOT)}")
+    return broken
+
+
+def test_readme_is_at_most_10_kb():
+    size = len(README.read_bytes())
+    assert size <= README_MAX_BYTES, f"README.md is {size} bytes (at most {README_MAX_BYTES}): move detail to docs/"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_relative_links_and_anchors_resolve(page: Path):
+    assert broken_links(page) == []
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    linked = {(README.parent / unquote(t).partition("#")[0]).resolve() for t in links(README) if not SCHEME.match(t)}
+    unlinked = [str(p.relative_to(ROOT)) for p in sorted(DOCS.glob("*.md")) if p.resolve() not in linked]
+    assert unlinked == [], "add each page to the README's docs index"
+
+
+def readme_environment_table() -> dict[str, dict[str, object]]:
+    """The table under README's "## Environments": one row per environment, one column per fact (YAML values)."""
+    lines = prose_lines(README.read_text())
+    start = next(i for i, line in enumerate(lines) if line.strip() == "## Environments")
+    rows = []
+    for line in lines[start + 1 :]:
+        if line.startswith("#"):
+            break
+        if line.startswith("|"):
+            rows.append([cell.strip().strip("`") for cell in line.strip().strip("|").split("|")])
+        elif rows:
+            break  # the first table ends at its first non-table line
+    header, _separator, *body = rows
+    return {
+        row[0]: {fact: yaml.safe_load(value) for fact, value in zip(header[1:], row[1:], strict=True)} for row in body
+    }
+
+
+def test_readme_environment_table_equals_environments_yaml():
+    facts = yaml.safe_load((ROOT / "environments.yaml").read_text())["environments"]
+    assert readme_environment_table() == facts
