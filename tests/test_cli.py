@@ -1,5 +1,5 @@
 """The `gitops` CLI: make's verbs as subcommands, one line per bad input, documented exit codes, and a fork that
-adds a real `staging` environment and an `audits` topic by following the README recipes."""
+adds a real `staging` environment and an `audits` topic by following the docs/forking.md recipes."""
 
 import os
 import re
@@ -71,7 +71,7 @@ BAD_INPUTS = {
         ["render", MADE_UP_ENV],
         2,
         rf"^render {MADE_UP_ENV}: overlays/{MADE_UP_ENV}/kustomization.yaml: unknown environment '{MADE_UP_ENV}' "
-        r"\(known: dev, prod\); see README, 'Add an environment'$",
+        r"\(known: dev, prod\); see docs/forking.md, 'Add an environment'$",
     ),
     "bad YAML in an overlay's kustomization": (
         _bad_kustomization_yaml,
@@ -103,7 +103,7 @@ BAD_INPUTS = {
         ["produce", "--topic", "audits", "--bootstrap-servers", "127.0.0.1:9"],
         2,
         r"^error: unknown topic 'audits': expected one of notifications, loggings \(apps/notifications/src/"
-        r"notifications/topics.py; README, 'Add a topic'\)$",
+        r"notifications/topics.py; docs/forking.md, 'Add a topic'\)$",
     ),
     "unknown environment for produce": (
         None,
@@ -213,14 +213,14 @@ def test_docs_are_generated_from_the_parsers() -> None:
     assert (REPO_ROOT / "docs/cli.md").read_text() == proc.stdout, "regenerate: .venv/bin/gitops docs > docs/cli.md"
 
 
-# --- the README recipes, on a copy: a real `staging` environment and an `audits` topic ----------------------------
+# --- the docs/forking.md recipes, on a copy: a real `staging` environment and an `audits` topic ----------------------------
 
 
 STAGING_API = "https://staging.k8s.example.com:6443"  # the staging cluster's API server, as Argo CD knows it
 
 
 def add_staging(root: Path) -> None:
-    """README "Add an environment", step by step (steps 1-3; step 4 is `gitops deployer-rbac --write`)."""
+    """docs/forking.md "Add an environment", step by step (steps 1-3; step 4 is `gitops deployer-rbac --write`)."""
     shutil.copytree(root / "overlays/dev", root / "overlays/staging")
     envs = root / "environments.yaml"
     envs.write_text(
@@ -244,7 +244,7 @@ def add_staging(root: Path) -> None:
 
 
 def add_audits(root: Path) -> None:
-    """README "Add a topic", step by step."""
+    """docs/forking.md "Add a topic", step by step."""
     source = root / "base/eventing/kafka-source.yaml"
     source.write_text(source.read_text().replace("    - loggings\n", "    - loggings\n    - audits\n", 1))
     triggers = root / "base/eventing/triggers.yaml"

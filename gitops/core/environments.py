@@ -29,7 +29,7 @@ from gitops.core.errors import UserError, yaml_error
 from gitops.core.paths import REPO_ROOT, overlay_names
 
 FILE = "environments.yaml"
-RECIPE = "see README, 'Add an environment'"
+RECIPE = "see docs/forking.md, 'Add an environment'"
 FIELDS = {"production": bool, "automated_sync": bool, "destination": dict, "load_balancer": bool}
 
 

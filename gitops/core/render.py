@@ -197,7 +197,7 @@ def render_env(env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None) 
         raise RenderError(
             f"unknown environment {env!r} (known: {', '.join(known) or 'none'})",
             where=f"overlays/{env}/kustomization.yaml",
-            fix="see README, 'Add an environment'",
+            fix="see docs/forking.md, 'Add an environment'",
         )
     mirror = mirror or release_mirror()
     lock = releases.load_lock(root)

@@ -72,7 +72,7 @@ def model_for(topic: str) -> type[PayloadModel]:
     if topic not in known:
         raise PayloadError(
             f"unknown topic {topic!r}: expected one of {', '.join(known)} "
-            "(apps/notifications/src/notifications/topics.py; README, 'Add a topic')"
+            "(apps/notifications/src/notifications/topics.py; docs/forking.md, 'Add a topic')"
         )
     return known[topic].model
 

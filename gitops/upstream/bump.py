@@ -239,7 +239,7 @@ def report(outcome: Outcome, root: Path) -> list[str]:
     if not outcome.blocking and outcome.current != outcome.target:
         lines += [
             "after Argo CD has synced the upgrade, run the post-install jobs once (see the top of "
-            f"{PLATFORM_KUSTOMIZATION} and README 'Upgrading Knative'):",
+            f"{PLATFORM_KUSTOMIZATION} and docs/operations.md, 'Upgrading Knative'):",
             *[
                 f"  kubectl create -f https://github.com/{org}/{repo}/releases/download/{outcome.target}/{file}"
                 for org, repo, file in POST_INSTALL

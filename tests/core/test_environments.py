@@ -31,7 +31,7 @@ def test_overlay_without_entry_is_one_line(tree_copy: Path) -> None:
         environments.load(tree_copy)
     assert str(raised.value) == (
         f"environments.yaml: overlays/{MADE_UP_ENV}/ has no entry; add `{MADE_UP_ENV}:` under `environments:` "
-        "(see README, 'Add an environment')"
+        "(see docs/forking.md, 'Add an environment')"
     )
 
 

@@ -4,7 +4,7 @@ Each entry is a Kafka topic the KafkaSource reads and a Trigger routes to `/even
 the app registers its routes (app.py), `send_event` and `make produce` (gitops/events/payloads.py) offer and encode
 the topics, the test broker (tests/events/kafka_broker.py, `make kafka`) creates them, and `make validate` checks that
 every KafkaSource topic has a Trigger whose path this app serves. Adding a topic is one entry here plus its
-KafkaSource topic and Trigger (README, "Add a topic").
+KafkaSource topic and Trigger (docs/forking.md, "Add a topic").
 """
 
 from __future__ import annotations
