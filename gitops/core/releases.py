@@ -18,6 +18,11 @@ RELEASE_URL = re.compile(
 KUSTOMIZE_DIRS = ("base", "overlays", "components", "apps")
 
 
+def is_remote(reference: str) -> bool:
+    """A kustomization entry (or an object's origin) that names a URL rather than a file of this repository."""
+    return reference.startswith(("http://", "https://"))
+
+
 class DigestMismatch(UserError):
     """An asset's bytes differ from the lock: never render it."""
 
@@ -90,7 +95,7 @@ def referenced_urls(root: Path) -> dict[str, Path]:
         except YAMLError as error:
             raise yaml_error(path, root, error) from None
         for entry in doc.get("resources") or [] if isinstance(doc, dict) else []:
-            if isinstance(entry, str) and entry.startswith(("http://", "https://")):
+            if isinstance(entry, str) and is_remote(entry):
                 urls[entry] = path
     return urls
 

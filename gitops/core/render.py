@@ -100,6 +100,10 @@ class RenderResult:
     def origin(self, obj: manifests.Obj) -> str:
         return self.origins.get(manifests.ObjKey.of(obj), "?")
 
+    def is_upstream(self, obj: manifests.Obj) -> bool:
+        """Loaded from a remote resource (a pinned upstream release asset), not from a file of this repository."""
+        return releases.is_remote(self.origin(obj))
+
     def field_origin(self, key: manifests.ObjKey, field_path: str) -> str:
         """The file that set `field_path` (a resource_diff path such as `spec.delivery.retry` or
         `data[default.topic.partitions]`) on the object: the last patch writing it, else the kustomization whose
@@ -136,7 +140,7 @@ def _rewrite_remote_resources(
     local_to_url: dict[str, str] = {}
     kept = []
     for entry in resources:
-        if not (isinstance(entry, str) and entry.startswith(("http://", "https://"))):
+        if not (isinstance(entry, str) and releases.is_remote(entry)):
             kept.append(entry)
             continue
         where = display_path(kustomization, work)

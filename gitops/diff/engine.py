@@ -12,13 +12,13 @@ from typing import Any
 from gitops.core import manifests
 from gitops.core.manifests import Obj, ObjKey
 from gitops.model.argocd import sync_options
+from gitops.model.eventing import BROKER_CLASS, broker_config_key
+from gitops.model.serving import VISIBILITY
 
 DANGEROUS = "DANGEROUS"
 WARNING = "WARNING"
 
-BROKER_CLASS = "eventing.knative.dev/broker.class"
 EXTERNAL_TOPIC = "kafka.eventing.knative.dev/external.topic"
-VISIBILITY = "networking.knative.dev/visibility"
 PARTITIONS = "default.topic.partitions"
 REPLICATION = "default.topic.replication.factor"
 TOPIC_CONFIG_PREFIX = "default.topic.config."
@@ -195,12 +195,12 @@ def _broker_rules(old: Objects, new: Objects) -> Iterator[Flag]:
 
 
 def _broker_configmaps(objects: Objects) -> dict[ObjKey, ObjKey]:
-    """ConfigMap key -> the Broker that reads it (spec.config; namespace defaults to the Broker's)."""
+    """ConfigMap key -> the Broker that reads it."""
     found: dict[ObjKey, ObjKey] = {}
     for key, broker in _kind(objects, "eventing.knative.dev", "Broker"):
-        ref = manifests.dig(broker, "spec", "config") or {}
-        if ref.get("kind", "ConfigMap") == "ConfigMap" and ref.get("name"):
-            found[ObjKey("", "ConfigMap", ref.get("namespace") or key.namespace, ref["name"])] = key
+        config = broker_config_key(broker)
+        if config is not None:
+            found[config] = key
     return found
 
 

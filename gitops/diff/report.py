@@ -25,9 +25,10 @@ from gitops.core import manifests, releases
 from gitops.core.errors import yaml_error
 from gitops.core.manifests import Obj, ObjKey
 from gitops.core.paths import REPO_ROOT, overlay_names
+from gitops.core.progress import progress
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env
 from gitops.diff.engine import DANGEROUS, EnvDiff, FieldChange, diff_env, show_change
-from gitops.validate.run import argocd_files, progress
+from gitops.validate.run import argocd_files
 
 EXIT_DANGEROUS = 3
 ARGOCD = "argocd"  # the report on argocd-app.yaml and argocd/*.yaml
@@ -134,7 +135,7 @@ def diff_argocd(base_root: Path | None, head_root: Path) -> EnvReport:
 
 def _upstream(origin: str) -> str | None:
     """'serving/serving-core.yaml' for an object from a release URL (tag left out: a bump keeps the group)."""
-    if not origin.startswith("https://"):
+    if not releases.is_remote(origin):
         return None
     try:
         asset = releases.ReleaseAsset.parse(origin)

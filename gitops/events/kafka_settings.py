@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-BROKER_CONFIGMAP = ("notifications", "kafka-broker-config")
+from gitops.core import manifests
+from gitops.model.eventing import broker_config_key, is_kafka_broker
+
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
 # Environment variable -> librdkafka property (https://github.com/confluentinc/librdkafka CONFIGURATION.md).
@@ -62,19 +64,26 @@ def _servers(value: str) -> str:
 
 
 def bootstrap_from_objects(objects: list[dict[str, Any]], env: str) -> Bootstrap:
-    namespace, name = BROKER_CONFIGMAP
-    for obj in objects:
-        meta = obj.get("metadata") or {}
-        if obj.get("kind") == "ConfigMap" and meta.get("name") == name and meta.get("namespace") == namespace:
-            data = obj.get("data") or {}
-            if not data.get("bootstrap.servers"):
-                raise SettingsError(f"ConfigMap {namespace}/{name} rendered for {env} has no bootstrap.servers")
-            return Bootstrap(
-                _servers(data["bootstrap.servers"]),
-                f"ConfigMap {namespace}/{name} rendered for {env}",
-                data.get("auth.secret.ref.name"),
-            )
-    raise SettingsError(f"the {env} render has no ConfigMap {namespace}/{name}")
+    """The Kafka that the render's Kafka Broker reads (its spec.config ConfigMap), which its KafkaSource must read
+    too (the kafka-source check); no ConfigMap name is hard-coded here, so a fork that renames it still works."""
+    brokers = [b for b in manifests.of_kind(objects, "eventing.knative.dev", "Broker") if is_kafka_broker(b)]
+    keys = sorted({key for b in brokers if (key := broker_config_key(b)) is not None}, key=str)
+    if not keys:
+        raise SettingsError(f"the {env} render has no Kafka Broker naming a ConfigMap in spec.config")
+    if len(keys) > 1:
+        raise SettingsError(
+            f"the {env} render's Kafka Brokers read {len(keys)} ConfigMaps ({', '.join(map(str, keys))}): "
+            f"pass --bootstrap or set {BOOTSTRAP_ENV}"
+        )
+    (key,) = keys
+    cm = manifests.find(objects, key.group, key.kind, key.namespace, key.name)
+    if cm is None:
+        raise SettingsError(f"the {env} render has no ConfigMap {key.namespace}/{key.name} (its Kafka Broker's)")
+    where = f"ConfigMap {key.namespace}/{key.name} rendered for {env}"
+    data = cm.get("data") or {}
+    if not data.get("bootstrap.servers"):
+        raise SettingsError(f"{where} has no bootstrap.servers")
+    return Bootstrap(_servers(data["bootstrap.servers"]), where, data.get("auth.secret.ref.name"))
 
 
 def resolve_bootstrap(flag: str | None, env: str | None, environ: Mapping[str, str]) -> Bootstrap:

@@ -8,7 +8,7 @@ that span them, such as the Argo CD files. Checks register in gitops/validate/re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.core import manifests
+from gitops.core import environments, manifests
 from gitops.core.render import RenderResult
 
 
@@ -32,6 +32,15 @@ class EnvContext:
     @property
     def env(self) -> str:
         return self.render.env
+
+    @property
+    def is_production(self) -> bool:
+        """Whether this environment is held to the production policy (environments.yaml `production`)."""
+        return environments.load(self.root).is_production(self.env)
+
+    def is_upstream(self, obj: manifests.Obj) -> bool:
+        """Whether obj comes from a pinned upstream release rather than from this repository."""
+        return self.render.is_upstream(obj)
 
     @property
     def objects(self) -> list[manifests.Obj]:

@@ -10,11 +10,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+
+import yaml
 
 from gitops.core import manifests, releases
 from gitops.core.errors import UserError
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir, environments
+from gitops.core.progress import progress
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env
 from gitops.delivery import deployer_rbac, hydrate
 from gitops.model.argocd import argocd_paths
@@ -43,23 +45,34 @@ def argocd_files(root: Path) -> list[Path]:
 
 def schema_findings(env: str, render: RenderResult | None, stream: str, crd_dir: Path, filename: str) -> list[Finding]:
     found = []
+    named: set[int] = set()
     for result in kubeconform.run(stream, crd_dir, filename):
-        obj = None
-        if render is not None:
-            obj = next(
-                (
-                    o
-                    for o in render.objects
-                    if o.get("kind") == result.kind
-                    and manifests.meta(o).get("name") == result.name
-                    and o.get("apiVersion") == result.version
-                ),
-                None,
-            )
+        obj = _schema_subject(render, result, crd_dir, named) if render is not None else None
+        if obj is not None:
+            named.add(id(obj))
         ref = str(manifests.ObjKey.of(obj)) if obj else f"{result.kind} {result.name}"
         origin = render.origin(obj) if (render and obj) else filename
         found.append(Finding("schema", env, ref, origin, f"{result.status.removeprefix('status')}: {result.msg}"))
     return found
+
+
+def _schema_subject(
+    render: RenderResult, result: kubeconform.SchemaResult, crd_dir: Path, named: set[int]
+) -> manifests.Obj | None:
+    """The rendered object a kubeconform result is about. Its report names apiVersion, kind and name but not the
+    namespace, and Serving and Eventing both ship a ConfigMap config-logging (and more alike): when several objects
+    fit, kubeconform is asked about each alone, so the finding names the namespace and file that are wrong."""
+    candidates = [
+        o
+        for o in render.objects
+        if o.get("kind") == result.kind
+        and manifests.meta(o).get("name") == result.name
+        and o.get("apiVersion") == result.version
+        and id(o) not in named
+    ]
+    if len(candidates) > 1:
+        candidates = [o for o in candidates if kubeconform.run(yaml.safe_dump(o), crd_dir)] or candidates
+    return candidates[0] if candidates else None
 
 
 def _render(root: Path, env: str, hydrated: Path | None = None) -> RenderResult | list[Finding]:
@@ -72,13 +85,6 @@ def _render(root: Path, env: str, hydrated: Path | None = None) -> RenderResult 
         message = f"{error.what}; {error.fix}" if error.fix else error.what
         return [Finding("render", env, "-", error.where or f"overlays/{env}", message)]
     return render if hydrated is None else _hydrated_render(render, hydrated)
-
-
-def progress(message: str, stream: TextIO | None = None, verb: str = "validate") -> None:
-    """One line per stage, only when stderr is a terminal: a person sees it is working; logs and CI stay clean."""
-    stream = stream or sys.stderr
-    if stream.isatty():
-        print(f"{verb}: {message}", file=stream, flush=True)
 
 
 def _hydrated_render(render: RenderResult, directory: Path) -> RenderResult | list[Finding]:

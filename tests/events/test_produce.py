@@ -348,7 +348,7 @@ def broker_configmap(servers: str, **extra: str) -> dict[str, Any]:
 
 @pytest.fixture
 def fake_render(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Replace gitops.core.render.render_env (tested elsewhere) with one returning a Broker ConfigMap."""
+    """Replace gitops.core.render.render_env (tested elsewhere) with one returning a Kafka Broker and its ConfigMap."""
     import gitops.core.render
 
     def install(servers: str, **extra: str) -> None:
@@ -358,7 +358,17 @@ def fake_render(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
 
         decoy = broker_configmap("decoy:9092")
         decoy["metadata"]["namespace"] = "knative-eventing"  # the upstream placeholder must not be picked
-        objects = [decoy, broker_configmap(servers, **extra)]
+        broker = {
+            "apiVersion": "eventing.knative.dev/v1",
+            "kind": "Broker",
+            "metadata": {
+                "name": "events",
+                "namespace": "notifications",
+                "annotations": {"eventing.knative.dev/broker.class": "Kafka"},
+            },
+            "spec": {"config": {"apiVersion": "v1", "kind": "ConfigMap", "name": "kafka-broker-config"}},
+        }
+        objects = [decoy, broker, broker_configmap(servers, **extra)]
         monkeypatch.setattr(gitops.core.render, "render_env", lambda env: FakeRender(objects))
 
     return install
@@ -375,11 +385,27 @@ def test_bootstrap_precedence(fake_render: Callable[..., None]) -> None:
     assert kafka_settings.resolve_bootstrap("flag:9092", "prod", env).servers == "flag:9092"
 
 
+def test_the_configmap_is_the_one_the_kafka_broker_names(fake_render: Callable[..., None]) -> None:
+    """No ConfigMap name is hard-coded: a fork that renames it (and its Broker's spec.config) still produces."""
+    import gitops.core.render
+
+    fake_render("cm:9092")
+    objects = gitops.core.render.render_env("dev").objects
+    objects[1]["spec"]["config"]["name"] = "renamed"
+    objects[2]["metadata"]["name"] = "renamed"
+    assert (
+        kafka_settings.resolve_bootstrap(None, "dev", {}).origin == "ConfigMap notifications/renamed rendered for dev"
+    )
+    objects[1]["metadata"]["annotations"]["eventing.knative.dev/broker.class"] = "MTChannelBasedBroker"
+    with pytest.raises(kafka_settings.SettingsError, match="no Kafka Broker naming a ConfigMap"):
+        kafka_settings.resolve_bootstrap(None, "dev", {})
+
+
 def test_render_without_broker_configmap_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import gitops.core.render
 
     monkeypatch.setattr(gitops.core.render, "render_env", lambda env: type("R", (), {"objects": []})())
-    with pytest.raises(kafka_settings.SettingsError, match="no ConfigMap notifications/kafka-broker-config"):
+    with pytest.raises(kafka_settings.SettingsError, match=r"no Kafka Broker naming a ConfigMap in spec\.config"):
         kafka_settings.resolve_bootstrap(None, "dev", {})
 
 

@@ -1,17 +1,19 @@
 """make validate end to end: schemas (kubeconform -strict, offline), semantic checks, waivers, exit codes."""
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gitops.core import manifests
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir
 from gitops.validate import kubeconform, schemas, waivers
 from gitops.validate.checks import release_pins
 from gitops.validate.findings import Finding, RepoContext
-from gitops.validate.run import validate
+from gitops.validate.run import schema_findings, validate
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +141,17 @@ def test_finding_names_environment_object_file_and_check(renders):
     assert ctx.finding("demo", ksvc, "x", field="spec.template.spec.containers").origin == (
         "apps/notifications/deploy/service.yaml"
     )
+
+
+def test_schema_finding_names_the_namespace_kubeconform_leaves_out(renders, crd_dir):
+    """Serving and Eventing both ship ConfigMap config-logging; kubeconform's report does not say which one is
+    wrong, the finding must (the serving one here, rendered after the eventing one)."""
+    render = copy.deepcopy(renders["dev"])
+    serving_logging = manifests.find(render.objects, "", "ConfigMap", "knative-serving", "config-logging")
+    eventing_logging = manifests.find(render.objects, "", "ConfigMap", "knative-eventing", "config-logging")
+    assert render.objects.index(eventing_logging) < render.objects.index(serving_logging)
+    serving_logging["data"]["zap-logger-config"] = 42  # ConfigMap data values are strings
+    stream = yaml.safe_dump_all(render.objects)
+    (finding,) = schema_findings("dev", render, stream, crd_dir, "overlays/dev")
+    assert finding.obj == "ConfigMap knative-serving/config-logging"
+    assert finding.origin == render.origin(serving_logging) != render.origin(eventing_logging)

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
 from gitops.model.pods import KSVC_POD_LABEL, namespace_labels, selector_matches
-from gitops.validate.checks.policy import is_production
-from gitops.validate.checks.serving import knative_services
+from gitops.model.serving import knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
@@ -63,7 +62,7 @@ def _serving_features(objects: list[Obj]) -> dict[str, str]:
 def check_gated_pod_fields(ctx: EnvContext) -> Iterator[Finding]:
     """PodSpec fields behind a Serving feature flag are used only with that flag enabled in config-features."""
     features = _serving_features(ctx.objects)
-    for ksvc in knative_services(ctx):
+    for ksvc in knative_services(ctx.objects):
         spec = dig(ksvc, "spec", "template", "spec") or {}
         for field, flag in GATED_POD_FIELDS.items():
             if field in spec and features.get(flag, "disabled") not in FLAG_ON:
@@ -118,10 +117,10 @@ def _budget_keeps_one(pdb: Obj, pods: int) -> bool:
 @env_check("availability")
 def check_subscriber_availability(ctx: EnvContext) -> Iterator[Finding]:
     """Production: a Knative Service kept at >= 2 pods has them on different nodes and a budget for drains."""
-    if not is_production(ctx):
+    if not ctx.is_production:
         return
     pdbs = list(manifests.of_kind(ctx.objects, "policy", "PodDisruptionBudget"))
-    for ksvc in knative_services(ctx):
+    for ksvc in knative_services(ctx.objects):
         pods = _min_scale(ksvc)
         if pods < 2:
             continue
@@ -164,7 +163,7 @@ def _hpa_for(objects: list[Obj], ns: str, name: str) -> Obj | None:
 @env_check("availability")
 def check_control_plane_ha(ctx: EnvContext) -> Iterator[Finding]:
     """Production: every Knative component runs 2 replicas (HPA minimum where an HPA owns it)."""
-    if not is_production(ctx):
+    if not ctx.is_production:
         return
     known = namespace_labels(ctx.objects)
     for ns, names in HA_COMPONENTS.items():

@@ -2,148 +2,30 @@
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
 from gitops.model.app_routes import Route, app_of_origin, served_routes
+from gitops.model.eventing import (
+    BROKER_CLASS,
+    BROKER_CONFIG_KEYS,
+    BROKER_CONFIG_PREFIX,
+    DELIVERY_ORDER,
+    DELIVERY_ORDERS,
+    KAFKA_CLASSES,
+    KAFKA_TRIGGER_ANNOTATIONS,
+    KNOWN_BROKER_CLASSES,
+    broker_configmap,
+    events_into,
+    sink_broker,
+    trigger_broker,
+    trigger_matches,
+)
 from gitops.model.knative import delivery_problems, iso_duration, resolve_destination
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
-BROKER_CLASS = "eventing.knative.dev/broker.class"
-KAFKA_CLASSES = {"Kafka", "KafkaNamespaced"}
-KNOWN_BROKER_CLASSES = KAFKA_CLASSES | {"MTChannelBasedBroker"}
-DELIVERY_ORDER = "kafka.eventing.knative.dev/delivery.order"
-DELIVERY_ORDERS = {"ordered", "unordered"}
-KAFKA_TRIGGER_ANNOTATIONS = {DELIVERY_ORDER}
-# Broker ConfigMap keys read by eventing-kafka-broker (control-plane/pkg/kafka/topic.go, pkg/security/config.go).
-BROKER_CONFIG_KEYS = {
-    "bootstrap.servers",
-    "default.topic.partitions",
-    "default.topic.replication.factor",
-    "auth.secret.ref.name",
-}
-BROKER_CONFIG_PREFIX = "default.topic.config."
 HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
-KAFKA_SOURCE_TYPE = "dev.knative.kafka.event"
-# KafkaSource sets these per record (InvalidCloudEventInterceptor.java): any value is possible.
-PER_RECORD_ATTRIBUTES = {"id", "subject", "time", "datacontenttype", "key", "partitionkey"}
-PER_RECORD_PREFIXES = ("kafkaheader", "knativekafka")
-
-
-@dataclass
-class EmittedEvent:
-    """What a source in the render sends into a Broker: fixed attributes, plus per-record ones."""
-
-    source_obj: Obj
-    topic: str
-    attributes: dict[str, str] = field(default_factory=dict)
-
-    def value(self, name: str) -> str | None:
-        """The attribute's value, or None when it varies per record (so any filter on it may match)."""
-        if name in self.attributes:
-            return self.attributes[name]
-        if name in PER_RECORD_ATTRIBUTES or name.startswith(PER_RECORD_PREFIXES):
-            return None
-        return ""  # absent attributes compare as "" (AttributesFilter)
-
-
-def kafka_source_events(source: Obj) -> list[EmittedEvent]:
-    ns = manifests.meta(source).get("namespace", "")
-    name = manifests.meta(source).get("name", "")
-    overrides = dig(source, "spec", "ceOverrides", "extensions") or {}
-    return [
-        EmittedEvent(
-            source,
-            topic,
-            {
-                "specversion": "1.0",
-                "type": KAFKA_SOURCE_TYPE,
-                # "/apis/v1/namespaces/" + ns + "/kafkasources/" + name + "#" + topic (InvalidCloudEventInterceptor)
-                "source": f"/apis/v1/namespaces/{ns}/kafkasources/{name}#{topic}",
-                **{str(k): str(v) for k, v in overrides.items()},
-            },
-        )
-        for topic in dig(source, "spec", "topics") or []
-    ]
-
-
-def _sink_broker(objects: list[Obj], source: Obj) -> Obj | None:
-    target = resolve_destination(objects, source, dig(source, "spec", "sink"), "spec.sink").target
-    return target if target is not None and target.get("kind") == "Broker" else None
-
-
-def events_into(objects: list[Obj], broker: Obj) -> list[EmittedEvent]:
-    key = manifests.ObjKey.of(broker)
-    events: list[EmittedEvent] = []
-    for source in manifests.of_kind(objects, "sources.knative.dev", "KafkaSource"):
-        target = _sink_broker(objects, source)
-        if target is not None and manifests.ObjKey.of(target) == key:
-            events += kafka_source_events(source)
-    return events
-
-
-# Three-valued filter evaluation: True, False, or None (depends on per-record values, so it may match).
-def _all(values: list[bool | None]) -> bool | None:
-    if any(v is False for v in values):
-        return False
-    return None if any(v is None for v in values) else True
-
-
-def _any(values: list[bool | None]) -> bool | None:
-    if any(v is True for v in values):
-        return True
-    return None if any(v is None for v in values) else False
-
-
-def _compare(event: EmittedEvent, attrs: dict, test) -> bool | None:
-    results = []
-    for name, wanted in attrs.items():
-        actual = event.value(str(name))
-        results.append(None if actual is None else test(actual, str(wanted)))
-    return _all(results)
-
-
-def evaluate_filters(expression: dict, event: EmittedEvent) -> bool | None:
-    """One CloudEvents Subscriptions API filter expression (spec.filters item)."""
-    (dialect, body), *_ = expression.items()
-    if dialect == "exact":
-        return _compare(event, body, lambda a, w: a == w)
-    if dialect == "prefix":
-        return _compare(event, body, lambda a, w: a.startswith(w))
-    if dialect == "suffix":
-        return _compare(event, body, lambda a, w: a.endswith(w))
-    if dialect == "all":
-        return _all([evaluate_filters(e, event) for e in body])
-    if dialect == "any":
-        return _any([evaluate_filters(e, event) for e in body])
-    if dialect == "not":
-        inner = evaluate_filters(body, event)
-        return None if inner is None else not inner
-    return None  # cesql: not evaluated here; assume it may match
-
-
-def trigger_matches(trigger: Obj, event: EmittedEvent) -> bool | None:
-    spec = trigger.get("spec") or {}
-    if spec.get("filters"):  # `filters` wins over `filter` when both are set
-        return _all([evaluate_filters(e, event) for e in spec["filters"]])
-    attributes = dig(spec, "filter", "attributes") or {}
-    # An empty value matches anything (AttributesFilter drops it).
-    return _compare(event, {k: v for k, v in attributes.items() if v != ""}, lambda a, w: a == w)
-
-
-def broker_configmap(objects: list[Obj], broker: Obj) -> Obj | None:
-    """The ConfigMap a Broker's spec.config names (its namespace defaults to the Broker's), if rendered."""
-    config = dig(broker, "spec", "config") or {}
-    namespace = config.get("namespace") or manifests.meta(broker).get("namespace", "")
-    return manifests.find(objects, "", "ConfigMap", namespace, config.get("name", ""))
-
-
-def trigger_broker(objects: list[Obj], trigger: Obj) -> Obj | None:
-    ns = manifests.meta(trigger).get("namespace", "")
-    name = dig(trigger, "spec", "broker") or dig(trigger, "spec", "brokerRef", "name")
-    return manifests.find(objects, "eventing.knative.dev", "Broker", ns, name or "")
 
 
 @env_check("trigger-spec")
@@ -367,7 +249,7 @@ def check_kafka_source(ctx: EnvContext) -> Iterator[Finding]:
                 source,
                 "no spec.consumerGroup: the webhook picks a random one (immutable) and git drifts",
             )
-        broker = _sink_broker(ctx.objects, source)
+        broker = sink_broker(ctx.objects, source)
         if broker is None or not dig(broker, "spec", "config"):
             continue
         data = (broker_configmap(ctx.objects, broker) or {}).get("data") or {}

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
-from gitops.validate.checks.policy import is_production
-from gitops.validate.checks.serving import knative_services
+from gitops.model.serving import knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
@@ -49,7 +48,7 @@ def _policies_for(ctx: EnvContext, target: Obj) -> list[Obj]:
 @env_check("sender-identity")
 def check_sender_identity(ctx: EnvContext) -> Iterator[Finding]:
     """Production: Eventing OIDC is on, authorization defaults to deny, and an EventPolicy names who may post to the Broker."""
-    if not is_production(ctx):
+    if not ctx.is_production:
         return
     features = manifests.find(ctx.objects, "", "ConfigMap", "knative-eventing", "config-features")
     data = (features or {}).get("data") or {}
@@ -147,7 +146,7 @@ def trigger_subject(trigger: Obj) -> str | None:
 @env_check("sender-identity")
 def check_subscriber_audience(ctx: EnvContext) -> Iterator[Finding]:
     """Production: every delivery to our services carries the audience and subject the subscriber verifies."""
-    if not is_production(ctx):
+    if not ctx.is_production:
         return
     for obj, path, dest in _deliveries_to_ksvcs(ctx):
         key = _ref_key(dest["ref"], manifests.meta(obj).get("namespace", ""))
@@ -179,7 +178,7 @@ def check_subscriber_audience(ctx: EnvContext) -> Iterator[Finding]:
                 f"its deliveries to {key} carry the subject {subject or '(a hashed ServiceAccount name)'}, which "
                 f"{ALLOWED_SUBJECTS} does not list: every delivery and its dead letter are refused with 403",
             )
-    for ksvc in knative_services(ctx):
+    for ksvc in knative_services(ctx.objects):
         env = _env(ksvc)
         if "OIDC_AUDIENCE" not in env:
             continue
@@ -211,7 +210,7 @@ def _token_file_mounted(pod: dict, container: dict, path: str) -> bool:
 @env_check("service-account")
 def check_service_accounts(ctx: EnvContext) -> Iterator[Finding]:
     """Production: each Knative Service of ours runs as its own ServiceAccount without an automounted token."""
-    if not is_production(ctx):
+    if not ctx.is_production:
         return
     users: dict[tuple[str, str], list[str]] = {}
     for obj in ctx.objects:
@@ -219,8 +218,8 @@ def check_service_accounts(ctx: EnvContext) -> Iterator[Finding]:
         if isinstance(pod, dict) and pod.get("containers"):
             ns = manifests.meta(obj).get("namespace", "")
             users.setdefault((ns, pod.get("serviceAccountName") or "default"), []).append(str(manifests.ObjKey.of(obj)))
-    for ksvc in knative_services(ctx):
-        if ctx.render.origin(ksvc).startswith("https://"):
+    for ksvc in knative_services(ctx.objects):
+        if ctx.is_upstream(ksvc):
             continue
         ns = manifests.meta(ksvc).get("namespace", "")
         pod = dig(ksvc, "spec", "template", "spec") or {}

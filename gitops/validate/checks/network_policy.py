@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
 from gitops.model.pods import KSVC_POD_LABEL, PodTemplate, namespace_labels, pod_templates, selector_matches
-from gitops.validate.checks.policy import is_production
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
@@ -89,14 +88,14 @@ def _default_deny(policy: Obj) -> bool:
 @env_check("network-policy")
 def check_default_deny(ctx: EnvContext) -> Iterator[Finding]:
     """Production: each namespace running our pods denies ingress by default, so a new pod starts closed."""
-    if not is_production(ctx):
+    if not ctx.is_production:
         return
     denied = {
         manifests.meta(p).get("namespace")
         for p in manifests.of_kind(ctx.objects, "networking.k8s.io", "NetworkPolicy")
         if _default_deny(p)
     }
-    ours = {p.namespace for p in pod_templates(ctx.objects) if not ctx.render.origin(p.owner).startswith("https://")}
+    ours = {p.namespace for p in pod_templates(ctx.objects) if not ctx.is_upstream(p.owner)}
     for ns in sorted(ours - denied):
         namespace = manifests.find(ctx.objects, "", "Namespace", "", ns)
         yield ctx.finding(

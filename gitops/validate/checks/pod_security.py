@@ -17,7 +17,6 @@ from gitops.core import manifests
 from gitops.core.manifests import Obj
 from gitops.core.tools import ToolMissing, tool
 from gitops.model.pods import WORKLOAD_KINDS
-from gitops.validate.checks.policy import is_production
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
@@ -70,7 +69,7 @@ def check_pod_security(ctx: EnvContext) -> Iterator[Finding]:
     for name, ns in namespaces.items():
         level = manifests.labels(ns).get(ENFORCE)
         if level is None:
-            if is_production(ctx):
+            if ctx.is_production:
                 yield ctx.finding(
                     "pod-security",
                     ns,

@@ -5,24 +5,15 @@ import re
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from gitops.core import environments, manifests
+from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
-from gitops.validate.checks.eventing import broker_configmap
-from gitops.validate.checks.serving import VISIBILITY, knative_services
+from gitops.model.eventing import broker_configmap
+from gitops.model.serving import VISIBILITY, knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
 DIGEST_REF = re.compile(r"@sha256:[0-9a-f]{64}$")
 MIN_REPLICATION = 3
-
-
-def is_production(ctx: EnvContext) -> bool:
-    """Whether ctx's environment is held to the production policy (environments.yaml `production`)."""
-    return environments.load(ctx.root).is_production(ctx.env)
-
-
-def _is_ours(ctx: EnvContext, obj: Obj) -> bool:
-    return not ctx.render.origin(obj).startswith("https://")
 
 
 def pod_specs(obj: Obj) -> Iterator[dict]:
@@ -47,7 +38,7 @@ def containers(obj: Obj) -> Iterator[tuple[dict, dict]]:
 def check_secrets_not_in_git(ctx: EnvContext) -> Iterator[Finding]:
     """No Secret of ours carries literal data in git."""
     for secret in manifests.of_kind(ctx.objects, "", "Secret"):
-        if _is_ours(ctx, secret) and (secret.get("data") or secret.get("stringData")):
+        if not ctx.is_upstream(secret) and (secret.get("data") or secret.get("stringData")):
             yield ctx.finding(
                 "secrets",
                 secret,
@@ -95,7 +86,7 @@ def check_events_stay_in_cluster(ctx: EnvContext) -> Iterator[Finding]:
 
     In production, events leaving the cluster (a Trigger subscriber or a dead-letter sink with an external URI)
     must be an explicit decision: a waiver in validation-waivers.yaml with its reason, never an accident."""
-    if not is_production(ctx):
+    if not ctx.is_production:
         return
     namespaces = {manifests.meta(ns).get("name") for ns in manifests.of_kind(ctx.objects, "", "Namespace")}
     for obj in ctx.objects:
@@ -115,10 +106,10 @@ def check_events_stay_in_cluster(ctx: EnvContext) -> Iterator[Finding]:
 @env_check("prod-policy")
 def check_production_policy(ctx: EnvContext) -> Iterator[Finding]:
     """Production: cluster-local services, digest-pinned images, replicated authenticated Kafka, hardened pods, limits, a DLS."""
-    if not is_production(ctx):
+    if not ctx.is_production:
         return
     yield from _replication(ctx)
-    for ksvc in knative_services(ctx):
+    for ksvc in knative_services(ctx.objects):
         if manifests.labels(ksvc).get(VISIBILITY) != "cluster-local":
             yield ctx.finding("prod-policy", ksvc, f"public in production: label it {VISIBILITY}: cluster-local")
     for obj in ctx.objects:
@@ -131,7 +122,7 @@ def check_production_policy(ctx: EnvContext) -> Iterator[Finding]:
                     f"container {container.get('name')} image {image!r} is not pinned by @sha256 digest",
                     field="spec.template.spec.containers.image" if obj.get("kind") == "Service" else None,
                 )
-            if _is_ours(ctx, obj):
+            if not ctx.is_upstream(obj):
                 yield from _hardening(ctx, obj, pod, container)
     for broker in manifests.of_kind(ctx.objects, "eventing.knative.dev", "Broker"):
         if not dig(broker, "spec", "delivery", "deadLetterSink"):

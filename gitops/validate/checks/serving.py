@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
 from gitops.model.app_routes import Route, app_of_origin, served_routes
+from gitops.model.serving import VISIBILITY, knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
@@ -30,7 +31,6 @@ AUTOSCALING_KEYS = {
     "metric-aggregation-algorithm": "metricAggregationAlgorithm",
 }
 LEGACY = {alias: key for key, alias in AUTOSCALING_KEYS.items() if alias}
-VISIBILITY = "networking.knative.dev/visibility"
 QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 SUFFIX = {
     None: 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
@@ -53,10 +53,6 @@ def quantity(value: object) -> Decimal | None:
     return number * SUFFIX[suffix]
 
 
-def knative_services(ctx: EnvContext) -> Iterator[Obj]:
-    return manifests.of_kind(ctx.objects, "serving.knative.dev", "Service")
-
-
 @env_check("autoscaling")
 def check_autoscaling(ctx: EnvContext) -> Iterator[Finding]:
     """Autoscaling annotations that serving's webhook accepts but never acts on (unknown keys, HPA class gaps).
@@ -65,7 +61,7 @@ def check_autoscaling(ctx: EnvContext) -> Iterator[Finding]:
     the HPA autoscaler installed. Values, ranges, placement and min <= max <= max-scale-limit are the webhook's own
     rules: the upstream-admission stage (gitops/validate/admission.py) runs them."""
     hpa_installed = manifests.find(ctx.objects, "apps", "Deployment", "knative-serving", "autoscaler-hpa") is not None
-    for ksvc in knative_services(ctx):
+    for ksvc in knative_services(ctx.objects):
         template = dig(ksvc, "spec", "template", "metadata", "annotations") or {}
         for key, value in template.items():
             if not key.startswith(AUTOSCALING):
@@ -85,7 +81,7 @@ def check_autoscaling(ctx: EnvContext) -> Iterator[Finding]:
 @env_check("visibility")
 def check_visibility(ctx: EnvContext) -> Iterator[Finding]:
     """The networking.knative.dev/visibility label is cluster-local, and on the Service (not an annotation or the template)."""
-    for ksvc in knative_services(ctx):
+    for ksvc in knative_services(ctx.objects):
         value = manifests.labels(ksvc).get(VISIBILITY)
         if value is not None and value != "cluster-local":
             yield ctx.finding("visibility", ksvc, f"{VISIBILITY} label must be cluster-local, got {value!r}")
@@ -100,7 +96,7 @@ def check_visibility(ctx: EnvContext) -> Iterator[Finding]:
 @env_check("resources")
 def check_resources(ctx: EnvContext) -> Iterator[Finding]:
     """Every container's resource requests and limits are valid quantities, requests not above limits."""
-    for ksvc in knative_services(ctx):
+    for ksvc in knative_services(ctx.objects):
         for container in dig(ksvc, "spec", "template", "spec", "containers") or []:
             yield from _resource_problems(ctx, ksvc, container.get("name", "?"), container.get("resources") or {})
 
@@ -108,7 +104,7 @@ def check_resources(ctx: EnvContext) -> Iterator[Finding]:
 @env_check("probes")
 def check_probe_paths(ctx: EnvContext) -> Iterator[Finding]:
     """Every HTTP probe path is a route the app serves."""
-    for ksvc in knative_services(ctx):
+    for ksvc in knative_services(ctx.objects):
         app = app_of_origin(ctx.render.origin(ksvc))
         if app is None:
             continue
@@ -145,7 +141,7 @@ def check_probe_ports(ctx: EnvContext) -> Iterator[Finding]:
 
     A readiness or liveness probe on a port the app does not listen on never succeeds: pods never turn Ready
     (readiness) or are restarted forever (liveness). Upstream accepts it; the kubelet finds out at runtime."""
-    for ksvc in knative_services(ctx):
+    for ksvc in knative_services(ctx.objects):
         containers = dig(ksvc, "spec", "template", "spec", "containers") or []
         for container in containers:
             listening = _listening_port(container, len(containers) == 1)

@@ -6,12 +6,13 @@ from collections.abc import Iterator
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
+from gitops.model.eventing import is_kafka_broker
+from gitops.model.pods import BUILTIN_NAMESPACES
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
 EXAMPLE_CHECKSUM = "knative.dev/example-checksum"
 KOURIER_CLASS = "kourier.ingress.networking.knative.dev"
-PREEXISTING_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
 CLUSTER_SCOPED_CORE = {
     ("", "Namespace"), ("", "Node"), ("", "PersistentVolume"),
     ("rbac.authorization.k8s.io", "ClusterRole"), ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
@@ -78,7 +79,7 @@ def check_namespaces(ctx: EnvContext) -> Iterator[Finding]:
     """Every namespaced object names its namespace, and that namespace exists in the render or the cluster."""
     scoped = _cluster_scoped(ctx.objects)
     namespaces = {manifests.meta(ns).get("name") for ns in manifests.of_kind(ctx.objects, "", "Namespace")}
-    namespaces |= PREEXISTING_NAMESPACES
+    namespaces |= set(BUILTIN_NAMESPACES)
     for obj in ctx.objects:
         ns = manifests.meta(obj).get("namespace")
         if (manifests.group_of(obj), obj.get("kind")) in scoped:
@@ -100,11 +101,7 @@ def check_data_planes(ctx: EnvContext) -> Iterator[Finding]:
     for (group, kind), (wl_kind, ns, name, asset) in DATA_PLANES.items():
         users = list(manifests.of_kind(ctx.objects, group, kind))
         if kind == "Broker":
-            users = [
-                b
-                for b in users
-                if manifests.annotations(b).get("eventing.knative.dev/broker.class", "").startswith("Kafka")
-            ]
+            users = [b for b in users if is_kafka_broker(b)]
         if not users:
             continue
         present = manifests.find(ctx.objects, "apps", wl_kind, ns, name) is not None
