@@ -2,6 +2,9 @@
 
 from gitops.core import manifests
 from gitops.core.paths import REPO_ROOT
+from gitops.model.argocd import APP_FILE
+from gitops.validate.findings import Finding
+from tests.validate.checks.argocd_support import DEV_APP
 
 
 def test_finding_names_environment_object_file_and_check(renders):
@@ -25,3 +28,8 @@ def test_finding_names_environment_object_file_and_check(renders):
     assert ctx.finding("demo", ksvc, "x", field="spec.template.spec.containers").origin == (
         "apps/notifications/deploy/service.yaml"
     )
+
+
+def test_findings_name_file_and_object():
+    finding = Finding("argocd-app", "argocd", DEV_APP, APP_FILE, "x")
+    assert str(finding).startswith(f"[argocd] Application argocd/knative-kafka-dev ({APP_FILE}): x")

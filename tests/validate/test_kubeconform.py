@@ -1,11 +1,12 @@
-"""kubeconform -strict and offline against the schemas we build: a misspelt field, a wrong type or a kind without
-a schema fails."""
+"""kubeconform -strict and offline against the schemas we build (the render's and Argo CD's): a misspelt field,
+a wrong type or a kind without a schema fails."""
 
 from pathlib import Path
 
 import pytest
 
-from gitops.core.paths import argocd_crds_dir
+from gitops.core.paths import REPO_ROOT, argocd_crds_dir
+from gitops.model.argocd import APP_FILE
 from gitops.validate import kubeconform, schemas
 
 
@@ -47,3 +48,20 @@ def test_knative_service_is_not_checked_against_the_core_service_schema(crd_dir)
     core = "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: n}\nspec: {template: {}}\n"
     assert "'type' not allowed" in invalid(ksvc, crd_dir)[0].msg
     assert "'template' not allowed" in invalid(core, crd_dir)[0].msg
+
+
+@pytest.fixture(scope="module")
+def argocd_schemas() -> Path:
+    return schemas.crd_schemas([], sorted(argocd_crds_dir().glob("*.yaml")))
+
+
+def test_argocd_files_are_schema_valid(argocd_schemas):
+    for name in (APP_FILE, "argocd/argocd-cm.yaml"):
+        assert kubeconform.run((REPO_ROOT / name).read_text(), argocd_schemas, name) == []
+
+
+def test_schema_rejects_a_misspelt_field(argocd_schemas):
+    text = (REPO_ROOT / APP_FILE).read_text().replace("selfHeal: true", "selfheal: true")
+    results = kubeconform.run(text, argocd_schemas, APP_FILE)
+    assert sorted((r.kind, r.name) for r in results) == [("Application", "knative-kafka-dev")]
+    assert all("additional properties 'selfheal' not allowed" in r.msg for r in results)
