@@ -1,44 +1,29 @@
-"""make diff: each DANGEROUS/WARNING classification fires on the change it is about and stays quiet otherwise."""
+"""The diff engine: each DANGEROUS/WARNING classification fires on the change it is about and stays quiet
+otherwise; field paths, long values and Secret values."""
 
 import copy
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from gitops.core import manifests
-from gitops.core.manifests import Obj, ObjKey
+from gitops.core.manifests import Obj
 from gitops.core.render import RenderResult
 from gitops.diff import report
 from gitops.diff.engine import (
     DANGEROUS,
     MISSING,
     WARNING,
-    EnvDiff,
     FieldChange,
     diff_env,
     field_changes,
     show,
     show_change,
 )
-from tests.support import MADE_UP_ENV, add_environment
-
-Mutation = Callable[[list[Obj]], None]
-
-
-def _get(objects: list[Obj], group: str, kind: str, namespace: str, name: str) -> Obj:
-    found = manifests.find(objects, group, kind, namespace, name)
-    assert found is not None, f"{kind} {namespace}/{name} missing from the render"
-    return found
+from tests.diff.diff_support import Mutation, _get, broker_config, diff_prod, set_partitions
 
 
 def broker(objects: list[Obj]) -> Obj:
     return _get(objects, "eventing.knative.dev", "Broker", "notifications", "events")
-
-
-def broker_config(objects: list[Obj]) -> Obj:
-    return _get(objects, "", "ConfigMap", "notifications", "kafka-broker-config")
 
 
 def kafka_source(objects: list[Obj]) -> Obj:
@@ -61,10 +46,6 @@ def remove(pick: Callable[[list[Obj]], Obj]) -> Mutation:
     return lambda objects: objects.remove(pick(objects))
 
 
-def set_partitions(value: str) -> Mutation:
-    return lambda objects: broker_config(objects)["data"].__setitem__("default.topic.partitions", value)
-
-
 def drop_annotation(pick: Callable[[list[Obj]], Obj], name: str) -> Mutation:
     return lambda objects: pick(objects)["metadata"]["annotations"].pop(name)
 
@@ -79,15 +60,6 @@ def add_public_service(objects: list[Obj]) -> None:
     extra["metadata"]["name"] = "webhook-inbox"
     extra["metadata"].get("labels", {}).pop("networking.knative.dev/visibility", None)
     objects.append(extra)
-
-
-def diff_prod(renders: dict[str, RenderResult], mutate: Mutation, *, before: Mutation | None = None) -> EnvDiff:
-    old = copy.deepcopy(renders["prod"].objects)
-    if before is not None:
-        before(old)
-    new = copy.deepcopy(old)
-    mutate(new)
-    return diff_env("prod", old, new)
 
 
 FIRES = {
@@ -264,82 +236,3 @@ def test_secret_values_never_printed() -> None:
     text = report.format_text([report.EnvReport(result, {})], "a", "b", 8)
     assert "aaa" not in text and "bbb" not in text
     assert "data.k: <hidden> → <hidden>" in text
-
-
-def test_markdown_has_marker_flags_and_diff_block(renders: dict[str, RenderResult]) -> None:
-    result = diff_prod(renders, set_partitions("6"))
-    text = report.format_markdown([report.EnvReport(result, renders["prod"].origins)], "origin/main", "HEAD", 8)
-    assert text.startswith(report.COMMENT_MARKER)
-    assert "**DANGEROUS** `ConfigMap notifications/kafka-broker-config`" in text
-    assert "```diff\n! ConfigMap notifications/kafka-broker-config  (base/eventing/kafka-broker-config.yaml)" in text
-    assert "data[default.topic.partitions]: 12 → 6" in text
-
-
-def test_many_upstream_changes_are_summarised(renders: dict[str, RenderResult]) -> None:
-    old = renders["dev"].objects
-    new = copy.deepcopy(old)
-    for obj in new:
-        labels = manifests.labels(obj)
-        if "app.kubernetes.io/version" in labels:
-            labels["app.kubernetes.io/version"] = "1.99.0"
-    env_report = report.EnvReport(diff_env("dev", old, new), renders["dev"].origins)
-    lines = report.resource_lines(env_report, 8)
-    assert len(env_report.diff.changed) > report.UPSTREAM_DETAIL_LIMIT
-    assert any("upstream objects changed" in line for line in lines)
-    assert any("most changed field: metadata.labels[app.kubernetes.io/version]" in line for line in lines)
-    assert not [line for line in lines if not line.startswith(("~ ", "      "))]
-    assert len(lines) < 10
-    assert len(report.resource_lines(env_report, 8, full=True)) > len(env_report.diff.changed)
-
-
-# --- end to end: git ref vs working tree, real renders --------------------------------------------------------
-
-
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
-
-
-@pytest.fixture
-def repo_copy(tree_copy: Path) -> Path:
-    _git(tree_copy, "init", "-q", "-b", "main")
-    _git(tree_copy, "add", "-A")
-    _git(tree_copy, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "base")
-    return tree_copy
-
-
-def test_git_ref_vs_working_tree_exit_codes(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == 0
-    assert "== prod: no changes" in capsys.readouterr().out
-
-    kafka = repo_copy / "overlays/prod/kafka.yaml"
-    kafka.write_text(kafka.read_text().replace('default.topic.partitions: "12"', 'default.topic.partitions: "6"'))
-    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == report.EXIT_DANGEROUS
-    out = capsys.readouterr().out
-    assert "DANGEROUS ConfigMap notifications/kafka-broker-config: default.topic.partitions decreased 12 → 6" in out
-    assert "data[default.topic.partitions]: 12 → 6  (overlays/prod/kafka.yaml)" in out
-    assert out.rstrip().endswith("1 DANGEROUS change(s) (exit 3)")
-
-
-def test_argocd_objects_are_diffed(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    app = repo_copy / "argocd/bootstrap/argocd-app.yaml"
-    text = app.read_text()
-    dev = text.index("kind: Application\nmetadata:\n  name: knative-kafka-dev")
-    app.write_text(text[:dev] + text[dev:].replace("selfHeal: true", "selfHeal: false", 1))
-    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "argocd"]) == 0
-    out = capsys.readouterr().out
-    assert "== argocd: 1 changed" in out
-    assert "~ Application argocd/knative-kafka-dev  (argocd/bootstrap/argocd-app.yaml)" in out
-    assert "spec.syncPolicy.automated.selfHeal: true → false" in out
-
-
-def test_environment_missing_at_base_is_all_added(repo_copy: Path) -> None:
-    add_environment(repo_copy, MADE_UP_ENV, like="dev")
-    (env_report,) = report.run(repo_copy.parent / "nowhere", repo_copy, [MADE_UP_ENV])
-    assert env_report.diff.notes[0].startswith("new environment")
-    assert env_report.diff.added and not env_report.diff.removed and not env_report.diff.changed
-    assert ObjKey("eventing.knative.dev", "Broker", "notifications", "events") in env_report.diff.added
-
-
-def test_unknown_ref_is_an_error(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert report.main(["--base", "no-such-ref", "--root", str(repo_copy)]) == 1
-    assert "unknown git ref 'no-such-ref'" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""make diff: the report and the PR comment, and a git ref against the working tree with real renders."""
+
+import copy
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gitops.core import manifests
+from gitops.core.manifests import ObjKey
+from gitops.core.render import RenderResult
+from gitops.diff import report
+from gitops.diff.engine import diff_env
+from tests.diff.diff_support import diff_prod, set_partitions
+from tests.support import MADE_UP_ENV, add_environment
+
+
+def test_markdown_has_marker_flags_and_diff_block(renders: dict[str, RenderResult]) -> None:
+    result = diff_prod(renders, set_partitions("6"))
+    text = report.format_markdown([report.EnvReport(result, renders["prod"].origins)], "origin/main", "HEAD", 8)
+    assert text.startswith(report.COMMENT_MARKER)
+    assert "**DANGEROUS** `ConfigMap notifications/kafka-broker-config`" in text
+    assert "```diff\n! ConfigMap notifications/kafka-broker-config  (base/eventing/kafka-broker-config.yaml)" in text
+    assert "data[default.topic.partitions]: 12 → 6" in text
+
+
+def test_many_upstream_changes_are_summarised(renders: dict[str, RenderResult]) -> None:
+    old = renders["dev"].objects
+    new = copy.deepcopy(old)
+    for obj in new:
+        labels = manifests.labels(obj)
+        if "app.kubernetes.io/version" in labels:
+            labels["app.kubernetes.io/version"] = "1.99.0"
+    env_report = report.EnvReport(diff_env("dev", old, new), renders["dev"].origins)
+    lines = report.resource_lines(env_report, 8)
+    assert len(env_report.diff.changed) > report.UPSTREAM_DETAIL_LIMIT
+    assert any("upstream objects changed" in line for line in lines)
+    assert any("most changed field: metadata.labels[app.kubernetes.io/version]" in line for line in lines)
+    assert not [line for line in lines if not line.startswith(("~ ", "      "))]
+    assert len(lines) < 10
+    assert len(report.resource_lines(env_report, 8, full=True)) > len(env_report.diff.changed)
+
+
+# --- end to end: git ref vs working tree, real renders --------------------------------------------------------
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo_copy(tree_copy: Path) -> Path:
+    _git(tree_copy, "init", "-q", "-b", "main")
+    _git(tree_copy, "add", "-A")
+    _git(tree_copy, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "base")
+    return tree_copy
+
+
+def test_git_ref_vs_working_tree_exit_codes(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == 0
+    assert "== prod: no changes" in capsys.readouterr().out
+
+    kafka = repo_copy / "overlays/prod/kafka.yaml"
+    kafka.write_text(kafka.read_text().replace('default.topic.partitions: "12"', 'default.topic.partitions: "6"'))
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == report.EXIT_DANGEROUS
+    out = capsys.readouterr().out
+    assert "DANGEROUS ConfigMap notifications/kafka-broker-config: default.topic.partitions decreased 12 → 6" in out
+    assert "data[default.topic.partitions]: 12 → 6  (overlays/prod/kafka.yaml)" in out
+    assert out.rstrip().endswith("1 DANGEROUS change(s) (exit 3)")
+
+
+def test_argocd_objects_are_diffed(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    app = repo_copy / "argocd/bootstrap/argocd-app.yaml"
+    text = app.read_text()
+    dev = text.index("kind: Application\nmetadata:\n  name: knative-kafka-dev")
+    app.write_text(text[:dev] + text[dev:].replace("selfHeal: true", "selfHeal: false", 1))
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "argocd"]) == 0
+    out = capsys.readouterr().out
+    assert "== argocd: 1 changed" in out
+    assert "~ Application argocd/knative-kafka-dev  (argocd/bootstrap/argocd-app.yaml)" in out
+    assert "spec.syncPolicy.automated.selfHeal: true → false" in out
+
+
+def test_environment_missing_at_base_is_all_added(repo_copy: Path) -> None:
+    add_environment(repo_copy, MADE_UP_ENV, like="dev")
+    (env_report,) = report.run(repo_copy.parent / "nowhere", repo_copy, [MADE_UP_ENV])
+    assert env_report.diff.notes[0].startswith("new environment")
+    assert env_report.diff.added and not env_report.diff.removed and not env_report.diff.changed
+    assert ObjKey("eventing.knative.dev", "Broker", "notifications", "events") in env_report.diff.added
+
+
+def test_unknown_ref_is_an_error(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report.main(["--base", "no-such-ref", "--root", str(repo_copy)]) == 1
+    assert "unknown git ref 'no-such-ref'" in capsys.readouterr().err
