@@ -1,9 +1,15 @@
-"""make validate end to end: the real tree passes; a broken tree, overlay or waiver fails, naming file and object."""
+"""make validate end to end: the real tree passes; a broken tree, overlay or waiver fails, naming file and object;
+`--hydrated` checks the files `make hydrate` wrote."""
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import yaml
 
 from gitops.core.paths import REPO_ROOT
+from gitops.delivery import hydrate
 from gitops.validate.run import validate
 
 
@@ -46,3 +52,57 @@ def test_stale_waiver_is_a_finding(tree_copy):
     report = validate(tree_copy, envs=["prod"])
     checks = sorted(f.check for f in report.findings)
     assert checks == ["prod-policy", "waivers"]  # the Envoy tag is no longer waived, and the waiver is stale
+
+
+def test_validate_checks_the_hydrated_bytes(hydratable: tuple[Path, Path], tmp_path: Path, monkeypatch) -> None:
+    root, mirror = hydratable
+    monkeypatch.setenv("KNATIVE_RELEASE_MIRROR", str(mirror))
+    out = tmp_path / "dev"
+    hydrate.hydrate("dev", out, root, mirror=mirror)
+    report = validate(root, ["dev"], hydrated={"dev": out})
+    assert [f for f in report.findings if f.check == "hydrated"] == []
+    assert report.renders["dev"].text == hydrate.load_hydrated(out)
+    # A hand edit on the deploy branch is not what validate passed: named with env, object and directory.
+    ksvc = out / "notifications--service.serving.knative.dev--notifications.yaml"
+    edited = yaml.safe_load(ksvc.read_text())
+    edited["metadata"].setdefault("labels", {})["hand-edited"] = "true"
+    ksvc.write_text(yaml.safe_dump(edited))
+    (out / "_cluster--namespace--extra.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n")
+    found = [str(f) for f in validate(root, ["dev"], hydrated={"dev": out}).findings if f.check == "hydrated"]
+    assert (
+        f"[dev] Namespace extra ({out}): is in the hydrated files but not in a fresh render of this tree  <hydrated>"
+        in found
+    )
+    assert any(
+        "Service.serving.knative.dev notifications/notifications" in f and "differs from a fresh render" in f
+        for f in found
+    )
+
+
+def test_wave_and_health_checks_run_on_the_hydrated_files(
+    hydratable: tuple[Path, Path], tmp_path: Path, monkeypatch
+) -> None:
+    """What Argo CD syncs is the hydrated directory: a Trigger hydrated into the upstream install's wave is
+    reported from those files, with env, object and source file named."""
+    root, mirror = hydratable
+    monkeypatch.setenv("KNATIVE_RELEASE_MIRROR", str(mirror))
+    triggers = root / "base" / "eventing" / "triggers.yaml"
+    triggers.write_text(
+        triggers.read_text().replace('argocd.argoproj.io/sync-wave: "3"', 'argocd.argoproj.io/sync-wave: "0"')
+    )
+    shutil.rmtree(root / "argocd/resource_customizations/sources.knative.dev/KafkaSource")
+    out = tmp_path / "dev"
+    hydrate.hydrate("dev", out, root, mirror=mirror)
+    report = validate(root, ["dev"], hydrated={"dev": out})
+    assert report.renders["dev"].text == hydrate.load_hydrated(out)
+    found = [str(f) for f in report.findings]
+    assert any(
+        f.startswith("[dev] Trigger notifications/loggings (base/eventing/triggers.yaml): sync wave 0 is not after")
+        and f.endswith("<argocd-waves>")
+        for f in found
+    ), found
+    assert any(
+        "[dev] KafkaSource notifications/kafka-source" in f
+        and "no health check for sources.knative.dev/KafkaSource" in f
+        for f in found
+    ), found
