@@ -1,6 +1,7 @@
 """Shared fixtures: each environment is rendered once per test session; tests break copies, never the originals."""
 
 import copy
+import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 
 from gitops.core.paths import REPO_ROOT, environments
 from gitops.core.render import RenderResult, render_env
-from tests.support import TREE
+from tests.support import BROKER_ASSET, TEST_ASSET, TREE, lock_digest, mirror_with_broker_asset
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +34,11 @@ def tree_copy(tmp_path: Path) -> Path:
         elif src.is_file():
             shutil.copy(src, tmp_path / name)
     return tmp_path
+
+
+@pytest.fixture
+def hydratable(tree_copy: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(tree, mirror) where every asset of the lock is present and verified."""
+    mirror = mirror_with_broker_asset(tmp_path)
+    lock_digest(tree_copy, BROKER_ASSET, hashlib.sha256(TEST_ASSET.encode()).hexdigest())
+    return tree_copy, mirror

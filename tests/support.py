@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: a made-up environment, running one check, finding an object, adding an environment."""
+"""Helpers shared by the tests: a made-up environment, running one check, finding an object, adding an environment,
+a mirror and lock complete enough to hydrate."""
 
 import copy
 import shutil
@@ -6,7 +7,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gitops.core import manifests
-from gitops.core.paths import REPO_ROOT
+from gitops.core.paths import RELEASES_LOCK, REPO_ROOT, release_mirror
 from gitops.core.render import RenderResult
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import catalogue, registered
@@ -45,3 +46,39 @@ def add_environment(root: Path, env: str, like: str, **facts: object) -> None:
     doc = yaml.load(path.read_text())
     doc["environments"][env] = {**copy.deepcopy(dict(doc["environments"][like])), **facts}
     yaml.dump(doc, path)
+
+
+BROKER_ASSET = (
+    "https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v1.23.0/"
+    "eventing-kafka-broker.yaml"
+)
+# Stands in for the Kafka Broker data plane, which no offline copy exists of; made here, hashed here.
+TEST_ASSET = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: config-kafka-broker-data-plane
+  namespace: knative-eventing
+data:
+  config-kafka-broker-producer.properties: |
+    acks=all
+"""
+
+
+def mirror_with_broker_asset(tmp_path: Path, asset: str = TEST_ASSET) -> Path:
+    """A mirror: links to every real mirrored asset plus the test-made broker data plane."""
+    mirror = tmp_path / "mirror"
+    for src in release_mirror().rglob("*.yaml"):
+        dest = mirror / src.relative_to(release_mirror())
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.symlink_to(src)
+    target = mirror / "knative-v1.23.0" / "eventing-kafka-broker" / "eventing-kafka-broker.yaml"
+    target.write_text(asset)
+    return mirror
+
+
+def lock_digest(root: Path, url: str, digest: str) -> None:
+    lock = root / RELEASES_LOCK
+    text = lock.read_text()
+    assert f"{url}: null" in text
+    lock.write_text(text.replace(f"{url}: null", f"{url}: {digest}"))

@@ -2,67 +2,22 @@
 
 The real tree cannot hydrate offline (the Kafka Broker data plane has no mirror copy and a null digest): that must
 fail with one line. The success path runs on a copy of the tree whose mirror and lock carry a test-made data-plane
-asset with its real sha256.
+asset with its real sha256 (the `hydratable` fixture, tests/conftest.py); validate's `--hydrated` is tested in
+tests/validate/test_run.py.
 """
 
 import hashlib
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from gitops.core import manifests
-from gitops.core.paths import RELEASES_LOCK, REPO_ROOT, release_mirror
+from gitops.core.paths import RELEASES_LOCK, REPO_ROOT
 from gitops.core.render import render_env
 from gitops.delivery import hydrate
-from gitops.validate.run import validate
-from tests.support import MADE_UP_ENV
-
-BROKER_ASSET = (
-    "https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v1.23.0/"
-    "eventing-kafka-broker.yaml"
-)
-# Stands in for the Kafka Broker data plane, which no offline copy exists of; made here, hashed here.
-TEST_ASSET = """\
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: config-kafka-broker-data-plane
-  namespace: knative-eventing
-data:
-  config-kafka-broker-producer.properties: |
-    acks=all
-"""
-
-
-def mirror_with_broker_asset(tmp_path: Path, asset: str = TEST_ASSET) -> Path:
-    """A mirror: links to every real mirrored asset plus the test-made broker data plane."""
-    mirror = tmp_path / "mirror"
-    for src in release_mirror().rglob("*.yaml"):
-        dest = mirror / src.relative_to(release_mirror())
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.symlink_to(src)
-    target = mirror / "knative-v1.23.0" / "eventing-kafka-broker" / "eventing-kafka-broker.yaml"
-    target.write_text(asset)
-    return mirror
-
-
-def lock_digest(root: Path, url: str, digest: str) -> None:
-    lock = root / RELEASES_LOCK
-    text = lock.read_text()
-    assert f"{url}: null" in text
-    lock.write_text(text.replace(f"{url}: null", f"{url}: {digest}"))
-
-
-@pytest.fixture
-def hydratable(tree_copy: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """(tree, mirror) where every asset of the lock is present and verified."""
-    mirror = mirror_with_broker_asset(tmp_path)
-    lock_digest(tree_copy, BROKER_ASSET, hashlib.sha256(TEST_ASSET.encode()).hexdigest())
-    return tree_copy, mirror
+from tests.support import BROKER_ASSET, MADE_UP_ENV, TEST_ASSET
 
 
 def tree_bytes(directory: Path) -> dict[str, bytes]:
@@ -175,57 +130,3 @@ def test_out_with_foreign_files_is_refused(hydratable: tuple[Path, Path], tmp_pa
     with pytest.raises(hydrate.HydrateError, match=r"holds files a hydrate did not write \(README.md\)"):
         hydrate.hydrate("dev", out, root, mirror=mirror)
     assert (out / "README.md").read_text() == "not ours\n"
-
-
-def test_validate_checks_the_hydrated_bytes(hydratable: tuple[Path, Path], tmp_path: Path, monkeypatch) -> None:
-    root, mirror = hydratable
-    monkeypatch.setenv("KNATIVE_RELEASE_MIRROR", str(mirror))
-    out = tmp_path / "dev"
-    hydrate.hydrate("dev", out, root, mirror=mirror)
-    report = validate(root, ["dev"], hydrated={"dev": out})
-    assert [f for f in report.findings if f.check == "hydrated"] == []
-    assert report.renders["dev"].text == hydrate.load_hydrated(out)
-    # A hand edit on the deploy branch is not what validate passed: named with env, object and directory.
-    ksvc = out / "notifications--service.serving.knative.dev--notifications.yaml"
-    edited = yaml.safe_load(ksvc.read_text())
-    edited["metadata"].setdefault("labels", {})["hand-edited"] = "true"
-    ksvc.write_text(yaml.safe_dump(edited))
-    (out / "_cluster--namespace--extra.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n")
-    found = [str(f) for f in validate(root, ["dev"], hydrated={"dev": out}).findings if f.check == "hydrated"]
-    assert (
-        f"[dev] Namespace extra ({out}): is in the hydrated files but not in a fresh render of this tree  <hydrated>"
-        in found
-    )
-    assert any(
-        "Service.serving.knative.dev notifications/notifications" in f and "differs from a fresh render" in f
-        for f in found
-    )
-
-
-def test_wave_and_health_checks_run_on_the_hydrated_files(
-    hydratable: tuple[Path, Path], tmp_path: Path, monkeypatch
-) -> None:
-    """What Argo CD syncs is the hydrated directory: a Trigger hydrated into the upstream install's wave is
-    reported from those files, with env, object and source file named."""
-    root, mirror = hydratable
-    monkeypatch.setenv("KNATIVE_RELEASE_MIRROR", str(mirror))
-    triggers = root / "base" / "eventing" / "triggers.yaml"
-    triggers.write_text(
-        triggers.read_text().replace('argocd.argoproj.io/sync-wave: "3"', 'argocd.argoproj.io/sync-wave: "0"')
-    )
-    shutil.rmtree(root / "argocd/resource_customizations/sources.knative.dev/KafkaSource")
-    out = tmp_path / "dev"
-    hydrate.hydrate("dev", out, root, mirror=mirror)
-    report = validate(root, ["dev"], hydrated={"dev": out})
-    assert report.renders["dev"].text == hydrate.load_hydrated(out)
-    found = [str(f) for f in report.findings]
-    assert any(
-        f.startswith("[dev] Trigger notifications/loggings (base/eventing/triggers.yaml): sync wave 0 is not after")
-        and f.endswith("<argocd-waves>")
-        for f in found
-    ), found
-    assert any(
-        "[dev] KafkaSource notifications/kafka-source" in f
-        and "no health check for sources.knative.dev/KafkaSource" in f
-        for f in found
-    ), found

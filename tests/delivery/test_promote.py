@@ -1,126 +1,17 @@
-"""CI's pin into dev and `make promote`, on a copy of the tree: one line changes, in one file, in one environment."""
+"""`make promote`, on a copy of the tree: one line changes, in one file, in one environment; tags never reach
+production."""
 
-import difflib
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from gitops.core import manifests
 from gitops.core.paths import REPO_ROOT
-from gitops.core.render import render_env
-from gitops.delivery import image_ref, pin_image, promote
-from gitops.delivery.image_ref import ImageRef, ImageRefError
-from gitops.validate.checks.policy import DIGEST_REF
+from gitops.delivery import image_ref, promote
 from gitops.validate.run import validate
+from tests.delivery.image_support import NEW_DIGEST, changed_lines, files, ksvc_image, kustomization, pin_dev
 from tests.support import MADE_UP_ENV, add_environment
-
-NEW_DIGEST = "sha256:" + "ab" * 32
-
-
-def files(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
-def kustomization(root: Path, env: str) -> Path:
-    return root / "overlays" / env / "kustomization.yaml"
-
-
-def changed_lines(before: str, after: str) -> list[str]:
-    return [
-        line
-        for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
-        if line[:1] in "+-" and not line.startswith(("+++", "---"))
-    ]
-
-
-def ksvc_image(root: Path, env: str) -> str:
-    ksvc = manifests.find(
-        render_env(env, root).objects, "serving.knative.dev", "Service", "notifications", "notifications"
-    )
-    assert ksvc is not None
-    return manifests.dig(ksvc, "spec", "template", "spec", "containers", 0, "image")
-
-
-def pin_dev(root: Path, digest: str = NEW_DIGEST) -> str:
-    ref = f"{image_ref.read_image(root, 'dev').repository}@{digest}"
-    assert pin_image.main(["--env", "dev", "--image", ref], root=root) == 0
-    return ref
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (f"ghcr.io/acme/notifications@{NEW_DIGEST}", ImageRef("ghcr.io/acme/notifications", NEW_DIGEST)),
-        ("localhost:5000/team/notifications:1.4.2", ImageRef("localhost:5000/team/notifications", tag="1.4.2")),
-        (f"registry.example.com/a/b:1.0@{NEW_DIGEST}", ImageRef("registry.example.com/a/b", NEW_DIGEST)),
-        ("notifications", ImageRef("notifications")),
-    ],
-)
-def test_parse(text: str, expected: ImageRef) -> None:
-    ref = image_ref.parse(text)
-    assert ref == expected
-    # promote's notion of "pinned" must be the prod policy's, or promote would let through what validate rejects.
-    assert ref.is_digest == bool(DIGEST_REF.search(str(ref)))
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["ghcr.io/acme/n@sha256:abc", f"ghcr.io/acme/n@sha512:{'a' * 64}", "ghcr.io/Acme/n:1", "ghcr.io/acme/n:bad tag"],
-)
-def test_parse_rejects(text: str) -> None:
-    with pytest.raises(ImageRefError):
-        image_ref.parse(text)
-
-
-def test_registry_is_the_host_docker_would_log_in_to() -> None:
-    assert image_ref.parse("ghcr.io/acme/n:1").registry == "ghcr.io"
-    assert image_ref.parse("localhost:5000/n:1").registry == "localhost:5000"
-    assert image_ref.parse("acme/n:1").registry == "docker.io"
-
-
-def test_print_target_is_the_dev_overlays_new_name(tree_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = kustomization(tree_copy, "dev").read_text()
-    kustomization(tree_copy, "dev").write_text(text.replace("registry.example.com/platform", "ghcr.io/acme"))
-    assert pin_image.main(["--env", "dev", "--print-target"], root=tree_copy) == 0
-    assert capsys.readouterr().out.splitlines() == ["repository=ghcr.io/acme/notifications", "registry=ghcr.io"]
-
-
-def test_pin_rewrites_one_line_of_dev_and_nothing_in_prod(tree_copy: Path) -> None:
-    dev_before = kustomization(tree_copy, "dev").read_text()
-    prod_before = files(tree_copy / "overlays/prod")
-    ref = pin_dev(tree_copy)
-    dev_after = kustomization(tree_copy, "dev").read_text()
-    assert changed_lines(dev_before, dev_after) == [
-        next(f"-{line}" for line in dev_before.splitlines() if "digest:" in line),
-        f"+    digest: {NEW_DIGEST}",
-    ]
-    assert files(tree_copy / "overlays/prod") == prod_before
-    assert ksvc_image(tree_copy, "dev") == ref
-    assert ksvc_image(tree_copy, "prod") != ref
-
-
-def test_pin_twice_changes_nothing(tree_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ref = pin_dev(tree_copy)
-    before = kustomization(tree_copy, "dev").read_bytes()
-    assert pin_image.main(["--env", "dev", "--image", ref], root=tree_copy) == 0
-    assert kustomization(tree_copy, "dev").read_bytes() == before
-    assert "already runs" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(
-    ("ref", "reason"),
-    [
-        ("registry.example.com/platform/notifications:1.2.3", "not a digest"),
-        (f"ghcr.io/elsewhere/notifications@{NEW_DIGEST}", "newName is where images are pushed"),
-    ],
-)
-def test_pin_refuses(tree_copy: Path, capsys: pytest.CaptureFixture[str], ref: str, reason: str) -> None:
-    before = kustomization(tree_copy, "dev").read_bytes()
-    assert pin_image.main(["--env", "dev", "--image", ref], root=tree_copy) == 1
-    assert reason in capsys.readouterr().err
-    assert kustomization(tree_copy, "dev").read_bytes() == before
 
 
 def test_promote_copies_the_reference_and_only_it(tree_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""gitops.events.produce against a real Apache Kafka broker (tests/events/kafka_broker.py), plus its settings logic."""
+"""gitops.events.produce against a real Apache Kafka broker (tests/events/kafka_broker.py), and its usage errors."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
-from gitops.events import kafka_settings, payloads, produce
+from gitops.events import payloads, produce
 from tests.events.kafka_broker import KafkaBroker, kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -303,27 +302,6 @@ def test_no_bootstrap_source_is_a_usage_error(capsys: pytest.CaptureFixture[str]
     assert "--bootstrap-servers" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    ("environ", "message"),
-    [
-        ({"KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}, "KAFKA_SECURITY_PROTOCOL is PLAINTEXT"),
-        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "needs KAFKA_SASL_USERNAME"),
-        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL='TLS'"),
-        (
-            {
-                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-                "KAFKA_SASL_MECHANISM": "GSSAPI",
-                "KAFKA_SASL_USERNAME": "u",
-            },
-            "KAFKA_SASL_MECHANISM='GSSAPI'",
-        ),
-    ],
-)
-def test_inconsistent_security_settings_are_rejected(environ: dict[str, str], message: str) -> None:
-    with pytest.raises(kafka_settings.SettingsError, match=message.replace("(", r"\(")):
-        kafka_settings.security_from_env(environ)
-
-
 def test_payload_that_the_model_rejects_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
@@ -332,153 +310,6 @@ def test_payload_that_the_model_rejects_is_a_usage_error(tmp_path: Path, capsys:
     bad.write_text("{}")
     assert produce.main(["--bootstrap-servers", UNREACHABLE, "--payload-file", str(bad)], environ={}) == 2
     assert "does not match Notification" in capsys.readouterr().err
-
-
-# --- settings
-
-
-def broker_configmap(servers: str, **extra: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "kafka-broker-config", "namespace": "notifications"},
-        "data": {"bootstrap.servers": servers, "default.topic.partitions": "3", **extra},
-    }
-
-
-@pytest.fixture
-def fake_render(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Replace gitops.core.render.render_env (tested elsewhere) with one returning a Kafka Broker and its ConfigMap."""
-    import gitops.core.render
-
-    def install(servers: str, **extra: str) -> None:
-        @dataclass
-        class FakeRender:
-            objects: list[dict[str, Any]]
-
-        decoy = broker_configmap("decoy:9092")
-        decoy["metadata"]["namespace"] = "knative-eventing"  # the upstream placeholder must not be picked
-        broker = {
-            "apiVersion": "eventing.knative.dev/v1",
-            "kind": "Broker",
-            "metadata": {
-                "name": "events",
-                "namespace": "notifications",
-                "annotations": {"eventing.knative.dev/broker.class": "Kafka"},
-            },
-            "spec": {"config": {"apiVersion": "v1", "kind": "ConfigMap", "name": "kafka-broker-config"}},
-        }
-        objects = [decoy, broker, broker_configmap(servers, **extra)]
-        monkeypatch.setattr(gitops.core.render, "render_env", lambda env: FakeRender(objects))
-
-    return install
-
-
-def test_bootstrap_precedence(fake_render: Callable[..., None]) -> None:
-    fake_render("cm-a:9092, cm-b:9092", **{"auth.secret.ref.name": "kafka-credentials"})
-    from_cm = kafka_settings.resolve_bootstrap(None, "prod", {})
-    assert from_cm.servers == "cm-a:9092,cm-b:9092"
-    assert from_cm.origin == "ConfigMap notifications/kafka-broker-config rendered for prod"
-    assert from_cm.auth_secret == "kafka-credentials"
-    env = {"KAFKA_BOOTSTRAP_SERVERS": "env:9092"}
-    assert kafka_settings.resolve_bootstrap(None, "prod", env).servers == "env:9092"
-    assert kafka_settings.resolve_bootstrap("flag:9092", "prod", env).servers == "flag:9092"
-
-
-def test_the_configmap_is_the_one_the_kafka_broker_names(fake_render: Callable[..., None]) -> None:
-    """No ConfigMap name is hard-coded: a fork that renames it (and its Broker's spec.config) still produces."""
-    import gitops.core.render
-
-    fake_render("cm:9092")
-    objects = gitops.core.render.render_env("dev").objects
-    objects[1]["spec"]["config"]["name"] = "renamed"
-    objects[2]["metadata"]["name"] = "renamed"
-    assert (
-        kafka_settings.resolve_bootstrap(None, "dev", {}).origin == "ConfigMap notifications/renamed rendered for dev"
-    )
-    objects[1]["metadata"]["annotations"]["eventing.knative.dev/broker.class"] = "MTChannelBasedBroker"
-    with pytest.raises(kafka_settings.SettingsError, match="no Kafka Broker naming a ConfigMap"):
-        kafka_settings.resolve_bootstrap(None, "dev", {})
-
-
-def test_render_without_broker_configmap_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gitops.core.render
-
-    monkeypatch.setattr(gitops.core.render, "render_env", lambda env: type("R", (), {"objects": []})())
-    with pytest.raises(kafka_settings.SettingsError, match=r"no Kafka Broker naming a ConfigMap in spec\.config"):
-        kafka_settings.resolve_bootstrap(None, "dev", {})
-
-
-@pytest.mark.parametrize("servers", ["", "kafka", "kafka:port", ":9092"])
-def test_malformed_bootstrap_servers(servers: str) -> None:
-    with pytest.raises(kafka_settings.SettingsError):
-        kafka_settings.resolve_bootstrap(servers or ",", None, {})
-
-
-def test_security_env_maps_to_librdkafka_properties() -> None:
-    environ = {
-        "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
-        "KAFKA_SASL_MECHANISM": "scram-sha-512",
-        "KAFKA_SASL_USERNAME": "notifier",
-        "KAFKA_SASL_PASSWORD": "s3cret",
-        "KAFKA_SSL_CA_LOCATION": "/etc/kafka/ca.crt",
-    }
-    conf = kafka_settings.security_from_env(environ)
-    assert conf == {
-        "security.protocol": "SASL_SSL",
-        "sasl.mechanisms": "SCRAM-SHA-512",
-        "sasl.username": "notifier",
-        "sasl.password": "s3cret",
-        "ssl.ca.location": "/etc/kafka/ca.crt",
-    }
-    connection = kafka_settings.Connection(kafka_settings.Bootstrap("k:9093", "test"), conf)
-    assert "s3cret" not in connection.describe()
-
-    # librdkafka itself accepts every property name and value (it rejects unknown ones at construction).
-    from confluent_kafka import Producer
-
-    config = produce.producer_config(connection, 1)
-    config.pop("ssl.ca.location")  # librdkafka loads the CA file at construction; the name is checked above
-    Producer(config).flush(0)
-
-
-def test_default_ce_attributes_match_the_trigger_filters() -> None:
-    """The KafkaSource forwards a real CloudEvent unchanged, so only these attributes reach the subscriber."""
-    yaml = YAML(typ="safe")
-    triggers = [d for d in yaml.load_all((REPO / "base/eventing/triggers.yaml").read_text()) if d]
-    by_path = {t["spec"]["subscriber"]["uri"]: t["spec"]["filter"]["attributes"] for t in triggers}
-    for topic in payloads.topic_names():
-        record = payloads.encode(topic, b"{}", "k", payloads.CeMode.BINARY)
-        assert record.ce is not None
-        attributes = by_path[f"/events/{topic}"]
-        assert record.ce["type"] == attributes["type"]
-        assert record.ce["source"] == attributes["source"]
-
-
-def test_set_overrides_fields_and_is_validated() -> None:
-    fixed_id = "0f8fad5b-d9cb-469f-a165-70867728950f"
-    payload = json.loads(
-        payloads.build_payload(
-            "notifications",
-            None,
-            ("channel=sms", "priority=high", "metadata.ticket=T-7", f"notification_id={fixed_id}"),
-        )
-    )
-    assert payload["channel"] == "sms"
-    assert payload["priority"] == "high"
-    assert payload["metadata"] == {"order_id": "1042", "ticket": "T-7"}
-    assert payload["notification_id"] == fixed_id  # an explicit value is not replaced by a fresh one
-
-    log = json.loads(payloads.build_payload("loggings", None, ("level=warn", 'attributes:={"attempt": 3}')))
-    assert log["level"] == "WARNING"  # normalised by the model, so the payload is what the subscriber parses
-    assert log["attributes"] == {"attempt": 3}
-
-    with pytest.raises(payloads.PayloadError, match="does not match Notification"):
-        payloads.build_payload("notifications", None, ("channel=pigeon",))
-    with pytest.raises(payloads.PayloadError, match="FIELD=TEXT or FIELD:=JSON"):
-        payloads.build_payload("notifications", None, ("no-equals-sign",))
-    with pytest.raises(payloads.PayloadError, match="attributes:="):
-        payloads.build_payload("loggings", None, ("attributes:={not json",))
 
 
 @pytest.mark.kafka

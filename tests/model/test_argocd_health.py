@@ -8,8 +8,6 @@ import pytest
 from gitops.core import manifests
 from gitops.core.render import RenderResult
 from gitops.model import argocd_health
-from gitops.validate.checks.argocd_apps import check_health_tests
-from gitops.validate.findings import RepoContext
 
 CHECKS = argocd_health.discover()
 CASES = [case for check in CHECKS for case in argocd_health.cases(check)]
@@ -97,16 +95,3 @@ def test_hand_edit_of_argocd_cm_is_reported(tree_copy: Path):
         "argocd/argocd-cm.yaml: key resource.customizations.health.sources.knative.dev_KafkaSource is missing"
         in problems
     )
-
-
-def test_validate_reports_a_failing_case(tree_copy: Path, renders):
-    script = tree_copy / "argocd/resource_customizations/sources.knative.dev/KafkaSource/health.lua"
-    script.write_text(script.read_text().replace('hs.status = "Degraded"', 'hs.status = "Progressing"'))
-    found = [str(f) for f in check_health_tests(RepoContext(tree_copy, renders))]
-    assert found == [
-        "[argocd] sources.knative.dev/KafkaSource:testdata/degraded-offsets.yaml "
-        "(argocd/resource_customizations/sources.knative.dev/KafkaSource/health_test.yaml): expected Degraded "
-        "'InitialOffsetsNotCommitted: failed to initialize consumer group offset: kafka: client has run out of "
-        "available brokers to talk to', health.lua says Progressing 'InitialOffsetsNotCommitted: failed to "
-        "initialize consumer group offset: kafka: client has run out of available brokers to talk to'  <argocd-health>"
-    ]

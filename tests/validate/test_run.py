@@ -1,29 +1,18 @@
-"""make validate end to end: schemas (kubeconform -strict, offline), semantic checks, waivers, exit codes."""
+"""make validate end to end: the real tree passes; a broken tree, overlay or waiver fails, naming file and object;
+`--hydrated` checks the files `make hydrate` wrote."""
 
 import copy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from gitops.core import manifests
-from gitops.core.paths import REPO_ROOT, argocd_crds_dir
-from gitops.validate import kubeconform, schemas, waivers
-from gitops.validate.checks import release_pins
-from gitops.validate.findings import Finding, RepoContext
+from gitops.core.paths import REPO_ROOT
+from gitops.delivery import hydrate
 from gitops.validate.run import schema_findings, validate
-
-
-@pytest.fixture(scope="module")
-def crd_dir(renders) -> Path:
-    crds = [o for o in renders["prod"].objects if o["kind"] == "CustomResourceDefinition"]
-    return schemas.crd_schemas(crds, sorted(argocd_crds_dir().glob("*.yaml")))
-
-
-def invalid(stream: str, crd_dir: Path) -> list[kubeconform.SchemaResult]:
-    return [r for r in kubeconform.run(stream, crd_dir) if r.status != "statusValid"]
 
 
 def test_make_validate_passes_on_the_real_tree():
@@ -32,36 +21,6 @@ def test_make_validate_passes_on_the_real_tree():
     assert "validate: OK" in proc.stdout
     assert "NOT RENDERED https://github.com/knative-extensions/eventing-kafka-broker" in proc.stdout
     assert "WAIVED [prod] Deployment kourier-system/3scale-kourier-gateway" in proc.stdout
-
-
-def test_schemas_are_really_enforced(renders, crd_dir):
-    text = renders["prod"].text
-    assert invalid(text, crd_dir) == []
-    typo_core = text.replace("      containers:\n      - args:", "      containers:\n      - argz:", 1)
-    wrong_type = text.replace("  consumerGroup: knative-notifications-kafka-source", "  consumerGroup: 42")
-    typo_crd = text.replace("  consumerGroup: knative-notifications-kafka-source", "  consumerGroupp: x")
-    top_level = text.replace("kind: Broker\nmetadata:", "kind: Broker\nspc: {}\nmetadata:", 1)
-    for broken, needle in [
-        (typo_core, "additional properties 'argz' not allowed"),
-        (wrong_type, "got number, want string"),
-        (typo_crd, "additional properties 'consumerGroupp' not allowed"),
-        (top_level, "additional properties 'spc' not allowed"),
-    ]:
-        assert broken != text
-        assert any(needle in r.msg for r in invalid(broken, crd_dir)), needle
-
-
-def test_no_kind_passes_for_lack_of_a_schema(crd_dir):
-    stream = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: notifications}\n"
-    results = invalid(stream, crd_dir)
-    assert [r.status for r in results] == ["statusError"] and "could not find schema" in results[0].msg
-
-
-def test_knative_service_is_not_checked_against_the_core_service_schema(crd_dir):
-    ksvc = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: s, namespace: n}\nspec: {type: ClusterIP}\n"
-    core = "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: n}\nspec: {template: {}}\n"
-    assert "'type' not allowed" in invalid(ksvc, crd_dir)[0].msg
-    assert "'template' not allowed" in invalid(core, crd_dir)[0].msg
 
 
 def test_broken_tree_fails_validate_naming_file_and_resource(tree_copy):
@@ -97,50 +56,58 @@ def test_stale_waiver_is_a_finding(tree_copy):
     assert checks == ["prod-policy", "waivers"]  # the Envoy tag is no longer waived, and the waiver is stale
 
 
-def test_waiver_needs_exact_object_and_message():
-    finding = Finding("prod-policy", "prod", "Deployment a/b", "x", "image 'e:1' is not pinned")
-    waiver = waivers.Waiver("prod-policy", "prod", "Deployment a/b", "'e:1'", "why")
-    assert waivers.apply([finding], [waiver]) == ([], [(finding, waiver)])
-    other = waivers.Waiver("prod-policy", "dev", "Deployment a/b", "'e:1'", "why")
-    failing, waived = waivers.apply([finding], [other])
-    assert waived == [] and [f.check for f in failing] == ["prod-policy", "waivers"]
-
-
-def test_release_pins_one_version_and_an_exact_lock(tree_copy):
-    kustomization = tree_copy / "base/platform/kustomization.yaml"
-    text = kustomization.read_text()
-    kustomization.write_text(
-        text.replace("net-kourier/releases/download/knative-v1.23.0", "net-kourier/releases/download/knative-v1.22.0")
+def test_validate_checks_the_hydrated_bytes(hydratable: tuple[Path, Path], tmp_path: Path, monkeypatch) -> None:
+    root, mirror = hydratable
+    monkeypatch.setenv("KNATIVE_RELEASE_MIRROR", str(mirror))
+    out = tmp_path / "dev"
+    hydrate.hydrate("dev", out, root, mirror=mirror)
+    report = validate(root, ["dev"], hydrated={"dev": out})
+    assert [f for f in report.findings if f.check == "hydrated"] == []
+    assert report.renders["dev"].text == hydrate.load_hydrated(out)
+    # A hand edit on the deploy branch is not what validate passed: named with env, object and directory.
+    ksvc = out / "notifications--service.serving.knative.dev--notifications.yaml"
+    edited = yaml.safe_load(ksvc.read_text())
+    edited["metadata"].setdefault("labels", {})["hand-edited"] = "true"
+    ksvc.write_text(yaml.safe_dump(edited))
+    (out / "_cluster--namespace--extra.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n")
+    found = [str(f) for f in validate(root, ["dev"], hydrated={"dev": out}).findings if f.check == "hydrated"]
+    assert (
+        f"[dev] Namespace extra ({out}): is in the hydrated files but not in a fresh render of this tree  <hydrated>"
+        in found
     )
-    findings = list(release_pins.check_release_pins(RepoContext(tree_copy, {})))
-    messages = sorted(f.message for f in findings)
-    assert any("mix release tags: knative-v1.22.0 (1 assets), knative-v1.23.0 (5 assets)" in m for m in messages)
-    assert any("not in base/platform/releases.lock.yaml" in m for m in messages)
-    assert any("locked but no kustomization references it (stale)" in m for m in messages)
-    assert list(release_pins.check_release_pins(RepoContext(REPO_ROOT, {}))) == []
+    assert any(
+        "Service.serving.knative.dev notifications/notifications" in f and "differs from a fresh render" in f
+        for f in found
+    )
 
 
-def test_finding_names_environment_object_file_and_check(renders):
-    ksvc = manifests.find(renders["prod"].objects, "serving.knative.dev", "Service", "notifications", "notifications")
-    from gitops.validate.findings import EnvContext
-
-    ctx = EnvContext(REPO_ROOT, renders["prod"])
-    text = str(ctx.finding("demo", ksvc, "what is wrong"))
-    assert text == (
-        "[prod] Service.serving.knative.dev notifications/notifications (apps/notifications/deploy/service.yaml): "
-        "what is wrong  <demo>"
+def test_wave_and_health_checks_run_on_the_hydrated_files(
+    hydratable: tuple[Path, Path], tmp_path: Path, monkeypatch
+) -> None:
+    """What Argo CD syncs is the hydrated directory: a Trigger hydrated into the upstream install's wave is
+    reported from those files, with env, object and source file named."""
+    root, mirror = hydratable
+    monkeypatch.setenv("KNATIVE_RELEASE_MIRROR", str(mirror))
+    triggers = root / "base" / "eventing" / "triggers.yaml"
+    triggers.write_text(
+        triggers.read_text().replace('argocd.argoproj.io/sync-wave: "3"', 'argocd.argoproj.io/sync-wave: "0"')
     )
-    # With the field a check is about, the finding names the one file that set it: an overlay patch...
-    scaled = ctx.finding(
-        "demo", ksvc, "x", field="spec.template.metadata.annotations[autoscaling.knative.dev/min-scale]"
-    )
-    assert scaled.origin == "overlays/prod/scale.yaml"
-    # ...the kustomization whose `images:` rewrote it, or the object's own file.
-    image = ctx.finding("demo", ksvc, "x", field="spec.template.spec.containers[notifications].image")
-    assert image.origin == "overlays/prod/kustomization.yaml"
-    assert ctx.finding("demo", ksvc, "x", field="spec.template.spec.containers").origin == (
-        "apps/notifications/deploy/service.yaml"
-    )
+    shutil.rmtree(root / "argocd/resource_customizations/sources.knative.dev/KafkaSource")
+    out = tmp_path / "dev"
+    hydrate.hydrate("dev", out, root, mirror=mirror)
+    report = validate(root, ["dev"], hydrated={"dev": out})
+    assert report.renders["dev"].text == hydrate.load_hydrated(out)
+    found = [str(f) for f in report.findings]
+    assert any(
+        f.startswith("[dev] Trigger notifications/loggings (base/eventing/triggers.yaml): sync wave 0 is not after")
+        and f.endswith("<argocd-waves>")
+        for f in found
+    ), found
+    assert any(
+        "[dev] KafkaSource notifications/kafka-source" in f
+        and "no health check for sources.knative.dev/KafkaSource" in f
+        for f in found
+    ), found
 
 
 def test_schema_finding_names_the_namespace_kubeconform_leaves_out(renders, crd_dir):

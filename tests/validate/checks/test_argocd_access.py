@@ -10,12 +10,12 @@ import yaml
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir
 from gitops.core.render import RenderResult
 from gitops.core.tools import tool
-from gitops.delivery import deployer_rbac
 from gitops.model.argocd import APP_FILE, IN_CLUSTER
 from gitops.validate import kubeconform, schemas
 from gitops.validate.checks import argocd_access as access
 from gitops.validate.findings import RepoContext
-from tests.validate.checks.test_argocd import (
+from tests.support import checks_of
+from tests.validate.checks.argocd_support import (
     DEV_APP,
     DEV_PROJECT,
     IN_FILE,
@@ -41,6 +41,11 @@ def access_findings(root: Path, renders: dict[str, RenderResult]) -> list[str]:
 
 def test_real_bootstrap_passes(renders) -> None:
     assert access_findings(REPO_ROOT, renders) == []
+
+
+@pytest.mark.parametrize("check", checks_of(access, scope="repo"), ids=lambda c: c.__name__)
+def test_real_tree_passes_repo_checks(renders, check):
+    assert [str(f) for f in check(RepoContext(REPO_ROOT, renders))] == []
 
 
 # --- 1. an auto-synced Application that can write Argo CD's own objects ---------------------------------------
@@ -104,6 +109,16 @@ def test_project_wildcards_fail(tree_copy, renders, field, value, message) -> No
     assert has(access_findings(tree_copy, renders), "[argocd]", PROJECT, IN_FILE, message)
 
 
+def test_project_wildcard_cluster_kinds_fail(tree_copy, renders):
+    edit_app_file(
+        tree_copy,
+        lambda d: d["AppProject knative-kafka-prod"]["spec"]["clusterResourceWhitelist"].append(
+            {"group": "*", "kind": "*"}
+        ),
+    )
+    assert has(repo_findings(tree_copy, renders), PROJECT, "whitelist entry {'group': '*', 'kind': '*'} uses '*'")
+
+
 # --- 3. two Applications, one destination ---------------------------------------------------------------------
 
 
@@ -148,17 +163,6 @@ def test_source_with_a_render_tool_fails(tree_copy, renders) -> None:
         tree_copy, lambda d: d["Application knative-kafka-dev"]["spec"]["source"].update(kustomize={"namePrefix": "x-"})
     )
     assert has(access_findings(tree_copy, renders), DEV_APP, "source sets kustomize: Argo CD would render at sync")
-
-
-# --- 5. automated prod (check_sync_policy; also in test_argocd.py) -------------------------------------------
-
-
-def test_automated_prod_application_fails(tree_copy, renders) -> None:
-    edit_app_file(
-        tree_copy,
-        lambda d: d["Application knative-kafka-prod"]["spec"]["syncPolicy"].update(automated={"selfHeal": True}),
-    )
-    assert has(repo_findings(tree_copy, renders), "[prod]", PROD_APP, IN_FILE, "remove syncPolicy.automated")
 
 
 # --- the sync identity ----------------------------------------------------------------------------------------
@@ -214,18 +218,6 @@ def test_deployer_rbac_missing_a_rendered_kind_fails(tree_copy, renders, broken)
 def test_deployer_rbac_file_missing_fails(tree_copy, renders) -> None:
     (tree_copy / "argocd/deployers/dev.yaml").unlink()
     assert has(access_findings(tree_copy, renders), "[dev] ClusterRole knative-kafka-dev-deployer", "missing")
-
-
-def test_deployer_rbac_is_derived_from_the_render(renders) -> None:
-    role = next(o for o in deployer_rbac.derive(renders["dev"]) if o["kind"] == "ClusterRole")
-    by_group = {r["apiGroups"][0]: r for r in role["rules"] if "resourceNames" not in r}
-    assert by_group["sources.knative.dev"]["resources"] == ["kafkasources"]  # the CRD's spec.names.plural
-    assert "horizontalpodautoscalers" in by_group["autoscaling"]["resources"]
-    assert "argoproj.io" not in by_group  # nothing of Argo CD's own
-    escalate = next(r for r in role["rules"] if r.get("verbs") == ["escalate"] and r["resources"] == ["clusterroles"])
-    assert "knative-serving-admin" in escalate["resourceNames"]
-    assert deployer_rbac.resource_of("NetworkPolicy", {}, "networking.k8s.io") == "networkpolicies"
-    assert deployer_rbac.resource_of("Ingress", {}, "networking.k8s.io") == "ingresses"
 
 
 # --- the bootstrap and its one-line signature switch ----------------------------------------------------------

@@ -1,0 +1,61 @@
+"""kubeconform -strict and offline against the schemas we build (the render's and Argo CD's): a misspelt field,
+a wrong type or a kind without a schema fails."""
+
+from pathlib import Path
+
+import pytest
+
+from gitops.core.paths import REPO_ROOT, argocd_crds_dir
+from gitops.model.argocd import APP_FILE
+from gitops.validate import kubeconform, schemas
+
+
+def invalid(stream: str, crd_dir: Path) -> list[kubeconform.SchemaResult]:
+    return [r for r in kubeconform.run(stream, crd_dir) if r.status != "statusValid"]
+
+
+def test_schemas_are_really_enforced(renders, crd_dir):
+    text = renders["prod"].text
+    assert invalid(text, crd_dir) == []
+    typo_core = text.replace("      containers:\n      - args:", "      containers:\n      - argz:", 1)
+    wrong_type = text.replace("  consumerGroup: knative-notifications-kafka-source", "  consumerGroup: 42")
+    typo_crd = text.replace("  consumerGroup: knative-notifications-kafka-source", "  consumerGroupp: x")
+    top_level = text.replace("kind: Broker\nmetadata:", "kind: Broker\nspc: {}\nmetadata:", 1)
+    for broken, needle in [
+        (typo_core, "additional properties 'argz' not allowed"),
+        (wrong_type, "got number, want string"),
+        (typo_crd, "additional properties 'consumerGroupp' not allowed"),
+        (top_level, "additional properties 'spc' not allowed"),
+    ]:
+        assert broken != text
+        assert any(needle in r.msg for r in invalid(broken, crd_dir)), needle
+
+
+def test_no_kind_passes_for_lack_of_a_schema(crd_dir):
+    stream = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: notifications}\n"
+    results = invalid(stream, crd_dir)
+    assert [r.status for r in results] == ["statusError"] and "could not find schema" in results[0].msg
+
+
+def test_knative_service_is_not_checked_against_the_core_service_schema(crd_dir):
+    ksvc = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: s, namespace: n}\nspec: {type: ClusterIP}\n"
+    core = "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: n}\nspec: {template: {}}\n"
+    assert "'type' not allowed" in invalid(ksvc, crd_dir)[0].msg
+    assert "'template' not allowed" in invalid(core, crd_dir)[0].msg
+
+
+@pytest.fixture(scope="module")
+def argocd_schemas() -> Path:
+    return schemas.crd_schemas([], sorted(argocd_crds_dir().glob("*.yaml")))
+
+
+def test_argocd_files_are_schema_valid(argocd_schemas):
+    for name in (APP_FILE, "argocd/argocd-cm.yaml"):
+        assert kubeconform.run((REPO_ROOT / name).read_text(), argocd_schemas, name) == []
+
+
+def test_schema_rejects_a_misspelt_field(argocd_schemas):
+    text = (REPO_ROOT / APP_FILE).read_text().replace("selfHeal: true", "selfheal: true")
+    results = kubeconform.run(text, argocd_schemas, APP_FILE)
+    assert sorted((r.kind, r.name) for r in results) == [("Application", "knative-kafka-dev")]
+    assert all("additional properties 'selfheal' not allowed" in r.msg for r in results)
