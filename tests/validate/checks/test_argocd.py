@@ -3,13 +3,11 @@ passes; a broken render fails, naming file and object."""
 
 import shutil
 
-import pytest
-
 from gitops.core import manifests
 from gitops.model.argocd import WAVE
 from gitops.validate.checks import argocd as checks
 from gitops.validate.findings import EnvContext
-from tests.support import checks_of, obj, run_check
+from tests.support import obj, run_check
 from tests.validate.checks.argocd_support import EV, NS, has
 
 
@@ -18,12 +16,6 @@ def annotate(o: dict, key: str, value: str) -> None:
 
 
 # --- the real repository ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("check", checks_of(checks), ids=lambda c: c.__name__)
-@pytest.mark.parametrize("env", ["dev", "prod"])
-def test_real_tree_passes_env_checks(renders, check, env):
-    assert run_check(check, renders[env]) == []
 
 
 def test_wave_plan_in_the_render(renders):

@@ -14,7 +14,6 @@ from gitops.model.argocd import APP_FILE, IN_CLUSTER
 from gitops.validate import kubeconform, schemas
 from gitops.validate.checks import argocd_access as access
 from gitops.validate.findings import RepoContext
-from tests.support import checks_of
 from tests.validate.checks.argocd_support import (
     DEV_APP,
     DEV_PROJECT,
@@ -41,11 +40,6 @@ def access_findings(root: Path, renders: dict[str, RenderResult]) -> list[str]:
 
 def test_real_bootstrap_passes(renders) -> None:
     assert access_findings(REPO_ROOT, renders) == []
-
-
-@pytest.mark.parametrize("check", checks_of(access, scope="repo"), ids=lambda c: c.__name__)
-def test_real_tree_passes_repo_checks(renders, check):
-    assert [str(f) for f in check(RepoContext(REPO_ROOT, renders))] == []
 
 
 # --- 1. an auto-synced Application that can write Argo CD's own objects ---------------------------------------

@@ -3,14 +3,10 @@ object."""
 
 from pathlib import Path
 
-import pytest
-
-from gitops.core.paths import REPO_ROOT
 from gitops.model.argocd import APP_FILE
-from gitops.validate.checks import argocd_apps
 from gitops.validate.checks.argocd_apps import check_health_tests
 from gitops.validate.findings import RepoContext
-from tests.support import MADE_UP_ENV, checks_of
+from tests.support import MADE_UP_ENV
 from tests.validate.checks.argocd_support import (
     DEV_APP,
     DEV_PROJECT,
@@ -23,11 +19,6 @@ from tests.validate.checks.argocd_support import (
 )
 
 # --- the real repository ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("check", checks_of(argocd_apps, scope="repo"), ids=lambda c: c.__name__)
-def test_real_tree_passes_repo_checks(renders, check):
-    assert [str(f) for f in check(RepoContext(REPO_ROOT, renders))] == []
 
 
 # --- argocd-app.yaml broken ------------------------------------------------------------------------------------

@@ -3,13 +3,10 @@ the render fails, naming file and object."""
 
 import copy
 
-import pytest
-
 from gitops.core.paths import REPO_ROOT
 from gitops.core.render import RenderResult
-from gitops.validate.checks import argocd_project
 from gitops.validate.findings import RepoContext
-from tests.support import checks_of, obj
+from tests.support import obj
 from tests.validate.checks.argocd_support import (
     ARGOCD_REPO_CHECKS,
     DEV_APP,
@@ -24,11 +21,6 @@ from tests.validate.checks.argocd_support import (
 )
 
 # --- the real repository ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("check", checks_of(argocd_project, scope="repo"), ids=lambda c: c.__name__)
-def test_real_tree_passes_repo_checks(renders, check):
-    assert [str(f) for f in check(RepoContext(REPO_ROOT, renders))] == []
 
 
 def test_partial_validate_does_not_call_other_environments_unused(renders):

@@ -1,9 +1,7 @@
 """Availability checks: gated PodSpec fields, the subscriber's spread and budget, Knative HA in production."""
 
-import pytest
-
 from gitops.validate.checks import availability
-from tests.support import checks_of, obj, run_check
+from tests.support import obj, run_check
 
 NS = "notifications"
 KSVC = f"[prod] Service.serving.knative.dev {NS}/notifications (apps/notifications/deploy/service.yaml)"
@@ -11,12 +9,6 @@ KSVC = f"[prod] Service.serving.knative.dev {NS}/notifications (apps/notificatio
 
 def ksvc(render):
     return obj(render, "serving.knative.dev", "Service", NS, "notifications")
-
-
-@pytest.mark.parametrize("check", checks_of(availability), ids=lambda c: c.__name__)
-@pytest.mark.parametrize("env", ["dev", "prod"])
-def test_real_tree_passes(renders, check, env):
-    assert run_check(check, renders[env]) == []
 
 
 def test_spread_without_its_feature_flag(broken):

@@ -4,7 +4,7 @@ import pytest
 
 from gitops.core.render import RenderResult
 from gitops.validate.checks import eventing
-from tests.support import checks_of, obj, run_check
+from tests.support import obj, run_check
 
 NS = "notifications"
 EV = "eventing.knative.dev"
@@ -12,12 +12,6 @@ EV = "eventing.knative.dev"
 
 def trigger(render: RenderResult, name: str = "notifications") -> dict:
     return obj(render, EV, "Trigger", NS, name)
-
-
-@pytest.mark.parametrize("check", checks_of(eventing), ids=lambda c: c.__name__)
-@pytest.mark.parametrize("env", ["dev", "prod"])
-def test_real_tree_passes(renders, check, env):
-    assert run_check(check, renders[env]) == []
 
 
 def test_article_filter_without_hash_never_matches(broken):

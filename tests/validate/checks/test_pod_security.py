@@ -1,7 +1,5 @@
 """Pod Security checks, evaluated by the upstream library (bin/pod-security) on broken copies of the render."""
 
-import pytest
-
 from gitops.validate.checks import pod_security
 from tests.support import obj, run_check
 
@@ -10,11 +8,6 @@ ENFORCE = "pod-security.kubernetes.io/enforce"
 
 def namespace(render, name):
     return obj(render, "", "Namespace", "", name)
-
-
-@pytest.mark.parametrize("env", ["dev", "prod"])
-def test_real_tree_passes(renders, env):
-    assert run_check(pod_security.check_pod_security, renders[env]) == []
 
 
 def test_unlabelled_namespace_in_prod(broken):

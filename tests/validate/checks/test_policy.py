@@ -4,15 +4,8 @@ import pytest
 
 from gitops.validate import waivers
 from gitops.validate.checks import policy
-from tests.support import checks_of, obj, run_check
+from tests.support import obj, run_check
 from tests.validate.checks.ksvc_support import NS, container, ksvc
-
-
-@pytest.mark.parametrize("check", checks_of(policy), ids=lambda c: c.__name__)
-@pytest.mark.parametrize("env", ["dev", "prod"])
-def test_real_tree_passes(renders, check, env):
-    findings = [f for f in run_check(check, renders[env]) if "envoyproxy/envoy" not in f.message]  # waived upstream tag
-    assert findings == []
 
 
 def test_prod_policy_findings(broken):

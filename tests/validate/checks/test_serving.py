@@ -3,19 +3,12 @@
 import pytest
 
 from gitops.validate.checks import serving
-from tests.support import checks_of, run_check
+from tests.support import run_check
 from tests.validate.checks.ksvc_support import container, ksvc
 
 
 def template_annotations(render):
     return ksvc(render)["spec"]["template"]["metadata"]["annotations"]
-
-
-@pytest.mark.parametrize("check", checks_of(serving), ids=lambda c: c.__name__)
-@pytest.mark.parametrize("env", ["dev", "prod"])
-def test_real_tree_passes(renders, check, env):
-    findings = [f for f in run_check(check, renders[env]) if "envoyproxy/envoy" not in f.message]  # waived upstream tag
-    assert findings == []
 
 
 @pytest.mark.parametrize(
