@@ -38,10 +38,6 @@ class EnvContext:
         """Whether this environment is held to the production policy (environments.yaml `production`)."""
         return environments.load(self.root).is_production(self.env)
 
-    def is_upstream(self, obj: manifests.Obj) -> bool:
-        """Whether obj comes from a pinned upstream release rather than from this repository."""
-        return self.render.is_upstream(obj)
-
     @property
     def objects(self) -> list[manifests.Obj]:
         return self.render.objects

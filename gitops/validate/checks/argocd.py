@@ -52,12 +52,12 @@ def check_sync_waves(ctx: EnvContext) -> Iterator[Finding]:
                     field=WAVE_FIELD,
                 )
                 break
-    upstream = [o for o in ctx.objects if ctx.is_upstream(o)]
+    upstream = [o for o in ctx.objects if ctx.render.is_upstream(o)]
     if upstream:
         last = max(upstream, key=lambda o: waves.get(ObjKey.of(o), 0))
         last_wave = waves.get(ObjKey.of(last), 0)
         for obj in ctx.objects:
-            if not ctx.is_upstream(obj) and waves.get(ObjKey.of(obj), 0) <= last_wave:
+            if not ctx.render.is_upstream(obj) and waves.get(ObjKey.of(obj), 0) <= last_wave:
                 yield ctx.finding(
                     name,
                     obj,
@@ -146,7 +146,7 @@ def check_health_gating(ctx: EnvContext) -> Iterator[Finding]:
     for obj in ctx.objects:
         key = ObjKey.of(obj)
         gk = (key.group, key.kind)
-        if ctx.is_upstream(obj) or gk not in crd_kinds or gk in custom or gk in seen:
+        if ctx.render.is_upstream(obj) or gk not in crd_kinds or gk in custom or gk in seen:
             continue
         seen.add(gk)
         yield ctx.finding(

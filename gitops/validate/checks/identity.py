@@ -219,7 +219,7 @@ def check_service_accounts(ctx: EnvContext) -> Iterator[Finding]:
             ns = manifests.meta(obj).get("namespace", "")
             users.setdefault((ns, pod.get("serviceAccountName") or "default"), []).append(str(manifests.ObjKey.of(obj)))
     for ksvc in knative_services(ctx.objects):
-        if ctx.is_upstream(ksvc):
+        if ctx.render.is_upstream(ksvc):
             continue
         ns = manifests.meta(ksvc).get("namespace", "")
         pod = dig(ksvc, "spec", "template", "spec") or {}

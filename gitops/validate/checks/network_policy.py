@@ -95,7 +95,7 @@ def check_default_deny(ctx: EnvContext) -> Iterator[Finding]:
         for p in manifests.of_kind(ctx.objects, "networking.k8s.io", "NetworkPolicy")
         if _default_deny(p)
     }
-    ours = {p.namespace for p in pod_templates(ctx.objects) if not ctx.is_upstream(p.owner)}
+    ours = {p.namespace for p in pod_templates(ctx.objects) if not ctx.render.is_upstream(p.owner)}
     for ns in sorted(ours - denied):
         namespace = manifests.find(ctx.objects, "", "Namespace", "", ns)
         yield ctx.finding(

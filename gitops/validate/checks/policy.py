@@ -38,7 +38,7 @@ def containers(obj: Obj) -> Iterator[tuple[dict, dict]]:
 def check_secrets_not_in_git(ctx: EnvContext) -> Iterator[Finding]:
     """No Secret of ours carries literal data in git."""
     for secret in manifests.of_kind(ctx.objects, "", "Secret"):
-        if not ctx.is_upstream(secret) and (secret.get("data") or secret.get("stringData")):
+        if not ctx.render.is_upstream(secret) and (secret.get("data") or secret.get("stringData")):
             yield ctx.finding(
                 "secrets",
                 secret,
@@ -122,7 +122,7 @@ def check_production_policy(ctx: EnvContext) -> Iterator[Finding]:
                     f"container {container.get('name')} image {image!r} is not pinned by @sha256 digest",
                     field="spec.template.spec.containers.image" if obj.get("kind") == "Service" else None,
                 )
-            if not ctx.is_upstream(obj):
+            if not ctx.render.is_upstream(obj):
                 yield from _hardening(ctx, obj, pod, container)
     for broker in manifests.of_kind(ctx.objects, "eventing.knative.dev", "Broker"):
         if not dig(broker, "spec", "delivery", "deadLetterSink"):
