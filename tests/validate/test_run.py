@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from gitops.core import manifests
+from gitops.core import manifests, render
 from gitops.core.paths import REPO_ROOT
 from gitops.delivery import hydrate
 from gitops.validate.run import schema_findings, validate
@@ -122,3 +122,12 @@ def test_schema_finding_names_the_namespace_kubeconform_leaves_out(renders, crd_
     (finding,) = schema_findings("dev", render, stream, crd_dir, "overlays/dev")
     assert finding.obj == "ConfigMap knative-serving/config-logging"
     assert finding.origin == render.origin(serving_logging) != render.origin(eventing_logging)
+
+
+def test_validate_builds_each_environment_once(monkeypatch):
+    """Origins, setters and the output all come from one `kustomize build` per environment."""
+    built: list[str] = []
+    real = render._kustomize_build
+    monkeypatch.setattr(render, "_kustomize_build", lambda path, work: built.append(path.name) or real(path, work))
+    assert validate().ok
+    assert sorted(built) == ["dev", "prod"]
