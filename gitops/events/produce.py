@@ -1,7 +1,7 @@
 """Send test notification/log events to the Kafka topics the KafkaSource reads.
 
-    python -m gitops.events.produce --topic notifications --key user-42 --bootstrap-servers 127.0.0.1:9092
-    python -m gitops.events.produce --topic loggings --ce structured --env dev --set level=ERROR --count 3
+    gitops produce --topic notifications --key user-42 --bootstrap-servers 127.0.0.1:9092
+    gitops produce --topic loggings --ce structured --env dev --set level=ERROR --count 3
 
 Exit codes: 0 all records acknowledged, 1 a delivery failed or timed out, 2 bad arguments or settings.
 """
@@ -119,7 +119,7 @@ def _topic_choices() -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m gitops.events.produce",
+        prog="gitops produce",
         description="Produce test events to the topics the KafkaSource reads (notifications.topics).",
     )
     p.add_argument(

@@ -287,8 +287,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argparse.ArgumentParser(
+        prog="gitops kafka",
         description="Run a throwaway single-node Kafka (KRaft) on 127.0.0.1 with the subscriber's topics "
-        f"({', '.join(TOPICS)}; notifications.topics) until Ctrl-C; prints KAFKA_BOOTSTRAP_SERVERS=..."
+        f"({', '.join(TOPICS)}; notifications.topics) until Ctrl-C; prints KAFKA_BOOTSTRAP_SERVERS=...",
     ).parse_args(argv)
     # A background job starts with SIGINT ignored; handle SIGTERM/SIGINT explicitly so the broker is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
