@@ -6,7 +6,7 @@ cluster-admin-like controller. `argocd/deployers/<env>.yaml` creates that Servic
 allowing exactly the (group, resource) pairs the render contains. A cluster admin applies it once per cluster
 (Argo CD cannot grant itself), and `make validate` fails when it no longer matches the render.
 
-`python -m gitops.delivery.deployer_rbac --write` regenerates every environment's file from its render.
+`.venv/bin/gitops deployer-rbac --write` regenerates every environment's file from its render.
 """
 
 import argparse
@@ -121,7 +121,7 @@ def derive(render: RenderResult) -> list[Obj]:
 
 def render_file(render: RenderResult) -> str:
     header = (
-        f"# GENERATED from the {render.env} render by `python -m gitops.delivery.deployer_rbac --write`; `make validate` fails when\n"
+        f"# GENERATED from the {render.env} render by `.venv/bin/gitops deployer-rbac --write`; `make validate` fails when\n"
         "# it drifts. The identity Argo CD syncs this environment as (sync impersonation, AppProject\n"
         f"# knative-kafka-{render.env} destinationServiceAccounts). Applied ONCE per cluster by a cluster admin, never by Argo CD:\n"
         f"#   kubectl --context <{render.env} cluster> apply -f {deployer_file(render.env).as_posix()}\n"

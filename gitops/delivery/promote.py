@@ -47,7 +47,7 @@ def promote(root: Path, source: str, target: str) -> Promotion:
             f"refusing to promote {ref} to {target}: {target} only runs images pinned by sha256 digest. "
             f"A tag is mutable (it can be re-pushed to different bytes), so {target} might not run what {source} "
             f"tested, and `make validate` rejects it. Pin {source} to the digest its build pushed "
-            f"(python -m gitops.delivery.pin_image --env {source} --image <repository>@sha256:...), then promote."
+            f"(gitops pin-image --env {source} --image <repository>@sha256:...), then promote."
         )
     old, new = image_ref.set_image(root, target, ref)
     return Promotion(source, target, before, ref, old, new)

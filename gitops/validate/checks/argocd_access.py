@@ -220,7 +220,7 @@ def check_sync_identity(ctx: RepoContext) -> Iterator[Finding]:
                 if shipped is None
                 else "does not match the RBAC derived from the render (kinds added or removed?)"
             )
-            + "; regenerate with `python -m gitops.delivery.deployer_rbac --write` and have a cluster admin re-apply it",
+            + "; regenerate with `.venv/bin/gitops deployer-rbac --write` and have a cluster admin re-apply it",
         )
 
 

@@ -204,7 +204,7 @@ def test_deployer_rbac_missing_a_rendered_kind_fails(tree_copy, renders, broken)
         found,
         "[prod] ClusterRole knative-kafka-prod-deployer (argocd/deployers/prod.yaml)",
         "does not match the RBAC derived from the render",
-        "python -m gitops.delivery.deployer_rbac --write",
+        ".venv/bin/gitops deployer-rbac --write",
     )
     assert not has(found, "[dev]")
 
