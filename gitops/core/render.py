@@ -105,7 +105,7 @@ class RenderResult:
         return releases.is_remote(self.origin(obj))
 
     def field_origin(self, key: manifests.ObjKey, field_path: str) -> str:
-        """The file that set `field_path` (a resource_diff path such as `spec.delivery.retry` or
+        """The file that set `field_path` (a diff engine path such as `spec.delivery.retry` or
         `data[default.topic.partitions]`) on the object: the last patch writing it, else the kustomization whose
         images field rewrote it, else the file the object was loaded from."""
         steps = [a or b for a, b in FIELD_STEP.findall("." + field_path.split(" ", 1)[0].lstrip("."))]
