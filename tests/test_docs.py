@@ -111,3 +111,24 @@ def readme_environment_table() -> dict[str, dict[str, object]]:
 def test_readme_environment_table_equals_environments_yaml():
     facts = yaml.safe_load((ROOT / "environments.yaml").read_text())["environments"]
     assert readme_environment_table() == facts
+
+
+# A repository path to Python code quoted in prose (`gitops/validate/run.py`, tests/core/test_render.py, ...).
+CODE_PATH = re.compile(r"(?<![\w./-])((?:gitops|tests|apps/notifications/(?:src|tests))/[\w/]*\.py)\b")
+
+
+def stale_code_paths(text: str, root: Path) -> list[str]:
+    """Python files a page names that do not exist: what a module or test move leaves behind in the docs."""
+    return sorted({p for p in CODE_PATH.findall(text) if not (root / p).is_file()})
+
+
+@pytest.mark.parametrize(
+    "page", [*PAGES, ROOT / "apps/notifications/README.md"], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_code_paths_in_docs_exist(page: Path):
+    assert stale_code_paths(page.read_text(), ROOT) == []
+
+
+def test_a_moved_module_is_reported():
+    text = "see `gitops/validate/run.py` and gitops/validate.py, tests/test_render.py"
+    assert stale_code_paths(text, ROOT) == ["gitops/validate.py", "tests/test_render.py"]
