@@ -16,8 +16,6 @@ from typing import Literal, TypeVar
 from gitops.validate.findings import EnvContext, Finding, RepoContext
 
 Scope = Literal["env", "repo"]
-EnvCheck = Callable[[EnvContext], Iterable[Finding]]
-RepoCheck = Callable[[RepoContext], Iterable[Finding]]
 F = TypeVar("F", bound=Callable[..., Iterable[Finding]])
 
 # The check modules under gitops/validate/checks, in the order validate runs them.
@@ -56,7 +54,7 @@ class Check:
     @property
     def summary(self) -> str:
         """The first line of the check's docstring: the one-line description the catalogue prints."""
-        return (inspect.getdoc(self.func) or "").splitlines()[0] if self.func.__doc__ else ""
+        return (inspect.getdoc(self.func) or "").partition("\n")[0]
 
     @property
     def where(self) -> str:
