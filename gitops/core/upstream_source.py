@@ -73,16 +73,42 @@ def data_plane_config_dir(component: str, source: Path | None = None) -> Path:
     return directory
 
 
-def data_plane_objects(component: str, source: Path | None = None) -> list[Obj]:
-    """The objects the release asset of `component` ("broker" | "sink" | "source") contains, assembled from
-    data-plane/config/<component>/ as hack/data-plane.sh does; images stay `${KNATIVE_KAFKA_*_IMAGE}`."""
+def data_plane_files(component: str, source: Path | None = None) -> list[tuple[Path, list[Obj]]]:
+    """Per source file (lexical order, as `ko resolve -R` reads them), the objects it contributes to the release."""
     source = source or upstream_source_dir()
     directory = data_plane_config_dir(component, source)
     version = release_version(source)
-    objects: list[Obj] = []
+    files: list[tuple[Path, list[Obj]]] = []
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES):
         text = path.read_text()
         text = text.replace(VERSION_LABEL, f'app.kubernetes.io/version: "{version}"')  # per line, as sed does
         text = text.replace(*LOOM_SECURITY)
-        objects.extend(load_stream(text))
-    return objects
+        objects = load_stream(text)
+        if objects:
+            files.append((path, objects))
+    return files
+
+
+def data_plane_objects(component: str, source: Path | None = None) -> list[Obj]:
+    """The objects the release asset of `component` ("broker" | "sink" | "source") contains, assembled from
+    data-plane/config/<component>/ as hack/data-plane.sh does; images stay `${KNATIVE_KAFKA_*_IMAGE}`."""
+    return [obj for _, objects in data_plane_files(component, source) for obj in objects]
+
+
+def component_of(asset_file: str) -> str | None:
+    """The data plane component a release asset file name ships (None: not a data plane asset)."""
+    return next((c for c, name in RELEASE_ASSET.items() if name == asset_file), None)
+
+
+def stand_in_files(asset_file: str, tag: str, source: Path | None = None) -> list[tuple[Path, list[Obj]]] | None:
+    """What an offline render may check in place of the release asset `asset_file` at `tag`: its objects rebuilt
+    from the sources, file by file. None when it is not a data plane asset, or the sources are absent or at
+    another tag (a stand-in from other sources would prove nothing about the pinned release)."""
+    component = component_of(asset_file)
+    source = source or upstream_source_dir()
+    if component is None or not source.name.endswith(tag):
+        return None
+    try:
+        return data_plane_files(component, source)
+    except UpstreamSourceMissing:
+        return None
