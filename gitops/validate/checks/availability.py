@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
-from gitops.model.pods import KSVC_POD_LABEL, namespace_labels, selector_matches
+from gitops.model.disruption import disruptions_allowed, floor_scale, selected_templates
+from gitops.model.pods import KSVC_POD_LABEL, namespace_labels, pod_templates, selector_matches
 from gitops.model.serving import knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
@@ -170,7 +171,9 @@ def check_control_plane_ha(ctx: EnvContext) -> Iterator[Finding]:
         if ns not in known:
             continue
         for name in names:
-            deployment = manifests.find(ctx.objects, "apps", "Deployment", ns, name)
+            # The Kafka Broker receiver comes from a release asset an offline render leaves out: judged then on the
+            # Deployment rebuilt from its sources, with the overlay's patches (the finding says so).
+            deployment = manifests.find(ctx.with_stand_ins, "apps", "Deployment", ns, name)
             if deployment is None:
                 continue
             hpa = _hpa_for(ctx.objects, ns, name)
@@ -188,6 +191,7 @@ def check_control_plane_ha(ctx: EnvContext) -> Iterator[Finding]:
                     deployment,
                     f"replicas {dig(deployment, 'spec', 'replicas') or 1} < {HA_REPLICAS}: one node loss stops it "
                     "(Knative's HA docs: scale to 2, leader election is on by default)",
+                    field="spec.replicas",
                 )
     controller = manifests.find(ctx.objects, "apps", "Deployment", "knative-eventing", "kafka-controller")
     if controller is not None:
@@ -203,3 +207,31 @@ def check_control_plane_ha(ctx: EnvContext) -> Iterator[Finding]:
                 controller,
                 f"{DISPATCHERS_MIN_REPLICAS}={value}: the Kafka dispatchers may run as one pod; set it to {HA_REPLICAS}",
             )
+
+
+@env_check("availability")
+def check_drains_allowed(ctx: EnvContext) -> Iterator[Finding]:
+    """Production: every PodDisruptionBudget lets a drain evict at least one pod at the render's replica floor."""
+    if not ctx.is_production:
+        return
+    objects = ctx.with_stand_ins
+    templates = list(pod_templates(objects))
+    for pdb in manifests.of_kind(objects, "policy", "PodDisruptionBudget"):
+        selected = selected_templates(pdb, templates)
+        if not selected:
+            continue
+        scales = [floor_scale(objects, t) for t in selected]
+        pods = sum(scale.pods for scale in scales)
+        if pods == 0 or disruptions_allowed(pdb, pods) > 0:
+            continue
+        spec = pdb.get("spec") or {}
+        rule = next(f"{k}: {spec[k]}" for k in ("maxUnavailable", "minAvailable") if spec.get(k) is not None)
+        counted = "; ".join(f"{t.ref}: {scale.source}" for t, scale in zip(selected, scales, strict=True))
+        rounding = "; Kubernetes rounds the percentage up" if rule.endswith("%") else ""
+        yield ctx.finding(
+            "availability",
+            pdb,
+            f"{rule} allows 0 disruptions at {pods} pod(s) ({counted}{rounding}): a node drain can never evict "
+            "them; use maxUnavailable: 1 or raise the replica floor",
+            field="spec",
+        )

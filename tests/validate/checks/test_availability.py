@@ -1,5 +1,6 @@
 """Availability checks: gated PodSpec fields, the subscriber's spread and budget, Knative HA in production."""
 
+from gitops.core import manifests
 from gitops.validate.checks import availability
 from tests.support import obj, run_check
 
@@ -70,7 +71,8 @@ def test_single_replica_controller(broken):
     obj(render, "apps", "Deployment", "knative-eventing", "eventing-controller")["spec"].pop("replicas")
     messages = [str(f) for f in run_check(availability.check_control_plane_ha, render)]
     assert any(
-        m.startswith("[prod] Deployment knative-eventing/eventing-controller (https://") and "replicas 1 < 2" in m
+        m.startswith("[prod] Deployment knative-eventing/eventing-controller (overlays/prod/ha.yaml)")
+        and "replicas 1 < 2" in m
         for m in messages
     ), messages
 
@@ -84,3 +86,60 @@ def test_dispatchers_min_replicas(broken):
                 env["value"] = "0"
     messages = [str(f) for f in run_check(availability.check_control_plane_ha, render)]
     assert any("kafka-controller" in m and "DISPATCHERS_MIN_REPLICAS=0" in m for m in messages), messages
+
+
+def upstream_budget(render, ns, name):
+    """Put back the PDB as upstream ships it (before prod's ha.yaml patch): minAvailable 80%."""
+    spec = obj(render, "policy", "PodDisruptionBudget", ns, name)["spec"]
+    spec.pop("maxUnavailable", None)
+    spec["minAvailable"] = "80%"
+
+
+def test_upstream_80_percent_budgets_block_every_drain(broken):
+    render = broken("prod")
+    upstream_budget(render, "knative-serving", "activator-pdb")
+    upstream_budget(render, "kourier-system", "3scale-kourier-gateway-pdb")
+    messages = [str(f) for f in run_check(availability.check_drains_allowed, render)]
+    assert any(
+        m.startswith("[prod] PodDisruptionBudget knative-serving/activator-pdb (overlays/prod/ha.yaml)")
+        and "minAvailable: 80% allows 0 disruptions at 2 pod(s)" in m
+        and "HorizontalPodAutoscaler knative-serving/activator minReplicas 2" in m
+        and "rounds the percentage up" in m
+        for m in messages
+    ), messages
+    assert any("3scale-kourier-gateway-pdb" in m for m in messages), messages
+
+
+def test_subscriber_budget_keeping_every_warm_pod(broken):
+    render = broken("prod")
+    obj(render, "policy", "PodDisruptionBudget", NS, "notifications")["spec"]["minAvailable"] = 2
+    messages = [str(f) for f in run_check(availability.check_drains_allowed, render)]
+    assert any(
+        m.startswith("[prod] PodDisruptionBudget notifications/notifications (overlays/prod/pdb.yaml)")
+        and "minAvailable: 2 allows 0 disruptions at 2 pod(s)" in m
+        and "autoscaling.knative.dev/min-scale 2" in m
+        for m in messages
+    ), messages
+
+
+def test_budgets_are_production_policy_only(broken):
+    render = broken("dev")
+    for pdb in render.objects:
+        if pdb["kind"] == "PodDisruptionBudget":
+            pdb["spec"] = {"minAvailable": "100%", "selector": pdb["spec"]["selector"]}
+    assert run_check(availability.check_drains_allowed, render) == []
+
+
+def test_single_kafka_receiver_is_judged_on_its_sources(broken):
+    render = broken("prod")
+    receiver = next(o for o in render.stand_ins if o["metadata"]["name"] == "kafka-broker-receiver")
+    receiver["spec"].pop("replicas")  # today's prod: upstream sets none, and no patch of ours sets it
+    render.patches.pop(manifests.ObjKey.of(receiver))
+    messages = [str(f) for f in run_check(availability.check_control_plane_ha, render)]
+    assert any(
+        m.startswith("[prod] Deployment knative-eventing/kafka-broker-receiver (https://")
+        and "rebuilt from eventing-kafka-broker-knative-v1.23.0/data-plane/config/broker/500-receiver.yaml" in m
+        and "replicas 1 < 2" in m
+        and "checked against the 1.23.0 sources, not the release bytes" in m
+        for m in messages
+    ), messages
