@@ -85,17 +85,25 @@ def _pod_labels(ksvc: Obj) -> dict[str, str]:
     return {**(dig(ksvc, "spec", "template", "metadata", "labels") or {}), KSVC_POD_LABEL: name}
 
 
+def _hard_hostname_spreads(ksvc: Obj) -> list[dict]:
+    """The DoNotSchedule spread constraints over nodes that select the Service's own pods."""
+    spec = dig(ksvc, "spec", "template", "spec") or {}
+    labels = _pod_labels(ksvc)
+    return [
+        c
+        for c in spec.get("topologySpreadConstraints") or []
+        if c.get("topologyKey") == HOSTNAME
+        and c.get("whenUnsatisfiable") == "DoNotSchedule"
+        and c.get("labelSelector")
+        and selector_matches(c.get("labelSelector"), labels)
+    ]
+
+
 def _spreads_over_nodes(ksvc: Obj) -> bool:
     spec = dig(ksvc, "spec", "template", "spec") or {}
     labels = _pod_labels(ksvc)
-    for constraint in spec.get("topologySpreadConstraints") or []:
-        if (
-            constraint.get("topologyKey") == HOSTNAME
-            and constraint.get("whenUnsatisfiable") == "DoNotSchedule"
-            and selector_matches(constraint.get("labelSelector"), labels)
-            and constraint.get("labelSelector")
-        ):
-            return True
+    if _hard_hostname_spreads(ksvc):
+        return True
     for term in dig(spec, "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution") or []:
         if term.get("topologyKey") == HOSTNAME and selector_matches(term.get("labelSelector"), labels):
             return True
@@ -134,6 +142,17 @@ def check_subscriber_availability(ctx: EnvContext) -> Iterator[Finding]:
                 f"(topologyKey {HOSTNAME}, whenUnsatisfiable DoNotSchedule, labelSelector {KSVC_POD_LABEL}) or a "
                 "required podAntiAffinity",
             )
+        for constraint in _hard_hostname_spreads(ksvc):
+            if constraint.get("nodeTaintsPolicy") != "Honor":
+                yield ctx.finding(
+                    "availability",
+                    ksvc,
+                    f"topologySpreadConstraint on {HOSTNAME} with DoNotSchedule has nodeTaintsPolicy "
+                    f"{constraint.get('nodeTaintsPolicy', 'unset (Ignore)')}: tainted nodes it cannot use count as "
+                    "empty domains, so each usable node may hold only one pod and scaling stops at the node count; "
+                    "set nodeTaintsPolicy: Honor",
+                    field="spec.template.spec.topologySpreadConstraints",
+                )
         budgets = [
             p
             for p in pdbs

@@ -143,3 +143,22 @@ def test_single_kafka_receiver_is_judged_on_its_sources(broken):
         and "checked against the 1.23.0 sources, not the release bytes" in m
         for m in messages
     ), messages
+
+
+def test_hostname_spread_ignoring_taints_caps_scaling(broken):
+    render = broken("prod")
+    for constraint in ksvc(render)["spec"]["template"]["spec"]["topologySpreadConstraints"]:
+        constraint.pop("nodeTaintsPolicy", None)  # today's prod
+    messages = [str(f) for f in run_check(availability.check_subscriber_availability, render)]
+    assert any(
+        m.startswith("[prod] Service.serving.knative.dev notifications/notifications (overlays/prod/availability.yaml)")
+        and "nodeTaintsPolicy unset (Ignore)" in m
+        and "set nodeTaintsPolicy: Honor" in m
+        for m in messages
+    ), messages
+
+
+def test_prod_spread_honours_taints(renders):
+    render = renders["prod"]
+    spreads = availability._hard_hostname_spreads(ksvc(render))
+    assert spreads and all(c["nodeTaintsPolicy"] == "Honor" for c in spreads)
