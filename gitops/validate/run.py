@@ -20,6 +20,7 @@ from gitops.core.progress import progress
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env, stand_in_note
 from gitops.delivery import deployer_rbac, hydrate
 from gitops.model.argocd import argocd_paths
+from gitops.model.retry_budget import retry_budgets
 from gitops.validate import admission, kubeconform, schemas, waivers
 from gitops.validate.findings import EnvContext, Finding, RepoContext
 from gitops.validate.registry import env_checks, format_catalogue, repo_checks
@@ -213,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{env}: {len(render.objects)} objects {what}, schema-checked (Kubernetes {schemas.KUBERNETES_VERSION}) and checked"
         )
+        for budget in retry_budgets(render.objects):
+            print(f"{env}: {budget.describe()}")
         for gap in render.omitted:
             print(f"{env}: NOT RENDERED {gap.url}\n    {gap.reason}")
             if gap.url in render.stood_in:

@@ -14,7 +14,8 @@ from gitops.model.pods import KSVC_POD_LABEL, PodTemplate, namespace_labels, pod
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
-# knative/networking pkg/apis/networking constants: the ports queue-proxy listens on in every Knative pod
+# serving pkg/networking/constants.go (v0.50.0, Knative 1.23; no longer knative/networking): the ports queue-proxy
+# listens on in every Knative pod
 # (BackendHTTPPort, BackendHTTP2Port, QueueAdminPort, AutoscalingQueueMetricsPort, UserQueueMetricsPort).
 # Traffic to any other port of a Knative pod reaches the app without queue-proxy's timeouts and limits.
 QUEUE_PROXY_PORTS = {8012, 8013, 8022, 9090, 9091}
