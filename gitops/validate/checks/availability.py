@@ -260,6 +260,12 @@ def check_drains_allowed(ctx: EnvContext) -> Iterator[Finding]:
 # config-leader-election; `buckets` defaults to 1 (defaultConfig) and may be 1..MaxBuckets (10). Every component in
 # HA_COMPONENTS reads it: its reconcilers run under injection/sharedmain (GetLeaderElectionConfig), the autoscaler
 # builds its elector from the same config (serving cmd/autoscaler/main.go).
+# The controllers whose work is leader-elected reconcilers: a second replica is a standby unless buckets > 1. (Webhooks
+# and the Kafka receiver serve requests from every pod; the activator and the gateway too.)
+LEADER_ELECTED = {
+    "knative-serving": ("controller", "autoscaler", "net-kourier-controller"),
+    "knative-eventing": ("eventing-controller", "kafka-controller"),
+}
 LEADER_ELECTION_ENV = "CONFIG_LEADERELECTION_NAME"
 LEADER_ELECTION_CONFIGMAP = "config-leader-election"
 STANDBY_WORD = "standby"
@@ -281,15 +287,15 @@ def leader_election_buckets(objects: list[Obj], deployment: Obj) -> int:
 
 @env_check("availability")
 def check_ha_replicas_described(ctx: EnvContext) -> Iterator[Finding]:
-    """Production: a file adding controller replicas says "standby" when leader election gives them one bucket."""
+    ""X""
     if not ctx.is_production:
         return
-    objects = ctx.with_stand_ins
-    for ns, names in HA_COMPONENTS.items():
+    objects = ctx.objects
+    for ns, names in LEADER_ELECTED.items():
         for name in names:
             deployment = manifests.find(objects, "apps", "Deployment", ns, name)
-            if deployment is None or _hpa_for(objects, ns, name) is not None:
-                continue  # an HPA-scaled component (activator, webhooks, gateway) serves from every pod
+            if deployment is None:
+                continue
             replicas = dig(deployment, "spec", "replicas") or 1
             setter = ctx.render.field_origin(manifests.ObjKey.of(deployment), "spec.replicas")
             if replicas < 2 or releases.is_remote(setter) or not (ctx.root / setter).is_file():
