@@ -287,7 +287,7 @@ def leader_election_buckets(objects: list[Obj], deployment: Obj) -> int:
 
 @env_check("availability")
 def check_ha_replicas_described(ctx: EnvContext) -> Iterator[Finding]:
-    ""X""
+    """Production: a file adding leader-elected controller replicas says "standby" when buckets is 1."""
     if not ctx.is_production:
         return
     objects = ctx.objects
