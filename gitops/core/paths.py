@@ -20,6 +20,18 @@ def release_mirror() -> Path:
     return Path(configured) if configured else REPO_ROOT.parent / "shared" / "releases"
 
 
+UPSTREAM_SOURCE_ENV = "KNATIVE_UPSTREAM_SOURCE"
+
+
+def upstream_source_dir() -> Path:
+    """eventing-kafka-broker's source at the release we deploy (the Java data plane, its YAML sources, the contract
+    proto), which no registry serves: $KNATIVE_UPSTREAM_SOURCE, else ../shared/upstream/<tree>."""
+    configured = os.environ.get(UPSTREAM_SOURCE_ENV)
+    if configured:
+        return Path(configured)
+    return REPO_ROOT.parent / "shared" / "upstream" / "eventing-kafka-broker-knative-v1.23.0"
+
+
 def argocd_crds_dir() -> Path:
     configured = os.environ.get("ARGOCD_CRDS_DIR")
     return Path(configured) if configured else release_mirror() / "argo-cd-v3.5.1"
