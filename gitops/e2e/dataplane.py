@@ -131,10 +131,11 @@ class DataPlaneBuild:
         runtime = (self.root / module / "target" / "runtime.cp").read_text().strip()
         return f"{self.root / module / 'target' / 'classes'}{os.pathsep}{runtime}"
 
-    def command(self, module: str, main: str, heap: str = "-Xmx384m") -> list[str]:
+    def command(self, module: str, main: str, logback: Path, heap: str = "-Xmx384m") -> list[str]:
         return [
             self.java,
             heap,
+            f"-Dlogback.configurationFile={logback}",
             "-XX:+UseSerialGC",
             "-XX:TieredStopAtLevel=1",
             *LOOPBACK_JVM_FLAGS,
@@ -196,6 +197,17 @@ def build(progress: bool = True) -> DataPlaneBuild:
             if stale != root:
                 shutil.rmtree(stale, ignore_errors=True)
         return DataPlaneBuild(root, java_home, digest, seconds)
+
+
+LOGBACK_XML = """<configuration>
+  <!-- INFO, as upstream's kafka-config-logging ConfigMap; the default would be DEBUG. -->
+  <appender name="out" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%d{HH:mm:ss.SSS} %-5level %logger{36} - %msg%n</pattern></encoder>
+  </appender>
+  <logger name="org.apache.kafka" level="WARN"/>
+  <root level="INFO"><appender-ref ref="out"/></root>
+</configuration>
+"""
 
 
 def upstream_properties(component: str, configmap_file: str) -> dict[str, str]:
