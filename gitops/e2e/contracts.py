@@ -104,7 +104,9 @@ def resolve(destination: dict[str, Any], parent: Obj, addresses: LocalAddresses,
     if ref is None:
         if uri.startswith(("http://127.", "https://127.")):
             return uri
-        raise ContractError(f"{where}: the URI {uri!r} has no local stand-in", fix="use a ref to an object in the render")
+        raise ContractError(
+            f"{where}: the URI {uri!r} has no local stand-in", fix="use a ref to an object in the render"
+        )
     namespace = ref.get("namespace") or _ns(parent)
     kind, name = ref["kind"], ref["name"]
     if kind == "Service" and ref.get("apiVersion", "").startswith("serving.knative.dev/"):

@@ -174,19 +174,32 @@ def build(progress: bool = True) -> DataPlaneBuild:
         # stamp, written last, is what marks it usable.
         shutil.rmtree(root, ignore_errors=True)
         shutil.copytree(tree, root, ignore=shutil.ignore_patterns("target"))
-        env = {**os.environ, "JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+        env = {
+            **os.environ,
+            "JAVA_HOME": str(java_home),
+            "PATH": f"{java_home / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        }
         if progress:
-            print(f"e2e: building the data plane in {root} with {java_home.name} (a cold ~/.m2 takes minutes)", flush=True)
+            print(
+                f"e2e: building the data plane in {root} with {java_home.name} (a cold ~/.m2 takes minutes)", flush=True
+            )
         started = time.monotonic()
         log = root / "build.log"
         with log.open("wb") as out:
             try:
                 proc = subprocess.run(
-                    [mvn, *MAVEN_GOALS], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                    timeout=BUILD_TIMEOUT_S, check=False,
+                    [mvn, *MAVEN_GOALS],
+                    cwd=root,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=BUILD_TIMEOUT_S,
+                    check=False,
                 )
             except subprocess.TimeoutExpired:
-                raise DataPlaneUnavailable(f"the data plane build timed out after {BUILD_TIMEOUT_S}s", where=str(log)) from None
+                raise DataPlaneUnavailable(
+                    f"the data plane build timed out after {BUILD_TIMEOUT_S}s", where=str(log)
+                ) from None
         missing = [m for m in (RECEIVER_MODULE, DISPATCHER_MODULE) if not (root / m / "target" / "runtime.cp").exists()]
         if proc.returncode != 0 or missing:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])

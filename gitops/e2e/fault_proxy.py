@@ -61,10 +61,10 @@ class FaultProxy:
             def log_message(self, *args: object) -> None:  # quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 self._handle()
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._handle()
 
             def _handle(self) -> None:
@@ -113,7 +113,9 @@ class FaultProxy:
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
         try:
-            conn.request(method, path, body=body, headers={k: v for k, v in headers.items() if k.lower() not in HOP_HEADERS})
+            conn.request(
+                method, path, body=body, headers={k: v for k, v in headers.items() if k.lower() not in HOP_HEADERS}
+            )
             response = conn.getresponse()
             return response.status, response.getheaders(), response.read()
         except OSError:

@@ -62,6 +62,7 @@ class Supervisor:
     workdir: Path
     procs: dict[str, Managed] = field(default_factory=dict)
     started: list[int] = field(default_factory=list)
+    grace_s: float = STOP_GRACE_S
 
     def start(
         self, name: str, command: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
@@ -96,7 +97,7 @@ class Supervisor:
             return
         _signal_group(managed.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            managed.process.wait(timeout=STOP_GRACE_S)
+            managed.process.wait(timeout=self.grace_s)
         if managed.process.poll() is None:
             _signal_group(managed.pid, signal.SIGKILL)
             managed.process.wait()
@@ -108,7 +109,7 @@ class Supervisor:
         running = [m for m in self.procs.values() if m.process is not None and m.process.poll() is None]
         for managed in running:
             _signal_group(managed.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
+        deadline = time.monotonic() + self.grace_s
         for managed in running:
             assert managed.process is not None
             with contextlib.suppress(subprocess.TimeoutExpired):

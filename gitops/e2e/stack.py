@@ -116,12 +116,16 @@ class Stack:
 
     def start_receiver(self) -> None:
         self.supervisor.start(
-            "receiver", self.build.command(dataplane.RECEIVER_MODULE, dataplane.RECEIVER_MAIN, self._logback()), self._receiver_env()
+            "receiver",
+            self.build.command(dataplane.RECEIVER_MODULE, dataplane.RECEIVER_MAIN, self._logback()),
+            self._receiver_env(),
         )
 
     def start_dispatcher(self, name: str) -> None:
         self.supervisor.start(
-            name, self.build.command(dataplane.DISPATCHER_MODULE, dataplane.DISPATCHER_MAIN, self._logback()), self._dispatcher_env(name)
+            name,
+            self.build.command(dataplane.DISPATCHER_MODULE, dataplane.DISPATCHER_MAIN, self._logback()),
+            self._dispatcher_env(name),
         )
 
     def _logback(self) -> Path:
@@ -157,7 +161,9 @@ class Stack:
             "INGRESS_PORT": str(self.receiver_port),
             "INGRESS_TLS_PORT": str(free_port()),
             "PRODUCER_CONFIG_FILE_PATH": str(
-                _write_properties(work / "receiver-producer.properties", props["config-kafka-broker-producer.properties"])
+                _write_properties(
+                    work / "receiver-producer.properties", props["config-kafka-broker-producer.properties"]
+                )
             ),
             # Vert.x binds 0.0.0.0 unless told otherwise.
             "HTTPSERVER_CONFIG_FILE_PATH": str(
@@ -216,7 +222,9 @@ class Stack:
         return None
 
 
-def wait_http(url: str, what: str, supervisor: Supervisor, name: str | None = None, timeout: float = READY_TIMEOUT_S) -> None:
+def wait_http(
+    url: str, what: str, supervisor: Supervisor, name: str | None = None, timeout: float = READY_TIMEOUT_S
+) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -224,7 +232,7 @@ def wait_http(url: str, what: str, supervisor: Supervisor, name: str | None = No
         if proc is not None and not proc.alive():
             raise RuntimeError(f"{what} exited; last log lines:\n{proc.log_tail()}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (a loopback URL we built)
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status < 500:
                     return
         except OSError as exc:
@@ -254,7 +262,7 @@ def topics_to_create(objects: list[Obj], c: contracts.Contracts) -> dict[str, in
 def running(env: str, objects: list[Obj], workdir: Path, log=print) -> Iterator[Stack]:
     """Build (or reuse) the data plane, start every process, yield the stack; stop everything afterwards."""
     build = dataplane.build()
-    log(f"e2e: data plane {'built in %.0fs' % build.seconds if build.seconds else 'reused'} ({build.root.name})")
+    log(f"e2e: data plane {f'built in {build.seconds:.0f}s' if build.seconds else 'reused'} ({build.root.name})")
     kafka_mod = kafka_module()
     with supervised(workdir) as supervisor:
         started = time.monotonic()
@@ -265,7 +273,9 @@ def running(env: str, objects: list[Obj], workdir: Path, log=print) -> Iterator[
             proxy = FaultProxy(subscriber_port)
             proxy_port = proxy.start()
             addresses = contracts.LocalAddresses(
-                kafka.bootstrap_servers, f"http://127.0.0.1:{receiver_port}", {SUBSCRIBER_NAME: f"http://127.0.0.1:{proxy_port}"}
+                kafka.bootstrap_servers,
+                f"http://127.0.0.1:{receiver_port}",
+                {SUBSCRIBER_NAME: f"http://127.0.0.1:{proxy_port}"},
             )
             built = contracts.build(objects, addresses)
             kafka_mod.create_topics(kafka.bootstrap_servers, topics_to_create(objects, built))

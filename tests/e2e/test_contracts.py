@@ -1,0 +1,143 @@
+"""The object -> contract mapping: each rendered field lands in its contract field (proto/contract.proto)."""
+
+import copy
+from datetime import timedelta
+
+import pytest
+
+from gitops.core.render import RenderResult
+from gitops.e2e import contracts
+from gitops.e2e.contracts import ContractError, LocalAddresses
+from gitops.model.knative import iso_duration
+
+ADDRESSES = LocalAddresses(
+    "127.0.0.1:9092", "http://127.0.0.1:8081", {("notifications", "notifications"): "http://127.0.0.1:8082"}
+)
+
+
+def objects_of(render: RenderResult) -> list[dict]:
+    return copy.deepcopy(render.objects)
+
+
+def find(objects: list[dict], kind: str, name: str | None = None) -> dict:
+    return next(o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name))
+
+
+def ms(iso: str) -> str:
+    parsed = iso_duration(iso)
+    assert isinstance(parsed, timedelta)
+    return str(int(parsed.total_seconds() * 1000))
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_every_trigger_field_is_the_rendered_one(renders: dict[str, RenderResult], env: str):
+    objects = objects_of(renders[env])
+    built = contracts.build(objects, ADDRESSES)
+    broker = find(objects, "Broker")
+    resource = built.broker_dispatcher["resources"][0]
+    assert resource["ingress"]["path"] == f"/{broker['metadata']['namespace']}/{broker['metadata']['name']}"
+    assert resource["topics"] == [f"knative-broker-{broker['metadata']['namespace']}-{broker['metadata']['name']}"]
+    assert resource["bootstrapServers"] == ADDRESSES.bootstrap_servers
+    triggers = sorted((o for o in objects if o["kind"] == "Trigger"), key=lambda t: t["metadata"]["name"])
+    assert [e["reference"]["name"] for e in resource["egresses"]] == [t["metadata"]["name"] for t in triggers]
+    delivery = broker["spec"]["delivery"]
+    for trigger, egress in zip(triggers, resource["egresses"], strict=True):
+        spec = trigger["spec"]
+        assert egress["filter"]["attributes"] == spec["filter"]["attributes"]
+        assert egress["destination"] == "http://127.0.0.1:8082" + spec["subscriber"]["uri"]
+        order = trigger["metadata"]["annotations"][contracts.DELIVERY_ORDER_ANNOTATION]
+        assert egress["deliveryOrder"] == order.upper()
+        assert egress["consumerGroup"] == f"knative-trigger-notifications-{trigger['metadata']['name']}"
+        config = egress["egressConfig"]  # no Trigger sets its own delivery: the Broker's applies
+        assert config["retry"] == delivery["retry"]
+        assert config["backoffPolicy"] == delivery["backoffPolicy"].capitalize()
+        assert config["backoffDelay"] == ms(delivery["backoffDelay"])
+        assert config["timeout"] == ms(delivery["timeout"])
+        dls = delivery["deadLetterSink"]
+        if dls["ref"]["kind"] == "KafkaSink":
+            assert config["deadLetter"] == f"http://127.0.0.1:8081/notifications/{dls['ref']['name']}"
+        else:
+            assert config["deadLetter"] == "http://127.0.0.1:8082" + dls["uri"]
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_the_kafka_source_fields_are_the_rendered_ones(renders: dict[str, RenderResult], env: str):
+    objects = objects_of(renders[env])
+    source = find(objects, "KafkaSource")
+    resource = contracts.build(objects, ADDRESSES).source_dispatcher["resources"][0]
+    egress = resource["egresses"][0]
+    assert resource["topics"] == source["spec"]["topics"]
+    assert egress["consumerGroup"] == source["spec"]["consumerGroup"]
+    assert egress["deliveryOrder"] == source["spec"]["ordering"].upper()
+    sink = source["spec"]["sink"]["ref"]
+    assert egress["destination"] == f"http://127.0.0.1:8081/{sink['namespace']}/{sink['name']}"
+    assert resource["reference"]["kind"] == "KafkaSource"
+
+
+def test_a_trigger_delivery_wins_over_the_brokers_field_by_field(renders: dict[str, RenderResult]):
+    objects = objects_of(renders["dev"])
+    trigger = find(objects, "Trigger", "notifications")
+    trigger["spec"]["delivery"] = {"retry": 7, "backoffPolicy": "linear", "backoffDelay": "PT2S"}
+    egress = next(
+        e
+        for e in contracts.build(objects, ADDRESSES).broker_dispatcher["resources"][0]["egresses"]
+        if e["reference"]["name"] == "notifications"
+    )
+    config = egress["egressConfig"]
+    assert (config["retry"], config["backoffPolicy"], config["backoffDelay"]) == (7, "Linear", "2000")
+    assert config["timeout"] == ms(find(objects, "Broker")["spec"]["delivery"]["timeout"])  # the Broker's
+
+
+def test_retry_without_a_backoff_delay_gets_the_control_planes_default():
+    broker = {"kind": "Broker", "metadata": {"name": "b", "namespace": "n"}, "spec": {}}
+    assert contracts.egress_config({"retry": 3}, broker, ADDRESSES, 1000) == {
+        "retry": 3,
+        "backoffDelay": "1000",
+        "backoffPolicy": "Exponential",
+    }
+    assert contracts.egress_config({}, broker, ADDRESSES, 1000) is None
+
+
+def test_a_kafka_sink_becomes_a_receiver_resource_and_the_dead_letter_url(renders: dict[str, RenderResult]):
+    objects = objects_of(renders["dev"])
+    objects.append(
+        {
+            "apiVersion": "eventing.knative.dev/v1alpha1",
+            "kind": "KafkaSink",
+            "metadata": {"name": "dead-letters", "namespace": "notifications"},
+            "spec": {"topic": "notifications-dead-letters", "bootstrapServers": ["kafka:9092"]},
+        }
+    )
+    find(objects, "Broker")["spec"]["delivery"]["deadLetterSink"] = {
+        "ref": {"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "KafkaSink", "name": "dead-letters"}
+    }
+    built = contracts.build(objects, ADDRESSES)
+    sink = next(r for r in built.receiver["resources"] if r["reference"]["kind"] == "KafkaSink")
+    assert sink["topics"] == ["notifications-dead-letters"]
+    assert sink["ingress"] == {"path": "/notifications/dead-letters", "contentMode": "BINARY"}
+    assert built.sinks == {("notifications", "dead-letters"): "notifications-dead-letters"}
+    egress = built.broker_dispatcher["resources"][0]["egresses"][0]
+    assert egress["egressConfig"]["deadLetter"] == "http://127.0.0.1:8081/notifications/dead-letters"
+    assert not any(r["reference"]["kind"] == "KafkaSink" for r in built.broker_dispatcher["resources"])
+
+
+def test_an_address_with_no_local_stand_in_is_one_clear_error(renders: dict[str, RenderResult]):
+    objects = objects_of(renders["dev"])
+    find(objects, "Trigger", "loggings")["spec"]["subscriber"] = {"uri": "http://10.0.0.1/events"}
+    with pytest.raises(ContractError, match=r"Trigger notifications/loggings spec\.subscriber.*no local stand-in"):
+        contracts.build(objects, ADDRESSES)
+
+
+def test_an_unknown_delivery_order_is_refused(renders: dict[str, RenderResult]):
+    objects = objects_of(renders["dev"])
+    find(objects, "Trigger", "loggings")["metadata"]["annotations"][contracts.DELIVERY_ORDER_ANNOTATION] = "sorted"
+    with pytest.raises(ContractError, match="delivery order 'sorted'"):
+        contracts.build(objects, ADDRESSES)
+
+
+def test_durations_are_whole_milliseconds_as_upstream_parses_them():
+    assert contracts.duration_ms("PT0.5S", 7) == 500
+    assert contracts.duration_ms("PT1M", 7) == 60_000
+    assert contracts.duration_ms(None, 7) == 7
+    with pytest.raises(ContractError):
+        contracts.duration_ms("5s", 7)
