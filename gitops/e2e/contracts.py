@@ -9,7 +9,8 @@ plane (eventing-kafka-broker v0.50.1, control-plane/pkg):
 - core/config/utils.go `EgressConfigFromDelivery`: retry, backoffPolicy (default exponential), backoffDelay in ms
   (default `BROKER_DEFAULT_BACKOFF_DELAY_MS` = 1000, or 200 for a KafkaSource's Consumer), timeout in ms, the
   dead-letter sink's URL;
-- reconciler/consumer/consumer.go: a KafkaSource's topics, consumer group, ordering and sink.
+- reconciler/source/source.go and consumer/consumer.go: a KafkaSource's topics, consumer group, ordering (default
+  ordered), delivery (default retry 10, exponential PT0.3S, timeout PT600S) and sink.
 Everything but addresses comes from the render; addresses (bootstrap servers, in-cluster URLs) become the local
 processes' (`LocalAddresses`). tests/e2e/test_contracts.py pins each rendered field to its contract field.
 """
@@ -203,6 +204,12 @@ def trigger_egress(trigger: Obj, broker: Obj, addresses: LocalAddresses) -> dict
     return egress
 
 
+# reconciler/source/source.go `reconcileConsumerGroup`: a KafkaSource without spec.delivery gets this delivery, and
+# one without spec.ordering is ordered (DefaultDeliveryOrder).
+SOURCE_DEFAULT_DELIVERY = {"retry": 10, "backoffPolicy": "exponential", "backoffDelay": "PT0.3S", "timeout": "PT600S"}
+SOURCE_DEFAULT_ORDERING = "ordered"
+
+
 def source_egress(source: Obj, addresses: LocalAddresses) -> dict[str, Any]:
     spec = source["spec"]
     where = f"KafkaSource {_ns(source)}/{_name(source)}"
@@ -211,10 +218,11 @@ def source_egress(source: Obj, addresses: LocalAddresses) -> dict[str, Any]:
         "destination": resolve(spec["sink"], source, addresses, "spec.sink"),
         "uid": _uid(source),
         "discardReply": {},
-        "deliveryOrder": delivery_order(spec.get("ordering"), where),
+        "deliveryOrder": delivery_order(spec.get("ordering", SOURCE_DEFAULT_ORDERING), where),
         "reference": {"uuid": _uid(source), "namespace": _ns(source), "name": _name(source)},
     }
-    config = egress_config(spec.get("delivery"), source, addresses, CONSUMER_DEFAULT_BACKOFF_DELAY_MS)
+    delivery = spec.get("delivery") or SOURCE_DEFAULT_DELIVERY
+    config = egress_config(delivery, source, addresses, CONSUMER_DEFAULT_BACKOFF_DELAY_MS)
     egress["egressConfig"] = config or {}
     return egress
 

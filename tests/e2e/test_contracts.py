@@ -141,3 +141,18 @@ def test_durations_are_whole_milliseconds_as_upstream_parses_them():
     assert contracts.duration_ms(None, 7) == 7
     with pytest.raises(ContractError):
         contracts.duration_ms("5s", 7)
+
+
+def test_a_kafka_source_without_delivery_gets_the_controllers_default(renders: dict[str, RenderResult]):
+    objects = objects_of(renders["dev"])
+    source = find(objects, "KafkaSource")
+    source["spec"].pop("delivery", None)
+    source["spec"].pop("ordering", None)
+    egress = contracts.build(objects, ADDRESSES).source_dispatcher["resources"][0]["egresses"][0]
+    assert egress["egressConfig"] == {
+        "retry": 10,
+        "backoffDelay": "300",
+        "backoffPolicy": "Exponential",
+        "timeout": "600000",
+    }
+    assert egress["deliveryOrder"] == "ORDERED"
