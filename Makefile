@@ -88,6 +88,10 @@ e2e: ## ENV's event path through Knative's Java Kafka data plane on loopback; a 
 	$(NEED_SETUP)
 	@$(GITOPS) e2e --env $(ENV) $(E2E_ARGS)
 
+bench-e2e: ## events/s and p50/p99 from produced record to the subscriber's record through the data plane, unordered and ordered, beside make bench
+	$(NEED_SETUP)
+	@$(GITOPS) bench-e2e --env $(ENV) $(BENCH_E2E_ARGS)
+
 replay: ## list ENV's dead-lettered events and why each failed; REPLAY_ARGS=--send <ingress URL> re-sends them
 	$(NEED_SETUP)
 	@$(GITOPS) replay --env $(ENV) $(REPLAY_ARGS)

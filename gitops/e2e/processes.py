@@ -83,8 +83,15 @@ class Supervisor:
                 preexec_fn=_die_with_parent,
             )
         self.procs[name] = managed
-        self.started.append(managed.pid)
+        self.adopt(managed.pid)
         return managed
+
+    def adopt(self, pid: int) -> None:
+        """Record a process group leader (also one started elsewhere, the test Kafka) in `started` and in
+        <workdir>/pids, so a test can prove that none is left."""
+        self.started.append(pid)
+        with (self.workdir / "pids").open("a") as out:
+            out.write(f"{pid}\n")
 
     def restart(self, name: str) -> Managed:
         old = self.procs[name]

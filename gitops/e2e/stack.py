@@ -259,14 +259,16 @@ def topics_to_create(objects: list[Obj], c: contracts.Contracts) -> dict[str, in
 
 
 @contextmanager
-def running(env: str, objects: list[Obj], workdir: Path, log=print) -> Iterator[Stack]:
-    """Build (or reuse) the data plane, start every process, yield the stack; stop everything afterwards."""
+def running(env: str, objects: list[Obj], workdir: Path, log=print, direct: bool = False) -> Iterator[Stack]:
+    """Build (or reuse) the data plane, start every process, yield the stack; stop everything afterwards.
+    `direct`: the Triggers reach the subscriber without the fault proxy (the benchmark)."""
     build = dataplane.build()
     log(f"e2e: data plane {f'built in {build.seconds:.0f}s' if build.seconds else 'reused'} ({build.root.name})")
     kafka_mod = kafka_module()
     with supervised(workdir) as supervisor:
         started = time.monotonic()
         kafka = kafka_mod.start_broker(topics={})
+        supervisor.adopt(kafka.process.pid)  # stopped by kafka.stop() below; recorded for the leftover check
         proxy: FaultProxy | None = None
         try:
             subscriber_port, receiver_port = free_port(), free_port()
@@ -275,7 +277,7 @@ def running(env: str, objects: list[Obj], workdir: Path, log=print) -> Iterator[
             addresses = contracts.LocalAddresses(
                 kafka.bootstrap_servers,
                 f"http://127.0.0.1:{receiver_port}",
-                {SUBSCRIBER_NAME: f"http://127.0.0.1:{proxy_port}"},
+                {SUBSCRIBER_NAME: f"http://127.0.0.1:{subscriber_port if direct else proxy_port}"},
             )
             built = contracts.build(objects, addresses)
             kafka_mod.create_topics(kafka.bootstrap_servers, topics_to_create(objects, built))
