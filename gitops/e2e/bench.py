@@ -42,8 +42,9 @@ def _ms(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp() * 1000
 
 
-def measure(stack: Stack, count: int, timeout_s: float) -> tuple[float, float, float, int]:
-    """(events/s, p50 ms, p99 ms, processed) for `count` records produced as fast as the producer goes."""
+def measure(stack: Stack, count: int, timeout_s: float, rate: float = 0.0) -> tuple[float, float, float, int]:
+    """(events/s, p50 ms, p99 ms, processed) for `count` records, produced as fast as the producer goes (a burst:
+    the latency is mostly the backlog's queueing) or paced at `rate` per second (the latency of one record)."""
     topic = sc.source_topics(stack)[0]
     source = sc.event_source(stack, topic)
     produced: dict[str, float] = {}
@@ -58,6 +59,8 @@ def measure(stack: Stack, count: int, timeout_s: float) -> tuple[float, float, f
         producing.producer.produce(topic, payload, key=f"k{i % 64}".encode(), on_delivery=report,
                                    headers=[("content-type", b"application/json")])  # fmt: skip
         producing.producer.poll(0)
+        if rate:
+            time.sleep(1 / rate)
     producing.producer.flush(60)
     deadline = time.monotonic() + timeout_s
     done: dict[str, float] = {}
@@ -76,6 +79,10 @@ def measure(stack: Stack, count: int, timeout_s: float) -> tuple[float, float, f
     span_s = (max(done.values()) - min(produced.values())) / 1000
     p99 = statistics.quantiles(latencies, n=100)[98]
     return len(done) / span_s, statistics.median(latencies), p99, len(done)
+
+
+def row(name: str, rate: float, p50: float, p99: float, done: int, produced: int) -> str:
+    return f"{name:<34}{rate:>10.0f} {p50:>9.1f} {p99:>9.1f}   ({done}/{produced} records)"
 
 
 def subscriber_only() -> str:
@@ -98,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gitops bench-e2e", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="dev", help="the environment whose render is run (default dev)")
     parser.add_argument("--events", type=int, default=2000, help="records per run (default 2000)")
+    parser.add_argument("--paced-rate", type=float, default=50.0, help="records/s of the paced (latency) runs")
     parser.add_argument("--no-subscriber-bench", action="store_true", help="skip make bench's subscriber-only round")
     args = parser.parse_args(argv)
     objects = render_env(args.env).objects
@@ -113,16 +121,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time.sleep(5)  # the data plane reloads the contract
                 measure(stack, 50, 120)
                 rate, p50, p99, n = measure(stack, args.events, 300)
-                rows.append(
-                    f"{'data plane, ' + order.lower():<34}{rate:>10.0f} {p50:>9.1f} {p99:>9.1f}   ({n}/{args.events} records)"
-                )
+                rows.append(row(f"{order.lower()}, burst", rate, p50, p99, n, args.events))
+                paced = max(10, args.events // 5)
+                rate, p50, p99, n = measure(stack, paced, 300, rate=args.paced_rate)
+                rows.append(row(f"{order.lower()}, paced {args.paced_rate:g}/s", rate, p50, p99, n, paced))
     except KeyboardInterrupt:
         return 130
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\n{'env ' + args.env:<34}{'events/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
-    for row in rows:
-        print(row)
+    print(f"\n{'env ' + args.env + ', data plane':<34}{'events/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+    for line in rows:
+        print(line)
     if not args.no_subscriber_bench:
         print(f"{'subscriber only (make bench)':<34}{subscriber_only()}")
     print("data plane: record timestamp -> the subscriber's record line; subscriber only: HTTP request -> 202 (wrk)")
