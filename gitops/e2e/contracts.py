@@ -11,19 +11,23 @@ plane (eventing-kafka-broker v0.50.1, control-plane/pkg):
   dead-letter sink's URL;
 - reconciler/source/source.go and consumer/consumer.go: a KafkaSource's topics, consumer group, ordering (default
   ordered), delivery (default retry 10, exponential PT0.3S, timeout PT600S) and sink.
-Everything but addresses comes from the render; addresses (bootstrap servers, in-cluster URLs) become the local
-processes' (`LocalAddresses`). tests/e2e/test_contracts.py pins each rendered field to its contract field.
+Retry, backoff and timeout are computed by those upstream functions themselves (hack/knative-contract, built by
+`make setup`); the rest is ours, where upstream's code needs a cluster (address resolution, consumer-group
+annotations) or is unexported (the delivery-order annotation, source.go's defaults). Everything but addresses comes
+from the render; addresses (bootstrap servers, in-cluster URLs) become the local processes' (`LocalAddresses`).
+tests/e2e/test_contracts.py pins each rendered field to its contract field.
 """
 
 from __future__ import annotations
 
-import math
+import json
+import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
 from gitops.core.errors import UserError
 from gitops.core.manifests import Obj
-from gitops.model.knative import iso_duration
+from gitops.core.tools import tool
 
 BROKER_CLASS_ANNOTATION = "eventing.knative.dev/broker.class"
 DELIVERY_ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
@@ -87,16 +91,6 @@ def reference(obj: Obj) -> dict[str, str]:
     }
 
 
-def duration_ms(value: str | None, default_ms: int) -> int:
-    """core/config `DurationMillisFromISO8601String`: absent -> the default; else whole milliseconds."""
-    if value is None:
-        return default_ms
-    parsed = iso_duration(value)
-    if parsed is None:
-        raise ContractError(f"delivery duration {value!r} is not an ISO 8601 duration")
-    return abs(math.trunc(parsed.total_seconds() * 1000))
-
-
 def resolve(destination: dict[str, Any], parent: Obj, addresses: LocalAddresses, what: str) -> str:
     """A Destination (ref and/or uri) as the local URL standing in for its in-cluster address."""
     ref = destination.get("ref")
@@ -123,37 +117,38 @@ def resolve(destination: dict[str, Any], parent: Obj, addresses: LocalAddresses,
     return base + uri
 
 
-def egress_config(
-    delivery: dict[str, Any] | None, parent: Obj, addresses: LocalAddresses, default_backoff_ms: int
+class ContractToolFailed(UserError):
+    """bin/knative-contract refused its input or is missing (`make setup` builds it)."""
+
+
+def upstream_egress_config(
+    delivery: dict[str, Any] | None, parent: dict[str, Any] | None, default_backoff_ms: int
 ) -> dict[str, Any] | None:
-    """core/config `EgressConfigFromDelivery`: None when the delivery sets none of DLS, retry, timeout."""
-    if not delivery or not any(k in delivery for k in ("deadLetterSink", "retry", "timeout")):
-        return None
-    config: dict[str, Any] = {}
-    if "deadLetterSink" in delivery:
-        config["deadLetter"] = resolve(delivery["deadLetterSink"], parent, addresses, "spec.delivery.deadLetterSink")
-    if "retry" in delivery:
-        config["retry"] = int(delivery["retry"])
-        config["backoffDelay"] = str(duration_ms(delivery.get("backoffDelay"), default_backoff_ms))
-        config["backoffPolicy"] = "Linear" if delivery.get("backoffPolicy") == "linear" else "Exponential"
-    if "timeout" in delivery:
-        config["timeout"] = str(duration_ms(delivery["timeout"], 0))
+    """The control plane's own mapping (hack/knative-contract: core/config `EgressConfigFromDelivery` of the
+    object's delivery and of its parent's, merged by `MergeEgressConfig`), without the dead-letter sink: retry,
+    backoffPolicy (omitted when exponential, protobuf JSON's zero value), backoffDelay and timeout in ms."""
+    request = {"egresses": [{"delivery": delivery, "parent": parent, "defaultBackoffDelayMs": default_backoff_ms}]}
+    proc = subprocess.run(
+        [tool("knative-contract")], input=json.dumps(request), capture_output=True, text=True, timeout=60, check=False
+    )
+    if proc.returncode != 0:
+        raise ContractToolFailed(f"bin/knative-contract: {proc.stderr.strip() or proc.returncode}")
+    return json.loads(proc.stdout)["egressConfigs"][0]
+
+
+def egress_config(
+    obj: Obj, parent: Obj | None, addresses: LocalAddresses, default_backoff_ms: int, delivery: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """An egress's config: upstream's mapping, plus the dead-letter sink's local URL (the object's own sink wins
+    over its parent's, as MergeEgressConfig keeps the first non-empty one)."""
+    parent_delivery = parent["spec"].get("delivery") if parent is not None else None
+    config = upstream_egress_config(delivery, parent_delivery, default_backoff_ms)
+    for holder, spec in ((obj, delivery), (parent, parent_delivery)):
+        if holder is not None and spec and "deadLetterSink" in spec:
+            config = dict(config or {})
+            config["deadLetter"] = resolve(spec["deadLetterSink"], holder, addresses, "spec.delivery.deadLetterSink")
+            break
     return config
-
-
-def merge_egress_config(first: dict[str, Any] | None, second: dict[str, Any] | None) -> dict[str, Any] | None:
-    """core/config `MergeEgressConfig`: `first`'s non-zero values win; the backoff policy is always `first`'s."""
-    if first is None:
-        return second
-    if second is None:
-        return first
-    merged: dict[str, Any] = {}
-    for key in ("deadLetter", "retry", "backoffDelay", "timeout"):
-        value = first.get(key) or second.get(key)
-        if value and value != "0":
-            merged[key] = value
-    merged["backoffPolicy"] = first.get("backoffPolicy", "Exponential")
-    return merged
 
 
 def delivery_order(value: str | None, where: str) -> str:
@@ -193,10 +188,7 @@ def trigger_egress(trigger: Obj, broker: Obj, addresses: LocalAddresses) -> dict
         egress["filter"] = {"attributes": dict(attributes)}
     if spec.get("filters"):
         raise ContractError(f"Trigger {_ns(trigger)}/{_name(trigger)}: spec.filters (the new dialects) is not mapped")
-    config = merge_egress_config(
-        egress_config(spec.get("delivery"), trigger, addresses, BROKER_DEFAULT_BACKOFF_DELAY_MS),
-        egress_config(broker["spec"].get("delivery"), broker, addresses, BROKER_DEFAULT_BACKOFF_DELAY_MS),
-    )
+    config = egress_config(trigger, broker, addresses, BROKER_DEFAULT_BACKOFF_DELAY_MS, spec.get("delivery"))
     if config:
         egress["egressConfig"] = config
     order = trigger["metadata"].get("annotations", {}).get(DELIVERY_ORDER_ANNOTATION)
@@ -222,7 +214,7 @@ def source_egress(source: Obj, addresses: LocalAddresses) -> dict[str, Any]:
         "reference": {"uuid": _uid(source), "namespace": _ns(source), "name": _name(source)},
     }
     delivery = spec.get("delivery") or SOURCE_DEFAULT_DELIVERY
-    config = egress_config(delivery, source, addresses, CONSUMER_DEFAULT_BACKOFF_DELAY_MS)
+    config = egress_config(source, None, addresses, CONSUMER_DEFAULT_BACKOFF_DELAY_MS, delivery)
     egress["egressConfig"] = config or {}
     return egress
 
@@ -251,7 +243,7 @@ def build(objects: list[Obj], addresses: LocalAddresses, generation: int = 1) ->
             "reference": reference(broker),
             **absent,
         }
-        config = egress_config(broker["spec"].get("delivery"), broker, addresses, BROKER_DEFAULT_BACKOFF_DELAY_MS)
+        config = egress_config(broker, None, addresses, BROKER_DEFAULT_BACKOFF_DELAY_MS, broker["spec"].get("delivery"))
         if config:
             resource["egressConfig"] = config
         broker_resources.append(resource)
