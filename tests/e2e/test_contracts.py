@@ -152,3 +152,20 @@ def test_a_kafka_source_without_delivery_gets_the_controllers_default(renders: d
     egress = contracts.build(objects, ADDRESSES).source_dispatcher["resources"][0]["egresses"][0]
     assert egress["egressConfig"] == {"retry": 10, "backoffDelay": "300", "timeout": "600000"}
     assert egress["deliveryOrder"] == "ORDERED"
+
+
+def test_knative_contract_pins_the_knative_modules_of_the_admission_stage():
+    # `make bump` moves hack/knative-admission's Knative modules; this one must follow (same release).
+    import re
+
+    from gitops.core.paths import ADMISSION_MODULE_DIR, REPO_ROOT
+
+    def knative(go_mod: str) -> dict[str, str]:
+        return dict(re.findall(r"^\s*(knative\.dev/[\w.-]+) (v\S+)", go_mod, re.MULTILINE))
+
+    admission = knative((REPO_ROOT / ADMISSION_MODULE_DIR / "go.mod").read_text())
+    contract = knative((REPO_ROOT / "hack" / "knative-contract" / "go.mod").read_text())
+    assert contract["knative.dev/eventing-kafka-broker"] == admission["knative.dev/eventing-kafka-broker"]
+    assert {m: v for m, v in contract.items() if m in admission} == {
+        m: admission[m] for m in contract if m in admission
+    }
