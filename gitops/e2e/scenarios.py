@@ -355,6 +355,7 @@ def killed_mid_stream(stack: Stack, p: Producing, process: str, down_s: float) -
     deadline = time.monotonic() + 60
     while len((processed_keys(stack) - before) & half) < 30 and time.monotonic() < deadline:
         time.sleep(0.2)
+    at_kill = len((processed_keys(stack) - before) & half)
     stack.supervisor.kill(process)
     ledger.produced |= p.many(topic, 100, rate=100)
     time.sleep(down_s)
@@ -362,7 +363,8 @@ def killed_mid_stream(stack: Stack, p: Producing, process: str, down_s: float) -
     settle(stack, ledger, deadline_for(stack) + 60)
     duplicates = len(stack.subscriber_records("duplicate")) - duplicates_before
     ledger.notes.append(
-        f"SIGKILL after {len(before and half)} records; {duplicates} redeliveries answered as duplicates"
+        f"SIGKILL with {at_kill} of the first {len(half)} processed, 100 more produced while down, restarted after "
+        f"{down_s:g}s; {duplicates} redeliveries answered as duplicates"
     )
     return ledger
 
