@@ -90,7 +90,7 @@ def check_dead_letters_are_durable(ctx: EnvContext) -> Iterator[Finding]:
 
 @env_check(ID)
 def check_dead_letter_topics(ctx: EnvContext) -> Iterator[Finding]:
-    """A dead-letter KafkaSink writes its own topic (no source or Broker topic), on the Broker's Kafka, with its auth."""
+    """A dead-letter KafkaSink writes its own topic (no source or Broker topic) on the Broker's Kafka, with its auth."""
     source_topics = {
         str(t): source
         for source in manifests.of_kind(ctx.objects, "sources.knative.dev", "KafkaSource")
@@ -137,8 +137,25 @@ def _brokers_of(ctx: EnvContext, senders: list[Obj]) -> list[Obj]:
     return found
 
 
+def _servers(entries: object) -> list[str]:
+    items = entries.split(",") if isinstance(entries, str) else [p for e in entries or [] for p in str(e).split(",")]
+    return sorted(s.strip() for s in items if s.strip())
+
+
 def _same_kafka_problems(ctx: EnvContext, sink: Obj, broker: Obj) -> Iterator[Finding]:
     data = (broker_configmap(ctx.objects, broker) or {}).get("data") or {}
+    broker_servers, sink_servers = (
+        _servers(data.get("bootstrap.servers", "")),
+        _servers(dig(sink, "spec", "bootstrapServers")),
+    )
+    if broker_servers and sink_servers != broker_servers:
+        yield ctx.finding(
+            ID,
+            sink,
+            f"bootstrapServers {sink_servers} differ from {ObjKey.of(broker)}'s Kafka {broker_servers}: the dead "
+            "letters would go to another cluster (set all three in overlays/<env>/kafka.yaml)",
+            field="spec.bootstrapServers",
+        )
     if data.get("auth.secret.ref.name") and not dig(sink, "spec", "auth", "secret", "ref", "name"):
         yield ctx.finding(
             ID,

@@ -151,3 +151,12 @@ def test_deny_all_without_a_policy_on_the_sink_fails(broken):
     found = messages(dead_letters.check_dead_letter_senders_admitted, render)
     assert len(found) == 1 and "no EventPolicy applies to it and default-authorization-mode is deny-all" in found[0]
     assert found[0].startswith("[prod] KafkaSink notifications/dead-letters (base/eventing/dead-letters.yaml)")
+
+
+def test_dead_letter_sink_on_another_kafka_fails(broken):
+    render = broken("dev")
+    sink(render)["spec"]["bootstrapServers"] = ["overridden-by-overlay:9092"]
+    found = messages(dead_letters.check_dead_letter_topics, render)
+    assert len(found) == 1
+    assert found[0].startswith("[dev] KafkaSink notifications/dead-letters (overlays/dev/kafka.yaml): bootstrapServers")
+    assert "differ from Broker notifications/events's Kafka ['kafka-kafka-bootstrap.kafka.svc:9092']" in found[0]
