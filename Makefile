@@ -22,7 +22,7 @@ OUT ?=
 .PHONY: help setup render hydrate validate test lint serve send-event bench soak diff bump produce kafka promote lock-python e2e replay bench-e2e
 
 help: ## list the verbs
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint and knative-admission in ./bin (idempotent)
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
