@@ -328,11 +328,9 @@ def broker_partitions_committed(stack: Stack) -> bool:
 
 
 def steady_state(stack: Stack, p: Producing, ledger: ScenarioLedger) -> None:
-    """Before a crash: every Trigger group has committed on every Broker partition, as in a cluster that has run
-    for a while. A Trigger's consumer starts at `auto.offset.reset=latest` (upstream's
-    config-kafka-broker-consumer.properties) on a partition without a committed offset, so a dispatcher killed
-    before its first commit there skips what arrived meanwhile: a loss docs/e2e.md describes, not what this
-    scenario measures."""
+    """Before a crash: every Trigger's consumer group has an offset on every Broker partition (stack.py
+    `init_trigger_offsets` commits them as the control plane does); a dispatcher killed where none exists would
+    restart at `auto.offset.reset=latest` and skip what arrived meanwhile (docs/e2e.md)."""
     deadline = time.monotonic() + 60
     round_ = 0
     while not broker_partitions_committed(stack) and time.monotonic() < deadline:

@@ -258,6 +258,31 @@ def topics_to_create(objects: list[Obj], c: contracts.Contracts) -> dict[str, in
     return topics
 
 
+def init_trigger_offsets(bootstrap: str, c: contracts.Contracts) -> None:
+    """What the control plane does when it reconciles a Trigger (reconciler/trigger/trigger.go
+    `reconcileConsumerGroup` -> kafka/offset `InitOffsets`, with the data plane's `auto.offset.reset=latest`):
+    commit the newest offset of every Broker-topic partition that the Trigger's consumer group has not committed,
+    so a dispatcher that starts, or restarts before its first commit, never skips to "latest" past a record."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    for resource in c.broker_dispatcher["resources"]:
+        topic = resource["topics"][0]
+        for egress in resource.get("egresses", []):
+            consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": egress["consumerGroup"], "log_level": 3})
+            try:
+                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+                newest = [
+                    TopicPartition(topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=10)[1])
+                    for tp in committed
+                    if tp.offset < 0
+                ]
+                if newest:
+                    consumer.commit(offsets=newest, asynchronous=False)
+            finally:
+                consumer.close()
+
+
 @contextmanager
 def running(env: str, objects: list[Obj], workdir: Path, log=print, direct: bool = False) -> Iterator[Stack]:
     """Build (or reuse) the data plane, start every process, yield the stack; stop everything afterwards.
@@ -281,6 +306,7 @@ def running(env: str, objects: list[Obj], workdir: Path, log=print, direct: bool
             )
             built = contracts.build(objects, addresses)
             kafka_mod.create_topics(kafka.bootstrap_servers, topics_to_create(objects, built))
+            init_trigger_offsets(kafka.bootstrap_servers, built)
             stack = Stack(env, objects, workdir, supervisor, kafka, build, proxy, subscriber_port, receiver_port, built)
             stack.write_contracts()
             stack.start_subscriber()
