@@ -263,24 +263,33 @@ def init_trigger_offsets(bootstrap: str, c: contracts.Contracts) -> None:
     `reconcileConsumerGroup` -> kafka/offset `InitOffsets`, with the data plane's `auto.offset.reset=latest`):
     commit the newest offset of every Broker-topic partition that the Trigger's consumer group has not committed,
     so a dispatcher that starts, or restarts before its first commit, never skips to "latest" past a record."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     for resource in c.broker_dispatcher["resources"]:
         topic = resource["topics"][0]
         for egress in resource.get("egresses", []):
-            consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": egress["consumerGroup"], "log_level": 3})
-            try:
-                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-                committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-                newest = [
-                    TopicPartition(topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=10)[1])
-                    for tp in committed
-                    if tp.offset < 0
-                ]
-                if newest:
-                    consumer.commit(offsets=newest, asynchronous=False)
-            finally:
-                consumer.close()
+            deadline = time.monotonic() + 60
+            while True:
+                consumer = Consumer(
+                    {"bootstrap.servers": bootstrap, "group.id": egress["consumerGroup"], "log_level": 3}
+                )
+                try:
+                    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                    committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+                    newest = [
+                        TopicPartition(topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=10)[1])
+                        for tp in committed
+                        if tp.offset < 0
+                    ]
+                    if newest:
+                        consumer.commit(offsets=newest, asynchronous=False)
+                    break
+                except KafkaException:  # a fresh broker's group coordinator is not ready yet
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1)
+                finally:
+                    consumer.close()
 
 
 @contextmanager
