@@ -19,10 +19,10 @@ export ARGOCD_CRDS_DIR ?= $(KNATIVE_RELEASE_MIRROR)/argo-cd-v3.5.1
 
 OUT ?=
 
-.PHONY: help setup render hydrate validate test lint serve send-event bench soak diff bump produce kafka promote lock-python
+.PHONY: help setup render hydrate validate test lint serve send-event bench soak diff bump produce kafka promote lock-python e2e replay bench-e2e
 
 help: ## list the verbs
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint and knative-admission in ./bin (idempotent)
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -83,6 +83,18 @@ produce: ## send a test event to Kafka (TOPIC, KEY, CE=binary|structured|none; B
 kafka: ## run a throwaway single-node Kafka on loopback (the one the tests use) until Ctrl-C
 	$(NEED_SETUP)
 	@$(GITOPS) kafka
+
+e2e: ## ENV's event path through Knative's Java Kafka data plane on loopback; a ledger per scenario (E2E_ARGS=--scenario ...)
+	$(NEED_SETUP)
+	@$(GITOPS) e2e --env $(ENV) $(E2E_ARGS)
+
+bench-e2e: ## events/s and p50/p99 from produced record to the subscriber's record through the data plane, unordered and ordered, beside make bench
+	$(NEED_SETUP)
+	@$(GITOPS) bench-e2e --env $(ENV) $(BENCH_E2E_ARGS)
+
+replay: ## list ENV's dead-lettered events and why each failed; REPLAY_ARGS=--send <ingress URL> re-sends them
+	$(NEED_SETUP)
+	@$(GITOPS) replay --env $(ENV) $(REPLAY_ARGS)
 
 promote: ## copy the image reference FROM one environment TO the next (prod requires a digest)
 	$(NEED_SETUP)

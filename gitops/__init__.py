@@ -5,4 +5,4 @@ Sub-packages, bottom to top. A module imports only from its own sub-package and 
 the review diff built on top of it. cli.py sits above all of them and reaches them only through its verb table.
 """
 
-LAYERS = ("core", "model", "events", "upstream", "delivery", "validate", "diff")
+LAYERS = ("core", "model", "events", "upstream", "delivery", "e2e", "validate", "diff")

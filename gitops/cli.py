@@ -74,6 +74,13 @@ VERBS: dict[str, Verb] = {
         "notifications.soak", "unique then hostile ids against the subscriber; fails if peak RSS passes its bound"
     ),
     "kafka": Verb("tests/events/kafka_broker.py", "run a throwaway single-node Kafka on loopback until Ctrl-C"),
+    "e2e": Verb(
+        "gitops.e2e.run", "run an environment's event path through Knative's Kafka data plane; a ledger per scenario"
+    ),
+    "bench-e2e": Verb(
+        "gitops.e2e.bench", "events/s and p50/p99 through Knative's data plane, beside make bench's subscriber figure"
+    ),
+    "replay": Verb("gitops.e2e.replay", "list dead-lettered events, why each failed, and re-send chosen ones"),
 }
 
 

@@ -39,6 +39,7 @@ install() { # name version module
 # (`go install pkg@version` cannot build them: the proxy refuses `@v/list` for several Knative modules).
 #   knative-admission (hack/knative-admission, docs/admission.md): Knative's own admission webhooks.
 #   pod-security (hack/pod-security): the upstream Pod Security admission evaluator.
+#   knative-contract (hack/knative-contract, docs/e2e.md): the control plane's delivery -> contract mapping.
 # Each is rebuilt only when its go.mod, go.sum or a Go source changes: the binary's stamp holds their combined
 # sha256, computed the same way as gitops.validate.admission.source_digest (which refuses to run a stale binary).
 module_digest() { # dir
@@ -73,3 +74,4 @@ install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionl
 
 build_module pod-security hack/pod-security
 build_module knative-admission hack/knative-admission
+build_module knative-contract hack/knative-contract

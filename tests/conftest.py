@@ -1,7 +1,6 @@
 """Shared fixtures: each environment is rendered once per test session; tests break copies, never the originals."""
 
 import copy
-import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,7 @@ import pytest
 
 from gitops.core.paths import REPO_ROOT, environments
 from gitops.core.render import RenderResult, render_env
-from tests.support import BROKER_ASSET, TEST_ASSET, TREE, lock_digest, mirror_with_broker_asset
+from tests.support import TREE, lock_unlocked_assets, mirror_with_unlocked_assets
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +38,6 @@ def tree_copy(tmp_path: Path) -> Path:
 @pytest.fixture
 def hydratable(tree_copy: Path, tmp_path: Path) -> tuple[Path, Path]:
     """(tree, mirror) where every asset of the lock is present and verified."""
-    mirror = mirror_with_broker_asset(tmp_path)
-    lock_digest(tree_copy, BROKER_ASSET, hashlib.sha256(TEST_ASSET.encode()).hexdigest())
+    mirror = mirror_with_unlocked_assets(tmp_path)
+    lock_unlocked_assets(tree_copy, mirror)
     return tree_copy, mirror

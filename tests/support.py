@@ -1,7 +1,8 @@
 """Helpers shared by the tests: a made-up environment, running one check, finding an object, adding an environment,
-a mirror and lock complete enough to hydrate."""
+a mirror and lock complete enough to hydrate (stand-ins for the assets the lock has no digest of)."""
 
 import copy
+import hashlib
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -48,33 +49,50 @@ def add_environment(root: Path, env: str, like: str, **facts: object) -> None:
     yaml.dump(doc, path)
 
 
-BROKER_ASSET = (
-    "https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v1.23.0/"
-    "eventing-kafka-broker.yaml"
-)
-# Stands in for the Kafka Broker data plane, which no offline copy exists of; made here, hashed here.
-TEST_ASSET = """\
+RELEASES = "https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v1.23.0/"
+BROKER_ASSET = RELEASES + "eventing-kafka-broker.yaml"
+SINK_ASSET = RELEASES + "eventing-kafka-sink.yaml"
+# The lock entries with no recorded digest, which no offline copy exists of: the Kafka Broker data plane and the
+# KafkaSink data plane (base/platform/releases.lock.yaml). Tests that need them make stand-ins, hashed here.
+UNLOCKED_ASSETS = (BROKER_ASSET, SINK_ASSET)
+
+
+def stand_in_asset(url: str) -> str:
+    """A made-up data-plane asset: one ConfigMap named like the real one (config-kafka-<broker|sink>-data-plane)."""
+    component = url.rsplit("/", 1)[-1].removeprefix("eventing-").removesuffix(".yaml")
+    return f"""\
 apiVersion: v1
 kind: ConfigMap
 metadata:
-  name: config-kafka-broker-data-plane
+  name: config-{component}-data-plane
   namespace: knative-eventing
 data:
-  config-kafka-broker-producer.properties: |
+  config-{component}-producer.properties: |
     acks=all
 """
 
 
-def mirror_with_broker_asset(tmp_path: Path, asset: str = TEST_ASSET) -> Path:
-    """A mirror: links to every real mirrored asset plus the test-made broker data plane."""
+TEST_ASSET = stand_in_asset(BROKER_ASSET)
+
+
+def mirror_with_unlocked_assets(tmp_path: Path, assets: dict[str, str] | None = None) -> Path:
+    """A mirror: links to every real mirrored asset plus a test-made stand-in for each unlocked one."""
     mirror = tmp_path / "mirror"
     for src in release_mirror().rglob("*.yaml"):
         dest = mirror / src.relative_to(release_mirror())
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.symlink_to(src)
-    target = mirror / "knative-v1.23.0" / "eventing-kafka-broker" / "eventing-kafka-broker.yaml"
-    target.write_text(asset)
+    for url in UNLOCKED_ASSETS:
+        target = mirror / "knative-v1.23.0" / "eventing-kafka-broker" / url.rsplit("/", 1)[-1]
+        target.write_text((assets or {}).get(url, stand_in_asset(url)))
     return mirror
+
+
+def lock_unlocked_assets(root: Path, mirror: Path) -> None:
+    """Record in root's lock the sha256 of each stand-in that mirror_with_unlocked_assets wrote."""
+    for url in UNLOCKED_ASSETS:
+        path = mirror / "knative-v1.23.0" / "eventing-kafka-broker" / url.rsplit("/", 1)[-1]
+        lock_digest(root, url, hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def lock_digest(root: Path, url: str, digest: str) -> None:

@@ -201,8 +201,9 @@ def test_exit_codes_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_make_verbs_call_the_cli() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
-    recipes = dict(re.findall(r"^([a-z-]+):.*?## .*\n((?:\t.*\n)+)", makefile, flags=re.M))
-    for verb in ("render", "validate", "diff", "bump", "produce", "promote", "send-event", "serve", "bench", "kafka"):
+    recipes = dict(re.findall(r"^([a-z0-9-]+):.*?## .*\n((?:\t.*\n)+)", makefile, flags=re.M))
+    verbs = ("render", "validate", "diff", "bump", "produce", "promote", "send-event", "serve", "bench", "kafka")
+    for verb in (*verbs, "e2e", "replay", "bench-e2e"):
         assert f"$(GITOPS) {verb}" in recipes[verb] or f"-m gitops.cli {verb}" in recipes[verb], verb
         assert verb in cli.VERBS
 

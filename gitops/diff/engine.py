@@ -292,6 +292,40 @@ def _trigger_rules(old: Objects, new: Objects) -> Iterator[Flag]:
             )
 
 
+# KafkaSinkSpec.CheckImmutableFields (eventing-kafka-broker control-plane/pkg/apis/eventing/v1alpha1
+# kafka_sink_validation.go): topic, replicationFactor and numPartitions.
+KAFKA_SINK_IMMUTABLE = ("topic", "numPartitions", "replicationFactor")
+
+
+def _kafka_sink_rules(old: Objects, new: Objects) -> Iterator[Flag]:
+    for key, before in _kind(old, "eventing.knative.dev", "KafkaSink"):
+        after = new.get(key)
+        owned = all(manifests.dig(before, "spec", f) is not None for f in ("numPartitions", "replicationFactor"))
+        if after is None:
+            guarded = sync_options(before).get("Prune") == "false"
+            how = "Argo CD will not prune it (Prune=false), but deleting it by hand" if guarded else "Argo CD prunes it"
+            loss = (
+                "deletes its topic with every event in it (the controller owns a topic it created: kafka_sink.go "
+                "finalizeKind)"
+                if owned
+                else "leaves its topic, but whatever sent to it now fails"
+            )
+            yield Flag(DANGEROUS, key, f"KafkaSink removed: {how}; that {loss}")
+            continue
+        changed = [
+            f"spec.{f}"
+            for f in KAFKA_SINK_IMMUTABLE
+            if manifests.dig(before, "spec", f) != manifests.dig(after, "spec", f)
+        ]
+        if changed:
+            yield Flag(
+                DANGEROUS,
+                key,
+                f"{', '.join(changed)} changed: immutable on a KafkaSink (the Kafka webhook rejects the apply); only "
+                "a delete and re-create applies it, and the delete drops the topic it owns with every event in it",
+            )
+
+
 def _crd_rules(old: Objects, new: Objects) -> Iterator[Flag]:
     for key, before in _kind(old, "apiextensions.k8s.io", "CustomResourceDefinition"):
         after = new.get(key)
@@ -353,6 +387,7 @@ RULES: tuple[Rule, ...] = (
     _topic_config_rules,
     _kafka_source_rules,
     _trigger_rules,
+    _kafka_sink_rules,
     _crd_rules,
     _namespace_rules,
     _prune_guard_rules,

@@ -157,3 +157,65 @@ def trigger_broker(objects: list[Obj], trigger: Obj) -> Obj | None:
     ns = manifests.meta(trigger).get("namespace", "")
     name = dig(trigger, "spec", "broker") or dig(trigger, "spec", "brokerRef", "name")
     return manifests.find(objects, "eventing.knative.dev", "Broker", ns, name or "")
+
+
+# --- dead letters -------------------------------------------------------------------------------------------------
+
+KAFKA_SINK = ("eventing.knative.dev", "KafkaSink")
+# control-plane/pkg/reconciler/broker/broker.go: a Broker may name an existing topic instead of its own.
+EXTERNAL_TOPIC = "kafka.eventing.knative.dev/external.topic"
+# control-plane/pkg/apis/config/features.go: defaultBrokersTopicTemplate, overridable in config-kafka-features
+# (knative-eventing) as brokers.topic.template.
+BROKER_TOPIC_TEMPLATE = "knative-broker-{{ .Namespace }}-{{ .Name }}"
+
+
+def is_kafka_sink(obj: Obj | None) -> bool:
+    return obj is not None and (manifests.group_of(obj), obj.get("kind")) == KAFKA_SINK
+
+
+def broker_topic(objects: list[Obj], broker: Obj) -> str:
+    """The Kafka topic a Kafka Broker stores its events in (its external topic, else the brokers topic template)."""
+    external = manifests.annotations(broker).get(EXTERNAL_TOPIC)
+    if external:
+        return str(external)
+    features = manifests.find(objects, "", "ConfigMap", "knative-eventing", "config-kafka-features") or {}
+    data = features.get("data") or {}
+    template = str(data.get("brokers.topic.template") or data.get("brokers-topic-template") or BROKER_TOPIC_TEMPLATE)
+    meta = manifests.meta(broker)
+    for attribute, value in (("Namespace", meta.get("namespace", "")), ("Name", meta.get("name", ""))):
+        for spelling in (f"{{{{ .{attribute} }}}}", f"{{{{.{attribute}}}}}"):
+            template = template.replace(spelling, str(value))
+    return template
+
+
+@dataclass(frozen=True)
+class DeadLetterRoute:
+    """One sender's dead-letter sink as the dispatcher uses it: which object's delivery spec it comes from."""
+
+    sender: Obj  # the Trigger or KafkaSource whose dispatcher sends the dead letter
+    declared_on: Obj  # the object whose spec.delivery names the sink (a Trigger without delivery: its Broker)
+    destination: dict | None  # spec.delivery.deadLetterSink, or None when there is none
+
+
+def dead_letter_routes(objects: list[Obj]) -> list[DeadLetterRoute]:
+    """Every Trigger's and KafkaSource's effective dead-letter sink.
+
+    A Trigger with its own spec.delivery uses only that (it replaces the Broker's whole); one without inherits the
+    Broker's delivery, dead-letter sink included (eventing-kafka-broker trigger/v2 triggerv2.go deliverySpec)."""
+    routes: list[DeadLetterRoute] = []
+    for trigger in manifests.of_kind(objects, "eventing.knative.dev", "Trigger"):
+        own = dig(trigger, "spec", "delivery")
+        broker = trigger_broker(objects, trigger)
+        holder = trigger if own is not None or broker is None else broker
+        routes.append(DeadLetterRoute(trigger, holder, dig(holder, "spec", "delivery", "deadLetterSink")))
+    for source in manifests.of_kind(objects, "sources.knative.dev", "KafkaSource"):
+        routes.append(DeadLetterRoute(source, source, dig(source, "spec", "delivery", "deadLetterSink")))
+    return routes
+
+
+def dead_letter_target(objects: list[Obj], route: DeadLetterRoute) -> Obj | None:
+    """The object a dead-letter route resolves to in the render, or None."""
+    if route.destination is None:
+        return None
+    what = "spec.delivery.deadLetterSink"
+    return resolve_destination(objects, route.declared_on, route.destination, what).target

@@ -21,6 +21,7 @@ F = TypeVar("F", bound=Callable[..., Iterable[Finding]])
 # The check modules under gitops/validate/checks, in the order validate runs them.
 CHECK_MODULES = (
     "eventing",
+    "dead_letters",
     "serving",
     "policy",
     "network_policy",

@@ -8,9 +8,8 @@ import pytest
 from gitops.core import manifests, releases, render, upstream_source
 from gitops.core.paths import REPO_ROOT
 from gitops.core.render import RenderError, render_env
-from tests.support import MADE_UP_ENV
-
-BROKER_DATA_PLANE = "https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v1.23.0/eventing-kafka-broker.yaml"
+from tests.support import BROKER_ASSET as BROKER_DATA_PLANE
+from tests.support import MADE_UP_ENV, UNLOCKED_ASSETS
 
 
 def test_render_prints_the_stack_and_names_what_it_left_out():
@@ -25,14 +24,15 @@ def test_render_prints_the_stack_and_names_what_it_left_out():
         "name: net-kourier-controller",
     ):
         assert expected in proc.stdout
-    assert f"LEFT OUT {BROKER_DATA_PLANE}" in proc.stderr
+    for url in UNLOCKED_ASSETS:  # the Kafka Broker and KafkaSink data planes: no digest recorded yet
+        assert f"LEFT OUT {url}: the lock records no sha256" in proc.stderr
     assert "render prod: its objects are checked against the 1.23.0 sources, not the release bytes" in proc.stderr
     assert "name: kafka-broker-receiver" not in proc.stdout  # a stand-in is never part of what Argo CD applies
 
 
 def test_left_out_data_plane_is_stood_in_by_its_sources_with_the_overlay_patches(renders):
     render_ = renders["prod"]
-    assert render_.stood_in == [BROKER_DATA_PLANE]
+    assert render_.stood_in == list(UNLOCKED_ASSETS)
     stand_ins = {str(manifests.ObjKey.of(o)): o for o in render_.stand_ins}
     receiver = stand_ins["Deployment knative-eventing/kafka-broker-receiver"]
     assert render_.origin(receiver) == (
@@ -47,10 +47,10 @@ def test_left_out_data_plane_is_stood_in_by_its_sources_with_the_overlay_patches
 
 def test_every_release_url_is_served_from_a_verified_local_copy(renders):
     render = renders["dev"]
-    assert [gap.url for gap in render.omitted] == [BROKER_DATA_PLANE]
+    assert [gap.url for gap in render.omitted] == list(UNLOCKED_ASSETS)
     origins = set(render.origins.values())
     for url in releases.referenced_urls(REPO_ROOT):
-        assert (url in origins) != (url == BROKER_DATA_PLANE), url
+        assert (url in origins) != (url in UNLOCKED_ASSETS), url
 
 
 def test_objects_know_their_source_file(renders):

@@ -1,8 +1,8 @@
 """`make hydrate`: the lock-verified render as one file per object, all or nothing, byte-identical on rerun.
 
-The real tree cannot hydrate offline (the Kafka Broker data plane has no mirror copy and a null digest): that must
-fail with one line. The success path runs on a copy of the tree whose mirror and lock carry a test-made data-plane
-asset with its real sha256 (the `hydratable` fixture, tests/conftest.py); validate's `--hydrated` is tested in
+The real tree cannot hydrate offline (the Kafka Broker and KafkaSink data planes have no mirror copy and a null
+digest): that must fail with one line. The success path runs on a copy of the tree whose mirror and lock carry
+test-made data-plane assets with their real sha256 (the `hydratable` fixture, tests/conftest.py); validate's `--hydrated` is tested in
 tests/validate/test_run.py.
 """
 
@@ -73,6 +73,8 @@ def test_hydrate_writes_the_render_one_file_per_object(hydratable: tuple[Path, P
         map(manifests.ObjKey.of, render.objects)
     )
     assert "knative-eventing--configmap--config-kafka-broker-data-plane.yaml" in files
+    assert "knative-eventing--configmap--config-kafka-sink-data-plane.yaml" in files
+    assert "notifications--kafkasink.eventing.knative.dev--dead-letters.yaml" in files
     assert "notifications--service.serving.knative.dev--notifications.yaml" in files
     assert "_cluster--namespace--notifications.yaml" in files
     provenance = (out / hydrate.PROVENANCE).read_text()

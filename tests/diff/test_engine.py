@@ -38,6 +38,10 @@ def kservice(objects: list[Obj]) -> Obj:
     return _get(objects, "serving.knative.dev", "Service", "notifications", "notifications")
 
 
+def dead_letters(objects: list[Obj]) -> Obj:
+    return _get(objects, "eventing.knative.dev", "KafkaSink", "notifications", "dead-letters")
+
+
 def crd(objects: list[Obj]) -> Obj:
     return _get(objects, "apiextensions.k8s.io", "CustomResourceDefinition", "", "brokers.eventing.knative.dev")
 
@@ -113,6 +117,24 @@ FIRES = {
         DANGEROUS,
         "Trigger notifications/loggings",
         "spec.broker events → other: immutable",
+    ),
+    "dead-letter sink removed": (
+        remove(dead_letters),
+        DANGEROUS,
+        "KafkaSink notifications/dead-letters",
+        "deletes its topic with every event in it",
+    ),
+    "dead-letter topic renamed": (
+        lambda o: dead_letters(o)["spec"].__setitem__("topic", "dead-letters-v2"),
+        DANGEROUS,
+        "KafkaSink notifications/dead-letters",
+        "spec.topic changed: immutable on a KafkaSink",
+    ),
+    "dead-letter partitions": (
+        lambda o: dead_letters(o)["spec"].__setitem__("numPartitions", 6),
+        DANGEROUS,
+        "KafkaSink notifications/dead-letters",
+        "spec.numPartitions changed",
     ),
     "crd removed": (
         remove(crd),

@@ -26,16 +26,18 @@ def test_sandbox_has_no_string_library():
         argocd_health.run('return {status = string.format("%s", "Healthy"), message = ""}', {})
 
 
-def test_the_four_kinds_have_checks():
+def test_the_five_kinds_have_checks():
     assert {(c.group, c.kind) for c in CHECKS} == {
         ("eventing.knative.dev", "Broker"),
         ("eventing.knative.dev", "EventPolicy"),
+        ("eventing.knative.dev", "KafkaSink"),
         ("eventing.knative.dev", "Trigger"),
         ("sources.knative.dev", "KafkaSource"),
     }
     assert {c.key for c in CHECKS} == {
         "resource.customizations.health.eventing.knative.dev_Broker",
         "resource.customizations.health.eventing.knative.dev_EventPolicy",
+        "resource.customizations.health.eventing.knative.dev_KafkaSink",
         "resource.customizations.health.eventing.knative.dev_Trigger",
         "resource.customizations.health.sources.knative.dev_KafkaSource",
     }

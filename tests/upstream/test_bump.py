@@ -15,7 +15,8 @@ from gitops.core.paths import PLATFORM_KUSTOMIZATION, RELEASES_LOCK, REPO_ROOT, 
 from gitops.core.render import render_env
 from gitops.upstream import bump
 
-BROKER_DATA_PLANE = "eventing-kafka-broker/eventing-kafka-broker.yaml"
+# The lock entries no offline copy exists of (null digests): the Kafka Broker and the KafkaSink data planes.
+UNLOCKED = ("eventing-kafka-broker/eventing-kafka-broker.yaml", "eventing-kafka-broker/eventing-kafka-sink.yaml")
 FAKE = "1.99.0"
 
 
@@ -59,7 +60,8 @@ def test_same_version_offline_keeps_everything_and_says_null_stays_null(
     code, out = run(tree_copy, "1.23.0", release_mirror(), capsys)
     assert code == 0
     assert snapshot(tree_copy) == before
-    assert f"{BROKER_DATA_PLANE}: UNAVAILABLE" in out
+    for asset in UNLOCKED:
+        assert f"{asset}: UNAVAILABLE" in out
     assert "still unrecorded (null) because it cannot be fetched here" in out
     assert "nothing to change" in out
     assert "kubectl create -f" not in out  # no upgrade happened, no runbook
@@ -70,24 +72,25 @@ def test_same_version_with_network_records_the_missing_digest(
 ) -> None:
     def fake_download(url: str, dest: Path, timeout: float = 20.0) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text("kind: List\n# stand-in for the broker data plane\n")
+        dest.write_text(f"kind: List\n# stand-in for {url.rsplit('/', 1)[-1]}\n")
         return dest
 
     monkeypatch.setattr(releases, "download", fake_download)
     code, out = run(tree_copy, "1.23.0", release_mirror(), capsys)
     assert code == 0, out
-    url = next(u for u in releases.load_lock(tree_copy) if u.endswith("/eventing-kafka-broker.yaml"))
-    assert (
-        releases.load_lock(tree_copy)[url]
-        == hashlib.sha256(b"kind: List\n# stand-in for the broker data plane\n").hexdigest()
-    )
-    assert f"recorded the missing digest of {url}" in out
+    lock = releases.load_lock(tree_copy)
+    urls = [u for u in lock if u.endswith(tuple("/" + asset.rsplit("/", 1)[-1] for asset in UNLOCKED))]
+    assert len(urls) == len(UNLOCKED)
+    for url in urls:
+        stand_in = f"kind: List\n# stand-in for {url.rsplit('/', 1)[-1]}\n".encode()
+        assert lock[url] == hashlib.sha256(stand_in).hexdigest()
+        assert f"recorded the missing digest of {url}" in out
     # Every other line of the lock, comments included, is as it was.
     old, new = (
         (REPO_ROOT / RELEASES_LOCK).read_text().splitlines(),
         (tree_copy / RELEASES_LOCK).read_text().splitlines(),
     )
-    assert [a for a, b in zip(old, new, strict=True) if a != b] == [f"  {url}: null"]
+    assert [a for a, b in zip(old, new, strict=True) if a != b] == [f"  {url}: null" for url in urls]
 
 
 def test_bump_to_new_version_rewrites_urls_and_lock_and_renders(

@@ -22,7 +22,6 @@ pytestmark = pytest.mark.timeout(60)
 
 NOTIFICATIONS = "/events/notifications"
 LOGGINGS = "/events/loggings"
-DEAD_LETTERS = "/events/dead-letters"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -259,35 +258,6 @@ def test_garbage_on_the_socket_does_not_take_the_worker_down(live_server: LiveSe
     assert client.post(NOTIFICATIONS, headers=headers, content=body).status_code == 202
 
 
-def test_dead_letter_is_logged_at_error_with_the_failure_decoded(client: httpx.Client, live_server: LiveServer) -> None:
-    headers, body, ce_id = binary_event()
-    error_body = b'{"error":"invalid_payload","detail":"channel: Input should be email"}'
-    headers |= {
-        "ce-knativeerrordest": "http://notifications.default.svc.cluster.local/events/notifications",
-        "ce-knativeerrorcode": "422",
-        "ce-knativeerrordata": base64.b64encode(error_body).decode(),
-    }
-
-    response = client.post(DEAD_LETTERS, headers=headers, content=body)
-
-    assert (response.status_code, response.content) == (202, b"")
-    [line] = live_server.wait_for_log(lambda e: e.get("ce_id") == ce_id)
-    assert line["level"] == "ERROR"
-    assert line["error_code"] == "422"
-    assert line["error_dest"].endswith("/events/notifications")
-    assert line["error_data"] == {"error": "invalid_payload", "detail": "channel: Input should be email"}
-    assert 'notifications_dead_letters_total{error_code="422"} 1.0' in client.get("/metrics").text
-
-
-def test_dead_letter_accepts_non_json_data(client: httpx.Client, live_server: LiveServer) -> None:
-    ce_id = str(uuid.uuid4())
-    headers = {"ce-specversion": "1.0", "ce-id": ce_id, "ce-source": "/s", "ce-type": "t",
-               "content-type": "text/plain", "ce-knativeerrorcode": "500"}  # fmt: skip
-    assert client.post(DEAD_LETTERS, headers=headers, content=b"hello").status_code == 202
-    [line] = live_server.wait_for_log(lambda e: e.get("ce_id") == ce_id)
-    assert line["data"] == "hello"
-
-
 def test_probes_and_metrics(client: httpx.Client) -> None:
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
@@ -342,7 +312,7 @@ def test_randomised_malformed_requests_never_get_a_5xx(client: httpx.Client, liv
     statuses = set()
     for _ in range(300):
         headers = rng.choice(header_mutations)(dict(valid_headers))
-        path = rng.choice([NOTIFICATIONS, LOGGINGS, DEAD_LETTERS])
+        path = rng.choice([NOTIFICATIONS, LOGGINGS])
         statuses.add(client.post(path, headers=headers, content=rng.choice(bodies)).status_code)
 
     assert statuses <= {202, 400, 409, 413, 415, 422}, statuses
@@ -357,11 +327,12 @@ def test_required_routes_are_plain_routes_on_the_app() -> None:
     for required in [
         ("/events/notifications", "POST"),
         ("/events/loggings", "POST"),
-        ("/events/dead-letters", "POST"),
         ("/healthz", "GET"),
         ("/readyz", "GET"),
         ("/metrics", "GET"),
     ]:
         assert required in served
+    # The dead-letter sink is a KafkaSink (base/eventing/dead-letters.yaml): a refused event is never posted back here.
+    assert ("/events/dead-letters", "POST") not in served
     assert not any(isinstance(route, Mount) for route in app.routes)
     assert all(isinstance(route, APIRoute) and "{" not in route.path for route in app.routes)

@@ -58,7 +58,3 @@ class TestFromHttp:
             with pytest.raises(MalformedEvent) as caught:
                 cloudevent.from_http(raw({"content-type": "application/cloudevents+json"}), orjson.dumps(document))
             assert caught.value.status == 400
-
-    def test_dead_letter_mode_accepts_any_data(self) -> None:
-        event = cloudevent.from_http(raw(BASE | {"content-type": "image/png"}), b"\x89PNG", require_json_data=False)
-        assert event.data == b"\x89PNG"

@@ -2,12 +2,11 @@
 duplicate of one whose record was), a 4xx with a reason for the sender's mistakes, 5xx/409/429 only for our own
 transient faults; a dedup entry is committed after the record is written and released when writing fails.
 Then transient failures, bugs and concurrent redeliveries against a server whose sink misbehaves on purpose
-(notifications_flaky_app), and, in process, the decoding helpers (decode_payload, decode_error_data)."""
+(notifications_flaky_app), and, in process, the payload decoding (decode_payload)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import os
@@ -22,7 +21,7 @@ import pytest
 from notifications import cloudevent
 from notifications.app import create_app
 from notifications.errors import MalformedEvent
-from notifications.event_handling import decode_error_data, decode_payload
+from notifications.event_handling import decode_payload
 from notifications.json_logging import EVENT_LOGGER, JsonLinesHandler, configure_logging
 from notifications.models import LogRecord, Notification
 from notifications.settings import Settings
@@ -33,8 +32,7 @@ pytestmark = pytest.mark.timeout(60)
 
 NOTIFICATIONS = "/events/notifications"
 LOGGINGS = "/events/loggings"
-DEAD_LETTERS = "/events/dead-letters"
-ROUTES = (NOTIFICATIONS, LOGGINGS, DEAD_LETTERS)
+ROUTES = (NOTIFICATIONS, LOGGINGS)
 STRUCTURED = {"content-type": "application/cloudevents+json"}
 
 
@@ -73,8 +71,7 @@ def test_integer_beyond_64_bits_is_recorded_then_answered_duplicate(
     assert processed["record"]["attributes"]["n"] == str(huge)  # JSON lines hold 64-bit integers; this as text
 
 
-# Case 2: an extension nested deeper than orjson writes (255) was a 500 on every retry, then a 202 without a record
-# from the dead-letter route. Objects are not CloudEvents attribute values at all: 400 on every route.
+# Case 2: an extension nested deeper than orjson writes (255) was a 500 on every retry. Objects are not CloudEvents attribute values at all: 400 on every route.
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -90,7 +87,7 @@ def test_nested_extension_is_a_400_on_every_route(client: httpx.Client, route: s
                                                                     "int32-1", "huge"]
 )  # fmt: skip
 def test_attribute_values_outside_the_cloudevents_type_system_are_400(client: httpx.Client, value: bytes) -> None:
-    response = client.post(DEAD_LETTERS, headers=STRUCTURED, content=structured({"comexamplex": value}, data={}))
+    response = client.post(LOGGINGS, headers=STRUCTURED, content=structured({"comexamplex": value}, data={}))
     assert response.status_code == 400
     assert response.json()["error"] == "bad_attribute"
 
@@ -105,22 +102,6 @@ def test_null_attribute_counts_as_unset_and_32_bit_integers_are_accepted(
     assert "ce_subject" not in line
 
 
-def test_dead_letter_with_deeply_nested_data_and_error_data_is_recorded(
-    client: httpx.Client, live_server: LiveServer
-) -> None:
-    ce_id = str(uuid.uuid4())
-    error_data = base64.b64encode(nested(500)).decode()
-    body = structured({"data": nested(1000)}, id=ce_id, knativeerrordata=error_data)
-
-    response = client.post(DEAD_LETTERS, headers=STRUCTURED, content=body)
-
-    assert response.status_code == 202, response.text
-    [line] = live_server.wait_for_log(lambda e: e.get("ce_id") == ce_id)
-    assert line["outcome"] == "dead_lettered"
-    assert "nested deeper than 64 levels" in orjson.dumps(line["data"]).decode()
-    assert "nested deeper than 64 levels" in orjson.dumps(line["error_data"]).decode()
-
-
 # Case 3: a non-ASCII data_base64 raised an uncaught ValueError: 500 on every retry.
 
 
@@ -129,14 +110,6 @@ def test_non_ascii_data_base64_is_a_400(client: httpx.Client, route: str) -> Non
     response = client.post(route, headers=STRUCTURED, content=structured(data_base64="é3sifQ=="))
     assert response.status_code == 400
     assert response.json()["error"] == "bad_attribute"
-
-
-def test_non_ascii_knativeerrordata_is_recorded_as_sent(client: httpx.Client, live_server: LiveServer) -> None:
-    ce_id = str(uuid.uuid4())
-    body = structured(id=ce_id, data={}, knativeerrordata="é-not-base64")
-    assert client.post(DEAD_LETTERS, headers=STRUCTURED, content=body).status_code == 202
-    [line] = live_server.wait_for_log(lambda e: e.get("ce_id") == ce_id)
-    assert line["error_data"] == "é-not-base64"
 
 
 @pytest.mark.parametrize("offset", ["²", "9" * 5000, "1" * 40])
@@ -151,7 +124,7 @@ def test_kafka_offsets_that_are_not_int64_numbers_are_recorded_as_text(
 
 
 # A record that cannot be written (stdout gone, disk full) is our transient fault: 503, the dedup claim released,
-# so the redelivery is processed and recorded; the dead-letter route answers the same way.
+# so the redelivery is processed and recorded.
 
 
 def only_our_handler() -> None:
@@ -189,25 +162,20 @@ async def _record_write_failure(read_end: int, write_end: int) -> None:
     only_our_handler()
     app = create_app(Settings())
     headers, body, ce_id = binary_event()
-    dead_letter = structured(data={"x": 1})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
         os.close(read_end)  # every write to the pipe now fails with EPIPE
         failed = await http.post(NOTIFICATIONS, headers=headers, content=body)
-        failed_dead_letter = await http.post(DEAD_LETTERS, headers=STRUCTURED, content=dead_letter)
         read_end, new_write_end = os.pipe()
         os.dup2(new_write_end, write_end)  # the log destination is back
         os.close(new_write_end)
         retried = await http.post(NOTIFICATIONS, headers=headers, content=body)
         again = await http.post(NOTIFICATIONS, headers=headers, content=body)
-        retried_dead_letter = await http.post(DEAD_LETTERS, headers=STRUCTURED, content=dead_letter)
     lines = [orjson.loads(line) for line in os.read(read_end, 1 << 20).splitlines()]
     os.close(read_end)
 
     assert (failed.status_code, failed.json()["error"]) == (503, "record_not_written")
-    assert (failed_dead_letter.status_code, failed_dead_letter.json()["error"]) == (503, "record_not_written")
-    assert (retried.status_code, again.status_code, retried_dead_letter.status_code) == (202, 202, 202)
+    assert (retried.status_code, again.status_code) == (202, 202)
     assert [line["outcome"] for line in lines if line.get("ce_id") == ce_id] == ["processed", "duplicate"]
-    assert [line["outcome"] for line in lines if line.get("route") == "dead-letters"] == ["dead_lettered"]
     assert app.state.dedup.in_flight == 0
 
 
@@ -299,9 +267,3 @@ class TestDecodePayload:
             decode_payload(event, Notification)
         assert caught.value.status == 422
         assert caught.value.detail.startswith("priority:")
-
-
-def test_decode_error_data() -> None:
-    assert decode_error_data(base64.b64encode(b'{"a":1}').decode()) == {"a": 1}
-    assert decode_error_data(base64.b64encode(b"plain text").decode()) == "plain text"
-    assert decode_error_data("not base64!") == "not base64!"

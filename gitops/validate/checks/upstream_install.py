@@ -27,6 +27,8 @@ CLUSTER_SCOPED_CORE = {
 DATA_PLANES = {
     ("sources.knative.dev", "KafkaSource"): ("StatefulSet", "knative-eventing", "kafka-source-dispatcher", "eventing-kafka-source.yaml"),
     ("eventing.knative.dev", "Broker"): ("StatefulSet", "knative-eventing", "kafka-broker-dispatcher", "eventing-kafka-broker.yaml"),
+    # data-plane/config/sink/500-receiver.yaml: the ingress every KafkaSink address points at.
+    ("eventing.knative.dev", "KafkaSink"): ("Deployment", "knative-eventing", "kafka-sink-receiver", "eventing-kafka-sink.yaml"),
 }  # fmt: skip
 
 
@@ -96,7 +98,7 @@ def check_namespaces(ctx: EnvContext) -> Iterator[Finding]:
 
 @env_check("data-plane")
 def check_data_planes(ctx: EnvContext) -> Iterator[Finding]:
-    """Every Kafka Broker and KafkaSource has its data plane in the render (or says which asset was left out)."""
+    """Every Kafka Broker, KafkaSink and KafkaSource has its data plane in the render (or says which asset was left out)."""
     omitted = [gap.url for gap in ctx.render.omitted]
     for (group, kind), (wl_kind, ns, name, asset) in DATA_PLANES.items():
         users = list(manifests.of_kind(ctx.objects, group, kind))
@@ -110,5 +112,6 @@ def check_data_planes(ctx: EnvContext) -> Iterator[Finding]:
             yield ctx.finding(
                 "data-plane",
                 users[0],
-                f"{kind} needs the {name} {wl_kind} from {asset}, which the platform does not install: nothing dispatches",
+                f"{kind} needs the {name} {wl_kind} from {asset}, which the platform does not install: "
+                + ("nothing receives" if wl_kind == "Deployment" else "nothing dispatches"),
             )

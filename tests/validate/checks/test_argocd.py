@@ -56,7 +56,14 @@ def test_service_after_its_triggers_fails(broken):
         "is not after Service.serving.knative.dev notifications/notifications (wave 3)",
         "spec.subscriber.ref",
     )
-    assert has(found, "Broker notifications/events", "spec.delivery.deadLetterSink.ref")
+
+
+def test_dead_letter_sink_after_its_senders_fails(broken):
+    render = broken("prod")
+    annotate(obj(render, EV, "KafkaSink", NS, "dead-letters"), WAVE, "3")
+    found = [str(f) for f in run_check(checks.check_sync_waves, render)]
+    for sender in ("Broker notifications/events", "KafkaSource notifications/kafka-source"):
+        assert has(found, sender, "KafkaSink notifications/dead-letters (wave 3)", "spec.delivery.deadLetterSink.ref")
 
 
 def test_kafka_source_with_its_broker_fails(broken):

@@ -113,7 +113,10 @@ def test_subscriber_path_not_served_by_app(broken):
 
 def test_dead_letter_path_not_served_by_app(broken):
     render = broken("dev")
-    obj(render, EV, "Broker", NS, "events")["spec"]["delivery"]["deadLetterSink"]["uri"] = "/dlq"
+    obj(render, EV, "Broker", NS, "events")["spec"]["delivery"]["deadLetterSink"] = {
+        "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "notifications", "namespace": NS},
+        "uri": "/dlq",
+    }
     assert any(
         "spec.delivery.deadLetterSink: POST /dlq" in f.message for f in run_check(eventing.check_destinations, render)
     )

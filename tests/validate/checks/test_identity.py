@@ -66,7 +66,10 @@ def test_trigger_without_audience(broken):
 
 def test_dead_letter_audience_mismatch(broken):
     render = broken("prod")
-    obj(render, EV, "Broker", NS, "events")["spec"]["delivery"]["deadLetterSink"]["audience"] = "notifications"
+    obj(render, EV, "Broker", NS, "events")["spec"]["delivery"]["deadLetterSink"] = {
+        "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "notifications", "namespace": NS},
+        "audience": "notifications",
+    }
     messages = [str(f) for f in run_check(identity.check_subscriber_audience, render)]
     assert any(
         m.startswith(f"[prod] Broker {NS}/events (base/eventing/broker.yaml)")

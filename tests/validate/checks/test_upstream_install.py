@@ -50,5 +50,13 @@ def test_kafka_source_without_its_data_plane(broken):
     findings = run_check(upstream_install.check_data_planes, render)
     assert [f.obj for f in findings] == ["KafkaSource notifications/kafka-source"]
     assert "eventing-kafka-source.yaml" in findings[0].message
-    render.omitted.clear()  # the broker data plane is left out offline; if it were silently missing, that is a finding
-    assert any("kafka-broker-dispatcher" in f.message for f in run_check(upstream_install.check_data_planes, render))
+    render.omitted.clear()  # the broker and sink data planes are left out offline; silently missing is a finding
+    messages = [str(f) for f in run_check(upstream_install.check_data_planes, render)]
+    assert any("kafka-broker-dispatcher" in m for m in messages)
+    assert any(
+        m.startswith(
+            "[dev] KafkaSink notifications/dead-letters (base/eventing/dead-letters.yaml): KafkaSink needs the "
+            "kafka-sink-receiver Deployment from eventing-kafka-sink.yaml"
+        )
+        for m in messages
+    ), messages

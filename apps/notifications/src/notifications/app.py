@@ -1,4 +1,7 @@
-"""The FastAPI app: a route per topic (notifications.topics, the Triggers' subscriber paths), the dead-letter sink, probes and metrics."""
+"""The FastAPI app: a route per topic (notifications.topics, the Triggers' subscriber paths), probes and metrics.
+
+Dead letters are not posted here: the Broker's and the KafkaSource's dead-letter sink is a KafkaSink writing a Kafka
+topic (base/eventing/dead-letters.yaml), so a refused event is not sent back to the service that refused it."""
 
 from __future__ import annotations
 
@@ -13,15 +16,13 @@ from starlette.types import Receive, Scope, Send
 
 from notifications.cloudevent import CloudEvent
 from notifications.dedup import RecentEvents
-from notifications.event_handling import DeadLetterEndpoint, EventEndpoint, Sink, TopicHandler
+from notifications.event_handling import EventEndpoint, Sink, TopicHandler
 from notifications.lifecycle import Lifecycle
 from notifications.metrics import PROMETHEUS_CONTENT_TYPE, EventMetrics
 from notifications.models import LogRecord, Notification
 from notifications.oidc import TokenVerifier, require_bearer
 from notifications.settings import Settings
 from notifications.topics import TOPICS
-
-DEAD_LETTERS_PATH = "/events/dead-letters"
 
 
 class CloudEventRoute(APIRoute):
@@ -102,7 +103,6 @@ def create_app(
         )
         for name, topic in TOPICS.items()
     ]
-    endpoints.append((DEAD_LETTERS_PATH, DeadLetterEndpoint(metrics, settings.max_body_bytes)))
     # Sender authentication hook: with OIDC_AUDIENCE set, every delivery route checks the bearer token first.
     verifier = TokenVerifier(settings.oidc) if settings.oidc is not None else None
     app.state.token_verifier = verifier

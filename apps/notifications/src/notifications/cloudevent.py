@@ -87,7 +87,7 @@ def _attribute_name_of_header(header: bytes) -> str:
     return name
 
 
-def from_http(raw_headers: list[tuple[bytes, bytes]], body: bytes, *, require_json_data: bool = True) -> CloudEvent:
+def from_http(raw_headers: list[tuple[bytes, bytes]], body: bytes) -> CloudEvent:
     """Decode and validate a CloudEvent; raises MalformedEvent (400 or 415) for anything not acceptable."""
     attributes: dict[str, Any] = {}
     content_type: str | None = None
@@ -115,9 +115,9 @@ def from_http(raw_headers: list[tuple[bytes, bytes]], body: bytes, *, require_js
     if media is not None and media.startswith(_CLOUDEVENTS_MEDIA_PREFIX):
         if media != STRUCTURED_MEDIA_TYPE:
             raise MalformedEvent(415, "unsupported_media_type", f"{media} is not supported (batch or non-JSON)")
-        event = _from_structured(body, require_json_data)
+        event = _from_structured(body)
     elif attributes:
-        if require_json_data and not is_json_media_type(media):
+        if not is_json_media_type(media):
             raise MalformedEvent(415, "unsupported_media_type", f"data content type {media} is not JSON")
         if content_type is not None:
             attributes["datacontenttype"] = content_type
@@ -129,7 +129,7 @@ def from_http(raw_headers: list[tuple[bytes, bytes]], body: bytes, *, require_js
     return event
 
 
-def _from_structured(body: bytes, require_json_data: bool) -> CloudEvent:
+def _from_structured(body: bytes) -> CloudEvent:
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -157,7 +157,7 @@ def _from_structured(body: bytes, require_json_data: bool) -> CloudEvent:
     if datacontenttype is not None and not isinstance(datacontenttype, str):
         raise MalformedEvent(400, "bad_attribute", "datacontenttype must be a string")
     media = media_type(datacontenttype)
-    if require_json_data and not is_json_media_type(media):
+    if not is_json_media_type(media):
         raise MalformedEvent(415, "unsupported_media_type", f"data content type {media} is not JSON")
     _validate_names(document)
     return CloudEvent(attributes=_typed_attributes(document), data=data, data_is_raw=raw)

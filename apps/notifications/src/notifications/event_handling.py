@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -232,72 +231,3 @@ def _raw_identity(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return {
         _IDENTITY_HEADERS[name]: value.decode("latin-1")[:256] for name, value in headers if name in _IDENTITY_HEADERS
     }
-
-
-def decode_error_data(encoded: Any) -> Any:
-    """`knativeerrordata` is the base64 of the failed subscriber's response body (at most 1024 bytes)."""
-    if not isinstance(encoded, str):
-        return encoded
-    try:
-        raw = base64.b64decode(encoded, validate=True)
-    except ValueError:  # binascii.Error, or a non-ASCII string
-        return encoded
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode("utf-8", errors="replace")
-
-
-class DeadLetterEndpoint:
-    """Dead-letter sink of the Broker: any CloudEvent, logged at ERROR with why its delivery failed."""
-
-    route = "dead-letters"
-
-    def __init__(self, metrics: EventMetrics, max_body_bytes: int) -> None:
-        self._metrics = metrics
-        self._max_body_bytes = max_body_bytes
-
-    async def __call__(self, request: Request) -> Response:
-        started = time.perf_counter()
-        try:
-            body = await read_body(request, self._max_body_bytes)
-            event = cloudevent.from_http(request.scope["headers"], body, require_json_data=False)
-        except MalformedEvent as exc:
-            self._metrics.observe(self.route, None, "rejected", time.perf_counter() - started)
-            event_log.warning(
-                "dead letter rejected",
-                extra={FIELDS_ATTR: {"route": self.route, "error": exc.reason, "detail": exc.detail}},
-            )
-            return error_response(exc.status, exc.reason, exc.detail)
-        except ClientDisconnect:
-            return error_response(400, "client_disconnected", "client went away mid-request")
-        attributes = event.attributes
-        error_code = attributes.get("knativeerrorcode")
-        try:
-            fields = {"route": self.route, "outcome": "dead_lettered", **event_fields(event)}
-            fields["error_dest"] = attributes.get("knativeerrordest")
-            fields["error_code"] = error_code
-            fields["error_data"] = decode_error_data(attributes.get("knativeerrordata"))
-            fields["data"] = _printable_data(event)
-            # The line is the dead letter's only record: the Broker drops the event once this answers 2xx.
-            event_lines.log(logging.ERROR, "dead letter received", fields)
-        except OSError as exc:
-            self._metrics.observe(self.route, event.type, "record_failed", time.perf_counter() - started)
-            return error_response(503, "record_not_written", f"writing the dead letter's record failed: {exc}"[:300])
-        except Exception:
-            event_log.exception("dead letter processing failed", extra={FIELDS_ATTR: {"route": self.route}})
-            self._metrics.observe(self.route, event.type, "error", time.perf_counter() - started)
-            return error_response(500, "internal_error", "processing failed; will be retried")
-        self._metrics.dead_letter(str(error_code) if error_code is not None else None)
-        self._metrics.observe(self.route, event.type, "dead_lettered", time.perf_counter() - started)
-        return ACCEPTED
-
-
-def _printable_data(event: CloudEvent, limit: int = 2048) -> Any:
-    data = event.data
-    if not event.data_is_raw:
-        return data
-    if not data:
-        return None
-    text = data[:limit].decode("utf-8", errors="replace")
-    return text if len(data) <= limit else text + "…"

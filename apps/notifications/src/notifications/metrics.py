@@ -48,12 +48,6 @@ class EventMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self._dead_letters = Counter(
-            "notifications_dead_letters",
-            "Events received on the dead-letter route, by the HTTP code the original subscriber returned",
-            ("error_code",),
-            registry=self.registry,
-        )
         self._max_type_labels = max_type_labels
         self._known_types: set[str] = set()
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
@@ -80,10 +74,6 @@ class EventMetrics:
         children[1].observe(seconds)
         if outcome == "duplicate":
             self._duplicates.labels(route).inc()
-
-    def dead_letter(self, error_code: str | None) -> None:
-        code = error_code if error_code and error_code.isdigit() and len(error_code) == 3 else "unknown"
-        self._dead_letters.labels(code).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

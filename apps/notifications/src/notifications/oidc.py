@@ -1,8 +1,7 @@
 """Sender identity: verify the OIDC bearer token Knative Eventing puts on every delivery.
 
 With `authentication-oidc` enabled, the Kafka Broker dispatcher asks the API server (TokenRequest) for a token of
-the Trigger's OIDC service account with the subscriber's audience (`spec.subscriber.audience`, or the dead-letter
-sink's `audience`) and sends it as `Authorization: Bearer <jwt>`. Anyone who can reach the pod can also send a
+the Trigger's OIDC service account with the subscriber's audience (`spec.subscriber.audience`) and sends it as `Authorization: Bearer <jwt>`. Anyone who can reach the pod can also send a
 request, so when `OIDC_AUDIENCE` is set every delivery route answers 401 unless the token is signed by a key of
 the cluster's issuer (JWKS), names our issuer and audience, and is within its validity window.
 

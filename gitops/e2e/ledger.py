@@ -1,0 +1,52 @@
+"""The ledger: every produced record is processed, dead-lettered, deliberately unmatched, or lost.
+
+A record is identified as the KafkaSource presents it to the Broker: CloudEvent source
+`/apis/v1/namespaces/<ns>/kafkasources/<name>#<topic>` and id `partition:<p>/offset:<o>` (or its own id when the
+record already was a CloudEvent). "processed" = the subscriber wrote the event's record (its `event processed` log
+line, apps/notifications event_handling.py); "dead-lettered" = found in the dead-letter topic (or, while the
+render's dead-letter sink is the subscriber's own route, its `dead_lettered` line); "unmatched" = produced on
+purpose so that no Trigger matches. Everything else is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+EventKey = tuple[str, str]  # (CloudEvent source, id)
+
+
+@dataclass
+class ScenarioLedger:
+    name: str
+    produced: set[EventKey] = field(default_factory=set)
+    unmatched: set[EventKey] = field(default_factory=set)  # produced so that no Trigger matches
+    processed: set[EventKey] = field(default_factory=set)
+    dead_lettered: set[EventKey] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+    def observe(self, processed: Iterable[EventKey], dead_lettered: Iterable[EventKey]) -> None:
+        self.processed = set(processed) & self.produced
+        self.dead_lettered = (set(dead_lettered) & self.produced) - self.processed
+
+    @property
+    def lost(self) -> set[EventKey]:
+        return self.produced - self.processed - self.dead_lettered - self.unmatched
+
+    def settled(self) -> bool:
+        return not self.lost
+
+    def line(self) -> str:
+        text = (
+            f"{self.name}: produced {len(self.produced)}, processed {len(self.processed)}, "
+            f"dead-lettered {len(self.dead_lettered)}, lost {len(self.lost)}"
+        )
+        if self.unmatched:
+            text += f" ({len(self.unmatched)} matched no Trigger, as intended)"
+        return text
+
+
+def summary(ledgers: list[ScenarioLedger]) -> tuple[str, list[str]]:
+    """The run's last line and the lost events by name (empty when none is lost)."""
+    lost = [f"{ledger.name}: {source} {event_id}" for ledger in ledgers for source, event_id in sorted(ledger.lost)]
+    return f"e2e: {len(ledgers)} scenarios, lost {len(lost)}", lost

@@ -1,0 +1,398 @@
+"""The scenarios of `gitops e2e` (issue 18), each ending in one ledger line.
+
+Every scenario produces records to the KafkaSource's topics, injects its fault (the fault proxy in front of the
+subscriber, or SIGKILL of a data-plane process), waits until each record is accounted for or its deadline passes,
+and reports produced / processed / dead-lettered / lost. Deadlines follow the render's delivery: the retry budget
+(sum of the backoff delays, each attempt's timeout) plus slack for the JVMs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from gitops.e2e.fault_proxy import Fault
+from gitops.e2e.ledger import EventKey, ScenarioLedger
+from gitops.e2e.stack import Stack
+from gitops.events.payloads import CeMode, build_payload, default_source, encode
+
+SETTLE_SLACK_S = 60.0  # JVM pauses, consumer-group rebalances after a restart
+UNROUTED_TYPE = "dev.example.e2e.unrouted"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The Trigger's effective delivery (its contract egressConfig) in seconds."""
+
+    retry: int
+    backoff_delay_s: float
+    exponential: bool
+    timeout_s: float
+
+    @classmethod
+    def of(cls, egress_config: dict[str, Any]) -> Delivery:
+        return cls(
+            retry=int(egress_config.get("retry", 0)),
+            backoff_delay_s=int(egress_config.get("backoffDelay", 0)) / 1000,
+            exponential=egress_config.get("backoffPolicy", "Exponential") == "Exponential",
+            timeout_s=int(egress_config.get("timeout", 0)) / 1000,
+        )
+
+    def delay_before_retry(self, k: int) -> float:
+        """WebClientCloudEventSender: retry k (1-based) waits delay * 2^k (exponential) or delay * k (linear)."""
+        return self.backoff_delay_s * (2**k if self.exponential else k)
+
+    def budget_s(self) -> float:
+        return sum(self.delay_before_retry(k) for k in range(1, self.retry + 1))
+
+
+def trigger_delivery(stack: Stack) -> Delivery:
+    egress = stack.contracts.broker_dispatcher["resources"][0]["egresses"][0]
+    return Delivery.of(egress.get("egressConfig", {}))
+
+
+def source_topics(stack: Stack) -> list[str]:
+    return list(stack.contracts.source_dispatcher["resources"][0]["topics"])
+
+
+def kafka_source_name(stack: Stack) -> tuple[str, str]:
+    ref = stack.contracts.source_dispatcher["resources"][0]["reference"]
+    return ref["namespace"], ref["name"]
+
+
+def event_source(stack: Stack, topic: str) -> str:
+    namespace, name = kafka_source_name(stack)
+    return f"/apis/v1/namespaces/{namespace}/kafkasources/{name}#{topic}"
+
+
+class Producing:
+    """Plain records (what the KafkaSource wraps) and their ledger keys from the delivery reports."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.producer = Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5, "log_level": 3})
+
+    def plain(self, topic: str, payload: bytes, key: str | None = None) -> list[EventKey]:
+        keys: list[EventKey] = []
+        source = event_source(self.stack, topic)
+
+        def report(err: Any, msg: Any) -> None:
+            if err is None:
+                keys.append((source, f"partition:{msg.partition()}/offset:{msg.offset()}"))
+
+        self.producer.produce(
+            topic,
+            payload,
+            key=key.encode() if key else None,
+            headers=[("content-type", b"application/json")],
+            on_delivery=report,
+        )
+        return keys
+
+    def many(
+        self,
+        topic: str,
+        count: int,
+        payload: Callable[[int], bytes] | None = None,
+        key: Callable[[int], str | None] | None = None,
+        rate: float = 0.0,
+    ) -> set[EventKey]:
+        collected: list[list[EventKey]] = []
+        for i in range(count):
+            collected.append(
+                self.plain(topic, payload(i) if payload else build_payload(topic), key(i) if key else None)
+            )
+            self.producer.poll(0)
+            if rate:
+                time.sleep(1 / rate)
+        self.producer.flush(30)
+        return {k for keys in collected for k in keys}
+
+    def unrouted(self, topic: str) -> EventKey:
+        """A record that already is a CloudEvent of a type no Trigger matches (the KafkaSource keeps its attributes)."""
+        record = encode(
+            topic, build_payload(topic), None, CeMode.BINARY, ce_type=UNROUTED_TYPE, ce_source=default_source(topic)
+        )
+        self.producer.produce(record.topic, record.value, headers=record.headers)
+        self.producer.flush(30)
+        assert record.ce is not None
+        return (record.ce["source"], record.ce["id"])
+
+
+def dead_letters(stack: Stack) -> dict[EventKey, dict[str, str]]:
+    """Dead-lettered events: the dead-letter topic's records (a KafkaSink sink), else the subscriber's
+    `dead_lettered` lines (while the render's sink is the subscriber's own route)."""
+    topic = stack.dead_letter_topic()
+    if topic is None:
+        return {
+            (r["ce_source"], r["ce_id"]): {"knativeerrorcode": str(r.get("error_code"))}
+            for r in stack.subscriber_records("dead_lettered")
+        }
+    return {key: attrs for key, attrs in read_topic_events(stack.bootstrap, topic)}
+
+
+def read_topic_events(bootstrap: str, topic: str) -> list[tuple[EventKey, dict[str, str]]]:
+    """Every record of a topic (binary-mode CloudEvents: ce_* headers) as ((source, id), attributes)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"e2e-reader-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or not meta.partitions:
+            return []
+        parts = [TopicPartition(topic, p) for p in meta.partitions]
+        ends = {}
+        for tp in parts:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            ends[tp.partition] = high
+        assign = [TopicPartition(topic, tp.partition, 0) for tp in parts if ends[tp.partition] > 0]
+        if not assign:
+            return []
+        consumer.assign(assign)
+        out = []
+        pending = {tp.partition for tp in assign}
+        deadline = time.monotonic() + 20
+        while pending and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            attrs = ce_attributes(msg.headers() or [], msg.value())
+            attrs["_partition"], attrs["_offset"] = str(msg.partition()), str(msg.offset())
+            out.append(((attrs.get("source", ""), attrs.get("id", "")), attrs))
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                pending.discard(msg.partition())
+        return out
+    finally:
+        consumer.close()
+
+
+def ce_attributes(headers: list[tuple[str, bytes]], value: bytes | None) -> dict[str, str]:
+    """CloudEvent attributes of a Kafka record: binary mode (ce_ headers) or structured (JSON value)."""
+    attrs = {name[3:]: (raw or b"").decode("utf-8", "replace") for name, raw in headers if name.startswith("ce_")}
+    if not attrs and value:
+        try:
+            doc = json.loads(value)
+        except ValueError:
+            return {}
+        attrs = {k: str(v) for k, v in doc.items() if k not in ("data", "data_base64")}
+    return attrs
+
+
+def processed_keys(stack: Stack) -> set[EventKey]:
+    return {(r["ce_source"], r["ce_id"]) for r in stack.subscriber_records("processed")}
+
+
+def settle(stack: Stack, ledger: ScenarioLedger, deadline_s: float, want_dead: bool = True) -> None:
+    """Observe until every produced record is accounted for (or the deadline passes)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        ledger.observe(processed_keys(stack), dead_letters(stack).keys() if want_dead else ())
+        if ledger.settled() or time.monotonic() > deadline:
+            return
+        time.sleep(1.0)
+
+
+def deadline_for(stack: Stack) -> float:
+    d = trigger_delivery(stack)
+    return d.budget_s() + (d.retry + 1) * 2 + SETTLE_SLACK_S
+
+
+# --- the scenarios ---------------------------------------------------------------------------------------------
+
+
+def routing(stack: Stack, p: Producing) -> ScenarioLedger:
+    ledger = ScenarioLedger("routing")
+    for topic in source_topics(stack):
+        ledger.produced |= p.many(topic, 10)
+        unrouted = p.unrouted(topic)
+        ledger.produced.add(unrouted)
+        ledger.unmatched.add(unrouted)
+    settle(stack, ledger, deadline_for(stack) + 60)  # the first scenario also waits for the consumers' assignment
+    wrongly = ledger.unmatched & processed_keys(stack)
+    if wrongly:
+        ledger.notes.append(f"{len(wrongly)} record(s) no Trigger should match were processed")
+        ledger.unmatched -= wrongly
+    return ledger
+
+
+def invalid_payload(stack: Stack, p: Producing) -> ScenarioLedger:
+    ledger = ScenarioLedger("invalid-payload")
+    topic = source_topics(stack)[0]
+    ledger.produced |= p.many(topic, 3, payload=lambda i: json.dumps({"e2e": "not a valid payload", "i": i}).encode())
+    settle(stack, ledger, deadline_for(stack))
+    tries = [len([a for a in stack.proxy.attempts_of(key) if "dead-letters" not in a.path]) for key in ledger.produced]
+    if tries and max(tries) > 1:
+        ledger.notes.append(f"a 4xx was retried: up to {max(tries)} attempts")
+    return ledger
+
+
+def subscriber_503(stack: Stack, p: Producing) -> ScenarioLedger:
+    ledger = ScenarioLedger("subscriber-503-then-recovers")
+    delivery = trigger_delivery(stack)
+    failures = min(delivery.retry, 2)
+    stack.proxy.set(
+        Fault("fail_first", status=503, first=failures, paths=("/events/notifications", "/events/loggings"))
+    )
+    try:
+        topic = source_topics(stack)[0]
+        ledger.produced |= p.many(topic, 5)
+        settle(stack, ledger, deadline_for(stack))
+    finally:
+        stack.proxy.set(Fault())
+    spacing_ok = True
+    for key in ledger.produced:
+        times = [a.at for a in stack.proxy.attempts_of(key) if "dead-letters" not in a.path]
+        for k in range(1, min(len(times), failures + 1)):
+            expected = delivery.delay_before_retry(k)
+            if times[k] - times[k - 1] < expected * 0.9:
+                spacing_ok = False
+    expected_txt = ", ".join(f"{delivery.delay_before_retry(k):.1f}s" for k in range(1, failures + 1))
+    ledger.notes.append(
+        f"{failures} x 503 per event; retries spaced {'as' if spacing_ok else 'SHORTER than'} the render's backoff "
+        f"({expected_txt})"
+    )
+    if not spacing_ok:
+        ledger.notes.append("FAIL: retries came earlier than the backoff")
+    return ledger
+
+
+def subscriber_down(stack: Stack, p: Producing, replay: Callable[[Stack, set[EventKey]], int]) -> ScenarioLedger:
+    ledger = ScenarioLedger("subscriber-down-past-retry-budget")
+    delivery = trigger_delivery(stack)
+    stack.proxy.set(Fault("down"))
+    try:
+        topic = source_topics(stack)[0]
+        ledger.produced |= p.many(topic, 3)
+        deadline = time.monotonic() + delivery.budget_s() + 30
+        while time.monotonic() < deadline:
+            attempts = [
+                len([a for a in stack.proxy.attempts_of(k) if "dead-letters" not in a.path]) for k in ledger.produced
+            ]
+            if attempts and min(attempts) >= delivery.retry + 1:
+                break
+            time.sleep(0.5)
+        time.sleep(5)  # the dead-letter delivery after the last retry
+    finally:
+        stack.proxy.set(Fault())
+    settle(stack, ledger, 30)
+    dead = set(ledger.dead_lettered)
+    ledger.notes.append(f"down for the whole retry budget ({delivery.budget_s():.1f}s)")
+    if dead:
+        replayed = replay(stack, dead)
+        settle(stack, ledger, 60, want_dead=False)
+        ledger.observe(processed_keys(stack), dead_letters(stack).keys())
+        ledger.notes.append(f"replayed {replayed}: {len(ledger.processed & dead)} of them processed afterwards")
+        if len(ledger.processed & dead) != len(dead):
+            ledger.notes.append("FAIL: replay did not process every dead letter")
+    return ledger
+
+
+def subscriber_refuses(stack: Stack, p: Producing, status: int) -> ScenarioLedger:
+    ledger = ScenarioLedger(f"subscriber-{status}")
+    # An auth misconfiguration refuses every route, the dead-letter route of the subscriber too.
+    stack.proxy.set(Fault("status", status=status))
+    try:
+        topic = source_topics(stack)[-1]
+        ledger.produced |= p.many(topic, 3)
+        settle(stack, ledger, deadline_for(stack) / 2)
+    finally:
+        stack.proxy.set(Fault())
+    return ledger
+
+
+def broker_partitions_committed(stack: Stack) -> bool:
+    """Whether every Trigger's consumer group has a committed offset on every partition of the Broker's topic."""
+    topic = next(iter(stack.contracts.brokers.values()))
+    egresses = stack.contracts.broker_dispatcher["resources"][0]["egresses"]
+    for egress in egresses:
+        consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": egress["consumerGroup"], "log_level": 3})
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        finally:
+            consumer.close()
+        if any(tp.offset < 0 for tp in committed):
+            return False
+    return True
+
+
+def steady_state(stack: Stack, p: Producing, ledger: ScenarioLedger) -> None:
+    """Before a crash: every Trigger's consumer group has an offset on every Broker partition (stack.py
+    `init_trigger_offsets` commits them as the control plane does); a dispatcher killed where none exists would
+    restart at `auto.offset.reset=latest` and skip what arrived meanwhile (docs/e2e.md)."""
+    deadline = time.monotonic() + 60
+    round_ = 0
+    while not broker_partitions_committed(stack) and time.monotonic() < deadline:
+        for topic in source_topics(stack):
+            ledger.produced |= p.many(topic, 6, key=lambda i, r=round_: f"warm-{r}-{i}")
+        round_ += 1
+        time.sleep(6)  # the offset manager commits every few seconds
+    if not broker_partitions_committed(stack):
+        ledger.notes.append("FAIL: the Trigger consumer groups never committed on every Broker partition")
+
+
+def killed_mid_stream(stack: Stack, p: Producing, process: str, down_s: float) -> ScenarioLedger:
+    ledger = ScenarioLedger(f"{process}-sigkill")
+    topic = source_topics(stack)[0]
+    steady_state(stack, p, ledger)
+    duplicates_before = len(stack.subscriber_records("duplicate"))
+    before = processed_keys(stack)
+    half = p.many(topic, 100, rate=100)
+    ledger.produced |= half
+    deadline = time.monotonic() + 60
+    while len((processed_keys(stack) - before) & half) < 30 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    at_kill = len((processed_keys(stack) - before) & half)
+    stack.supervisor.kill(process)
+    ledger.produced |= p.many(topic, 100, rate=100)
+    time.sleep(down_s)
+    stack.supervisor.restart(process)
+    settle(stack, ledger, deadline_for(stack) + 60)
+    duplicates = len(stack.subscriber_records("duplicate")) - duplicates_before
+    ledger.notes.append(
+        f"SIGKILL with {at_kill} of the first {len(half)} processed, 100 more produced while down, restarted after "
+        f"{down_s:g}s; {duplicates} redeliveries answered as duplicates"
+    )
+    return ledger
+
+
+def ordered(stack: Stack, p: Producing) -> ScenarioLedger | None:
+    egresses = stack.contracts.broker_dispatcher["resources"][0]["egresses"]
+    source = stack.contracts.source_dispatcher["resources"][0]["egresses"][0]
+    if source["deliveryOrder"] != "ORDERED" or not any(e["deliveryOrder"] == "ORDERED" for e in egresses):
+        return None
+    ledger = ScenarioLedger("ordered-per-partition")
+    topic = next(
+        t
+        for t in source_topics(stack)
+        if any(e["deliveryOrder"] == "ORDERED" and e["destination"].endswith("/" + t) for e in egresses)
+    )
+    ledger.produced |= p.many(topic, 60, key=lambda i: f"key-{i % 3}")
+    settle(stack, ledger, deadline_for(stack))
+    # Order holds per record key: the source partition's order is kept by the KafkaSource dispatcher, and the
+    # receiver partitions the Broker's topic by the key (the `partitionkey` extension), so records of one source
+    # partition but different keys may land on different Broker partitions and pass each other there.
+    seen: dict[tuple[str, str], list[int]] = {}
+    for record in stack.subscriber_records("processed"):
+        key = (record["ce_source"], record["ce_id"])
+        if key in ledger.produced:
+            partition, offset = record["ce_id"].removeprefix("partition:").split("/offset:")
+            seen.setdefault((partition, str(record.get("kafka_key"))), []).append(int(offset))
+    out_of_order = sorted(f"{p}/{k}" for (p, k), offsets in seen.items() if offsets != sorted(offsets))
+    ledger.notes.append(
+        f"order kept per source partition and key ({len(seen)} sequences)"
+        if not out_of_order
+        else f"FAIL: out of order for partition/key {out_of_order}"
+    )
+    return ledger

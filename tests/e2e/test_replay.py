@@ -1,0 +1,103 @@
+"""`gitops replay`'s selection, its reading of Knative's error extensions, and the render's dead-letter topic."""
+
+import base64
+import copy
+
+import pytest
+
+from gitops.core.errors import UserError
+from gitops.core.render import RenderResult
+from gitops.e2e.replay import DeadLetter, Selection, dead_letter_topic, decode_error_data
+from tests.events.kafka_broker import kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
+
+
+def letter(offset: int, ts: int, **attrs: str) -> DeadLetter:
+    base = {"type": "dev.knative.kafka.event", "source": "/s#notifications", "id": f"partition:0/offset:{offset}"}
+    return DeadLetter(0, offset, ts, {**base, **attrs}, b"{}")
+
+
+def test_selection_by_offset_time_type_source_and_error_code():
+    letters = [
+        letter(1, 1000, knativeerrorcode="422"),
+        letter(2, 2000, knativeerrorcode="401"),
+        letter(3, 3000, knativeerrorcode="422", type="other"),
+    ]
+    pick = lambda sel: [x.offset for x in letters if sel.matches(x)]  # noqa: E731
+    assert pick(Selection(from_offset=2)) == [2, 3]
+    assert pick(Selection(to_offset=1)) == [1]
+    assert pick(Selection(since_ms=1500, until_ms=2500)) == [2]
+    assert pick(Selection(error_codes=("422",))) == [1, 3]
+    assert pick(Selection(types=("dev.knative.kafka.event",), error_codes=("422",))) == [1]
+    assert pick(Selection(sources=("/elsewhere",))) == []
+
+
+def test_the_reason_decodes_knativeerrordata():
+    body = base64.b64encode(b'{"error":"invalid_payload","detail":"channel: bad"}').decode()
+    reason = letter(1, 0, knativeerrorcode="422", knativeerrordest="http://x/events/notifications",
+                    knativeerrordata=body).reason()  # fmt: skip
+    assert reason == 'HTTP 422 from http://x/events/notifications: {"error":"invalid_payload","detail":"channel: bad"}'
+    assert decode_error_data(None) == "(no response body)"
+    assert decode_error_data("not base64!") == "not base64!"
+
+
+def test_the_dead_letter_topic_is_the_brokers_kafka_sink(renders: dict[str, RenderResult]):
+    objects = copy.deepcopy(renders["dev"].objects)
+    sink = next(o for o in objects if o["kind"] == "KafkaSink")
+    assert dead_letter_topic(objects) == sink["spec"]["topic"]
+    broker = next(o for o in objects if o["kind"] == "Broker")
+    broker["spec"]["delivery"].pop("deadLetterSink")
+    with pytest.raises(UserError, match="no KafkaSink dead-letter sink"):
+        dead_letter_topic(objects)
+
+
+@pytest.mark.kafka
+def test_replay_lists_why_and_resends_to_an_ingress(kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]):  # noqa: F811
+    """The verb end to end on a real Kafka: a dead letter as the KafkaSink writes it (binary mode, ce_ headers),
+    listed with its decoded reason, filtered by error code, and re-sent without Knative's error extensions."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from confluent_kafka import Producer
+
+    from gitops.e2e.replay import main
+    from tests.events.kafka_broker import create_topics
+
+    topic = "replay-test-dead-letters"
+    create_topics(kafka_bootstrap, {topic: 1})
+    body = base64.b64encode(b'{"error":"invalid_payload","detail":"channel"}').decode()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for code, event_id in (("422", "partition:0/offset:7"), ("401", "partition:0/offset:8")):
+        headers = {"ce_specversion": "1.0", "ce_id": event_id, "ce_source": "/s#notifications",
+                   "ce_type": "dev.knative.kafka.event", "ce_knativeerrorcode": code,
+                   "ce_knativeerrordest": "http://sub/events/notifications", "ce_knativeerrordata": body,
+                   "content-type": "application/json"}  # fmt: skip
+        producer.produce(topic, b'{"x":1}', headers=list(headers.items()))
+    producer.flush(30)
+
+    received: list[dict[str, str]] = []
+
+    class Ingress(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            received.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(202)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Ingress)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/notifications/events"
+        args = ["--topic", topic, "--bootstrap", kafka_bootstrap, "--error-code", "422"]
+        assert main([*args, "--send", url]) == 0
+    finally:
+        server.shutdown()
+    out = capsys.readouterr().out
+    assert 'partition:0/offset:7: HTTP 422 from http://sub/events/notifications: {"error":"invalid_payload"' in out
+    assert "offset:8" not in out and "re-sent, HTTP 202" in out
+    assert out.strip().endswith("replay: 1 dead-lettered event(s) in replay-test-dead-letters, 1 re-sent")
+    assert len(received) == 1 and received[0]["ce-id"] == "partition:0/offset:7"
+    assert not any(name.startswith("ce-knativeerror") for name in received[0])
