@@ -263,6 +263,18 @@ def add_audits(root: Path) -> None:
             loggings_subject, f"{loggings_subject},{loggings_subject.replace('loggings', 'audits')}"
         )
     )
+    # ... and its dead letters are admitted by the dead-letter sink's EventPolicy.
+    policy = root / "overlays/prod/eventpolicy.yaml"
+    loggings_ref = "        kind: Trigger\n        name: loggings\n        namespace: notifications\n"
+    assert loggings_ref in policy.read_text()
+    policy.write_text(
+        policy.read_text().replace(
+            loggings_ref,
+            loggings_ref
+            + "    - ref:\n        apiVersion: eventing.knative.dev/v1\n"
+            + loggings_ref.replace("loggings", "audits"),
+        )
+    )
     topics = root / "apps/notifications/src/notifications/topics.py"
     topics.write_text(
         topics.read_text().replace(
