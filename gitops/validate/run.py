@@ -171,7 +171,8 @@ def validate(root: Path = REPO_ROOT, envs: list[str] | None = None, hydrated: di
     repo = RepoContext(root, report.renders)
     for check in repo_checks():
         report.findings += check.run(repo)
-    report.findings, report.waived = waivers.apply(report.findings, waivers.load(root))
+    judged = waivers.judged(waivers.load(root), envs, known)
+    report.findings, report.waived = waivers.apply(report.findings, judged)
     return report
 
 
