@@ -23,8 +23,10 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
+from gitops.core import paths
 from gitops.core.errors import EXIT_USAGE, UserError
 from gitops.core.paths import REPO_ROOT
 
@@ -75,6 +77,48 @@ VERBS: dict[str, Verb] = {
     ),
     "kafka": Verb("tests/events/kafka_broker.py", "run a throwaway single-node Kafka on loopback until Ctrl-C"),
 }
+
+
+# Verbs that run the subscriber's code and read no tree: they also run outside any checkout.
+CODE_ONLY_VERBS = frozenset({"send-event", "serve", "bench", "soak", "docs"})
+# Set in the environment of a re-run in a copy's own code, so a copy whose code still is not its own stops.
+REEXEC_GUARD = "GITOPS_REEXEC_FROM"
+
+
+def _run_in_tree(name: str, args_in: list[str]) -> None:
+    """Make the verb act on the tree it is run in, with that tree's own code, or refuse in one line.
+
+    An editable install keeps importing the gitops/ of the tree the venv was made in, also from a copy of that
+    tree (`cp -r` takes .venv along): `pin-image` in the copy rewrote the original. So, like git and kustomize,
+    the tree is the one around the working directory (gitops/core/paths.py); when that is not the tree this code
+    comes from, the verb runs again as `python -m gitops.cli` with that tree's gitops/ and app first on the path
+    (what `make <verb>` does there). A tree without its own gitops/ is refused: its code may differ from ours."""
+    work, code = paths.WORK_TREE, paths.CODE_ROOT
+    if work is None:
+        if name in CODE_ONLY_VERBS:
+            return
+        raise UserError(
+            f"{Path.cwd()} is not inside a tree of this repository (no {paths.TREE_MARKER} at or above it, up to "
+            "the git top level)",
+            fix="cd into your checkout or fork and run the verb there",
+        )
+    if work == code:
+        return
+    if not (work / "gitops" / "cli.py").is_file() or os.environ.get(REEXEC_GUARD):
+        raise UserError(
+            f"this tree is {work}, but the gitops code running is {code}'s (its venv's editable install); refusing "
+            "to act on one tree with another's code",
+            fix=f"run `make setup` in {work} and then `make {name}` or `.venv/bin/gitops {name}` there",
+        )
+    env = {
+        **os.environ,
+        REEXEC_GUARD: str(code),
+        "PYTHONPATH": os.pathsep.join(
+            [str(work), str(work / "apps" / "notifications" / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "gitops.cli", *args_in], env)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -199,6 +243,11 @@ def _main(args_in: list[str]) -> int:
     # Everything after the verb belongs to the verb's own parser (including its --help).
     split = next((i for i, arg in enumerate(args_in) if arg in VERBS or arg == "docs"), len(args_in))
     args = parser().parse_args(args_in[: split + 1])
+    try:
+        _run_in_tree(args.verb, args_in)
+    except UserError as error:
+        print(f"gitops {args.verb}: {error}", file=sys.stderr)
+        return error.exit_code
     if args.verb == "docs":
         os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal; the committed file must not depend on it
         sys.stdout.write(docs())

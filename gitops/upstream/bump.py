@@ -230,7 +230,7 @@ def report(outcome: Outcome, root: Path) -> list[str]:
             "  and commit the kustomization and the lock together.",
         ]
     elif outcome.written:
-        lines.append("bump: wrote " + ", ".join(str(p.relative_to(root)) for p in outcome.written))
+        lines.append("bump: wrote " + ", ".join(str(p) for p in outcome.written))
     else:
         lines.append(f"bump: already at {outcome.target}; the lock matches what could be hashed, nothing to change")
     repos = sorted({(h.asset.org, h.asset.repo) for h in outcome.hashed})
