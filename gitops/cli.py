@@ -60,6 +60,9 @@ VERBS: dict[str, Verb] = {
     "hydrate": Verb(
         "gitops.delivery.hydrate", "write an environment's render as one file per object (what Argo CD syncs)"
     ),
+    "environments": Verb(
+        "gitops.core.environments", "list the environments of environments.yaml (--github-matrix: the CI matrix)"
+    ),
     "validate": Verb("gitops.validate.run", "render every environment, schema-check it and run the semantic checks"),
     "diff": Verb("gitops.diff.report", "per-environment resource diff between a git ref and the working tree"),
     "bump": Verb("gitops.upstream.bump", "move every pinned Knative release URL to a version and re-lock the digests"),
