@@ -15,9 +15,11 @@ import httpx
 import pytest
 
 from gitops import cli
-from gitops.core.paths import REPO_ROOT, release_mirror
+from gitops.core.paths import REPO_ROOT, environments, release_mirror
 from tests.events.kafka_broker import KafkaBroker, create_topics, kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
 from tests.support import MADE_UP_ENV
+
+KNOWN = re.escape(", ".join(environments()))
 
 GITOPS = [sys.executable, "-m", "gitops.cli"]
 
@@ -71,7 +73,7 @@ BAD_INPUTS = {
         ["render", MADE_UP_ENV],
         2,
         rf"^render {MADE_UP_ENV}: overlays/{MADE_UP_ENV}/kustomization.yaml: unknown environment '{MADE_UP_ENV}' "
-        r"\(known: dev, prod\); see docs/forking.md, 'Add an environment'$",
+        rf"\(known: {KNOWN}\); see docs/forking.md, 'Add an environment'$",
     ),
     "bad YAML in an overlay's kustomization": (
         _bad_kustomization_yaml,
@@ -109,7 +111,7 @@ BAD_INPUTS = {
         None,
         ["produce", "--env", MADE_UP_ENV],
         2,
-        rf"^error: environments.yaml: unknown environment '{MADE_UP_ENV}' \(known: dev, prod\)",
+        rf"^error: environments.yaml: unknown environment '{MADE_UP_ENV}' \(known: {KNOWN}\)",
     ),
     "unknown topic for send-event": (
         None,

@@ -1,12 +1,13 @@
 """make render: offline, lock-checked, loud about what it leaves out."""
 
+import re
 import subprocess
 import sys
 
 import pytest
 
 from gitops.core import releases, render
-from gitops.core.paths import REPO_ROOT
+from gitops.core.paths import REPO_ROOT, environments
 from gitops.core.render import RenderError, render_env
 from tests.support import MADE_UP_ENV
 
@@ -44,7 +45,7 @@ def test_objects_know_their_source_file(renders):
     assert by_kind[("Deployment", "controller")].endswith("/serving-core.yaml")
 
 
-@pytest.mark.parametrize("env", ["dev", "prod"])
+@pytest.mark.parametrize("env", environments())
 def test_one_build_with_origins_renders_exactly_the_plain_build(renders, monkeypatch, env):
     """The origin/transformer annotations used for naming files never reach the output Argo CD would apply."""
     monkeypatch.setattr(render, "BUILD_METADATA", {})  # a plain `kustomize build`, as Argo CD runs it
@@ -55,7 +56,9 @@ def test_one_build_with_origins_renders_exactly_the_plain_build(renders, monkeyp
 
 
 def test_unknown_environment():
-    with pytest.raises(RenderError, match=rf"unknown environment '{MADE_UP_ENV}'.*known: dev, prod"):
+    with pytest.raises(
+        RenderError, match=rf"unknown environment '{MADE_UP_ENV}'.*known: {re.escape(', '.join(environments()))}"
+    ):
         render_env(MADE_UP_ENV)
 
 

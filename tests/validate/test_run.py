@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from gitops.core import manifests, render
-from gitops.core.paths import REPO_ROOT
+from gitops.core.paths import REPO_ROOT, environments
 from gitops.delivery import hydrate
 from gitops.validate.run import schema_findings, validate
 
@@ -130,4 +130,4 @@ def test_validate_builds_each_environment_once(monkeypatch):
     real = render._kustomize_build
     monkeypatch.setattr(render, "_kustomize_build", lambda path, work: built.append(path.name) or real(path, work))
     assert validate().ok
-    assert sorted(built) == ["dev", "prod"]
+    assert sorted(built) == environments()
