@@ -43,7 +43,8 @@ EXIT_CODES = {
     EXIT_USAGE: "bad input or set-up: unknown argument, environment or topic, bad YAML, missing file or mirror, "
     "`make setup` not run (one line says where and how to fix it)",
     EXIT_DANGEROUS: "diff: a change production cannot take (DANGEROUS)",
-    EXIT_UNAVAILABLE: "bump: a release asset could not be fetched and hashed; nothing was written",
+    EXIT_UNAVAILABLE: "bump: a release asset could not be fetched and hashed: nothing was written, or (an entry "
+    "that was already null) the lock still has a null entry, which cannot deploy",
     EXIT_BUG: "an unexpected error (a bug): one line, and the traceback with --debug",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }

@@ -17,7 +17,7 @@ from gitops.core import manifests, releases
 from gitops.core.errors import UserError
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir, environments
 from gitops.core.progress import progress
-from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env
+from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env, report_omitted
 from gitops.delivery import deployer_rbac, hydrate
 from gitops.model.argocd import argocd_paths
 from gitops.validate import admission, kubeconform, schemas, waivers
@@ -214,8 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{env}: {len(render.objects)} objects {what}, schema-checked (Kubernetes {schemas.KUBERNETES_VERSION}) and checked"
         )
-        for gap in render.omitted:
-            print(f"{env}: NOT RENDERED {gap.url}\n    {gap.reason}")
+        if render.omitted:
+            print(
+                f"{env}: NOT RENDERED {', '.join(gap.url.rsplit('/', 1)[-1] for gap in render.omitted)} (see the warning)"
+            )
+    sys.stdout.flush()
+    report_omitted(list(report.renders.values()))
     verdict = "OK" if report.ok else f"{len(report.findings)} finding(s)"
     print(f"validate: {verdict} in {time.monotonic() - started:.1f}s")
     return 0 if report.ok else 1

@@ -26,7 +26,9 @@ def test_render_prints_the_stack_and_names_what_it_left_out():
         "name: net-kourier-controller",
     ):
         assert expected in proc.stdout
-    assert f"LEFT OUT {BROKER_DATA_PLANE}" in proc.stderr
+    assert f"LEFT OUT {BROKER_DATA_PLANE} (prod)" in proc.stderr
+    assert proc.stderr.startswith("!!!") and proc.stderr.count("WARNING:") == 1
+    assert "Fix: `make bump VERSION=1.23.0` where github.com is reachable, then commit" in proc.stderr
 
 
 def test_every_release_url_is_served_from_a_verified_local_copy(renders):
