@@ -230,7 +230,7 @@ def add_staging(root: Path) -> None:
         + "  staging:\n    production: false\n    automated_sync: true\n"
         + f"    destination: {{server: {STAGING_API}}}\n    load_balancer: false\n"
     )
-    bootstrap = root / "argocd/bootstrap/argocd-app.yaml"
+    bootstrap = root / "argocd-app.yaml"
     docs = bootstrap.read_text().split("\n---\n")
     copies = [
         doc.replace("knative-kafka-dev", "knative-kafka-staging")
