@@ -90,9 +90,9 @@ def test_every_docs_page_is_linked_from_the_readme():
     assert unlinked == [], "add each page to the README's docs index"
 
 
-def readme_environment_table() -> dict[str, dict[str, object]]:
+def readme_environment_table(readme: Path = README) -> dict[str, dict[str, object]]:
     """The table under README's "## Environments": one row per environment, one column per fact (YAML values)."""
-    lines = prose_lines(README.read_text())
+    lines = prose_lines(readme.read_text())
     start = next(i for i, line in enumerate(lines) if line.strip() == "## Environments")
     rows = []
     for line in lines[start + 1 :]:

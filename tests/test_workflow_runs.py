@@ -1,53 +1,13 @@
 """The workflows, run: every job's `run:` steps in order for every matrix entry, against a snapshot of this tree
 (tests/workflow_runner.py says what stands in for GitHub). A job that would fail on GitHub fails here."""
 
-import hashlib
-from collections.abc import Callable
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from gitops.core import releases
-from gitops.core.paths import RELEASES_LOCK, REPO_ROOT, environments
-from tests.workflow_runner import WORKFLOWS, Runner
-
-
-def stand_in_asset(url: str) -> str:
-    """A stand-in for a release asset no offline copy exists of (its lock entry is null until `make bump`)."""
-    asset = releases.ReleaseAsset.parse(url)
-    name = "test-" + asset.file.removesuffix(".yaml")
-    return (
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
-        f"  name: {name}\n  namespace: knative-eventing\ndata:\n  stands-in-for: {url}\n"
-    )
-
-
-def null_lock_entries(root: Path = REPO_ROOT) -> list[str]:
-    return [url for url, digest in releases.load_lock(root).items() if digest is None]
-
-
-def complete_the_lock(work: Path) -> tuple[dict[str, Path], Callable[[Path], None]]:
-    """What `make bump VERSION=1.23.0` where GitHub is reachable leaves behind, for any number of null entries:
-    every lock entry has a digest, and the release cache holds the matching files."""
-    assets: dict[str, Path] = {}
-    digests: dict[str, str] = {}
-    for url in null_lock_entries():
-        asset = releases.ReleaseAsset.parse(url)
-        path = work / "assets" / asset.tag / asset.repo / asset.file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(stand_in_asset(url))
-        assets[str(Path(asset.tag) / asset.repo / asset.file)] = path
-        digests[url] = hashlib.sha256(path.read_bytes()).hexdigest()
-
-    def prepare(snapshot: Path) -> None:
-        lock = snapshot / RELEASES_LOCK
-        text = lock.read_text()
-        for url, digest in digests.items():
-            assert f"{url}: null" in text
-            text = text.replace(f"{url}: null", f"{url}: {digest}")
-        lock.write_text(text)
-
-    return assets, prepare
+from gitops.core.paths import REPO_ROOT, environments
+from tests.workflow_runner import WORKFLOWS, Runner, complete_the_lock
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +59,42 @@ def test_publish_pushes_each_environment_as_its_facts_say(hydrate_run: Runner) -
                 line.startswith(f"gh pr create --base deploy/{env} --head hydrate/{env}")
                 for line in hydrate_run.stubbed_log()
             ), hydrate_run.stubbed_log()
+
+
+def git_out(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+def test_validate_workflow_passes_a_pull_request_of_this_tree(tmp_path: Path) -> None:
+    """validate.yaml on a pull request whose head is this tree (the lock as it is: renders warn, the gate passes)."""
+    runner = Runner(REPO_ROOT, tmp_path)
+    event = {
+        "number": 1,
+        "base": {"ref": "main"},
+        "head": {"repo": {"full_name": "example-org/knative-kafka-gitops"}},
+        "labels": [],
+    }
+    runner.run(WORKFLOWS / "validate.yaml", event={"pull_request": event})
+    job = runner.record.job("validate.yaml", "validate")
+    assert job.ok, job.log()
+    ran = {s.name: s.outcome for s in job.steps}
+    assert ran["make validate"] == "success" and ran["Rendered diff against the base branch"] == "success"
+    assert ran["Dangerous changes need the allow-dangerous label"] == "skipped"
+    assert any(s.startswith("actions/github-script") for s in runner.record.stubbed)
+
+
+def test_image_workflow_pins_dev_and_pushes_the_pin(tmp_path: Path) -> None:
+    """image.yaml on a push: the target comes from the dev overlay, the built digest is pinned into dev, the dev
+    render still builds, and the pin commit reaches origin's main (then the hydrate workflow is dispatched)."""
+    runner = Runner(REPO_ROOT, tmp_path)
+    runner.run(WORKFLOWS / "image.yaml", event={})
+    for name in ("test", "build", "pin"):
+        job = runner.record.job("image.yaml", name)
+        assert job.ok, f"{job.label}\n{job.log()}"
+    target = runner.record.job("image.yaml", "test").outputs
+    assert target["repository"].endswith("/notifications") and target["registry"]
+    pinned = git_out(runner.origin, "show", "main:overlays/dev/kustomization.yaml")
+    digest = runner.record.job("image.yaml", "build").outputs["digest"]
+    assert f"digest: {digest}" in pinned
+    assert git_out(runner.origin, "log", "-1", "--format=%s", "main").startswith(f"dev: notifications {digest}")
+    assert "gh workflow run hydrate.yaml --ref main" in runner.stubbed_log()
