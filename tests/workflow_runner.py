@@ -297,6 +297,15 @@ class Runner:
             "RUNNER_TEMP": str(temp),
             "GITHUB_WORKSPACE": str(workspace),
             "GITHUB_SHA": self.sha,
+            # GitHub's default variables the scripts read.
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_SERVER_URL": base["github"]["server_url"],
+            "GITHUB_REPOSITORY": base["github"]["repository"],
+            "GITHUB_RUN_ID": base["github"]["run_id"],
+            "GITHUB_REF": base["github"]["ref"],
+            "GITHUB_BASE_REF": base["github"]["base_ref"],
+            "GITHUB_ACTOR": base["github"]["actor"],
+            "RUNNER_OS": "Linux",
             "GITHUB_ENV": str(env_file),
             "GITHUB_STEP_SUMMARY": str(summary),
         }
