@@ -215,7 +215,7 @@ class Runner:
     def _expand(self, value: Any, ctx: dict[str, Any]) -> Any:
         if isinstance(value, str):
             whole = re.fullmatch(r"\$\{\{(.*?)\}\}", value.strip(), re.S)
-            if whole:
+            if whole and value.count("${{") == 1:
                 return self._eval(whole[1], ctx)
             return re.sub(r"\$\{\{(.*?)\}\}", lambda m: _text(self._eval(m[1], ctx)), value, flags=re.S)
         if isinstance(value, dict):
