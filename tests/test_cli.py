@@ -293,6 +293,9 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
+# Renders and validates three environments, then hydrates and validates staging as CI would: minutes on a busy
+# 2-core machine, beyond the suite's 300 s default.
+@pytest.mark.timeout(1200)
 def test_fork_adds_staging_and_audits(
     fork: Path,
     kafka_bootstrap: str,  # noqa: F811

@@ -9,6 +9,10 @@ import pytest
 from gitops.core.paths import REPO_ROOT, environments
 from tests.workflow_runner import WORKFLOWS, Runner, complete_the_lock
 
+# Each workflow run renders and validates like CI does (the hydrate fixture: two hydrate + validate jobs), minutes on
+# a busy 2-core machine, beyond the suite's 300 s default.
+pytestmark = pytest.mark.timeout(1200)
+
 
 @pytest.fixture(scope="module")
 def hydrate_run(tmp_path_factory: pytest.TempPathFactory) -> Runner:
