@@ -292,6 +292,10 @@ class Runner:
         env |= {
             "PATH": f"{self.stubs}{os.pathsep}{env['PATH']}",
             "PIP_NO_INDEX": "1",
+            # Offline: a download a step would make fails at once on loopback instead of leaving the machine.
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "NO_PROXY": "127.0.0.1,localhost",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "CI": "true",
             "RUNNER_TEMP": str(temp),
