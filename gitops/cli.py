@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import io
 import os
 import runpy
@@ -89,6 +90,17 @@ CODE_ONLY_VERBS = frozenset({"send-event", "serve", "bench", "soak", "docs"})
 REEXEC_GUARD = "GITOPS_REEXEC_FROM"
 
 
+def _app_tree() -> Path | None:
+    """The tree the subscriber's code (`notifications`, which checks read its routes and topics from) is imported
+    from, when it is a tree's apps/notifications/src; `make <verb>` in a copy imports the copy's gitops/ (python -m
+    puts the working directory first) but still the original's app through the venv's editable install."""
+    spec = importlib.util.find_spec("notifications")
+    if spec is None or spec.origin is None:
+        return None
+    src = Path(spec.origin).resolve().parent.parent
+    return src.parents[2] if src.name == "src" and src.parent.name == "notifications" else None
+
+
 def _run_in_tree(name: str, args_in: list[str]) -> None:
     """Make the verb act on the tree it is run in, with that tree's own code, or refuse in one line.
 
@@ -106,7 +118,7 @@ def _run_in_tree(name: str, args_in: list[str]) -> None:
             "the git top level)",
             fix="cd into your checkout or fork and run the verb there",
         )
-    if work == code:
+    if work == code and _app_tree() in (None, work):
         return
     if not (work / "gitops" / "cli.py").is_file() or os.environ.get(REEXEC_GUARD):
         raise UserError(

@@ -87,3 +87,28 @@ def test_outside_any_tree_a_manifest_verb_refuses_and_the_subscriber_verbs_run(
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "is not inside a tree of this repository" in proc.stderr
     assert original_gitops(elsewhere, "send-event", "--help").returncode == 0
+
+
+def test_make_in_a_copy_runs_the_copys_app_code_too(tree_copy: Path) -> None:
+    """`make <verb>` in a copy runs `python -m gitops.cli`, which imports the copy's gitops/ but, through the venv's
+    editable install, the original's subscriber: the copy's new topic must be the one validate and the verbs see."""
+    shutil.copytree(REPO_ROOT / "gitops", tree_copy / "gitops", ignore=shutil.ignore_patterns("__pycache__"))
+    topics = tree_copy / "apps/notifications/src/notifications/topics.py"
+    topics.write_text(
+        topics.read_text().replace(
+            "\n    )\n}",
+            '\n        Topic("audits", LogRecord, summarise_log_record, log_record_level, fresh_fields={"timestamp": _now}),'
+            "\n    )\n}",
+        )
+    )
+    environ = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "apps/notifications/src")}  # the original's app
+    proc = subprocess.run(
+        [sys.executable, "-m", "gitops.cli", "send-event", "--help"],
+        cwd=tree_copy,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "audits" in proc.stdout, proc.stdout
