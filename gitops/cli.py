@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import io
 import os
 import runpy
@@ -23,8 +24,10 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
+from gitops.core import paths
 from gitops.core.errors import EXIT_USAGE, UserError
 from gitops.core.paths import REPO_ROOT
 
@@ -41,7 +44,8 @@ EXIT_CODES = {
     EXIT_USAGE: "bad input or set-up: unknown argument, environment or topic, bad YAML, missing file or mirror, "
     "`make setup` not run (one line says where and how to fix it)",
     EXIT_DANGEROUS: "diff: a change production cannot take (DANGEROUS)",
-    EXIT_UNAVAILABLE: "bump: a release asset could not be fetched and hashed; nothing was written",
+    EXIT_UNAVAILABLE: "bump: a release asset could not be fetched and hashed: nothing was written, or (an entry "
+    "that was already null) the lock still has a null entry, which cannot deploy",
     EXIT_BUG: "an unexpected error (a bug): one line, and the traceback with --debug",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
@@ -57,6 +61,9 @@ VERBS: dict[str, Verb] = {
     "render": Verb("gitops.core.render", "print the manifests Argo CD would apply for one environment"),
     "hydrate": Verb(
         "gitops.delivery.hydrate", "write an environment's render as one file per object (what Argo CD syncs)"
+    ),
+    "environments": Verb(
+        "gitops.core.environments", "list the environments of environments.yaml (--github-matrix: the CI matrix)"
     ),
     "validate": Verb("gitops.validate.run", "render every environment, schema-check it and run the semantic checks"),
     "diff": Verb("gitops.diff.report", "per-environment resource diff between a git ref and the working tree"),
@@ -82,6 +89,59 @@ VERBS: dict[str, Verb] = {
     ),
     "replay": Verb("gitops.e2e.replay", "list dead-lettered events, why each failed, and re-send chosen ones"),
 }
+
+
+# Verbs that run the subscriber's code and read no tree: they also run outside any checkout.
+CODE_ONLY_VERBS = frozenset({"send-event", "serve", "bench", "soak", "docs"})
+# Set in the environment of a re-run in a copy's own code, so a copy whose code still is not its own stops.
+REEXEC_GUARD = "GITOPS_REEXEC_FROM"
+
+
+def _app_tree() -> Path | None:
+    """The tree the subscriber's code (`notifications`, which checks read its routes and topics from) is imported
+    from, when it is a tree's apps/notifications/src; `make <verb>` in a copy imports the copy's gitops/ (python -m
+    puts the working directory first) but still the original's app through the venv's editable install."""
+    spec = importlib.util.find_spec("notifications")
+    if spec is None or spec.origin is None:
+        return None
+    src = Path(spec.origin).resolve().parent.parent
+    return src.parents[2] if src.name == "src" and src.parent.name == "notifications" else None
+
+
+def _run_in_tree(name: str, args_in: list[str]) -> None:
+    """Make the verb act on the tree it is run in, with that tree's own code, or refuse in one line.
+
+    An editable install keeps importing the gitops/ of the tree the venv was made in, also from a copy of that
+    tree (`cp -r` takes .venv along): `pin-image` in the copy rewrote the original. So, like git and kustomize,
+    the tree is the one around the working directory (gitops/core/paths.py); when that is not the tree this code
+    comes from, the verb runs again as `python -m gitops.cli` with that tree's gitops/ and app first on the path
+    (what `make <verb>` does there). A tree without its own gitops/ is refused: its code may differ from ours."""
+    work, code = paths.WORK_TREE, paths.CODE_ROOT
+    if work is None:
+        if name in CODE_ONLY_VERBS:
+            return
+        raise UserError(
+            f"{Path.cwd()} is not inside a tree of this repository (no {paths.TREE_MARKER} at or above it, up to "
+            "the git top level)",
+            fix="cd into your checkout or fork and run the verb there",
+        )
+    if work == code and _app_tree() in (None, work):
+        return
+    if not (work / "gitops" / "cli.py").is_file() or os.environ.get(REEXEC_GUARD):
+        raise UserError(
+            f"this tree is {work}, but the gitops code running is {code}'s (its venv's editable install); refusing "
+            "to act on one tree with another's code",
+            fix=f"run `make setup` in {work} and then `make {name}` or `.venv/bin/gitops {name}` there",
+        )
+    env = {
+        **os.environ,
+        REEXEC_GUARD: str(code),
+        "PYTHONPATH": os.pathsep.join(
+            [str(work), str(work / "apps" / "notifications" / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "gitops.cli", *args_in], env)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -206,6 +266,11 @@ def _main(args_in: list[str]) -> int:
     # Everything after the verb belongs to the verb's own parser (including its --help).
     split = next((i for i, arg in enumerate(args_in) if arg in VERBS or arg == "docs"), len(args_in))
     args = parser().parse_args(args_in[: split + 1])
+    try:
+        _run_in_tree(args.verb, args_in)
+    except UserError as error:
+        print(f"gitops {args.verb}: {error}", file=sys.stderr)
+        return error.exit_code
     if args.verb == "docs":
         os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal; the committed file must not depend on it
         sys.stdout.write(docs())

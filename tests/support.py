@@ -13,7 +13,16 @@ from gitops.core.render import RenderResult
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import catalogue, registered
 
-TREE = ("base", "overlays", "components", "apps", "argocd", "validation-waivers.yaml", "environments.yaml")
+TREE = (
+    "base",
+    "overlays",
+    "components",
+    "apps",
+    "argocd",
+    "argocd-app.yaml",
+    "validation-waivers.yaml",
+    "environments.yaml",
+)
 
 
 # An environment name no fork would pick, for tests that add one to a copy of the tree.

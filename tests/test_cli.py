@@ -1,6 +1,7 @@
 """The `gitops` CLI: make's verbs as subcommands, one line per bad input, documented exit codes, and a fork that
 adds a real `staging` environment and an `audits` topic by following the docs/forking.md recipes."""
 
+import json
 import os
 import re
 import shutil
@@ -13,11 +14,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from gitops import cli
-from gitops.core.paths import REPO_ROOT, release_mirror
+from gitops.core.paths import REPO_ROOT, environments, release_mirror
 from tests.events.kafka_broker import KafkaBroker, create_topics, kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
 from tests.support import MADE_UP_ENV
+from tests.test_docs import readme_environment_table
+from tests.workflow_runner import Runner, complete_the_lock
+
+KNOWN = re.escape(", ".join(environments()))
 
 GITOPS = [sys.executable, "-m", "gitops.cli"]
 
@@ -43,6 +49,10 @@ def fork(tree_copy: Path) -> Path:
     (tree_copy / "tests/events").mkdir(parents=True)
     shutil.copy(REPO_ROOT / "tests/events/kafka_broker.py", tree_copy / "tests/events/kafka_broker.py")
     (tree_copy / "bin").symlink_to(REPO_ROOT / "bin")
+    # What a fork also has and the recipes and workflows read: the README, the workflows, the Python lock.
+    shutil.copy(REPO_ROOT / "README.md", tree_copy / "README.md")
+    shutil.copy(REPO_ROOT / "requirements.lock", tree_copy / "requirements.lock")
+    shutil.copytree(REPO_ROOT / ".github", tree_copy / ".github")
     return tree_copy
 
 
@@ -71,7 +81,7 @@ BAD_INPUTS = {
         ["render", MADE_UP_ENV],
         2,
         rf"^render {MADE_UP_ENV}: overlays/{MADE_UP_ENV}/kustomization.yaml: unknown environment '{MADE_UP_ENV}' "
-        r"\(known: dev, prod\); see docs/forking.md, 'Add an environment'$",
+        rf"\(known: {KNOWN}\); see docs/forking.md, 'Add an environment'$",
     ),
     "bad YAML in an overlay's kustomization": (
         _bad_kustomization_yaml,
@@ -109,7 +119,7 @@ BAD_INPUTS = {
         None,
         ["produce", "--env", MADE_UP_ENV],
         2,
-        rf"^error: environments.yaml: unknown environment '{MADE_UP_ENV}' \(known: dev, prod\)",
+        rf"^error: environments.yaml: unknown environment '{MADE_UP_ENV}' \(known: {KNOWN}\)",
     ),
     "unknown topic for send-event": (
         None,
@@ -229,7 +239,7 @@ def add_staging(root: Path) -> None:
         + "  staging:\n    production: false\n    automated_sync: true\n"
         + f"    destination: {{server: {STAGING_API}}}\n    load_balancer: false\n"
     )
-    bootstrap = root / "argocd/bootstrap/argocd-app.yaml"
+    bootstrap = root / "argocd-app.yaml"
     docs = bootstrap.read_text().split("\n---\n")
     copies = [
         doc.replace("knative-kafka-dev", "knative-kafka-staging")
@@ -242,6 +252,10 @@ def add_staging(root: Path) -> None:
     bootstrap.write_text(
         bootstrap.read_text().rstrip("\n") + "".join(f"\n---\n{c.strip(chr(10))}" for c in copies) + "\n"
     )
+    readme = root / "README.md"
+    dev_row = next(line for line in readme.read_text().splitlines() if line.startswith("| dev |"))
+    staging_row = dev_row.replace("| dev |", "| staging |").replace("https://kubernetes.default.svc", STAGING_API)
+    readme.write_text(readme.read_text().replace(dev_row + "\n", f"{dev_row}\n{staging_row}\n", 1))
 
 
 def add_audits(root: Path) -> None:
@@ -292,7 +306,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_fork_adds_staging_and_audits(fork: Path, kafka_bootstrap: str) -> None:  # noqa: F811
+# Renders and validates three environments, then hydrates and validates staging as CI would: minutes on a busy
+# 2-core machine, beyond the suite's 300 s default.
+@pytest.mark.timeout(1200)
+def test_fork_adds_staging_and_audits(
+    fork: Path,
+    kafka_bootstrap: str,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     add_staging(fork)
     add_audits(fork)
     rbac = run(fork, "deployer-rbac", "--write")
@@ -309,6 +330,23 @@ def test_fork_adds_staging_and_audits(fork: Path, kafka_bootstrap: str) -> None:
     validated = run(fork, "validate")
     assert validated.returncode == 0, validated.stdout + validated.stderr
     assert "staging: " in validated.stdout and "validate: OK" in validated.stdout
+    facts = yaml.safe_load((fork / "environments.yaml").read_text())["environments"]
+    assert readme_environment_table(fork / "README.md") == facts
+
+    # The workflows follow environments.yaml: hydrate.yaml's matrix has staging and its hydrate job for staging
+    # is green (make hydrate, then make validate on those files), the lock completed as `make bump` leaves it.
+    work = tmp_path_factory.mktemp("fork-workflows")
+    assets, prepare = complete_the_lock(work, fork)
+    runner = Runner(fork, work, extra_assets=assets, prepare=prepare)
+    runner.run(
+        fork / ".github/workflows/hydrate.yaml",
+        only=lambda job, matrix: job == "environments" or (job == "hydrate" and matrix.get("env") == "staging"),
+    )
+    emitted = runner.record.job("hydrate.yaml", "environments")
+    assert emitted.ok, emitted.log()
+    assert {"env": "staging", "reviewed": False} in json.loads(emitted.outputs["matrix"])["include"]
+    hydrated = runner.record.job("hydrate.yaml", "hydrate", env="staging")
+    assert hydrated.ok, hydrated.log()
 
     # `make kafka` (the test broker) creates the app table's topics: the fork's table lists audits.
     kafka_help = run(fork, "kafka", "--help")

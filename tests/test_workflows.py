@@ -157,20 +157,45 @@ def test_hydrate_workflow_runs_the_verbs_and_publishes_only_what_validate_passed
     workflow = YAML(typ="safe").load(HYDRATE_WORKFLOW.read_text())
     assert workflow["on"]["push"]["branches"] == ["main"]
     hydrate_job, publish = workflow["jobs"]["hydrate"], workflow["jobs"]["publish"]
+    assert hydrate_job["env"] == {"ENV": "${{ matrix.env }}"}
     runs = [step.get("run", "") for step in hydrate_job["steps"]]
-    out = "hydrated/${{ matrix.env }}"
-    assert f"make hydrate ENV=${{{{ matrix.env }}}} OUT={out}" in runs
-    assert f"make validate ENV=${{{{ matrix.env }}}} HYDRATED={out}" in runs
-    assert runs.index(f"make hydrate ENV=${{{{ matrix.env }}}} OUT={out}") < runs.index(
-        f"make validate ENV=${{{{ matrix.env }}}} HYDRATED={out}"
+    hydrate_step, validate_step = (
+        'make hydrate ENV="$ENV" OUT="hydrated/$ENV"',
+        'make validate ENV="$ENV" HYDRATED="hydrated/$ENV"',
     )
+    assert hydrate_step in runs and validate_step in runs
+    assert runs.index(hydrate_step) < runs.index(validate_step)
     upload = next(s for s in hydrate_job["steps"] if "upload-artifact" in str(s.get("uses")))
-    assert upload["with"]["path"] == out
-    assert publish["needs"] == "hydrate"
+    assert upload["with"]["path"] == "hydrated/${{ matrix.env }}"
+    assert publish["needs"] == ["environments", "hydrate"]
     script = "\n".join(step.get("run", "") for step in publish["steps"])
     # The publish job renders nothing itself: it copies the validated artifact.
     assert "make " not in script and "gitops." not in script
     assert 'git push origin "HEAD:refs/heads/$deploy"' in script  # dev
-    assert 'git push --force origin "HEAD:refs/heads/hydrate/prod"' in script  # prod: only via a pull request
-    assert "gh pr create --base deploy/prod --head hydrate/prod" in script
+    # A production environment (prod): only via a pull request.
+    assert 'git push --force origin "HEAD:refs/heads/hydrate/$ENV"' in script
+    assert 'gh pr create --base "deploy/$ENV" --head "hydrate/$ENV"' in script
     assert "Source-Commit: $SOURCE_SHA" in script and "Releases-Lock-Sha256: $lock" in script
+
+
+def test_matrices_come_from_environments_yaml() -> None:
+    """No workflow lists environments itself: every matrix over environments is the `environments` job's output,
+    `gitops environments --github-matrix`, so a fork's new environment is hydrated and published without a
+    workflow edit (the workflow runner test runs it for a fork that adds one)."""
+    from gitops.core.environments import github_matrix, load
+
+    for path in workflow_files():
+        workflow = YAML(typ="safe").load(path.read_text())
+        for name, job in workflow["jobs"].items():
+            matrix = (job.get("strategy") or {}).get("matrix")
+            if matrix is None:
+                continue
+            assert matrix == "${{ fromJSON(needs.environments.outputs.matrix) }}", f"{path.name}: job {name}"
+            needs = job["needs"] if isinstance(job["needs"], list) else [job["needs"]]
+            assert "environments" in needs, f"{path.name}: job {name}"
+    hydrate_workflow = YAML(typ="safe").load(HYDRATE_WORKFLOW.read_text())
+    emit = hydrate_workflow["jobs"]["environments"]["steps"][-1]["run"]
+    assert emit == 'python -m gitops.cli environments --github-matrix >> "$GITHUB_OUTPUT"'
+    assert github_matrix(load(REPO_ROOT)) == {
+        "include": [{"env": env, "reviewed": load(REPO_ROOT).is_production(env)} for env in load(REPO_ROOT).names]
+    }

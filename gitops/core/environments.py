@@ -123,3 +123,29 @@ def _environment(name: str, fields: Any) -> Environment:
             fix="as in the Argo CD Application's spec.destination",
         )
     return Environment(name, fields["production"], fields["automated_sync"], destination, fields["load_balancer"])
+
+
+def github_matrix(envs: Environments) -> dict[str, list[dict[str, object]]]:
+    """The hydrate workflow's matrix: one entry per environment; `reviewed` (its production fact) sends the
+    hydrated commit through a pull request into its deploy branch instead of pushing it there."""
+    return {"include": [{"env": name, "reviewed": envs.get(name).production} for name in envs.names]}
+
+
+def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
+    """`gitops environments`: the environments of environments.yaml, one per line (or as a workflow matrix)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument(
+        "--github-matrix",
+        action="store_true",
+        help="print `matrix=<JSON>`, a $GITHUB_OUTPUT line the workflows read with fromJSON (.github/workflows)",
+    )
+    args = parser.parse_args(argv)
+    envs = load(root)
+    if args.github_matrix:
+        print(f"matrix={json.dumps(github_matrix(envs), separators=(',', ':'))}")
+    else:
+        print("\n".join(envs.names))
+    return 0

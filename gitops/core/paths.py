@@ -1,10 +1,43 @@
-"""Where things are: the repository, the offline release mirror, the local cache."""
+"""Where things are: the repository, the offline release mirror, the local cache.
+
+Two trees matter. CODE_ROOT is where this gitops package was imported from (an editable install keeps pointing at
+the tree the venv was made in, also from a copy of that tree). WORK_TREE is the repository the command is run in:
+the nearest directory at or above the working directory that holds environments.yaml, looking no further than the
+git top level, the way git and kustomize find their tree. REPO_ROOT, which every verb acts on, is the work tree
+when there is one; gitops/cli.py makes sure a verb never acts on one tree with another tree's code
+(docs/forking.md, "Copies of the tree").
+"""
 
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS_DIR = "overlays"
+# The file that makes a directory a tree of this repository (every verb reads it).
+TREE_MARKER = "environments.yaml"
+
+
+def find_work_tree(start: Path) -> Path | None:
+    """The tree `start` lies in: the nearest ancestor holding environments.yaml and overlays/, never past a
+    directory holding .git (another repository's top level); None outside any such tree."""
+    for directory in (start, *start.parents):
+        if (directory / TREE_MARKER).is_file() and (directory / ENVIRONMENTS_DIR).is_dir():
+            return directory
+        if (directory / ".git").exists():
+            return None
+    return None
+
+
+def _cwd() -> Path | None:
+    try:
+        return Path.cwd().resolve()
+    except OSError:  # the working directory was deleted
+        return None
+
+
+CODE_ROOT = Path(__file__).resolve().parents[2]
+_start = _cwd()
+WORK_TREE = find_work_tree(_start) if _start else None
+REPO_ROOT = WORK_TREE or CODE_ROOT
 PLATFORM_KUSTOMIZATION = Path("base/platform/kustomization.yaml")
 RELEASES_LOCK = Path("base/platform/releases.lock.yaml")
 # The Go module that runs Knative's admission webhooks (validate) and whose versions `make bump` moves (upstream).

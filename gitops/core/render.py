@@ -424,11 +424,33 @@ def stand_in_note(url: str) -> str:
     return STAND_IN_NOTE.format(version=releases.ReleaseAsset.parse(url).tag.removeprefix("knative-v"))
 
 
-def report_omitted(result: RenderResult, stream=sys.stderr) -> None:
-    for gap in result.omitted:
-        print(f"render {result.env}: LEFT OUT {gap.url}: {gap.reason}", file=stream)
-        if gap.url in result.stood_in:
-            print(f"render {result.env}: its objects are {stand_in_note(gap.url)}", file=stream)
+def report_omitted(results: list[RenderResult], stream=sys.stderr) -> None:
+    """The release assets these renders left out, as one warning block on stderr that nobody scrolls past: each
+    asset once (however many environments miss it), why, and the fix. A render without them deploys a broken
+    cluster, and `make hydrate` (so CI) refuses it (README, "Before the first push")."""
+    gaps: dict[str, tuple[releases.Unavailable, list[str]]] = {}
+    for result in results:
+        for gap in result.omitted:
+            gaps.setdefault(gap.url, (gap, []))[1].append(result.env)
+    if not gaps:
+        return
+    count = f"{len(gaps)} release asset{'s' if len(gaps) > 1 else ''}"
+    tags = sorted({releases.ReleaseAsset.parse(url).tag.removeprefix("knative-v") for url in gaps})
+    rule = "!" * 100
+    lines = [
+        rule,
+        f"WARNING: {count} LEFT OUT of this render; it cannot be deployed (`make hydrate` and CI refuse it):",
+    ]
+    for url, (gap, envs) in gaps.items():
+        lines += [f"  LEFT OUT {url} ({', '.join(envs)})", f"    {gap.reason}"]
+        if any(url in result.stood_in for result in results):
+            lines.append(f"    its objects are {stand_in_note(url)}")
+    lines += [
+        f"  Fix: `make bump VERSION={tags[0] if len(tags) == 1 else '<version>'}` where github.com is reachable, then "
+        f"commit {releases.RELEASES_LOCK} (README, 'Before the first push').",
+        rule,
+    ]
+    print("\n".join(lines), file=stream)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"render {args.env}: {error}", file=sys.stderr)
         return error.exit_code
     sys.stdout.write(result.text)
-    report_omitted(result)
+    report_omitted([result])
     return 0
 
 

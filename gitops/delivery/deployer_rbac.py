@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         text = render_file(render)
         if args.write:
             (REPO_ROOT / deployer_file(env)).write_text(text)
+            print(f"deployer-rbac {env}: wrote {REPO_ROOT / deployer_file(env)}")
         else:
             sys.stdout.write(text)
     return 0

@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hydrate {args.env}: FAILED, nothing written: {error}", file=sys.stderr)
         return 1
     print(
-        f"hydrate {args.env}: {len(result.files)} objects in {result.out} "
+        f"hydrate {args.env}: wrote {len(result.files)} objects and {PROVENANCE} to {result.out.resolve()} "
         f"(source {result.source_commit}, lock sha256 {result.lock_sha256[:12]})"
     )
     return 0

@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
         return 0
     name = f"{ENVIRONMENTS_DIR}/{args.env}/kustomization.yaml"
     sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{name}", f"b/{name}"))
+    print(f"pin-image: wrote {root / name}")
     return 0
 
 

@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
         print(f"promote: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(report(result))
+    if result.changed:
+        print(f"promote: wrote {root / ENVIRONMENTS_DIR / result.target / 'kustomization.yaml'}")
     return 0
 
 

@@ -9,7 +9,8 @@ from typing import Any
 from gitops.core import manifests
 from gitops.core.manifests import Obj
 
-APP_FILE = "argocd/bootstrap/argocd-app.yaml"
+# What a person applies once (`kubectl apply -f argocd-app.yaml`), at the top level where readers look first.
+APP_FILE = "argocd-app.yaml"
 ARGOCD_DIR = "argocd"
 WAVE = "argocd.argoproj.io/sync-wave"
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"

@@ -135,6 +135,11 @@ class Outcome:
     notes: list[str]
     written: list[Path]
 
+    @property
+    def unhashed(self) -> list[Hashed]:
+        """Every asset without a digest: those that block the bump and those whose lock entry stays null."""
+        return [h for h in self.hashed if h.digest is None]
+
 
 def bump(root: Path, version: str, mirror: Path, cache: Path) -> Outcome:
     current, assets = pinned_assets(root)
@@ -221,18 +226,29 @@ def report(outcome: Outcome, root: Path) -> list[str]:
         status = f"sha256 {h.digest} ({h.source})" if h.digest else f"UNAVAILABLE: {h.source}"
         lines.append(f"  {name}: {status}")
     lines += [f"  note: {n}" for n in outcome.notes]
+    unhashed = outcome.unhashed
     if outcome.blocking:
         lines += [
-            f"bump: could not hash {len(outcome.blocking)} asset(s); NOTHING was changed (URLs and lock untouched):",
-            *[f"  {b}" for b in outcome.blocking],
+            f"bump: could not hash {len(unhashed)} of {len(outcome.hashed)} asset(s); NOTHING was changed (URLs and "
+            "lock untouched):",
+            *[f"  {h.asset.url}" for h in unhashed],
             f"next steps: run `make bump VERSION={version}` where github.com is reachable (CI, a laptop), or put",
             f"  the files in the mirror as {outcome.target}/<repo>/<file>; then review with `make diff BASE=HEAD`",
             "  and commit the kustomization and the lock together.",
         ]
-    elif outcome.written:
-        lines.append("bump: wrote " + ", ".join(str(p.relative_to(root)) for p in outcome.written))
     else:
-        lines.append(f"bump: already at {outcome.target}; the lock matches what could be hashed, nothing to change")
+        if outcome.written:
+            lines.append("bump: wrote " + ", ".join(str(p) for p in outcome.written))
+        else:
+            lines.append(f"bump: already at {outcome.target}; nothing to write")
+        if unhashed:
+            lines += [
+                f"bump: INCOMPLETE: {len(unhashed)} of {len(outcome.hashed)} lock entries are still null (could not "
+                f"be hashed here); `make hydrate` and CI refuse to deploy until they are recorded:",
+                *[f"  {h.asset.url}" for h in unhashed],
+                f"next step: run `make bump VERSION={version}` where github.com is reachable and commit "
+                f"{RELEASES_LOCK}.",
+            ]
     repos = sorted({(h.asset.org, h.asset.repo) for h in outcome.hashed})
     lines.append("release notes:")
     lines += [f"  https://github.com/{org}/{repo}/releases/tag/{outcome.target}" for org, repo in repos]
@@ -264,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bump: {error}", file=sys.stderr)
         return 1
     print("\n".join(report(outcome, args.root)))
-    return EXIT_UNAVAILABLE if outcome.blocking else 0
+    # Non-zero while any lock entry is null: such a lock cannot deploy (`make hydrate` refuses it).
+    return EXIT_UNAVAILABLE if outcome.unhashed else 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from gitops.core import manifests, releases
 from gitops.core.errors import UserError
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir, environments, upstream_source_dir
 from gitops.core.progress import progress
-from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env, stand_in_note
+from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env, report_omitted, stand_in_note
 from gitops.delivery import deployer_rbac, hydrate
 from gitops.model.argocd import argocd_paths
 from gitops.model.retry_budget import retry_budgets
@@ -172,7 +172,8 @@ def validate(root: Path = REPO_ROOT, envs: list[str] | None = None, hydrated: di
     repo = RepoContext(root, report.renders)
     for check in repo_checks():
         report.findings += check.run(repo)
-    report.findings, report.waived = waivers.apply(report.findings, waivers.load(root))
+    judged = waivers.judged(waivers.load(root), envs, known)
+    report.findings, report.waived = waivers.apply(report.findings, judged)
     return report
 
 
@@ -216,13 +217,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         for budget in retry_budgets(render.objects):
             print(f"{env}: {budget.describe()}")
-        for gap in render.omitted:
-            print(f"{env}: NOT RENDERED {gap.url}\n    {gap.reason}")
-            if gap.url in render.stood_in:
-                print(
-                    f"    its {len(render.stand_ins)} objects rebuilt from {upstream_source_dir().name} were checked "
-                    f"(availability, NetworkPolicy, Pod Security): {stand_in_note(gap.url)}"
-                )
+        if render.omitted:
+            print(
+                f"{env}: NOT RENDERED {', '.join(gap.url.rsplit('/', 1)[-1] for gap in render.omitted)} (see the warning)"
+            )
+        if render.stood_in:
+            print(
+                f"    its {len(render.stand_ins)} objects rebuilt from {upstream_source_dir().name} were checked "
+                f"(availability, NetworkPolicy, Pod Security): {stand_in_note(render.stood_in[0])}"
+            )
+    sys.stdout.flush()
+    report_omitted(list(report.renders.values()))
     verdict = "OK" if report.ok else f"{len(report.findings)} finding(s)"
     print(f"validate: {verdict} in {time.monotonic() - started:.1f}s")
     return 0 if report.ok else 1

@@ -1,5 +1,6 @@
 """Waivers: findings accepted knowingly (validation-waivers.yaml), never silently."""
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,13 @@ def load(root: Path) -> list[Waiver]:
         return []
     entries = (YAML(typ="safe").load(path.read_text()) or {}).get("waivers") or []
     return [Waiver(**entry) for entry in entries]
+
+
+def judged(waivers: list[Waiver], validated: Collection[str], environments: Collection[str]) -> list[Waiver]:
+    """The waivers this run can judge: a waiver for an environment that is not being validated
+    (`gitops validate dev` and prod's waiver) would be stale only because its environment's findings were never
+    looked for, so it is set aside; waivers for what every run checks (argocd, the repository) always count."""
+    return [w for w in waivers if w.env in validated or w.env not in environments]
 
 
 def apply(findings: list[Finding], waivers: list[Waiver]) -> tuple[list[Finding], list[tuple[Finding, Waiver]]]:

@@ -1,12 +1,13 @@
 """make render: offline, lock-checked, loud about what it leaves out."""
 
+import re
 import subprocess
 import sys
 
 import pytest
 
-from gitops.core import manifests, releases, render, upstream_source
-from gitops.core.paths import REPO_ROOT
+from gitops.core import manifests, releases, render
+from gitops.core.paths import REPO_ROOT, environments
 from gitops.core.render import RenderError, render_env
 from tests.support import BROKER_ASSET as BROKER_DATA_PLANE
 from tests.support import MADE_UP_ENV, UNLOCKED_ASSETS
@@ -24,9 +25,12 @@ def test_render_prints_the_stack_and_names_what_it_left_out():
         "name: net-kourier-controller",
     ):
         assert expected in proc.stdout
+    assert f"LEFT OUT {BROKER_DATA_PLANE} (prod)" in proc.stderr
+    assert proc.stderr.startswith("!!!") and proc.stderr.count("WARNING:") == 1
+    assert "Fix: `make bump VERSION=1.23.0` where github.com is reachable, then commit" in proc.stderr
     for url in UNLOCKED_ASSETS:  # the Kafka Broker and KafkaSink data planes: no digest recorded yet
-        assert f"LEFT OUT {url}: the lock records no sha256" in proc.stderr
-    assert "render prod: its objects are checked against the 1.23.0 sources, not the release bytes" in proc.stderr
+        assert f"LEFT OUT {url} (prod)" in proc.stderr
+    assert "its objects are checked against the 1.23.0 sources, not the release bytes" in proc.stderr
     assert "name: kafka-broker-receiver" not in proc.stdout  # a stand-in is never part of what Argo CD applies
 
 
@@ -61,7 +65,7 @@ def test_objects_know_their_source_file(renders):
     assert by_kind[("Deployment", "controller")].endswith("/serving-core.yaml")
 
 
-@pytest.mark.parametrize("env", ["dev", "prod"])
+@pytest.mark.parametrize("env", environments())
 def test_one_build_with_origins_renders_exactly_the_plain_build(renders, monkeypatch, env):
     """The origin/transformer annotations used for naming files never reach the output Argo CD would apply."""
     monkeypatch.setattr(render, "BUILD_METADATA", {})  # a plain `kustomize build`, as Argo CD runs it
@@ -73,7 +77,9 @@ def test_one_build_with_origins_renders_exactly_the_plain_build(renders, monkeyp
 
 
 def test_unknown_environment():
-    with pytest.raises(RenderError, match=rf"unknown environment '{MADE_UP_ENV}'.*known: dev, prod"):
+    with pytest.raises(
+        RenderError, match=rf"unknown environment '{MADE_UP_ENV}'.*known: {re.escape(', '.join(environments()))}"
+    ):
         render_env(MADE_UP_ENV)
 
 

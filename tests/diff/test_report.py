@@ -70,14 +70,14 @@ def test_git_ref_vs_working_tree_exit_codes(repo_copy: Path, capsys: pytest.Capt
 
 
 def test_argocd_objects_are_diffed(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    app = repo_copy / "argocd/bootstrap/argocd-app.yaml"
+    app = repo_copy / "argocd-app.yaml"
     text = app.read_text()
     dev = text.index("kind: Application\nmetadata:\n  name: knative-kafka-dev")
     app.write_text(text[:dev] + text[dev:].replace("selfHeal: true", "selfHeal: false", 1))
     assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "argocd"]) == 0
     out = capsys.readouterr().out
     assert "== argocd: 1 changed" in out
-    assert "~ Application argocd/knative-kafka-dev  (argocd/bootstrap/argocd-app.yaml)" in out
+    assert "~ Application argocd/knative-kafka-dev  (argocd-app.yaml)" in out
     assert "spec.syncPolicy.automated.selfHeal: true → false" in out
 
 

@@ -43,6 +43,10 @@ def fake_mirror(tmp_path: Path) -> Path:
     return mirror
 
 
+def null_entries(root: Path) -> list[str]:
+    return [url for url, digest in releases.load_lock(root).items() if digest is None]
+
+
 def snapshot(root: Path) -> dict[Path, str]:
     return {p: (root / p).read_text() for p in (PLATFORM_KUSTOMIZATION, RELEASES_LOCK)}
 
@@ -58,12 +62,16 @@ def test_same_version_offline_keeps_everything_and_says_null_stays_null(
 ) -> None:
     before = snapshot(tree_copy)
     code, out = run(tree_copy, "1.23.0", release_mirror(), capsys)
-    assert code == 0
+    # Non-zero while a lock entry is null: that lock cannot deploy (issue: it said "already at" and exited 0).
+    assert code == bump.EXIT_UNAVAILABLE, out
     assert snapshot(tree_copy) == before
     for asset in UNLOCKED:
         assert f"{asset}: UNAVAILABLE" in out
     assert "still unrecorded (null) because it cannot be fetched here" in out
-    assert "nothing to change" in out
+    nulls, total = null_entries(tree_copy), len(releases.load_lock(tree_copy))
+    assert f"bump: INCOMPLETE: {len(nulls)} of {total} lock entries are still null" in out
+    assert all(f"  {url}\n" in out for url in nulls)
+    assert "next step: run `make bump VERSION=1.23.0` where github.com is reachable and commit" in out
     assert "kubectl create -f" not in out  # no upgrade happened, no runbook
 
 
@@ -98,7 +106,9 @@ def test_bump_to_new_version_rewrites_urls_and_lock_and_renders(
 ) -> None:
     before = snapshot(tree_copy)
     code, out = run(tree_copy, f"v{FAKE}", fake_mirror, capsys)
-    assert code == 0, out
+    # Written, but the entries that were null (no mirror copy) stay null: not deployable yet, so not 0.
+    assert code == bump.EXIT_UNAVAILABLE, out
+    assert f"bump: INCOMPLETE: {len(null_entries(tree_copy))} of " in out
 
     kustomization = (tree_copy / PLATFORM_KUSTOMIZATION).read_text()
     assert kustomization == before[PLATFORM_KUSTOMIZATION].replace("knative-v1.23.0", f"knative-v{FAKE}")
@@ -133,7 +143,9 @@ def test_offline_bump_to_unmirrored_version_changes_nothing(
     code, out = run(tree_copy, "1.98.0", release_mirror(), capsys)
     assert code == bump.EXIT_UNAVAILABLE
     assert snapshot(tree_copy) == before
-    assert "could not hash 5 asset(s); NOTHING was changed" in out
+    # Honest counts: every asset listed as unhashable is counted (5 blocking + the null ones).
+    total = len(releases.load_lock(tree_copy))
+    assert f"could not hash {total} of {total} asset(s); NOTHING was changed" in out
     assert "https://github.com/knative/serving/releases/download/knative-v1.98.0/serving-core.yaml" in out
     assert "next steps: run `make bump VERSION=1.98.0` where github.com is reachable" in out
 
@@ -209,7 +221,7 @@ def test_renovate_update_then_bump_gives_a_consistent_tree(
     matcher = _python_regex(_manager()["matchStrings"][0])
     path.write_text(matcher.sub(lambda m: m[0].replace(m["currentValue"], FAKE), path.read_text()))
     code, out = run(tree_copy, FAKE, fake_mirror, capsys)
-    assert code == 0, out
+    assert code == (bump.EXIT_UNAVAILABLE if null_entries(tree_copy) else 0), out
     assert set(releases.load_lock(tree_copy)) == set(releases.referenced_urls(tree_copy))
     assert render_env("dev", root=tree_copy, mirror=fake_mirror).objects
 

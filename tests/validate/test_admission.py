@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gitops.core import manifests
-from gitops.core.paths import ADMISSION_MODULE_DIR, REPO_ROOT
+from gitops.core.paths import ADMISSION_MODULE_DIR, REPO_ROOT, environments
 from gitops.core.render import RenderResult
 from gitops.validate import admission, waivers
 from gitops.validate.findings import Finding
@@ -70,7 +70,7 @@ def assert_refused(findings: list[Finding], env: str, ref: str, webhook: str, ne
     return hits[0]
 
 
-@pytest.mark.parametrize("env", ["dev", "prod"])
+@pytest.mark.parametrize("env", environments())
 def test_the_tree_passes(renders, env):
     findings, warnings = admission.run({env: renders[env]})
     assert findings == [] and warnings == []

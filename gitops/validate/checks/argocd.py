@@ -2,7 +2,7 @@
 
 Environment checks (here) look at one render, which is byte for byte what `make hydrate` commits to the deploy
 branch Argo CD syncs (`make validate HYDRATED=<dir>` runs them on those files): what Argo CD applies, in which
-wave, what it may prune. Repository checks read the bootstrap (argocd/bootstrap/argocd-app.yaml) and
+wave, what it may prune. Repository checks read the bootstrap (argocd-app.yaml) and
 argocd/*.yaml (gitops.model.argocd) and compare them with every render: gitops.validate.checks.argocd_apps (sources,
 sync policy, health checks), gitops.validate.checks.argocd_project (AppProject scope, ignoreDifferences) and
 gitops.validate.checks.argocd_access (who can change what, and as whom Argo CD syncs).

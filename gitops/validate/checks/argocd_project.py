@@ -216,3 +216,56 @@ def check_ignore_differences(ctx: RepoContext) -> Iterator[Finding]:
             "spec.delivery (not stated in git, so the eventing webhook defaults it)",
             lambda o: o.get("kind") == "Broker" and not manifests.dig(o, "spec", "delivery"),
         )
+
+
+PLACEHOLDER_KEY = "REPLACE-WITH-"
+
+
+def _integrity_without_repos(spec: dict[str, Any]) -> Any:
+    """A project's sourceIntegrity with the repository URLs left out (checked by argocd-project against
+    sourceRepos): what must be the same in every AppProject."""
+    integrity = spec.get("sourceIntegrity")
+    if not isinstance(integrity, dict):
+        return integrity
+    policies = ((integrity.get("git") or {}).get("policies")) or []
+    return [{k: v for k, v in p.items() if k != "repos"} for p in policies if isinstance(p, dict)]
+
+
+@repo_check("argocd-signatures")
+def check_signed_commits_everywhere_or_nowhere(ctx: RepoContext) -> Iterator[Finding]:
+    """Signed commits are switched on in every AppProject or in none (one project left out would deploy unsigned
+    commits to its cluster), each policy covers the project's own repositories, and no placeholder key is left."""
+    found = sorted(projects(load_docs(ctx.root)).values(), key=lambda p: p.name)
+    if not found:
+        return
+    first = found[0]
+    for project in found:
+        integrity = project.spec.get("sourceIntegrity")
+        if _integrity_without_repos(project.spec) != _integrity_without_repos(first.spec):
+            state = "on" if integrity else "off"
+            other = "on" if first.spec.get("sourceIntegrity") else "off"
+            yield finding(
+                "argocd-signatures",
+                project,
+                f"sourceIntegrity differs from AppProject {first.name}'s (signed commits {state} here, {other} "
+                "there): uncomment or edit the block the same way in every AppProject of the file",
+            )
+        if not integrity:
+            continue
+        for policy in (integrity.get("git") or {}).get("policies") or []:
+            repos = sorted(str(r.get("url")) for r in policy.get("repos") or [])
+            if repos != sorted(str(r) for r in project.spec.get("sourceRepos") or []):
+                yield finding(
+                    "argocd-signatures",
+                    project,
+                    f"sourceIntegrity covers {repos} but sourceRepos is {project.spec.get('sourceRepos')}: the "
+                    "unsigned repositories would still sync",
+                )
+            keys = [str(k) for k in (policy.get("gpg") or {}).get("keys") or []]
+            if not keys or any(k.startswith(PLACEHOLDER_KEY) for k in keys):
+                yield finding(
+                    "argocd-signatures",
+                    project,
+                    f"signed commits are on but the gpg keys are {keys}: put in your key IDs (a placeholder "
+                    "matches no key and blocks every sync)",
+                )

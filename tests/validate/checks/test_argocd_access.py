@@ -1,7 +1,6 @@
 """Argo CD access model: each broken bootstrap fails validate with env, object and file named; the real one passes."""
 
 import copy
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,6 @@ import yaml
 from gitops.core import releases
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir
 from gitops.core.render import RenderResult
-from gitops.core.tools import tool
 from gitops.model.argocd import APP_FILE, IN_CLUSTER
 from gitops.validate import kubeconform, schemas
 from gitops.validate.checks import argocd_access as access
@@ -216,33 +214,82 @@ def test_deployer_rbac_file_missing_fails(tree_copy, renders) -> None:
     assert has(access_findings(tree_copy, renders), "[dev] ClusterRole knative-kafka-dev-deployer", "missing")
 
 
-# --- the bootstrap and its one-line signature switch ----------------------------------------------------------
+# --- argocd-app.yaml and its signed-commits switch (in the file, commented out) --------------------------------
+
+KEYS = ("4AEE18F83AFDEB23", "B5690EEEBB952194")
 
 
-def build_bootstrap(root: Path) -> list[dict]:
-    out = subprocess.run(
-        [tool("kustomize"), "build", str(root / "argocd/bootstrap")], capture_output=True, text=True, check=True
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+def switch_on_signed_commits(path: Path, projects: int | None = None, keys: tuple[str, ...] = KEYS) -> None:
+    """Uncomment the `sourceIntegrity` block of the first `projects` AppProjects (all by default), as
+    docs/argocd.md says, and put `keys` in place of the placeholders."""
+    lines, out, switched, inside = path.read_text().splitlines(keepends=True), [], 0, False
+    for line in lines:
+        if line == "  # sourceIntegrity:\n":
+            inside = projects is None or switched < projects
+            switched += inside
+        elif not line.startswith("  #   "):
+            inside = False
+        out.append("  " + line[4:] if inside else line)
+    text = "".join(out)
+    placeholders = ("REPLACE-WITH-CI-SIGNING-KEY-ID", "REPLACE-WITH-GITHUB-WEB-FLOW-KEY-ID")
+    for placeholder, key in zip(placeholders, keys or placeholders, strict=True):
+        text = text.replace(f"- {placeholder}\n", f"- {key}\n")
+    path.write_text(text)
 
 
-def test_signed_commits_switch_covers_every_project(tree_copy) -> None:
-    assert not any("sourceIntegrity" in d["spec"] for d in build_bootstrap(tree_copy))
-    kustomization = tree_copy / "argocd/bootstrap/kustomization.yaml"
-    kustomization.write_text(
-        kustomization.read_text().replace(
-            "# components:\n#   - ../signed-commits", "components:\n  - ../signed-commits"
-        )
-    )
-    docs = build_bootstrap(tree_copy)
+def app_docs(root: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all((root / APP_FILE).read_text()) if d]
+
+
+def signature_findings(root: Path) -> list[str]:
+    from gitops.validate.checks.argocd_project import check_signed_commits_everywhere_or_nowhere
+
+    return [str(f) for f in check_signed_commits_everywhere_or_nowhere(RepoContext(root, {}))]
+
+
+def test_argocd_app_yaml_is_one_file_at_the_top_level() -> None:
+    """What a person applies once (`kubectl apply -f argocd-app.yaml`): no kustomization to build first."""
+    assert APP_FILE == "argocd-app.yaml" and (REPO_ROOT / APP_FILE).is_file()
+    assert not (REPO_ROOT / "argocd/bootstrap").exists() and not (REPO_ROOT / "argocd/signed-commits").exists()
+    kinds = {d["kind"] for d in app_docs(REPO_ROOT)}
+    assert kinds == {"AppProject", "Application"}
+
+
+def test_signed_commits_are_off_and_ready_in_every_project() -> None:
+    projects = [d for d in app_docs(REPO_ROOT) if d["kind"] == "AppProject"]
+    assert not any("sourceIntegrity" in p["spec"] for p in projects)
+    assert (REPO_ROOT / APP_FILE).read_text().count("  # sourceIntegrity:\n") == len(projects)
+    assert signature_findings(REPO_ROOT) == []
+
+
+def test_switching_signed_commits_on_everywhere_passes_the_check_and_the_schema(tree_copy: Path) -> None:
+    switch_on_signed_commits(tree_copy / APP_FILE)
+    docs = app_docs(tree_copy)
     projects = [d for d in docs if d["kind"] == "AppProject"]
-    assert len(projects) == 2
     for project in projects:
         policy = project["spec"]["sourceIntegrity"]["git"]["policies"][0]
-        assert policy["gpg"]["mode"] == "head"
+        assert policy["gpg"] == {"mode": "head", "keys": list(KEYS)}
         assert policy["repos"] == [{"url": project["spec"]["sourceRepos"][0]}]
+    assert signature_findings(tree_copy) == []
     crd_dir = schemas.crd_schemas([], sorted(argocd_crds_dir().glob("*.yaml")))
-    assert kubeconform.run(yaml.safe_dump_all(docs), crd_dir, "argocd/bootstrap") == []
+    assert kubeconform.run(yaml.safe_dump_all(docs), crd_dir, APP_FILE) == []
+
+
+def test_signed_commits_on_in_one_project_only_fails_naming_the_other(tree_copy: Path) -> None:
+    switch_on_signed_commits(tree_copy / APP_FILE, projects=1)
+    found = signature_findings(tree_copy)
+    assert found == [
+        f"[argocd] AppProject argocd/knative-kafka-prod ({APP_FILE}): sourceIntegrity differs from AppProject "
+        "knative-kafka-dev's (signed commits off here, on there): uncomment or edit the block the same way in every "
+        "AppProject of the file  <argocd-signatures>"
+    ], found
+
+
+def test_signed_commits_with_placeholder_keys_fail(tree_copy: Path) -> None:
+    switch_on_signed_commits(tree_copy / APP_FILE, keys=())
+    found = signature_findings(tree_copy)
+    assert len(found) == 2 and all("REPLACE-WITH-CI-SIGNING-KEY-ID" in f and "placeholder" in f for f in found)
+    assert f"AppProject argocd/knative-kafka-dev ({APP_FILE})" in found[0]
 
 
 # --- CODEOWNERS: who must review what reaches prod or Argo CD -------------------------------------------------

@@ -3,6 +3,7 @@ object."""
 
 from pathlib import Path
 
+from gitops.core.paths import environments
 from gitops.model.argocd import APP_FILE
 from gitops.validate.checks.argocd_apps import check_health_tests
 from gitops.validate.findings import RepoContext
@@ -30,7 +31,9 @@ def test_wrong_deploy_branch_fails(tree_copy, renders):
         lambda d: d["Application knative-kafka-dev"]["spec"]["source"].update(targetRevision=f"deploy/{MADE_UP_ENV}"),
     )
     found = repo_findings(tree_copy, renders)
-    assert has(found, DEV_APP, IN_FILE, f"environment '{MADE_UP_ENV}' has no overlay (known: dev, prod)")
+    assert has(
+        found, DEV_APP, IN_FILE, f"environment '{MADE_UP_ENV}' has no overlay (known: {', '.join(environments())})"
+    )
     assert has(found, "[dev]", "0 Applications deploy overlays/dev")
 
 
