@@ -398,7 +398,9 @@ def check_project_roles(ctx: RepoContext) -> Iterator[Finding]:
                 yield finding("argocd-project-roles", project, f"role {role_name}: policies is not a list")
                 continue
             for policy in policies:
-                for problem in _role_policy_problems(name, role_name, str(policy), production, apps_of.get(name, set())):
+                for problem in _role_policy_problems(
+                    name, role_name, str(policy), production, apps_of.get(name, set())
+                ):
                     yield finding(
                         "argocd-project-roles",
                         project,
