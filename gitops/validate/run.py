@@ -84,16 +84,21 @@ def _render(root: Path, env: str, hydrated: Path | None = None) -> RenderResult 
     except (RenderError, releases.DigestMismatch) as error:
         message = f"{error.what}; {error.fix}" if error.fix else error.what
         return [Finding("render", env, "-", error.where or f"overlays/{env}", message)]
-    return render if hydrated is None else _hydrated_render(render, hydrated)
+    return render if hydrated is None else _hydrated_render(render, hydrated, root)
 
 
-def _hydrated_render(render: RenderResult, directory: Path) -> RenderResult | list[Finding]:
-    """The hydrated files as a RenderResult (origins from the fresh render), or why they are not that render."""
+def _hydrated_render(render: RenderResult, directory: Path, root: Path = REPO_ROOT) -> RenderResult | list[Finding]:
+    """The hydrated files as a RenderResult (origins from the fresh render), or why they are not that render:
+    their provenance (digest, source commit, lock) first, then object by object against the fresh render."""
     env = render.env
     try:
         text = hydrate.load_hydrated(directory)
     except hydrate.HydrateError as error:
         return [Finding("hydrated", env, "-", str(directory), str(error))]
+    tampered = [
+        Finding("provenance", env, name, str(directory), message)
+        for name, message in hydrate.provenance_problems(directory, env, root)
+    ]
     objects = manifests.load_stream(text)
     fresh = {manifests.ObjKey.of(o): o for o in render.objects}
     found = {manifests.ObjKey.of(o): o for o in objects}
@@ -117,8 +122,8 @@ def _hydrated_render(render: RenderResult, directory: Path) -> RenderResult | li
     ]
     if len(objects) != len(found):
         problems.append(Finding("hydrated", env, "-", str(directory), "the same object is in more than one file"))
-    if problems:
-        return sorted(problems, key=lambda f: f.obj)
+    if problems or tampered:
+        return tampered + sorted(problems, key=lambda f: f.obj)
     return RenderResult(
         env=env,
         text=text,
@@ -171,7 +176,9 @@ def validate(root: Path = REPO_ROOT, envs: list[str] | None = None, hydrated: di
     repo = RepoContext(root, report.renders)
     for check in repo_checks():
         report.findings += check.run(repo)
-    report.findings, report.waived = waivers.apply(report.findings, waivers.load(root))
+    report.findings, report.waived = waivers.apply(
+        report.findings, waivers.load(root), tuple(e for e in known if e not in envs)
+    )
     return report
 
 
