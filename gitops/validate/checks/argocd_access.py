@@ -174,7 +174,7 @@ def check_no_sync_time_kustomize(ctx: RepoContext) -> Iterator[Finding]:
 
 @repo_check("argocd-identity")
 def check_sync_identity(ctx: RepoContext) -> Iterator[Finding]:
-    """Impersonation on; each environment syncs as the deployer ServiceAccount; its RBAC matches the render."""
+    """Impersonation on; each environment syncs as the deployer ServiceAccount; its RBAC is exactly the derived one."""
     docs = load_docs(ctx.root)
     cm = next((d for d in docs if d.kind == "ConfigMap" and d.name == "argocd-cm"), None)
     if cm is None or str((cm.obj.get("data") or {}).get(IMPERSONATION_KEY)) != "true":
