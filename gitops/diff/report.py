@@ -28,6 +28,7 @@ from gitops.core.paths import REPO_ROOT, overlay_names
 from gitops.core.progress import progress
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env
 from gitops.diff.engine import DANGEROUS, EnvDiff, FieldChange, diff_env, show_change
+from gitops.model.retry_budget import retry_budgets
 from gitops.validate.run import argocd_files
 
 EXIT_DANGEROUS = 3
@@ -99,6 +100,7 @@ def diff_environment(env: str, base_root: Path | None, head_root: Path) -> EnvRe
         where = "both sides" if url in old_gaps and url in new_gaps else ("base" if url in old_gaps else "head")
         result.notes.append(f"left out of the render ({where}): {url}")
     origins = {**(old.origins if old else {}), **(new.origins if new else {})}
+    result.notes += _retry_budget_notes(result, old, new)
 
     def field_origin(key: ObjKey, path: str) -> str:
         # A changed or added value was set on the working-tree side; a removed one on the base side.
@@ -106,6 +108,32 @@ def diff_environment(env: str, base_root: Path | None, head_root: Path) -> EnvRe
         return side.field_origin(key, path) if side is not None else origins.get(key, "")
 
     return EnvReport(result, origins, field_origin)
+
+
+def _touches_delivery(diff: EnvDiff) -> bool:
+    """Whether the change adds a Trigger or moves a delivery setting (a Broker's, a Trigger's, the controller's)."""
+    if any(k.kind == "Trigger" for k in diff.added + diff.removed):
+        return True
+    return any(
+        (k.kind in ("Broker", "Trigger") and any(c.path.startswith("spec.delivery") for c in changes))
+        or (k.kind == "Deployment" and k.name == "kafka-controller")
+        for k, changes in diff.changed.items()
+    )
+
+
+def _retry_budget_notes(diff: EnvDiff, old: RenderResult | None, new: RenderResult | None) -> list[str]:
+    """Where a change touches delivery: every Trigger's worst-case retry budget, and what it was at the base."""
+    if new is None or not _touches_delivery(diff):
+        return []
+    before = {b.trigger: b for b in retry_budgets(old.objects)} if old else {}
+    notes = []
+    for budget in retry_budgets(new.objects):
+        was = before.get(budget.trigger)
+        note = budget.describe()
+        if was is not None and was.worst_case_s != budget.worst_case_s:
+            note += f"; was {was.worst_case_s:g} s"
+        notes.append(note)
+    return notes
 
 
 def _argocd_objects(root: Path | None) -> tuple[list[Obj], dict[ObjKey, str]]:

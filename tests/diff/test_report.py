@@ -92,3 +92,20 @@ def test_environment_missing_at_base_is_all_added(repo_copy: Path) -> None:
 def test_unknown_ref_is_an_error(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert report.main(["--base", "no-such-ref", "--root", str(repo_copy)]) == 1
     assert "unknown git ref 'no-such-ref'" in capsys.readouterr().err
+
+
+def test_delivery_change_prints_every_triggers_retry_budget(renders, broken):
+    old = renders["prod"]
+    new = broken("prod")
+    broker = next(o for o in new.objects if o["kind"] == "Broker")
+    broker["spec"]["delivery"]["retry"] = 3
+    diff = diff_env("prod", old.objects, new.objects)
+    notes = report._retry_budget_notes(diff, old, new)
+    assert any(
+        n.startswith("Trigger notifications/notifications: worst-case retry budget 127 s")
+        and "3 exponential backoffs 7 s" in n
+        and n.endswith("; was 525 s")
+        for n in notes
+    ), notes
+    # A change that leaves delivery alone prints no budget.
+    assert report._retry_budget_notes(diff_env("prod", old.objects, old.objects), old, old) == []

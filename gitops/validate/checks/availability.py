@@ -4,7 +4,7 @@ Knative's own components highly available in production.
 
 from collections.abc import Iterator
 
-from gitops.core import manifests
+from gitops.core import manifests, releases
 from gitops.core.manifests import Obj, dig
 from gitops.model.disruption import disruptions_allowed, floor_scale, selected_templates
 from gitops.model.pods import KSVC_POD_LABEL, namespace_labels, pod_templates, selector_matches
@@ -254,3 +254,59 @@ def check_drains_allowed(ctx: EnvContext) -> Iterator[Finding]:
             "them; use maxUnavailable: 1 or raise the replica floor",
             field="spec",
         )
+
+
+# knative.dev/pkg leaderelection/config.go: ConfigMapName() is $CONFIG_LEADERELECTION_NAME, else
+# config-leader-election; `buckets` defaults to 1 (defaultConfig) and may be 1..MaxBuckets (10). Every component in
+# HA_COMPONENTS reads it: its reconcilers run under injection/sharedmain (GetLeaderElectionConfig), the autoscaler
+# builds its elector from the same config (serving cmd/autoscaler/main.go).
+# The controllers whose work is leader-elected reconcilers: a second replica is a standby unless buckets > 1. (Webhooks
+# and the Kafka receiver serve requests from every pod; the activator and the gateway too.)
+LEADER_ELECTED = {
+    "knative-serving": ("controller", "autoscaler", "net-kourier-controller"),
+    "knative-eventing": ("eventing-controller", "kafka-controller"),
+}
+LEADER_ELECTION_ENV = "CONFIG_LEADERELECTION_NAME"
+LEADER_ELECTION_CONFIGMAP = "config-leader-election"
+STANDBY_WORD = "standby"
+
+
+def leader_election_buckets(objects: list[Obj], deployment: Obj) -> int:
+    """How many buckets the Deployment's leader-elected reconcilers split their work into (1: one replica works)."""
+    ns = manifests.meta(deployment).get("namespace", "")
+    env = {
+        e.get("name"): e.get("value")
+        for c in dig(deployment, "spec", "template", "spec", "containers") or []
+        for e in c.get("env") or []
+    }
+    name = env.get(LEADER_ELECTION_ENV) or LEADER_ELECTION_CONFIGMAP
+    config = manifests.find(objects, "", "ConfigMap", ns, name) or {}
+    value = str((config.get("data") or {}).get("buckets", "1"))
+    return int(value) if value.isdigit() else 1
+
+
+@env_check("availability")
+def check_ha_replicas_described(ctx: EnvContext) -> Iterator[Finding]:
+    """Production: a file adding leader-elected controller replicas says "standby" when buckets is 1."""
+    if not ctx.is_production:
+        return
+    objects = ctx.objects
+    for ns, names in LEADER_ELECTED.items():
+        for name in names:
+            deployment = manifests.find(objects, "apps", "Deployment", ns, name)
+            if deployment is None:
+                continue
+            replicas = dig(deployment, "spec", "replicas") or 1
+            setter = ctx.render.field_origin(manifests.ObjKey.of(deployment), "spec.replicas")
+            if replicas < 2 or releases.is_remote(setter) or not (ctx.root / setter).is_file():
+                continue
+            buckets = leader_election_buckets(objects, deployment)
+            if buckets == 1 and STANDBY_WORD not in (ctx.root / setter).read_text().lower():
+                yield ctx.finding(
+                    "availability",
+                    deployment,
+                    f"replicas {replicas} with leader-election buckets 1 (knative.dev/pkg default; no buckets key in "
+                    f"its config-leader-election ConfigMap): one replica does all the work and the others are a "
+                    f'standby; say "{STANDBY_WORD}" in {setter}, or set buckets in that ConfigMap to share the work',
+                    field="spec.replicas",
+                )

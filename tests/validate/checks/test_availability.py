@@ -162,3 +162,44 @@ def test_prod_spread_honours_taints(renders):
     render = renders["prod"]
     spreads = availability._hard_hostname_spreads(ksvc(render))
     assert spreads and all(c["nodeTaintsPolicy"] == "Honor" for c in spreads)
+
+
+def test_leader_election_standby_must_be_said(broken, tmp_path):
+    """Today's ha.yaml claimed buckets split the work while config-leader-election leaves buckets at 1."""
+    import shutil
+
+    from gitops.core.paths import REPO_ROOT
+    from gitops.validate.findings import EnvContext
+    from gitops.validate.registry import registered
+
+    root = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "overlays", root / "overlays")
+    shutil.copy(REPO_ROOT / "environments.yaml", root / "environments.yaml")
+    ha = root / "overlays" / "prod" / "ha.yaml"
+    ha.write_text(
+        "# Leader-elected controllers split their work into buckets, so the second replica also takes load.\n"
+        + "\n".join(line for line in ha.read_text().splitlines() if "standby" not in line.lower())
+    )
+    render = broken("prod")
+    messages = [str(f) for f in registered(availability.check_ha_replicas_described).run(EnvContext(root, render))]
+    assert any(
+        m.startswith("[prod] Deployment knative-serving/controller (overlays/prod/ha.yaml)")
+        and "leader-election buckets 1" in m
+        and 'say "standby" in overlays/prod/ha.yaml' in m
+        for m in messages
+    ), messages
+    # Buckets really configured: the second replica shares the work, nothing to say.
+    leader = obj(render, "", "ConfigMap", "knative-serving", "config-leader-election")
+    leader.setdefault("data", {})["buckets"] = "2"
+    messages = [str(f) for f in registered(availability.check_ha_replicas_described).run(EnvContext(root, render))]
+    assert not any("knative-serving/controller" in m for m in messages), messages
+
+
+def test_kafka_controller_reads_its_own_leader_election_configmap(renders):
+    render = renders["prod"]
+    controller = obj(render, "apps", "Deployment", "knative-eventing", "kafka-controller")
+    assert availability.leader_election_buckets(render.objects, controller) == 1
+    kafka = obj(render, "", "ConfigMap", "knative-eventing", "config-kafka-leader-election")
+    patched = {**kafka, "data": {**kafka["data"], "buckets": "3"}}
+    objects = [patched if o is kafka else o for o in render.objects]
+    assert availability.leader_election_buckets(objects, controller) == 3
