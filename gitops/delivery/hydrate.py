@@ -85,10 +85,15 @@ def source_commit(root: Path) -> str:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def provenance_text(env: str, commit: str, lock_sha256: str, files: dict[str, str]) -> str:
+def manifests_sha256(files: dict[str, str]) -> str:
+    """One digest over every file's name and bytes: a changed, added, removed or renamed file changes it."""
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return digest.hexdigest()
+
+
+def provenance_text(env: str, commit: str, lock_sha256: str, files: dict[str, str]) -> str:
     return (
         "# Written by `make hydrate`; Argo CD syncs only the *.yaml files beside this one.\n"
         f"environment: {env}\n"
@@ -96,8 +101,65 @@ def provenance_text(env: str, commit: str, lock_sha256: str, files: dict[str, st
         f"releases-lock: {RELEASES_LOCK.as_posix()}\n"
         f"releases-lock-sha256: {lock_sha256}\n"
         f"objects: {len(files)}\n"
-        f"manifests-sha256: {digest.hexdigest()}\n"
+        f"manifests-sha256: {manifests_sha256(files)}\n"
     )
+
+
+def _provenance_fields(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and not line.startswith("#"):
+            fields[key] = value
+    return fields
+
+
+def provenance_problems(directory: Path, env: str, root: Path = REPO_ROOT) -> list[tuple[str, str]]:
+    """(file, what is wrong) for each way DIR is not exactly what `make hydrate --env ENV` of ROOT writes.
+
+    Recomputes what hydrate records: the digest over the *.yaml files as they are now (a changed, added, removed
+    or renamed file breaks it), the environment, ROOT's source commit (HEAD, +dirty) and the sha256 of ROOT's
+    releases lock; then provenance.txt itself must be byte for byte the text hydrate writes from those values, so
+    an edited provenance line is caught even where the fields still agree. Anything else in DIR is foreign: a file
+    Argo CD's directory source could apply (*.yml, *.json) or that hides what was reviewed."""
+    problems: list[tuple[str, str]] = []
+    for entry in sorted(directory.iterdir()):
+        if not entry.is_file() or not (entry.name == PROVENANCE or entry.name.endswith(MANIFEST_SUFFIX)):
+            problems.append(
+                (entry.name, f"is not a file `make hydrate` writes (only *{MANIFEST_SUFFIX} and {PROVENANCE})")
+            )
+    provenance = directory / PROVENANCE
+    if not provenance.is_file():
+        return [*problems, (PROVENANCE, "is missing: these files cannot be traced to a source commit and lock")]
+    files = {p.name: p.read_text() for p in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")) if p.is_file()}
+    recorded_text = provenance.read_text()
+    recorded = _provenance_fields(recorded_text)
+    expected_lock = releases.sha256_of(root / RELEASES_LOCK)
+    expected = {
+        "environment": env,
+        "source-commit": source_commit(root),
+        "releases-lock": RELEASES_LOCK.as_posix(),
+        "releases-lock-sha256": expected_lock,
+        "objects": str(len(files)),
+        "manifests-sha256": manifests_sha256(files),
+    }
+    why = {
+        "environment": "the files were hydrated for another environment",
+        "source-commit": "the files were not hydrated from the commit being validated (`git rev-parse HEAD`)",
+        "releases-lock": "hydrate records this path",
+        "releases-lock-sha256": f"not the sha256 of this tree's {RELEASES_LOCK.as_posix()}",
+        "objects": f"the directory holds {len(files)} *{MANIFEST_SUFFIX} files",
+        "manifests-sha256": "a file was changed, added, removed or renamed after hydrate wrote the digest",
+    }
+    for key, value in expected.items():
+        if recorded.get(key) != value:
+            got = recorded.get(key, "(missing)")
+            problems.append((PROVENANCE, f"{key}: {got} but this tree gives {value}: {why[key]}"))
+    if not any(name == PROVENANCE for name, _ in problems) and recorded_text != provenance_text(
+        env, expected["source-commit"], expected_lock, files
+    ):
+        problems.append((PROVENANCE, "differs from the text `make hydrate` writes for these files (edited by hand)"))
+    return problems
 
 
 def hydrated_files(render: RenderResult) -> dict[str, str]:

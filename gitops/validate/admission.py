@@ -18,6 +18,10 @@ from gitops.core.render import RenderResult
 from gitops.validate.findings import Finding
 
 CHECK = "upstream-admission"
+# Findings of the same Go stage from Kubernetes' own validation (hack/knative-admission/podtemplates.go): every pod
+# template the render implies, Knative Services' Revision Deployments included, as the API server would judge it.
+POD_TEMPLATE_CHECK = "pod-template"
+KUBERNETES_JUDGE = "kube-apiserver validation"
 BINARY = Path("bin/knative-admission")
 
 
@@ -70,6 +74,15 @@ def _object_lookup(render: RenderResult) -> dict[tuple[str, str, str, str], mani
     }
 
 
+def _kubernetes_refusal(item: dict[str, str]) -> str:
+    """`<judge> refuses [<subject> at ]<field path>: <reason>`: the field path is Kubernetes' own, of the object
+    or (for a Knative Service) of the Revision Deployment serving builds from it, whose spec.template.spec is the
+    Service's spec.template.spec plus queue-proxy."""
+    subject, field = item.get("subject") or "", item.get("field") or ""
+    where = " at ".join(part for part in (subject, field) if part)
+    return f"{item['webhook']} refuses {where or 'it'}: {item['message']}"
+
+
 def run(renders: dict[str, RenderResult], root: Path = REPO_ROOT) -> tuple[list[Finding], list[AdmissionWarning]]:
     """(refusals as findings, upstream warnings) for every environment, from one run of the binary.
 
@@ -105,6 +118,8 @@ def run(renders: dict[str, RenderResult], root: Path = REPO_ROOT) -> tuple[list[
                 origin = "(not in the render)"
             if item["severity"] == "warning":
                 warnings.append(AdmissionWarning(env, ref, origin, item["webhook"], item["message"]))
+            elif item["webhook"].startswith(KUBERNETES_JUDGE):
+                findings.append(Finding(POD_TEMPLATE_CHECK, env, ref, origin, _kubernetes_refusal(item)))
             else:
                 findings.append(Finding(CHECK, env, ref, origin, f"{item['webhook']} refuses it: {item['message']}"))
     return findings, warnings

@@ -40,8 +40,12 @@ CHECK_MODULES = (
 STAGES = {
     "render": "the environment could not be rendered (kustomize, the lock or the mirror said no)",
     "hydrated": "`--hydrated` files differ from a fresh render of this tree, or cannot be read",
+    "provenance": "a `--hydrated` directory's provenance.txt does not match its files (digest), this tree's commit or "
+    "its releases lock, or the directory holds a file hydrate does not write",
     "schema": "kubeconform -strict refused an object against the Kubernetes or CRD schema",
     "upstream-admission": "Knative's own admission webhooks (hack/knative-admission) refused an object",
+    "pod-template": "Kubernetes' own validation (k8s.io/kubernetes, the API server's create path, in the same Go stage) "
+    "refused a pod template: a workload's, or the Deployment serving builds for a Knative Service's Revision",
     "waivers": "a waiver in validation-waivers.yaml is stale: it matches no finding",
 }
 

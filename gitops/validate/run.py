@@ -85,16 +85,21 @@ def _render(root: Path, env: str, hydrated: Path | None = None) -> RenderResult 
     except (RenderError, releases.DigestMismatch) as error:
         message = f"{error.what}; {error.fix}" if error.fix else error.what
         return [Finding("render", env, "-", error.where or f"overlays/{env}", message)]
-    return render if hydrated is None else _hydrated_render(render, hydrated)
+    return render if hydrated is None else _hydrated_render(render, hydrated, root)
 
 
-def _hydrated_render(render: RenderResult, directory: Path) -> RenderResult | list[Finding]:
-    """The hydrated files as a RenderResult (origins from the fresh render), or why they are not that render."""
+def _hydrated_render(render: RenderResult, directory: Path, root: Path = REPO_ROOT) -> RenderResult | list[Finding]:
+    """The hydrated files as a RenderResult (origins from the fresh render), or why they are not that render:
+    their provenance (digest, source commit, lock) first, then object by object against the fresh render."""
     env = render.env
     try:
         text = hydrate.load_hydrated(directory)
     except hydrate.HydrateError as error:
         return [Finding("hydrated", env, "-", str(directory), str(error))]
+    tampered = [
+        Finding("provenance", env, name, str(directory), message)
+        for name, message in hydrate.provenance_problems(directory, env, root)
+    ]
     objects = manifests.load_stream(text)
     fresh = {manifests.ObjKey.of(o): o for o in render.objects}
     found = {manifests.ObjKey.of(o): o for o in objects}
@@ -118,8 +123,8 @@ def _hydrated_render(render: RenderResult, directory: Path) -> RenderResult | li
     ]
     if len(objects) != len(found):
         problems.append(Finding("hydrated", env, "-", str(directory), "the same object is in more than one file"))
-    if problems:
-        return sorted(problems, key=lambda f: f.obj)
+    if problems or tampered:
+        return tampered + sorted(problems, key=lambda f: f.obj)
     return RenderResult(
         env=env,
         text=text,

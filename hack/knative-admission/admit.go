@@ -53,6 +53,10 @@ type Finding struct {
 	Name       string `json:"name"`
 	Webhook    string `json:"webhook"`
 	Message    string `json:"message"`
+	// Field is the path Kubernetes' validation names (spec.template.spec...), empty for webhook findings.
+	Field string `json:"field,omitempty"`
+	// Subject is what Kubernetes judged when it is not the object itself (a Knative Service's Revision Deployment).
+	Subject string `json:"subject,omitempty"`
 }
 
 // environment is one render: its objects plus what the API server would know about namespaces and webhooks.
@@ -134,7 +138,7 @@ func (env *environment) installs(f family) bool {
 }
 
 func (env *environment) add(f Finding) {
-	key := strings.Join([]string{f.Severity, f.Kind, f.Namespace, f.Name, f.Webhook, f.Message}, "\x00")
+	key := strings.Join([]string{f.Severity, f.Kind, f.Namespace, f.Name, f.Webhook, f.Message, f.Field}, "\x00")
 	if !env.seen[key] {
 		env.seen[key] = true
 		env.findings = append(env.findings, f)
@@ -207,14 +211,14 @@ func (w *renderWatcher) Start(<-chan struct{}) error {
 		cm, ok := w.env.configMaps[w.namespace][name]
 		if !ok {
 			w.env.add(Finding{"error", "v1", "ConfigMap", w.namespace, name, w.webhook,
-				"the render has no such ConfigMap: the webhook's config store waits for it and the webhook does not start"})
+				"the render has no such ConfigMap: the webhook's config store waits for it and the webhook does not start", "", ""})
 			cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: w.namespace}}
 		}
 		for _, observe := range w.observers[name] {
 			if err := observeSafely(observe, cm); err != nil {
 				if !w.env.refused("ConfigMap", w.namespace, name) {
 					w.env.add(Finding{"error", "v1", "ConfigMap", w.namespace, name, w.webhook,
-						"the webhook's config store cannot load it, so the webhook exits at start: " + err.Error()})
+						"the webhook's config store cannot load it, so the webhook exits at start: " + err.Error(), "", ""})
 				}
 				// Carry on with upstream defaults so the objects can still be judged.
 				_ = observeSafely(observe, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: w.namespace}})
@@ -323,6 +327,7 @@ func admitEnvironment(objects []json.RawMessage) ([]Finding, error) {
 		if refused {
 			continue
 		}
+		env.validatePodTemplates(i, raw)
 		for _, c := range validatingOrder {
 			if !handles(c, gvk) || !env.matches(c.webhook, true, obj) {
 				continue
@@ -383,12 +388,12 @@ func finding(severity string, obj *unstructured.Unstructured, webhookName string
 	if resp.Result != nil && resp.Result.Message != "" {
 		msg = resp.Result.Message
 	}
-	return Finding{severity, obj.GetAPIVersion(), obj.GetKind(), obj.GetNamespace(), obj.GetName(), webhookName, msg}
+	return Finding{severity, obj.GetAPIVersion(), obj.GetKind(), obj.GetNamespace(), obj.GetName(), webhookName, msg, "", ""}
 }
 
 func warn(env *environment, obj *unstructured.Unstructured, webhookName string, resp *admissionv1.AdmissionResponse) {
 	for _, w := range resp.Warnings {
-		env.add(Finding{"warning", obj.GetAPIVersion(), obj.GetKind(), obj.GetNamespace(), obj.GetName(), webhookName, w})
+		env.add(Finding{"warning", obj.GetAPIVersion(), obj.GetKind(), obj.GetNamespace(), obj.GetName(), webhookName, w, "", ""})
 	}
 }
 

@@ -19,6 +19,25 @@ require (
 )
 
 require (
+	github.com/blang/semver/v4 v4.0.0 // indirect
+	github.com/coreos/go-semver v0.3.1 // indirect
+	github.com/coreos/go-systemd/v22 v22.5.0 // indirect
+	github.com/distribution/reference v0.6.0 // indirect
+	github.com/golang/protobuf v1.5.4 // indirect
+	github.com/grpc-ecosystem/go-grpc-prometheus v1.2.0 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
+	go.etcd.io/etcd/api/v3 v3.6.5 // indirect
+	go.etcd.io/etcd/client/pkg/v3 v3.6.5 // indirect
+	go.etcd.io/etcd/client/v3 v3.6.5 // indirect
+	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.60.0 // indirect
+	k8s.io/component-base v0.35.7 // indirect
+	k8s.io/component-helpers v0.0.0 // indirect
+	k8s.io/controller-manager v0.0.0 // indirect
+	k8s.io/kubelet v0.0.0 // indirect
+	sigs.k8s.io/apiserver-network-proxy/konnectivity-client v0.31.2 // indirect
+)
+
+require (
 	github.com/IBM/sarama v1.47.0 // indirect
 	github.com/antlr/antlr4/runtime/Go/antlr v1.4.10 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -119,9 +138,10 @@ require (
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	k8s.io/apiextensions-apiserver v0.35.7 // indirect
-	k8s.io/apiserver v0.35.7 // indirect
+	k8s.io/apiserver v0.35.7
 	k8s.io/klog/v2 v2.130.1 // indirect
 	k8s.io/kube-openapi v0.0.0-20250910181357-589584f1c912 // indirect
+	k8s.io/kubernetes v1.35.6
 	k8s.io/utils v0.0.0-20251002143259-bc988d571ff4 // indirect
 	knative.dev/caching v0.0.0-20260727161800-0edbf88bc267 // indirect
 	sigs.k8s.io/gateway-api v1.1.0 // indirect
@@ -134,3 +154,65 @@ require (
 // eventing v0.50.0's go.mod requires this pseudo-version (its webhook is built with it); minimal version selection
 // would otherwise pick eventing-kafka-broker's older-API v2.15.2, which eventing's requestreply does not compile with.
 replace github.com/cloudevents/sdk-go/sql/v2 => github.com/cloudevents/sdk-go/sql/v2 v2.0.0-20240712172937-3ce6b2f1f011
+
+replace k8s.io/api => k8s.io/api v0.35.7
+
+replace k8s.io/apiextensions-apiserver => k8s.io/apiextensions-apiserver v0.35.7
+
+replace k8s.io/apimachinery => k8s.io/apimachinery v0.35.7
+
+replace k8s.io/apiserver => k8s.io/apiserver v0.35.7
+
+replace k8s.io/cli-runtime => k8s.io/cli-runtime v0.35.7
+
+replace k8s.io/client-go => k8s.io/client-go v0.35.7
+
+replace k8s.io/cloud-provider => k8s.io/cloud-provider v0.35.7
+
+replace k8s.io/cluster-bootstrap => k8s.io/cluster-bootstrap v0.35.7
+
+replace k8s.io/code-generator => k8s.io/code-generator v0.35.7
+
+replace k8s.io/component-base => k8s.io/component-base v0.35.7
+
+replace k8s.io/component-helpers => k8s.io/component-helpers v0.35.7
+
+replace k8s.io/controller-manager => k8s.io/controller-manager v0.35.7
+
+replace k8s.io/cri-api => k8s.io/cri-api v0.35.7
+
+replace k8s.io/cri-client => k8s.io/cri-client v0.35.7
+
+replace k8s.io/csi-translation-lib => k8s.io/csi-translation-lib v0.35.7
+
+replace k8s.io/dynamic-resource-allocation => k8s.io/dynamic-resource-allocation v0.35.7
+
+replace k8s.io/endpointslice => k8s.io/endpointslice v0.35.7
+
+replace k8s.io/externaljwt => k8s.io/externaljwt v0.35.7
+
+replace k8s.io/kms => k8s.io/kms v0.35.7
+
+replace k8s.io/kube-aggregator => k8s.io/kube-aggregator v0.35.7
+
+replace k8s.io/kube-controller-manager => k8s.io/kube-controller-manager v0.35.7
+
+replace k8s.io/kube-proxy => k8s.io/kube-proxy v0.35.7
+
+replace k8s.io/kube-scheduler => k8s.io/kube-scheduler v0.35.7
+
+replace k8s.io/kubectl => k8s.io/kubectl v0.35.7
+
+replace k8s.io/kubelet => k8s.io/kubelet v0.35.7
+
+replace k8s.io/metrics => k8s.io/metrics v0.35.7
+
+replace k8s.io/mount-utils => k8s.io/mount-utils v0.35.7
+
+replace k8s.io/pod-security-admission => k8s.io/pod-security-admission v0.35.7
+
+replace k8s.io/sample-apiserver => k8s.io/sample-apiserver v0.35.7
+
+replace k8s.io/sample-cli-plugin => k8s.io/sample-cli-plugin v0.35.7
+
+replace k8s.io/sample-controller => k8s.io/sample-controller v0.35.7

@@ -6,7 +6,8 @@
 - two Applications with the same destination cluster and namespace (they would prune each other's objects);
 - an Application source Argo CD would render with kustomize over remote URLs at sync time (no digest check);
 - the sync identity: impersonation on in argocd-cm, each environment's project naming the deployer
-  ServiceAccount, and argocd/deployers/<env>.yaml allowing exactly what the render contains.
+  ServiceAccount, and argocd/deployers/<env>.yaml exactly the RBAC derived from the render (left-out assets
+  through their stand-ins rebuilt from the upstream sources), no `*`, no stray file.
 
 Argo CD's own docs (projects.md) warn that a project allowed to write Argo CD's namespace is effectively admin.
 """
@@ -18,7 +19,9 @@ from typing import Any
 
 import yaml
 
+from gitops.core import environments as env_settings
 from gitops.core import manifests
+from gitops.core.paths import environments
 from gitops.delivery import deployer_rbac
 from gitops.model.argocd import IN_CLUSTER, ArgoDoc, applications, load_docs, projects, sources
 from gitops.validate.checks.argocd_apps import ARGO, env_apps, finding
@@ -171,7 +174,7 @@ def check_no_sync_time_kustomize(ctx: RepoContext) -> Iterator[Finding]:
 
 @repo_check("argocd-identity")
 def check_sync_identity(ctx: RepoContext) -> Iterator[Finding]:
-    """Impersonation on; each environment syncs as the deployer ServiceAccount; its RBAC matches the render."""
+    """Impersonation on; each environment syncs as the deployer ServiceAccount; its RBAC is exactly the derived one."""
     docs = load_docs(ctx.root)
     cm = next((d for d in docs if d.kind == "ConfigMap" and d.name == "argocd-cm"), None)
     if cm is None or str((cm.obj.get("data") or {}).get(IMPERSONATION_KEY)) != "true":
@@ -206,37 +209,201 @@ def check_sync_identity(ctx: RepoContext) -> Iterator[Finding]:
         path = deployer_rbac.deployer_file(env)
         wanted = deployer_rbac.render_file(render)
         shipped = (ctx.root / path).read_text() if (ctx.root / path).is_file() else None
+        role = f"ClusterRole {deployer_rbac.role_name(env)}"
+        for url in deployer_rbac.unrebuilt(render):
+            yield Finding(
+                "argocd-identity",
+                env,
+                role,
+                path.as_posix(),
+                f"cannot be compared exactly: {url} is left out of the render and has no stand-in rebuilt from its "
+                "sources, so its kinds are unknown; mirror the asset or add its sources (gitops/core/upstream_source.py)",
+            )
+        if shipped is not None:
+            yield from _wildcard_grants(env, path, shipped)
         if shipped == wanted:
             continue
-        if render.omitted and shipped is not None and _covers(shipped, wanted):
-            continue  # an asset left out of this render may need more; the full (CI) render decides
         yield Finding(
             "argocd-identity",
             env,
-            f"ClusterRole {deployer_rbac.role_name(env)}",
+            role,
             path.as_posix(),
             (
                 "missing"
                 if shipped is None
-                else "does not match the RBAC derived from the render (kinds added or removed?)"
+                else "is not exactly the RBAC derived from the render: " + _grant_difference(shipped, wanted)
             )
             + "; regenerate with `.venv/bin/gitops deployer-rbac --write` and have a cluster admin re-apply it",
         )
+    known = {deployer_rbac.deployer_file(env).name for env in environments(ctx.root)}
+    for stray in sorted((ctx.root / deployer_rbac.DEPLOYERS_DIR).glob("*")):
+        if stray.name not in known:
+            yield Finding(
+                "argocd-identity",
+                ARGO,
+                "-",
+                (deployer_rbac.DEPLOYERS_DIR / stray.name).as_posix(),
+                "is no environment's deployer RBAC: a cluster admin applying the directory would grant what no "
+                "render derives; remove it",
+            )
 
 
-def _covers(shipped: str, wanted: str) -> bool:
-    def grants(text: str) -> set[tuple[str, str, str, str]]:
-        role = next(d for d in yaml.safe_load_all(text) if d and d.get("kind") == "ClusterRole")
-        return {
-            (g, r, v, n)
-            for rule in role.get("rules") or []
-            for g in rule.get("apiGroups") or []
-            for r in rule.get("resources") or []
-            for v in rule.get("verbs") or []
-            for n in rule.get("resourceNames") or ["*"]
-        }
+Grant = tuple[
+    str, str, str, str, str, str
+]  # (kind, namespace/name of the role or binding, group, resource, verb, name)
 
+
+def _grants(text: str) -> set[Grant]:
+    """Every (object, group, resource, verb, resourceName) a deployer file grants, and each binding's subject and
+    role as a pseudo-grant, so any widening, extra rule, extra role or binding is a difference."""
+    out: set[Grant] = set()
+    for doc in yaml.safe_load_all(text):
+        if not isinstance(doc, dict):
+            continue
+        kind, meta = str(doc.get("kind")), doc.get("metadata") or {}
+        ref = f"{meta['namespace']}/{meta.get('name')}" if meta.get("namespace") else str(meta.get("name"))
+        for rule in doc.get("rules") or []:
+            for g in rule.get("apiGroups") or [""] if rule.get("nonResourceURLs") else rule.get("apiGroups") or []:
+                for r in rule.get("resources") or rule.get("nonResourceURLs") or []:
+                    for v in rule.get("verbs") or []:
+                        for n in rule.get("resourceNames") or ["*"]:
+                            out.add((kind, ref, str(g), str(r), str(v), str(n)))
+        if kind.endswith("Binding"):
+            role_ref = doc.get("roleRef") or {}
+            for subject in doc.get("subjects") or []:
+                out.add(
+                    (
+                        kind,
+                        ref,
+                        "subject",
+                        f"{subject.get('kind')} {subject.get('namespace', '')}/{subject.get('name')}",
+                        "bound to",
+                        f"{role_ref.get('kind')} {role_ref.get('name')}",
+                    )
+                )
+        elif kind not in ("ClusterRole", "Role"):
+            out.add((kind, ref, "object", "", "", ""))
+    return out
+
+
+def _grant_difference(shipped: str, wanted: str) -> str:
     try:
-        return grants(wanted) <= grants(shipped)
-    except (StopIteration, yaml.YAMLError, AttributeError):
-        return False
+        have, want = _grants(shipped), _grants(wanted)
+    except (yaml.YAMLError, AttributeError, TypeError):
+        return "it is not valid YAML of RBAC objects"
+
+    def show(g: Grant) -> str:
+        kind, ref, group, resource, verb, name = g
+        if group == "subject":
+            return f"{kind} {ref}: {resource} {verb} {name}"
+        if group == "object":
+            return f"{kind} {ref}"
+        target = f"{group or 'core'}/{resource}" + ("" if name == "*" else f" named {name}")
+        return f"{kind} {ref}: {verb} {target}"
+
+    extra, lacking = sorted(have - want), sorted(want - have)
+    parts = []
+    if extra:
+        parts.append(f"grants {len(extra)} more (e.g. {'; '.join(map(show, extra[:3]))})")
+    if lacking:
+        parts.append(f"lacks {len(lacking)} (e.g. {'; '.join(map(show, lacking[:3]))})")
+    return ", ".join(parts) or "same grants, different text (hand-edited comments or order)"
+
+
+def _wildcard_grants(env: str, path: Path, shipped: str) -> Iterator[Finding]:
+    """A `*` in a deployer rule's groups, resources or verbs grants kinds no render contains (and, on verbs,
+    escalate/bind/impersonate): named on its own, since it is the widening that matters."""
+    try:
+        docs = [d for d in yaml.safe_load_all(shipped) if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return
+    for doc in docs:
+        meta = doc.get("metadata") or {}
+        for i, rule in enumerate(doc.get("rules") or []):
+            wild = [f for f in ("apiGroups", "resources", "verbs", "nonResourceURLs") if "*" in (rule.get(f) or [])]
+            if wild:
+                yield Finding(
+                    "argocd-identity",
+                    env,
+                    f"{doc.get('kind')} {meta.get('name')}",
+                    path.as_posix(),
+                    f"rule {i} grants `*` in {', '.join(wild)}: the deployer may touch kinds and verbs no render "
+                    "contains (a sync could then create RBAC, webhooks or Argo CD's own objects)",
+                )
+
+
+# AppProject roles (spec.roles): who may act on this project's Applications through Argo CD's API (a JWT token or
+# an SSO group), by Casbin policy lines `p, proj:<project>:<role>, <resource>, <action>, <project>/<object>,
+# <allow|deny>` (Argo CD docs: user-guide/projects.md, operator-manual/rbac.md). The rule (docs/argocd.md):
+ROLE_RESOURCES = ("applications", "logs")  # everything else (exec, applicationsets, repositories, clusters) is out
+ROLE_READ = "get"
+ROLE_SYNC = "sync"  # non-production only: prod moves by a reviewed merge and a person's manual sync
+ROLE_EFFECTS = ("allow", "deny")
+
+
+def _role_policy_problems(project: str, role: str, policy: str, production: bool, apps: set[str]) -> list[str]:
+    """Why one policy line of role `role` of `project` breaks the rule (empty: it does not)."""
+    parts = [p.strip() for p in policy.split(",")]
+    if len(parts) != 6 or parts[0] != "p":
+        return ["is not `p, proj:<project>:<role>, <resource>, <action>, <object>, <allow|deny>` (Argo CD drops it)"]
+    _, subject, resource, action, target, effect = parts
+    problems = []
+    if subject != f"proj:{project}:{role}":
+        problems.append(f"names subject {subject!r}; a role's policies must name proj:{project}:{role}")
+    if effect not in ROLE_EFFECTS:
+        problems.append(f"effect {effect!r} is neither allow nor deny")
+    target_project, _, target_app = target.partition("/")
+    if target_project != project or not target_app:
+        problems.append(f"object {target!r} is not {project}/<application>: a role reaches only its own project")
+    elif effect == "allow" and target_app != "*" and target_app not in apps:
+        problems.append(f"object {target!r} names no Application of {project} (its Applications: {sorted(apps)})")
+    if effect == "deny":
+        return problems  # a deny only narrows what others grant
+    if resource not in ROLE_RESOURCES:
+        problems.append(f"allows resource {resource!r}; project roles may only read applications and logs")
+    elif action == ROLE_SYNC and resource == "applications":
+        if production:
+            problems.append(
+                "allows sync in a production project: prod changes by a reviewed merge and a person's manual sync, "
+                "never by a token or group role"
+            )
+    elif action != ROLE_READ:
+        problems.append(
+            f"allows action {action!r}; the rule permits get (and sync outside production) only: "
+            "create/update/delete/override/action/* let a token change or deploy what `make validate` never passed"
+        )
+    return problems
+
+
+@repo_check("argocd-project-roles")
+def check_project_roles(ctx: RepoContext) -> Iterator[Finding]:
+    """AppProject roles grant only get on their own project's Applications and logs, plus sync outside production."""
+    docs = load_docs(ctx.root)
+    envs = env_settings.load(ctx.root)
+    apps_of: dict[str, set[str]] = {}
+    envs_of: dict[str, set[str]] = {}
+    for app in applications(docs):
+        apps_of.setdefault(str(app.spec.get("project")), set()).add(app.name)
+    for app, env in env_apps(docs):
+        envs_of.setdefault(str(app.spec.get("project")), set()).add(env)
+    for name, project in projects(docs).items():
+        served = envs_of.get(name, set())
+        # A project no environment's Application uses could be pointed at prod by the next commit: judged as prod.
+        production = not served or any(env not in envs.names or envs.is_production(env) for env in served)
+        where = ", ".join(sorted(served)) or "no environment"
+        for i, role in enumerate(project.spec.get("roles") or []):
+            role_name = str((role or {}).get("name", f"#{i}"))
+            policies = (role or {}).get("policies") or []
+            if not isinstance(policies, list):
+                yield finding("argocd-project-roles", project, f"role {role_name}: policies is not a list")
+                continue
+            for policy in policies:
+                for problem in _role_policy_problems(
+                    name, role_name, str(policy), production, apps_of.get(name, set())
+                ):
+                    yield finding(
+                        "argocd-project-roles",
+                        project,
+                        f"role {role_name} ({where}{', production' if production else ''}): policy "
+                        f"{str(policy)!r} {problem}",
+                    )

@@ -203,7 +203,7 @@ def test_deployer_rbac_missing_a_rendered_kind_fails(tree_copy, renders, broken)
     assert has(
         found,
         "[prod] ClusterRole knative-kafka-prod-deployer (argocd/deployers/prod.yaml)",
-        "does not match the RBAC derived from the render",
+        "is not exactly the RBAC derived from the render",
         ".venv/bin/gitops deployer-rbac --write",
     )
     assert not has(found, "[dev]")
