@@ -335,3 +335,40 @@ def _ports_text(pod: PodTemplate, ports: list[Port]) -> str:
             inside = [port_label(pod, p) for p in run if "(" in port_label(pod, p)]
             parts.append(f"{run[0]}-{run[-1].number}" + (f" (including {', '.join(inside)})" if inside else ""))
     return ", ".join(parts)
+
+
+def peer_admits(peer: dict, policy_ns: str, namespaces: dict[str, dict[str, str]], pod: PodTemplate) -> bool:
+    """Whether one `from` entry admits a pod that exists (ipBlocks are not counted: pod IPs are not stable)."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer:
+        labels = namespaces.get(pod.namespace, {NAMESPACE_NAME_LABEL: pod.namespace})
+        ns_ok = selector_matches(peer.get("namespaceSelector") or {}, labels)
+    else:
+        ns_ok = pod.namespace == policy_ns
+    return ns_ok and selector_matches(peer.get("podSelector") or {}, pod.labels)
+
+
+def admits(
+    policies: list[Obj], target: PodTemplate, namespaces: dict[str, dict[str, str]], source: PodTemplate, port: Port
+) -> bool:
+    """Whether the ingress policies selecting `target` let `source` connect on `port` (True when none selects it)."""
+    selecting = ingress_policies_selecting(policies, target)
+    if not selecting:
+        return True
+    for policy in selecting:
+        ns = manifests.meta(policy).get("namespace", "")
+        for rule in dig(policy, "spec", "ingress") or []:
+            opened, _ = resolve_ports(rule, target)
+            if opened != ALL_PORTS and port not in opened:
+                continue
+            peers = rule.get("from") or []
+            if not peers or any(peer_admits(peer, ns, namespaces, source) for peer in peers):
+                return True
+    return False
+
+
+def is_default_deny(policy: Obj) -> bool:
+    """Selects every pod of its namespace for ingress and admits nothing: a new pod there starts closed."""
+    spec = policy.get("spec") or {}
+    return spec.get("podSelector") in ({}, None) and "Ingress" in policy_types(policy) and not spec.get("ingress")

@@ -113,8 +113,9 @@ def _policies(ctx: EnvContext) -> list[Obj]:
 
 @env_check("network-policy")
 def check_event_path_reachable(ctx: EnvContext) -> Iterator[Finding]:
-    """Once ingress policies select a pod of the event path, every sender it needs (gateway, activator, autoscaler,
-    the Kafka dispatchers) still gets in on its port."""
+    """Once ingress policies select a pod of the event path, every sender it needs still gets in on its port.
+
+    The senders are gitops.model.network.EVENT_PATH_RECEIVERS: gateway, activator, autoscaler, the Kafka dispatchers."""
     pods = list(pod_templates(ctx.objects))
     namespaces = namespace_labels(ctx.objects)
     policies = _policies(ctx)
