@@ -24,6 +24,7 @@ CHECK_MODULES = (
     "serving",
     "policy",
     "network_policy",
+    "data_tables",
     "identity",
     "availability",
     "pod_security",
