@@ -34,6 +34,7 @@ CHECK_MODULES = (
     "argocd_apps",
     "argocd_project",
     "argocd_access",
+    "environment_facts",
 )
 
 # Findings that come from validate's stages rather than from a registered check: id -> what it means.
