@@ -25,6 +25,13 @@ from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
 
+def _pods(ctx: EnvContext) -> list[PodTemplate]:
+    """The pods every check here judges: the render's. (Where a release asset is left out of the render, shapes
+    from its sources, e.g. the Kafka data plane's dispatchers and receivers, belong here too: the senders table in
+    gitops.model.network already names them by their upstream labels.)"""
+    return list(pod_templates(ctx.objects))
+
+
 def _left_out_note(ctx: EnvContext) -> str:
     if not ctx.render.omitted:
         return ""
@@ -53,7 +60,7 @@ def _peer_problems(ctx: EnvContext, policy_ns: str, peer: dict, pods: list[PodTe
 @env_check("network-policy")
 def check_network_policies(ctx: EnvContext) -> Iterator[Finding]:
     """Every NetworkPolicy selects a pod, and its peers resolve to pods and namespaces in the render."""
-    pods = list(pod_templates(ctx.objects))
+    pods = _pods(ctx)
     for policy in manifests.of_kind(ctx.objects, "networking.k8s.io", "NetworkPolicy"):
         ns = manifests.meta(policy).get("namespace", "")
         targets = [
@@ -96,7 +103,7 @@ def check_default_deny(ctx: EnvContext) -> Iterator[Finding]:
         for p in manifests.of_kind(ctx.objects, "networking.k8s.io", "NetworkPolicy")
         if is_default_deny(p)
     }
-    ours = {p.namespace for p in pod_templates(ctx.objects) if not ctx.render.is_upstream(p.owner)}
+    ours = {p.namespace for p in _pods(ctx) if not ctx.render.is_upstream(p.owner)}
     for ns in sorted(ours - denied):
         namespace = manifests.find(ctx.objects, "", "Namespace", "", ns)
         yield ctx.finding(
@@ -116,7 +123,7 @@ def check_event_path_reachable(ctx: EnvContext) -> Iterator[Finding]:
     """Once ingress policies select a pod of the event path, every sender it needs still gets in on its port.
 
     The senders are gitops.model.network.EVENT_PATH_RECEIVERS: gateway, activator, autoscaler, the Kafka dispatchers."""
-    pods = list(pod_templates(ctx.objects))
+    pods = _pods(ctx)
     namespaces = namespace_labels(ctx.objects)
     policies = _policies(ctx)
     for target in pods:
@@ -142,7 +149,7 @@ def check_admitted_senders(ctx: EnvContext) -> Iterator[Finding]:
     """Each pod's ingress policies admit no one beyond the senders the event path needs or a waiver names."""
     namespaces = namespace_labels(ctx.objects)
     policies = _policies(ctx)
-    for target in pod_templates(ctx.objects):
+    for target in _pods(ctx):
         if not ingress_policies_selecting(policies, target):
             if ctx.render.is_upstream(target.owner):
                 continue  # upstream pods nobody isolates: the documented limit (docs/security-model.md)

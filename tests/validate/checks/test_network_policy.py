@@ -130,6 +130,43 @@ WIDENINGS = {
         ),
         "labelled {app=webhook} in namespace knative-serving",
     ),
+    "namespace and pod selectors split into two peers (OR, not AND)": (
+        lambda r: _deliveries_rule(r).__setitem__(
+            "from",
+            [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kourier-system"}}},
+                {"podSelector": {"matchLabels": {"app": "3scale-kourier-gateway"}}},
+            ],
+        ),
+        "every pod in namespace kourier-system",
+    ),
+    "peer without its namespaceSelector (the policy's own namespace)": (
+        lambda r: _deliveries_rule(r)["from"][1].pop("namespaceSelector"),
+        "labelled {app=activator} in namespace notifications",
+    ),
+    "podSelector NotIn": (
+        lambda r: _deliveries_rule(r)["from"][1].__setitem__(
+            "podSelector", {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["webhook"]}]}
+        ),
+        "every pod in namespace knative-serving",
+    ),
+    "namespaceSelector NotIn": (
+        lambda r: _deliveries_rule(r)["from"][0].__setitem__(
+            "namespaceSelector",
+            {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["x"]}]},
+        ),
+        "in any namespace labelled {kubernetes.io/metadata.name NotIn ['x']}",
+    ),
+    "UDP instead of TCP": (lambda r: _deliveries_rule(r)["ports"][0].__setitem__("protocol", "UDP"), "on UDP 8012"),
+    "autoscaler admitted on the request port": (
+        lambda r: _deliveries_rule(r)["from"].append(
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "knative-serving"}},
+                "podSelector": {"matchLabels": {"app": "autoscaler"}},
+            }
+        ),
+        "labelled {app=autoscaler} in namespace knative-serving to Service.serving.knative.dev notifications/notifications on TCP 8012",
+    ),
     "ipBlock 0.0.0.0/0": (
         lambda r: _deliveries_rule(r)["from"].append({"ipBlock": {"cidr": "0.0.0.0/0"}}),
         "ipBlock 0.0.0.0/0 (every IPv4 address",
