@@ -20,6 +20,19 @@ def release_mirror() -> Path:
     return Path(configured) if configured else REPO_ROOT.parent / "shared" / "releases"
 
 
+UPSTREAM_SOURCE_ENV = "KNATIVE_UPSTREAM_SOURCE"
+
+
+def upstream_source_dir() -> Path:
+    """The eventing-kafka-broker source tree at the pinned tag (its data plane's YAML and Java, the contract):
+    $KNATIVE_UPSTREAM_SOURCE, else ../shared/upstream/eventing-kafka-broker-knative-v1.23.0 beside the repository.
+    Upstream data, read in place (../shared/upstream/README.md)."""
+    configured = os.environ.get(UPSTREAM_SOURCE_ENV)
+    if configured:
+        return Path(configured)
+    return REPO_ROOT.parent / "shared" / "upstream" / "eventing-kafka-broker-knative-v1.23.0"
+
+
 def argocd_crds_dir() -> Path:
     configured = os.environ.get("ARGOCD_CRDS_DIR")
     return Path(configured) if configured else release_mirror() / "argo-cd-v3.5.1"

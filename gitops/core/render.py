@@ -26,7 +26,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from gitops.core import manifests, releases
+from gitops.core import manifests, releases, upstream_source
 from gitops.core.errors import UserError, display_path, yaml_error
 from gitops.core.paths import MIRROR_ENV, REPO_ROOT, cache_dir, overlay_names, release_mirror
 from gitops.core.tools import tool
@@ -35,6 +35,9 @@ FIELD_STEP = re.compile(r"\.([^.\[]+)|\[([^\]]+)\]")
 ORIGIN = "config.kubernetes.io/origin"
 TRANSFORMATIONS = "alpha.config.kubernetes.io/transformations"
 UPSTREAM_DIR = "_upstream"
+
+
+STAND_IN_NOTE = "checked against the {version} sources, not the release bytes"
 
 
 class RenderError(UserError):
@@ -91,6 +94,11 @@ class RenderResult:
     text: str
     objects: list[manifests.Obj]
     omitted: list[releases.Unavailable] = field(default_factory=list)
+    # Objects of left-out assets rebuilt from their upstream sources (gitops.core.upstream_source), built with the
+    # same patches but NOT part of `objects` or `text`: Argo CD applies the release bytes, which the render lacks.
+    # Checks may judge their shapes (labels, replicas, securityContext) and must say so (STAND_IN_NOTE).
+    stand_ins: list[manifests.Obj] = field(default_factory=list)
+    stood_in: list[str] = field(default_factory=list)  # the left-out asset URLs that have stand-ins
     # Where each object comes from: a repo-relative file or an upstream release URL.
     origins: dict[manifests.ObjKey, str] = field(default_factory=dict)
     setters: dict[manifests.ObjKey, list[Setter]] = field(default_factory=dict)
@@ -127,8 +135,26 @@ def _load_kustomization(yaml: YAML, kustomization: Path, work: Path) -> Any:
         raise yaml_error(kustomization, work, error, RenderError) from None
 
 
+def _add_stand_in(kustomization: Path, asset: releases.ReleaseAsset, kept: list, stand_in_origins: dict) -> bool:
+    """Write the left-out `asset`'s objects, rebuilt from the upstream sources, beside the kustomization and list
+    them as resources; False when it has no stand-in. Each object's origin names the URL and the source file."""
+    files = upstream_source.stand_in_files(asset.file, asset.tag)
+    if files is None:
+        return False
+    folder = kustomization.parent / UPSTREAM_DIR / f"stand-in--{asset.repo}--{asset.file}"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = upstream_source.upstream_source_dir()
+    for source_file, objects in files:
+        local = folder / source_file.name
+        local.write_text(manifests.dump_stream(objects))
+        rebuilt = f"{source.name}/{source_file.relative_to(source)}"
+        stand_in_origins[str(local.resolve())] = f"{asset.url} (rebuilt from {rebuilt})"
+        kept.append(str(local.relative_to(kustomization.parent)))
+    return True
+
+
 def _rewrite_remote_resources(
-    kustomization: Path, work: Path, lock: dict[str, str | None], mirror: Path, cache: Path
+    kustomization: Path, work: Path, lock: dict[str, str | None], mirror: Path, cache: Path, stand_in_origins: dict
 ) -> tuple[list[releases.Unavailable], dict[str, str]]:
     yaml = YAML()
     yaml.preserve_quotes = True
@@ -159,6 +185,7 @@ def _rewrite_remote_resources(
         found = releases.verified_copy(asset, lock[entry], mirror, cache)
         if isinstance(found, releases.Unavailable):
             omitted.append(found)
+            _add_stand_in(kustomization, asset, kept, stand_in_origins)
             continue
         local = kustomization.parent / UPSTREAM_DIR / f"{asset.repo}--{asset.file}"
         local.parent.mkdir(exist_ok=True)
@@ -210,27 +237,49 @@ def render_env(env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None) 
         _copy_tree(root, work)
         omitted: list[releases.Unavailable] = []
         local_to_url: dict[str, str] = {}
+        stand_in_origins: dict[str, str] = {}
         for kustomization in releases.kustomization_files(work):
-            left_out, mapping = _rewrite_remote_resources(kustomization, work, lock, mirror, cache_dir())
+            left_out, mapping = _rewrite_remote_resources(
+                kustomization, work, lock, mirror, cache_dir(), stand_in_origins
+            )
             omitted += left_out
             local_to_url.update(mapping)
         overlay = work / "overlays" / env
         added = _add_build_metadata(overlay / "kustomization.yaml", work)
         annotated_text = _kustomize_build(overlay, work)
         annotated = manifests.load_stream(annotated_text)
-        origins = _origins(annotated, overlay, work, local_to_url)
+        origins = _origins(annotated, overlay, work, {**local_to_url, **stand_in_origins})
         setters = _setters(annotated, overlay, work)
         patches = _patches(annotated, setters, work)
-    objects = [_strip_build_metadata(obj, added) for obj in annotated]
+    stood_in = set(stand_in_origins.values())
+    rebuilt = [origins.get(manifests.ObjKey.of(obj)) in stood_in for obj in annotated]
+    if any(rebuilt):
+        annotated_text = _drop_documents(annotated_text, rebuilt, annotated)
+    everything = [_strip_build_metadata(obj, added) for obj in annotated]
+    objects = [obj for obj, stand_in in zip(everything, rebuilt, strict=True) if not stand_in]
     return RenderResult(
         env=env,
         text=_stripped_text(annotated_text, added, objects),
         objects=objects,
         omitted=omitted,
+        stand_ins=[obj for obj, stand_in in zip(everything, rebuilt, strict=True) if stand_in],
+        stood_in=[gap.url for gap in omitted if any(o.startswith(gap.url + " ") for o in stood_in)],
         origins=origins,
         setters=setters,
         patches=patches,
     )
+
+
+def _drop_documents(text: str, drop: list[bool], annotated: list[manifests.Obj]) -> str:
+    """kustomize's output without the documents flagged in `drop` (the stand-ins), every other byte kept. kustomize
+    separates documents with a `---` line at column 0; if the split does not line up with the objects, the kept
+    objects are dumped instead (_stripped_text then compares and keeps whichever loads back equal)."""
+    documents = re.split(r"(?m)^---\n", text)
+    if len(documents) != len(drop) or any(
+        manifests.load_stream(doc) != [obj] for doc, obj in zip(documents, annotated, strict=True)
+    ):
+        return manifests.dump_stream(obj for obj, dropped in zip(annotated, drop, strict=True) if not dropped)
+    return "---\n".join(doc for doc, dropped in zip(documents, drop, strict=True) if not dropped)
 
 
 # buildMetadata option -> the annotation it adds (kustomize api/internal/utils/annotations.go).
@@ -370,9 +419,16 @@ def _patch_matches(key: manifests.ObjKey, target: dict, doc: Any) -> bool:
     )
 
 
+def stand_in_note(url: str) -> str:
+    """What a finding or report says about objects judged from the sources of the left-out asset `url`."""
+    return STAND_IN_NOTE.format(version=releases.ReleaseAsset.parse(url).tag.removeprefix("knative-v"))
+
+
 def report_omitted(result: RenderResult, stream=sys.stderr) -> None:
     for gap in result.omitted:
         print(f"render {result.env}: LEFT OUT {gap.url}: {gap.reason}", file=stream)
+        if gap.url in result.stood_in:
+            print(f"render {result.env}: its objects are {stand_in_note(gap.url)}", file=stream)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from gitops.diff.engine import (
     production_access_flags,
     show_change,
 )
+from gitops.model.retry_budget import retry_budgets
 from gitops.validate.checks.argocd_apps import source_env
 from gitops.validate.run import argocd_files
 
@@ -123,6 +124,7 @@ def diff_environment(env: str, base_root: Path | None, head_root: Path) -> EnvRe
         where = "both sides" if url in old_gaps and url in new_gaps else ("base" if url in old_gaps else "head")
         result.notes.append(f"left out of the render ({where}): {url}")
     origins = {**(old.origins if old else {}), **(new.origins if new else {})}
+    result.notes += _retry_budget_notes(result, old, new)
 
     def field_origin(key: ObjKey, path: str) -> str:
         # A changed or added value was set on the working-tree side; a removed one on the base side.
@@ -130,6 +132,32 @@ def diff_environment(env: str, base_root: Path | None, head_root: Path) -> EnvRe
         return side.field_origin(key, path) if side is not None else origins.get(key, "")
 
     return EnvReport(result, origins, field_origin)
+
+
+def _touches_delivery(diff: EnvDiff) -> bool:
+    """Whether the change adds a Trigger or moves a delivery setting (a Broker's, a Trigger's, the controller's)."""
+    if any(k.kind == "Trigger" for k in diff.added + diff.removed):
+        return True
+    return any(
+        (k.kind in ("Broker", "Trigger") and any(c.path.startswith("spec.delivery") for c in changes))
+        or (k.kind == "Deployment" and k.name == "kafka-controller")
+        for k, changes in diff.changed.items()
+    )
+
+
+def _retry_budget_notes(diff: EnvDiff, old: RenderResult | None, new: RenderResult | None) -> list[str]:
+    """Where a change touches delivery: every Trigger's worst-case retry budget, and what it was at the base."""
+    if new is None or not _touches_delivery(diff):
+        return []
+    before = {b.trigger: b for b in retry_budgets(old.objects)} if old else {}
+    notes = []
+    for budget in retry_budgets(new.objects):
+        was = before.get(budget.trigger)
+        note = budget.describe()
+        if was is not None and was.worst_case_s != budget.worst_case_s:
+            note += f"; was {was.worst_case_s:g} s"
+        notes.append(note)
+    return notes
 
 
 def _argocd_objects(root: Path | None) -> tuple[list[Obj], dict[ObjKey, str]]:

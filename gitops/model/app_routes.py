@@ -26,6 +26,17 @@ def served_routes(app_name: str) -> frozenset[Route]:
     return frozenset(routes)
 
 
+def production_problems(app_name: str, env: dict[str, str]) -> list[str] | None:
+    """What the app itself says about running with `env` in production (`<name>.oidc.production_problems`, the
+    function its settings call at start-up), or None when the app has no such rule."""
+    try:
+        module = importlib.import_module(f"{app_name.replace('-', '_')}.oidc")
+    except ModuleNotFoundError:
+        return None
+    rule = getattr(module, "production_problems", None)
+    return list(rule(env)) if callable(rule) else None
+
+
 def app_of_origin(origin: str) -> str | None:
     """apps/<name>/... -> <name>: the app whose code builds the image this manifest runs."""
     parts = origin.split("/")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitops.core import environments, manifests
-from gitops.core.render import RenderResult
+from gitops.core.render import RenderResult, stand_in_note
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,18 @@ class EnvContext:
     def objects(self) -> list[manifests.Obj]:
         return self.render.objects
 
+    @property
+    def with_stand_ins(self) -> list[manifests.Obj]:
+        """The render plus the objects of left-out release assets rebuilt from their upstream sources
+        (RenderResult.stand_ins): for checks of shapes (labels, replicas, securityContext) that would otherwise skip
+        the Kafka data plane. A finding on a stand-in says so by itself (see `finding`)."""
+        return self.render.objects + self.render.stand_ins
+
+    def stood_in_url(self, obj: manifests.Obj) -> str | None:
+        """The left-out asset URL `obj` stands in for, or None when it is part of the render itself."""
+        origin = self.render.origin(obj)
+        return next((url for url in self.render.stood_in if origin.startswith(url + " ")), None)
+
     def finding(
         self,
         check: str,
@@ -56,6 +68,9 @@ class EnvContext:
         if origin is None and obj is not None:
             key = manifests.ObjKey.of(obj)
             origin = self.render.field_origin(key, field) if field else self.render.origin(obj)
+        stood_in = self.stood_in_url(obj) if obj is not None else None
+        if stood_in is not None:
+            message += f" ({stand_in_note(stood_in)})"
         return Finding(check, self.env, ref, origin or "-", message)
 
 

@@ -15,11 +15,12 @@ import yaml
 
 from gitops.core import manifests, releases
 from gitops.core.errors import UserError
-from gitops.core.paths import REPO_ROOT, argocd_crds_dir, environments
+from gitops.core.paths import REPO_ROOT, argocd_crds_dir, environments, upstream_source_dir
 from gitops.core.progress import progress
-from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env
+from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env, stand_in_note
 from gitops.delivery import deployer_rbac, hydrate
 from gitops.model.argocd import argocd_paths
+from gitops.model.retry_budget import retry_budgets
 from gitops.validate import admission, kubeconform, schemas, waivers
 from gitops.validate.findings import EnvContext, Finding, RepoContext
 from gitops.validate.registry import env_checks, format_catalogue, repo_checks
@@ -213,8 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{env}: {len(render.objects)} objects {what}, schema-checked (Kubernetes {schemas.KUBERNETES_VERSION}) and checked"
         )
+        for budget in retry_budgets(render.objects):
+            print(f"{env}: {budget.describe()}")
         for gap in render.omitted:
             print(f"{env}: NOT RENDERED {gap.url}\n    {gap.reason}")
+            if gap.url in render.stood_in:
+                print(
+                    f"    its {len(render.stand_ins)} objects rebuilt from {upstream_source_dir().name} were checked "
+                    f"(availability, NetworkPolicy, Pod Security): {stand_in_note(gap.url)}"
+                )
     verdict = "OK" if report.ok else f"{len(report.findings)} finding(s)"
     print(f"validate: {verdict} in {time.monotonic() - started:.1f}s")
     return 0 if report.ok else 1

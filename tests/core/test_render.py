@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from gitops.core import releases, render
+from gitops.core import manifests, releases, render, upstream_source
 from gitops.core.paths import REPO_ROOT
 from gitops.core.render import RenderError, render_env
 from tests.support import MADE_UP_ENV
@@ -26,6 +26,23 @@ def test_render_prints_the_stack_and_names_what_it_left_out():
     ):
         assert expected in proc.stdout
     assert f"LEFT OUT {BROKER_DATA_PLANE}" in proc.stderr
+    assert "render prod: its objects are checked against the 1.23.0 sources, not the release bytes" in proc.stderr
+    assert "name: kafka-broker-receiver" not in proc.stdout  # a stand-in is never part of what Argo CD applies
+
+
+def test_left_out_data_plane_is_stood_in_by_its_sources_with_the_overlay_patches(renders):
+    render_ = renders["prod"]
+    assert render_.stood_in == [BROKER_DATA_PLANE]
+    stand_ins = {str(manifests.ObjKey.of(o)): o for o in render_.stand_ins}
+    receiver = stand_ins["Deployment knative-eventing/kafka-broker-receiver"]
+    assert render_.origin(receiver) == (
+        f"{BROKER_DATA_PLANE} (rebuilt from eventing-kafka-broker-knative-v1.23.0/data-plane/config/broker/500-receiver.yaml)"
+    )
+    assert render_.is_upstream(receiver)
+    # The overlay's target-selector patch reaches the stand-in as it will reach the release's Deployment.
+    assert receiver["spec"]["replicas"] >= 2
+    assert render_.field_origin(manifests.ObjKey.of(receiver), "spec.replicas") == "overlays/prod/kafka-receiver.yaml"
+    assert not any(manifests.ObjKey.of(o) == manifests.ObjKey.of(receiver) for o in render_.objects)
 
 
 def test_every_release_url_is_served_from_a_verified_local_copy(renders):
@@ -48,6 +65,7 @@ def test_objects_know_their_source_file(renders):
 def test_one_build_with_origins_renders_exactly_the_plain_build(renders, monkeypatch, env):
     """The origin/transformer annotations used for naming files never reach the output Argo CD would apply."""
     monkeypatch.setattr(render, "BUILD_METADATA", {})  # a plain `kustomize build`, as Argo CD runs it
+    monkeypatch.setattr(upstream_source, "stand_in_files", lambda *_: None)  # Argo CD has the release, or nothing
     plain = render.render_env(env)
     assert renders[env].objects == plain.objects
     assert renders[env].text == plain.text, "byte for byte kustomize's own output"

@@ -174,3 +174,20 @@ def test_loosening_dev_access_is_not_a_production_change(repo_copy: Path, capsys
     _edit_bootstrap(repo_copy, lambda d: d["AppProject knative-kafka-dev"]["spec"]["sourceRepos"].append("*"))
     assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "argocd"]) == 0
     assert "DANGEROUS" not in capsys.readouterr().out
+
+
+def test_delivery_change_prints_every_triggers_retry_budget(renders, broken):
+    old = renders["prod"]
+    new = broken("prod")
+    broker = next(o for o in new.objects if o["kind"] == "Broker")
+    broker["spec"]["delivery"]["retry"] = 3
+    diff = diff_env("prod", old.objects, new.objects)
+    notes = report._retry_budget_notes(diff, old, new)
+    assert any(
+        n.startswith("Trigger notifications/notifications: worst-case retry budget 127 s")
+        and "3 exponential backoffs 7 s" in n
+        and n.endswith("; was 525 s")
+        for n in notes
+    ), notes
+    # A change that leaves delivery alone prints no budget.
+    assert report._retry_budget_notes(diff_env("prod", old.objects, old.objects), old, old) == []

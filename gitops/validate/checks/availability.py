@@ -4,9 +4,10 @@ Knative's own components highly available in production.
 
 from collections.abc import Iterator
 
-from gitops.core import manifests
+from gitops.core import manifests, releases
 from gitops.core.manifests import Obj, dig
-from gitops.model.pods import KSVC_POD_LABEL, namespace_labels, selector_matches
+from gitops.model.disruption import disruptions_allowed, floor_scale, selected_templates
+from gitops.model.pods import KSVC_POD_LABEL, namespace_labels, pod_templates, selector_matches
 from gitops.model.serving import knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
@@ -84,17 +85,25 @@ def _pod_labels(ksvc: Obj) -> dict[str, str]:
     return {**(dig(ksvc, "spec", "template", "metadata", "labels") or {}), KSVC_POD_LABEL: name}
 
 
+def _hard_hostname_spreads(ksvc: Obj) -> list[dict]:
+    """The DoNotSchedule spread constraints over nodes that select the Service's own pods."""
+    spec = dig(ksvc, "spec", "template", "spec") or {}
+    labels = _pod_labels(ksvc)
+    return [
+        c
+        for c in spec.get("topologySpreadConstraints") or []
+        if c.get("topologyKey") == HOSTNAME
+        and c.get("whenUnsatisfiable") == "DoNotSchedule"
+        and c.get("labelSelector")
+        and selector_matches(c.get("labelSelector"), labels)
+    ]
+
+
 def _spreads_over_nodes(ksvc: Obj) -> bool:
     spec = dig(ksvc, "spec", "template", "spec") or {}
     labels = _pod_labels(ksvc)
-    for constraint in spec.get("topologySpreadConstraints") or []:
-        if (
-            constraint.get("topologyKey") == HOSTNAME
-            and constraint.get("whenUnsatisfiable") == "DoNotSchedule"
-            and selector_matches(constraint.get("labelSelector"), labels)
-            and constraint.get("labelSelector")
-        ):
-            return True
+    if _hard_hostname_spreads(ksvc):
+        return True
     for term in dig(spec, "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution") or []:
         if term.get("topologyKey") == HOSTNAME and selector_matches(term.get("labelSelector"), labels):
             return True
@@ -133,6 +142,17 @@ def check_subscriber_availability(ctx: EnvContext) -> Iterator[Finding]:
                 f"(topologyKey {HOSTNAME}, whenUnsatisfiable DoNotSchedule, labelSelector {KSVC_POD_LABEL}) or a "
                 "required podAntiAffinity",
             )
+        for constraint in _hard_hostname_spreads(ksvc):
+            if constraint.get("nodeTaintsPolicy") != "Honor":
+                yield ctx.finding(
+                    "availability",
+                    ksvc,
+                    f"topologySpreadConstraint on {HOSTNAME} with DoNotSchedule has nodeTaintsPolicy "
+                    f"{constraint.get('nodeTaintsPolicy', 'unset (Ignore)')}: tainted nodes it cannot use count as "
+                    "empty domains, so each usable node may hold only one pod and scaling stops at the node count; "
+                    "set nodeTaintsPolicy: Honor",
+                    field="spec.template.spec.topologySpreadConstraints",
+                )
         budgets = [
             p
             for p in pdbs
@@ -170,7 +190,9 @@ def check_control_plane_ha(ctx: EnvContext) -> Iterator[Finding]:
         if ns not in known:
             continue
         for name in names:
-            deployment = manifests.find(ctx.objects, "apps", "Deployment", ns, name)
+            # The Kafka Broker receiver comes from a release asset an offline render leaves out: judged then on the
+            # Deployment rebuilt from its sources, with the overlay's patches (the finding says so).
+            deployment = manifests.find(ctx.with_stand_ins, "apps", "Deployment", ns, name)
             if deployment is None:
                 continue
             hpa = _hpa_for(ctx.objects, ns, name)
@@ -188,6 +210,7 @@ def check_control_plane_ha(ctx: EnvContext) -> Iterator[Finding]:
                     deployment,
                     f"replicas {dig(deployment, 'spec', 'replicas') or 1} < {HA_REPLICAS}: one node loss stops it "
                     "(Knative's HA docs: scale to 2, leader election is on by default)",
+                    field="spec.replicas",
                 )
     controller = manifests.find(ctx.objects, "apps", "Deployment", "knative-eventing", "kafka-controller")
     if controller is not None:
@@ -203,3 +226,87 @@ def check_control_plane_ha(ctx: EnvContext) -> Iterator[Finding]:
                 controller,
                 f"{DISPATCHERS_MIN_REPLICAS}={value}: the Kafka dispatchers may run as one pod; set it to {HA_REPLICAS}",
             )
+
+
+@env_check("availability")
+def check_drains_allowed(ctx: EnvContext) -> Iterator[Finding]:
+    """Production: every PodDisruptionBudget lets a drain evict at least one pod at the render's replica floor."""
+    if not ctx.is_production:
+        return
+    objects = ctx.with_stand_ins
+    templates = list(pod_templates(objects))
+    for pdb in manifests.of_kind(objects, "policy", "PodDisruptionBudget"):
+        selected = selected_templates(pdb, templates)
+        if not selected:
+            continue
+        scales = [floor_scale(objects, t) for t in selected]
+        pods = sum(scale.pods for scale in scales)
+        if pods == 0 or disruptions_allowed(pdb, pods) > 0:
+            continue
+        spec = pdb.get("spec") or {}
+        rule = next(f"{k}: {spec[k]}" for k in ("maxUnavailable", "minAvailable") if spec.get(k) is not None)
+        counted = "; ".join(f"{t.ref}: {scale.source}" for t, scale in zip(selected, scales, strict=True))
+        rounding = "; Kubernetes rounds the percentage up" if rule.endswith("%") else ""
+        yield ctx.finding(
+            "availability",
+            pdb,
+            f"{rule} allows 0 disruptions at {pods} pod(s) ({counted}{rounding}): a node drain can never evict "
+            "them; use maxUnavailable: 1 or raise the replica floor",
+            field="spec",
+        )
+
+
+# knative.dev/pkg leaderelection/config.go: ConfigMapName() is $CONFIG_LEADERELECTION_NAME, else
+# config-leader-election; `buckets` defaults to 1 (defaultConfig) and may be 1..MaxBuckets (10). Every component in
+# HA_COMPONENTS reads it: its reconcilers run under injection/sharedmain (GetLeaderElectionConfig), the autoscaler
+# builds its elector from the same config (serving cmd/autoscaler/main.go).
+# The controllers whose work is leader-elected reconcilers: a second replica is a standby unless buckets > 1. (Webhooks
+# and the Kafka receiver serve requests from every pod; the activator and the gateway too.)
+LEADER_ELECTED = {
+    "knative-serving": ("controller", "autoscaler", "net-kourier-controller"),
+    "knative-eventing": ("eventing-controller", "kafka-controller"),
+}
+LEADER_ELECTION_ENV = "CONFIG_LEADERELECTION_NAME"
+LEADER_ELECTION_CONFIGMAP = "config-leader-election"
+STANDBY_WORD = "standby"
+
+
+def leader_election_buckets(objects: list[Obj], deployment: Obj) -> int:
+    """How many buckets the Deployment's leader-elected reconcilers split their work into (1: one replica works)."""
+    ns = manifests.meta(deployment).get("namespace", "")
+    env = {
+        e.get("name"): e.get("value")
+        for c in dig(deployment, "spec", "template", "spec", "containers") or []
+        for e in c.get("env") or []
+    }
+    name = env.get(LEADER_ELECTION_ENV) or LEADER_ELECTION_CONFIGMAP
+    config = manifests.find(objects, "", "ConfigMap", ns, name) or {}
+    value = str((config.get("data") or {}).get("buckets", "1"))
+    return int(value) if value.isdigit() else 1
+
+
+@env_check("availability")
+def check_ha_replicas_described(ctx: EnvContext) -> Iterator[Finding]:
+    """Production: a file adding leader-elected controller replicas says "standby" when buckets is 1."""
+    if not ctx.is_production:
+        return
+    objects = ctx.objects
+    for ns, names in LEADER_ELECTED.items():
+        for name in names:
+            deployment = manifests.find(objects, "apps", "Deployment", ns, name)
+            if deployment is None:
+                continue
+            replicas = dig(deployment, "spec", "replicas") or 1
+            setter = ctx.render.field_origin(manifests.ObjKey.of(deployment), "spec.replicas")
+            if replicas < 2 or releases.is_remote(setter) or not (ctx.root / setter).is_file():
+                continue
+            buckets = leader_election_buckets(objects, deployment)
+            if buckets == 1 and STANDBY_WORD not in (ctx.root / setter).read_text().lower():
+                yield ctx.finding(
+                    "availability",
+                    deployment,
+                    f"replicas {replicas} with leader-election buckets 1 (knative.dev/pkg default; no buckets key in "
+                    f"its config-leader-election ConfigMap): one replica does all the work and the others are a "
+                    f'standby; say "{STANDBY_WORD}" in {setter}, or set buckets in that ConfigMap to share the work',
+                    field="spec.replicas",
+                )

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
+from gitops.model.app_routes import app_of_origin, production_problems
 from gitops.model.serving import knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
 OIDC_FLAG = "authentication-oidc"
 DEFAULT_AUTHZ = "default-authorization-mode"
-SUBSCRIBER_ENV = ("OIDC_AUDIENCE", "OIDC_ISSUER", "OIDC_JWKS_URL", "OIDC_ALLOWED_SUBJECTS")
 ALLOWED_SUBJECTS = "OIDC_ALLOWED_SUBJECTS"
 MAX_NAME = 63  # kmeta.ChildName hashes longer names; those cannot be derived here
 TOKEN_FILE_ENV = "OIDC_JWKS_TOKEN_FILE"
@@ -162,6 +162,8 @@ def check_subscriber_audience(ctx: EnvContext) -> Iterator[Finding]:
                 f"{path} targets {key} without an audience: a Knative Service publishes none, so deliveries carry "
                 "no token and the subscriber cannot tell the dispatcher from any other pod",
             )
+        elif expected is None:
+            continue  # check_subscriber_settings names the missing OIDC_AUDIENCE and the file that should set it
         elif audience != expected:
             yield ctx.finding(
                 "sender-identity",
@@ -178,17 +180,48 @@ def check_subscriber_audience(ctx: EnvContext) -> Iterator[Finding]:
                 f"its deliveries to {key} carry the subject {subject or '(a hashed ServiceAccount name)'}, which "
                 f"{ALLOWED_SUBJECTS} does not list: every delivery and its dead letter are refused with 403",
             )
+
+
+PRODUCTION_ENV = "PRODUCTION"  # apps/notifications settings.py: the app's production mode
+ENV_FIELD = "spec.template.spec.containers[0].env"
+
+
+@env_check("sender-identity")
+def check_subscriber_settings(ctx: EnvContext) -> Iterator[Finding]:
+    """Our services run in production mode exactly where environments.yaml says production, with OIDC_* their app accepts."""
     for ksvc in knative_services(ctx.objects):
-        env = _env(ksvc)
-        if "OIDC_AUDIENCE" not in env:
+        app = app_of_origin(ctx.render.origin(ksvc))
+        if app is None:
             continue
-        missing = [name for name in SUBSCRIBER_ENV if not env.get(name)]
-        if missing:
+        env = _env(ksvc)
+        where = ctx.render.field_origin(manifests.ObjKey.of(ksvc), ENV_FIELD)
+        said = env.get(PRODUCTION_ENV, "").strip().lower() == "true"
+        if said != ctx.is_production:
+            wanted = "true" if ctx.is_production else "false (or unset)"
             yield ctx.finding(
                 "sender-identity",
                 ksvc,
-                f"OIDC_AUDIENCE is set but {', '.join(missing)} is not: the issuer and JWKS are needed to verify "
-                "anything, and without allowed subjects any pod that mounts a token for this audience passes",
+                f"{PRODUCTION_ENV}={env.get(PRODUCTION_ENV, '(unset)')} but environments.yaml says {ctx.env} is "
+                f'{"" if ctx.is_production else "not "}production: set {PRODUCTION_ENV}: "{wanted}" in the '
+                f"container env ({where})"
+                + (
+                    "; without it the app accepts an incomplete OIDC_* set and a missing OIDC_AUDIENCE turns token "
+                    "verification off"
+                    if ctx.is_production
+                    else ""
+                ),
+                field=ENV_FIELD,
+            )
+        if not said:
+            continue
+        for problem in production_problems(app, env) or []:
+            yield ctx.finding(
+                "sender-identity",
+                ksvc,
+                f"{problem} in the container env ({where}): with {PRODUCTION_ENV}=true the subscriber logs that one "
+                "line and exits at start-up, its pods never pass readiness, and Serving keeps routing to the last "
+                "ready revision (on a first install nothing serves: deliveries are retried, then dead-lettered)",
+                field=ENV_FIELD,
             )
 
 

@@ -1,9 +1,11 @@
-"""NetworkPolicies select real pods and name real peers; in production every namespace of ours is default-deny.
+"""NetworkPolicies select real pods and name real peers, admit only the event path's senders, and deny by default.
 
 A NetworkPolicy is accepted whatever its selectors say. One whose podSelector matches nothing protects nothing; a
 peer whose namespace or labels exist nowhere admits nobody, and the delivery it was written for times out. So every
 selector is resolved against the render (gitops.model.pods): the peers' namespaces and pod labels come from the
-upstream manifests, not from memory.
+upstream manifests, not from memory. What the policies together admit to each pod is computed with Kubernetes'
+semantics (gitops.model.network) and held to the senders the event path needs; every namespace of ours, in every
+environment (docs/security-model.md), denies ingress by default.
 """
 
 from collections.abc import Iterator
@@ -26,16 +28,17 @@ from gitops.validate.registry import env_check
 
 
 def _pods(ctx: EnvContext) -> list[PodTemplate]:
-    """The pods every check here judges: the render's. (Where a release asset is left out of the render, shapes
-    from its sources, e.g. the Kafka data plane's dispatchers and receivers, belong here too: the senders table in
-    gitops.model.network already names them by their upstream labels.)"""
-    return list(pod_templates(ctx.objects))
+    """The pods every check here judges: the render's, plus the Kafka data plane's rebuilt from its 1.23 sources
+    when its release asset is left out (RenderResult.stand_ins), so its dispatchers and receivers count as senders
+    and receivers (gitops.model.network.EVENT_PATH_RECEIVERS names them by their upstream labels)."""
+    return list(pod_templates(ctx.with_stand_ins))
 
 
 def _left_out_note(ctx: EnvContext) -> str:
-    if not ctx.render.omitted:
+    unchecked = [gap for gap in ctx.render.omitted if gap.url not in ctx.render.stood_in]
+    if not unchecked:
         return ""
-    assets = ", ".join(gap.url.rsplit("/", 1)[-1] for gap in ctx.render.omitted)
+    assets = ", ".join(gap.url.rsplit("/", 1)[-1] for gap in unchecked)
     return f" (the render left out {assets}; a pod from there cannot be checked until its digest is locked)"
 
 

@@ -82,7 +82,11 @@ def check_pod_security(ctx: EnvContext) -> Iterator[Finding]:
             continue
         labelled[name] = (level, manifests.labels(ns).get(ENFORCE_VERSION, "latest"))
     try:
-        verdicts = {version: evaluate(ctx.objects, version) for version in sorted({v for _, v in labelled.values()})}
+        # With the Kafka data plane rebuilt from its sources when the render leaves its release asset out, so the
+        # level of knative-eventing is proven with the receiver and dispatchers in it (findings on them say so).
+        verdicts = {
+            version: evaluate(ctx.with_stand_ins, version) for version in sorted({v for _, v in labelled.values()})
+        }
     except (ToolMissing, PodSecurityToolError) as error:
         yield ctx.finding(
             "pod-security", None, f"cannot run the Pod Security evaluator: {error}", origin="bin/pod-security"

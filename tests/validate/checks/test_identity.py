@@ -6,6 +6,8 @@ from tests.support import obj, run_check
 NS = "notifications"
 EV = "eventing.knative.dev"
 KSVC = f"[prod] Service.serving.knative.dev {NS}/notifications (apps/notifications/deploy/service.yaml)"
+# A finding on the subscriber's env names the overlay file that sets it, not the base Service.
+KSVC_ENV = f"[prod] Service.serving.knative.dev {NS}/notifications (overlays/prod/oidc-subscriber.yaml)"
 
 
 def ksvc(render):
@@ -77,8 +79,8 @@ def test_subscriber_without_issuer(broken):
     render = broken("prod")
     env = ksvc(render)["spec"]["template"]["spec"]["containers"][0]["env"]
     env[:] = [e for e in env if e["name"] != "OIDC_ISSUER"]
-    messages = [str(f) for f in run_check(identity.check_subscriber_audience, render)]
-    assert any(m.startswith(KSVC) and "OIDC_ISSUER is not" in m for m in messages), messages
+    messages = [str(f) for f in run_check(identity.check_subscriber_settings, render)]
+    assert any(m.startswith(KSVC_ENV) and "OIDC_ISSUER is not set" in m for m in messages), messages
 
 
 def test_default_service_account(broken):
@@ -123,5 +125,51 @@ def test_allowed_subjects_required_in_prod(broken):
     render = broken("prod")
     env = ksvc(render)["spec"]["template"]["spec"]["containers"][0]["env"]
     env[:] = [e for e in env if e["name"] != "OIDC_ALLOWED_SUBJECTS"]
-    messages = [str(f) for f in run_check(identity.check_subscriber_audience, render)]
-    assert any(m.startswith(KSVC) and "OIDC_ALLOWED_SUBJECTS is not" in m for m in messages), messages
+    messages = [str(f) for f in run_check(identity.check_subscriber_settings, render)]
+    assert any(m.startswith(KSVC_ENV) and "OIDC_ALLOWED_SUBJECTS is not set" in m for m in messages), messages
+
+
+def subscriber_env(render):
+    return ksvc(render)["spec"]["template"]["spec"]["containers"][0]["env"]
+
+
+def test_misspelt_audience_names_the_variable_the_overlay_and_what_happens(broken):
+    """The mistake that used to turn verification off in the app while validate blamed base files and said the
+    audience was None and every delivery refused."""
+    render = broken("prod")
+    next(e for e in subscriber_env(render) if e["name"] == "OIDC_AUDIENCE")["name"] = "OIDC_AUDEINCE"
+    messages = [str(f) for f in run_check(identity.check_subscriber_settings, render)]
+    for problem in ("OIDC_AUDEINCE is not a setting the subscriber reads", "OIDC_AUDIENCE is not set"):
+        assert any(
+            m.startswith(KSVC_ENV)
+            and problem in m
+            and "exits at start-up, its pods never pass readiness" in m
+            and "last ready revision" in m
+            for m in messages
+        ), messages
+    audience = [str(f) for f in run_check(identity.check_subscriber_audience, render)]
+    assert not any("None" in m for m in audience), audience
+
+
+def test_production_mode_must_follow_environments_yaml(broken):
+    render = broken("prod")
+    subscriber_env(render)[:] = [e for e in subscriber_env(render) if e["name"] != "PRODUCTION"]
+    messages = [str(f) for f in run_check(identity.check_subscriber_settings, render)]
+    assert any(
+        m.startswith(KSVC_ENV)
+        and "PRODUCTION=(unset) but environments.yaml says prod is production" in m
+        and 'set PRODUCTION: "true" in the container env (overlays/prod/oidc-subscriber.yaml)' in m
+        for m in messages
+    ), messages
+
+
+def test_production_mode_outside_production(broken):
+    render = broken("dev")
+    spec = ksvc(render)["spec"]["template"]["spec"]["containers"][0]
+    spec.setdefault("env", []).append({"name": "PRODUCTION", "value": "true"})
+    messages = [str(f) for f in run_check(identity.check_subscriber_settings, render)]
+    assert any(
+        m.startswith("[dev] Service.serving.knative.dev notifications/notifications (")
+        and "environments.yaml says dev is not production" in m
+        for m in messages
+    ), messages

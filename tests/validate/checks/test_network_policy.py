@@ -35,17 +35,36 @@ def test_peer_namespace_not_in_render(broken):
     assert any(m.startswith(DELIVERIES) and "matches no namespace in the render" in m for m in messages), messages
 
 
-def test_peer_label_from_memory(broken):
-    """The dispatcher label an article might suggest; nothing in the render carries it, and the omitted asset is named."""
-    render = broken("prod")
+def dispatcher_peer(render, labels):
     peer = deliveries(render)["spec"]["ingress"][0]["from"][1]
-    peer["podSelector"] = {"matchLabels": {"app.kubernetes.io/component": "kafka-broker-dispatcher"}}
+    peer["podSelector"] = {"matchLabels": labels}
     peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": "knative-eventing"}}
-    messages = [str(f) for f in run_check(network_policy.check_network_policies, render)]
+    return [str(f) for f in run_check(network_policy.check_network_policies, render)]
+
+
+def test_data_plane_peer_resolves_against_its_sources(broken):
+    """The Broker dispatcher's real labels (data-plane/config/broker/500-dispatcher.yaml) resolve although the
+    release asset is not in the offline render: its pods are rebuilt from the 1.23 sources."""
+    messages = dispatcher_peer(broken("prod"), {"app": "kafka-broker-dispatcher"})
+    assert not any("admits nobody" in m for m in messages), messages
+
+
+def test_peer_label_from_memory(broken):
+    """A dispatcher label an article might suggest: nothing in the render or the rebuilt data plane carries it."""
+    messages = dispatcher_peer(broken("prod"), {"app": "kafka-dispatcher"})
     assert any(
-        m.startswith(DELIVERIES) and "matches no pod in namespace(s) knative-eventing" in m and "left out" in m
+        m.startswith(DELIVERIES) and "matches no pod in namespace(s) knative-eventing" in m and "left out" not in m
         for m in messages
     ), messages
+
+
+def test_peer_in_a_left_out_asset_without_sources_names_the_asset(broken):
+    render = broken("prod")
+    render.stand_ins, render.stood_in = [], []  # no upstream source tree: nothing stands in for the asset
+    messages = dispatcher_peer(render, {"app": "kafka-broker-dispatcher"})
+    assert any(m.startswith(DELIVERIES) and "eventing-kafka-broker.yaml" in m and "left out" in m for m in messages), (
+        messages
+    )
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])

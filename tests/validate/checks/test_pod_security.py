@@ -71,3 +71,32 @@ def test_missing_evaluator_is_one_clear_finding(renders, monkeypatch):
         "[prod] - (bin/pod-security): cannot run the Pod Security evaluator: pod-security not found in bin or on "
         "PATH: run `make setup`  <pod-security>"
     ]
+
+
+def test_kafka_data_plane_is_evaluated_from_its_sources(broken):
+    """The release asset is not in the offline render: the receiver and dispatcher rebuilt from the 1.23 sources
+    are what prove knative-eventing's level (restricted would refuse them; baseline passes)."""
+    render = broken("prod")
+    ns = obj(render, "", "Namespace", "", "knative-eventing")
+    ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "restricted"
+    messages = [str(f) for f in run_check(pod_security.check_pod_security, render)]
+    for name in (
+        "Deployment knative-eventing/kafka-broker-receiver",
+        "StatefulSet knative-eventing/kafka-broker-dispatcher",
+    ):
+        assert any(
+            m.startswith(f"[prod] {name} (https://")
+            and "runAsNonRoot != true" in m
+            and "checked against the 1.23.0 sources, not the release bytes" in m
+            for m in messages
+        ), messages
+
+
+def test_privileged_receiver_is_refused_at_baseline(broken):
+    render = broken("prod")
+    receiver = next(o for o in render.stand_ins if o["metadata"]["name"] == "kafka-broker-receiver")
+    receiver["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] = True
+    messages = [str(f) for f in run_check(pod_security.check_pod_security, render)]
+    assert any("kafka-broker-receiver" in m and "enforce=baseline" in m and "privileged" in m for m in messages), (
+        messages
+    )

@@ -62,6 +62,59 @@ class OidcConfigError(ValueError):
     """The OIDC_* environment is inconsistent; raised at startup, never per request."""
 
 
+# Every OIDC_* variable this app reads (OidcSettings.from_env). In production an OIDC_* name outside this set is a
+# misspelling: the real setting is then missing, and without the production rule a missing OIDC_AUDIENCE would
+# silently turn verification off.
+OIDC_SETTINGS = (
+    "OIDC_AUDIENCE",
+    "OIDC_ISSUER",
+    "OIDC_JWKS_URL",
+    "OIDC_JWKS_CA_FILE",
+    "OIDC_JWKS_TOKEN_FILE",
+    "OIDC_ALLOWED_SUBJECTS",
+    "OIDC_JWKS_TTL_SECONDS",
+    "OIDC_JWKS_MIN_REFETCH_SECONDS",
+    "OIDC_JWKS_MAX_STALE_SECONDS",
+    "OIDC_JWKS_TIMEOUT_SECONDS",
+    "OIDC_TOKEN_CACHE_ENTRIES",
+)
+# What production cannot run without: who the tokens are for, who signs them, where the keys are, who may send.
+PRODUCTION_REQUIRED = ("OIDC_AUDIENCE", "OIDC_ISSUER", "OIDC_JWKS_URL", "OIDC_ALLOWED_SUBJECTS")
+SERVICE_ACCOUNT_SUBJECT = "system:serviceaccount:"
+
+
+def production_problems(env: Mapping[str, str]) -> list[str]:
+    """Why these OIDC_* settings cannot run in production, one line each naming the variable (empty: they can).
+
+    Pure (no files read), so `make validate` asks this same function about the rendered environment
+    (gitops/validate/checks/identity.py) before a pod ever starts."""
+    problems = [
+        f"{name} is not a setting the subscriber reads (known: {', '.join(OIDC_SETTINGS)})"
+        for name in sorted(env)
+        if name.startswith("OIDC_") and name not in OIDC_SETTINGS
+    ]
+    problems += [f"{name} is not set" for name in PRODUCTION_REQUIRED if not env.get(name, "").strip()]
+    issuer = env.get("OIDC_ISSUER", "").strip()
+    if issuer and not issuer.startswith("https://"):
+        problems.append(f"OIDC_ISSUER={issuer!r} is not an https:// URL (the service-account issuer)")
+    jwks_url = env.get("OIDC_JWKS_URL", "").strip()
+    if jwks_url and not (urlsplit(jwks_url).scheme == "https" and urlsplit(jwks_url).hostname):
+        problems.append(f"OIDC_JWKS_URL={jwks_url!r} is not an https:// URL")
+    subjects = [part.strip() for part in env.get("OIDC_ALLOWED_SUBJECTS", "").split(",") if part.strip()]
+    problems += [
+        f"OIDC_ALLOWED_SUBJECTS entry {subject!r} is not a {SERVICE_ACCOUNT_SUBJECT}<namespace>:<name> subject"
+        for subject in subjects
+        if not subject.startswith(SERVICE_ACCOUNT_SUBJECT) or subject.count(":") != 3
+    ]
+    for name in OIDC_SETTINGS:
+        if name.endswith(("_SECONDS", "_ENTRIES")) and env.get(name, "").strip():
+            try:
+                _positive(env, name, 1.0)
+            except OidcConfigError as error:
+                problems.append(str(error))
+    return problems
+
+
 @dataclass(frozen=True, slots=True)
 class OidcSettings:
     audiences: tuple[str, ...]

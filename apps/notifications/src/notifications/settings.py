@@ -6,7 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from notifications.oidc import OidcSettings
+from notifications.oidc import OidcConfigError, OidcSettings, production_problems
+
+# Set by the render from environments.yaml (`production: true` -> "true"); `make validate` checks the two agree.
+PRODUCTION = "PRODUCTION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +24,25 @@ class Settings:
     # elsewhere (plain Deployment) set it to the endpoints propagation time so /readyz=503 is seen first.
     drain_delay_seconds: float = 0.0
     graceful_shutdown_seconds: float = 25.0
-    # Sender authentication (notifications.oidc): None, i.e. off, unless OIDC_AUDIENCE is set.
+    # Sender authentication (notifications.oidc): None, i.e. off, unless OIDC_AUDIENCE is set. In production it is
+    # never off: from_env refuses to build settings without a complete, well-formed OIDC_* set.
     oidc: OidcSettings | None = None
+    production: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         defaults = cls()
+        production = _production(env)
+        if production:
+            problems = production_problems(env)
+            if problems:
+                # One line, then exit 1 (serve.main): the pod never passes readiness, so Serving never routes to it.
+                raise OidcConfigError(
+                    f"{PRODUCTION}=true and {problems[0]}"
+                    + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                    + ": production never runs without sender verification"
+                )
         return cls(
             host=env.get("HOST", defaults.host),
             port=int(env.get("PORT", defaults.port)),
@@ -38,4 +53,12 @@ class Settings:
             drain_delay_seconds=float(env.get("DRAIN_DELAY_SECONDS", defaults.drain_delay_seconds)),
             graceful_shutdown_seconds=float(env.get("GRACEFUL_SHUTDOWN_SECONDS", defaults.graceful_shutdown_seconds)),
             oidc=OidcSettings.from_env(env),
+            production=production,
         )
+
+
+def _production(env: Mapping[str, str]) -> bool:
+    raw = env.get(PRODUCTION, "").strip().lower()
+    if raw not in ("", "true", "false"):
+        raise OidcConfigError(f"{PRODUCTION}={raw!r} must be true or false")
+    return raw == "true"

@@ -1,0 +1,114 @@
+"""The Kafka data plane's objects as the pinned release would ship them, assembled from its YAML sources.
+
+The release asset `eventing-kafka-broker.yaml` (the Broker's receiver and dispatcher) has no offline copy
+(../shared/releases/README.md), so an offline render leaves it out. Its sources at the same tag are in
+`upstream_source_dir()` (../shared/upstream/eventing-kafka-broker-knative-v1.23.0). This module rebuilds the
+objects the way the release does, so checks can still judge the data plane's shapes (labels, replicas, ports,
+securityContext) when the asset itself is absent.
+
+What the release does (hack/data-plane.sh `k8s()`, hack/label.sh at knative-v1.23.0):
+- `ko resolve -Rf data-plane/config/<component>` — every YAML file under the directory in lexical order, comments
+  and empty documents dropped;
+- piped through `LABEL_YAML_CMD`: `app.kubernetes.io/version: devel` becomes the release version (quoted);
+- `replace_images`: `${KNATIVE_KAFKA_RECEIVER_IMAGE}` / `${KNATIVE_KAFKA_DISPATCHER_IMAGE}` become the built
+  image digests (NOT done here: the digests exist only in the release bytes, so images stay as in the sources),
+  and with `USE_LOOM=true` (the default, the images the release ships) `runAsNonRoot: true` becomes
+  `runAsUser: 1001`.
+tests/core/test_upstream_source.py proves this against the one asset built this way that the mirror does hold,
+eventing-kafka-source.yaml: same objects, images aside.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from gitops.core.errors import UserError
+from gitops.core.manifests import Obj, load_stream
+from gitops.core.paths import UPSTREAM_SOURCE_ENV, upstream_source_dir
+
+COMPONENTS = ("broker", "sink", "source")
+# The release asset each component's objects are shipped in (hack/data-plane.sh `k8s()`).
+RELEASE_ASSET = {
+    "broker": "eventing-kafka-broker.yaml",
+    "sink": "eventing-kafka-sink.yaml",
+    "source": "eventing-kafka-source.yaml",
+}
+# The source tree's directory is named after its git tag (../shared/upstream/README.md).
+TAG_SUFFIX = re.compile(r"knative-v(?P<version>\d+\.\d+\.\d+)$")
+# hack/label.sh LABEL_YAML_CMD: `sed -e "s|app.kubernetes.io/version: devel|app.kubernetes.io/version: \"${version}\"|"`
+VERSION_LABEL = "app.kubernetes.io/version: devel"
+# hack/data-plane.sh replace_images, USE_LOOM=true: `sed -i "s|runAsNonRoot: true|runAsUser: 1001|g"`
+LOOM_SECURITY = ("runAsNonRoot: true", "runAsUser: 1001")
+YAML_SUFFIXES = (".yaml", ".yml", ".json")  # the files ko resolve -R reads
+
+
+class UpstreamSourceMissing(UserError):
+    """The upstream source tree is not where the project looks for it."""
+
+
+def release_version(source: Path | None = None) -> str:
+    """The release version the source tree is at (`1.23.0` for …-knative-v1.23.0), as the release labels say."""
+    source = source or upstream_source_dir()
+    match = TAG_SUFFIX.search(source.name)
+    if match is None:
+        raise UpstreamSourceMissing(
+            f"cannot tell the release tag of {source} (its name should end in knative-v<x.y.z>)",
+            fix=f"point {UPSTREAM_SOURCE_ENV} at the eventing-kafka-broker-knative-v<x.y.z> source tree",
+        )
+    return match.group("version")
+
+
+def data_plane_config_dir(component: str, source: Path | None = None) -> Path:
+    if component not in COMPONENTS:
+        raise ValueError(f"unknown data plane component {component!r} (one of {', '.join(COMPONENTS)})")
+    source = source or upstream_source_dir()
+    directory = source / "data-plane" / "config" / component
+    if not directory.is_dir():
+        raise UpstreamSourceMissing(
+            f"the Kafka data plane sources are missing: no {directory}",
+            fix=f"set {UPSTREAM_SOURCE_ENV} to the eventing-kafka-broker source tree at the pinned tag "
+            "(default: ../shared/upstream/eventing-kafka-broker-knative-v1.23.0 beside the repository)",
+        )
+    return directory
+
+
+def data_plane_files(component: str, source: Path | None = None) -> list[tuple[Path, list[Obj]]]:
+    """Per source file (lexical order, as `ko resolve -R` reads them), the objects it contributes to the release."""
+    source = source or upstream_source_dir()
+    directory = data_plane_config_dir(component, source)
+    version = release_version(source)
+    files: list[tuple[Path, list[Obj]]] = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES):
+        text = path.read_text()
+        text = text.replace(VERSION_LABEL, f'app.kubernetes.io/version: "{version}"')  # per line, as sed does
+        text = text.replace(*LOOM_SECURITY)
+        objects = load_stream(text)
+        if objects:
+            files.append((path, objects))
+    return files
+
+
+def data_plane_objects(component: str, source: Path | None = None) -> list[Obj]:
+    """The objects the release asset of `component` ("broker" | "sink" | "source") contains, assembled from
+    data-plane/config/<component>/ as hack/data-plane.sh does; images stay `${KNATIVE_KAFKA_*_IMAGE}`."""
+    return [obj for _, objects in data_plane_files(component, source) for obj in objects]
+
+
+def component_of(asset_file: str) -> str | None:
+    """The data plane component a release asset file name ships (None: not a data plane asset)."""
+    return next((c for c, name in RELEASE_ASSET.items() if name == asset_file), None)
+
+
+def stand_in_files(asset_file: str, tag: str, source: Path | None = None) -> list[tuple[Path, list[Obj]]] | None:
+    """What an offline render may check in place of the release asset `asset_file` at `tag`: its objects rebuilt
+    from the sources, file by file. None when it is not a data plane asset, or the sources are absent or at
+    another tag (a stand-in from other sources would prove nothing about the pinned release)."""
+    component = component_of(asset_file)
+    source = source or upstream_source_dir()
+    if component is None or not source.name.endswith(tag):
+        return None
+    try:
+        return data_plane_files(component, source)
+    except UpstreamSourceMissing:
+        return None
