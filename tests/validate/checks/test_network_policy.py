@@ -356,3 +356,50 @@ def test_h2c_revision_needs_8013(broken):
     ksvc["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] = "h2c"
     messages = [str(f) for f in run_check(network_policy.check_event_path_reachable, render)]
     assert any("3scale-kourier-gateway on port 8013 (queue-port)" in m for m in messages), messages
+
+
+def _receiver_policy(render, peer: dict, port="http"):
+    """A policy a platform team might add for the Broker receiver (rebuilt from the 1.23 data plane sources)."""
+    render.objects.append(
+        {
+            "apiVersion": f"{NP}/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "broker-receiver", "namespace": "knative-eventing"},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": "kafka-broker-receiver"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [peer], "ports": [{"port": port}]}],
+            },
+        }
+    )
+
+
+SOURCE_DISPATCHER = {"podSelector": {"matchLabels": {"app": "kafka-source-dispatcher"}}}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_kafka_dispatcher_is_a_needed_sender(broken, env):
+    """The KafkaSource dispatcher into the Broker receiver on its `http` port is the event path: not wider."""
+    render = broken(env)
+    _receiver_policy(render, SOURCE_DISPATCHER)
+    assert run_check(network_policy.check_admitted_senders, render) == []
+    assert run_check(network_policy.check_event_path_reachable, render) == []
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_kafka_receiver_policy_wider_or_locking_out(broken, env):
+    render = broken(env)
+    _receiver_policy(render, {"podSelector": {}}, port="http-metrics")
+    wider = [str(f) for f in run_check(network_policy.check_admitted_senders, render)]
+    assert any(
+        m.startswith(f"[{env}] NetworkPolicy knative-eventing/broker-receiver (?)")
+        and "every pod in namespace knative-eventing" in m
+        and "TCP 9090 (kafka-broker-receiver's http-metrics)" in m
+        for m in wider
+    ), wider
+    dropped = [str(f) for f in run_check(network_policy.check_event_path_reachable, render)]
+    assert any(
+        f"[{env}] Deployment knative-eventing/kafka-broker-receiver" in m
+        and "none admits knative-eventing/kafka-source-dispatcher on port 8080 (http)" in m
+        for m in dropped
+    ), dropped
