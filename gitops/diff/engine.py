@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitops.core import manifests
+from gitops.core.environments import Environment
 from gitops.core.manifests import Obj, ObjKey
 from gitops.model.argocd import sync_options
 from gitops.model.eventing import BROKER_CLASS, broker_config_key
@@ -411,3 +412,113 @@ def diff_env(env: str, old: Iterable[Obj], new: Iterable[Obj]) -> EnvDiff:
     for rule in RULES:
         result.flags.extend(rule(before, after))
     return result
+
+
+# --- production environments: their facts and their Argo CD access ---------------------------------------------
+# Weakening a production environment through one fact alone (environments.yaml, its Application, its AppProject)
+# passes validate whenever the facts still agree with each other afterwards, so the review has to see it.
+
+ENVIRONMENT_KIND = "Environment"  # a Flag key for a fact in environments.yaml, not a Kubernetes object
+PROJECT_GRANTS = (
+    "sourceRepos",
+    "sourceNamespaces",
+    "destinations",
+    "destinationServiceAccounts",
+    "clusterResourceWhitelist",
+    "namespaceResourceWhitelist",
+    "roles",
+)
+PROJECT_LIMITS = ("clusterResourceBlacklist", "namespaceResourceBlacklist", "syncWindows", "signatureKeys")
+
+
+def environment_flags(env: str, old: Environment | None, new: Environment | None) -> list[Flag]:
+    """The changes to an environment's entry in environments.yaml that weaken it while it is production."""
+    if old is None or new is None or not old.production:
+        return []
+    key = ObjKey("", ENVIRONMENT_KIND, "", env)
+    flags = []
+    if not new.production:
+        flags.append(
+            Flag(
+                DANGEROUS,
+                key,
+                "environments.yaml: production true → false: every production check (digest pins, replication, "
+                "hardening, sender identity) stops applying to it",
+            )
+        )
+    if new.automated_sync and not old.automated_sync:
+        flags.append(
+            Flag(DANGEROUS, key, "environments.yaml: automated_sync false → true: pushes reach it without review")
+        )
+    if new.destination != old.destination:
+        flags.append(
+            Flag(
+                DANGEROUS,
+                key,
+                f"environments.yaml: destination {old.destination} → {new.destination}: its Application would "
+                "sync to another cluster",
+            )
+        )
+    return flags
+
+
+def _entries(value: Any) -> list[str]:
+    return [json.dumps(v, sort_keys=True) for v in value] if isinstance(value, list) else []
+
+
+def _automated(app: Obj) -> bool:
+    automated = manifests.dig(app, "spec", "syncPolicy", "automated")
+    return isinstance(automated, dict) and automated.get("enabled", True) is not False
+
+
+def production_access_flags(
+    old: Objects, new: Objects, production_apps: Callable[[Objects], dict[ObjKey, str]]
+) -> list[Flag]:
+    """The changes to the Applications and AppProjects of production environments that loosen them.
+
+    production_apps(objects) -> {Application key: production environment} on one side; both sides count, so
+    renaming or re-pointing an Application cannot hide it."""
+    apps = {**production_apps(old), **production_apps(new)}
+    flags: list[Flag] = []
+    watched: dict[str, str] = {}
+    for key, env in sorted(apps.items()):
+        before, after = old.get(key), new.get(key)
+        for side in (before, after):
+            if side is not None:
+                watched[str(manifests.dig(side, "spec", "project"))] = env
+        if before is None or after is None:
+            continue
+        if _automated(after) and not _automated(before):
+            flags.append(Flag(DANGEROUS, key, f"automated sync turned on for production {env}: no review before sync"))
+        for path, what in ((("spec", "destination"), "destination"), (("spec", "project"), "project")):
+            was, now = manifests.dig(before, *path), manifests.dig(after, *path)
+            if was != now:
+                flags.append(Flag(DANGEROUS, key, f"{what} of production {env} changed: {show(was)} → {show(now)}"))
+    for name, env in sorted(watched.items()):
+        key = ObjKey("argoproj.io", "AppProject", "argocd", name)
+        before, after = old.get(key), new.get(key)
+        if before is None or after is None:
+            continue
+        for grant in PROJECT_GRANTS:
+            was = set(_entries(manifests.dig(before, "spec", grant)))
+            gained = [e for e in _entries(manifests.dig(after, "spec", grant)) if e not in was]
+            if gained:
+                flags.append(
+                    Flag(
+                        DANGEROUS, key, f"project of production {env} loosened: spec.{grant} gains {', '.join(gained)}"
+                    )
+                )
+        for limit in PROJECT_LIMITS:
+            now = set(_entries(manifests.dig(after, "spec", limit)))
+            lost = [e for e in _entries(manifests.dig(before, "spec", limit)) if e not in now]
+            if lost:
+                flags.append(
+                    Flag(DANGEROUS, key, f"project of production {env} loosened: spec.{limit} loses {', '.join(lost)}")
+                )
+        if manifests.dig(before, "spec", "sourceIntegrity") and manifests.dig(
+            after, "spec", "sourceIntegrity"
+        ) != manifests.dig(before, "spec", "sourceIntegrity"):
+            flags.append(
+                Flag(DANGEROUS, key, f"project of production {env}: commit signature verification changed or removed")
+            )
+    return flags

@@ -21,14 +21,26 @@ from pathlib import Path
 
 import yaml
 
-from gitops.core import manifests, releases
-from gitops.core.errors import yaml_error
+from gitops.core import environments, manifests, releases
+from gitops.core.environments import Environment
+from gitops.core.errors import UserError, yaml_error
 from gitops.core.manifests import Obj, ObjKey
 from gitops.core.paths import REPO_ROOT, overlay_names
 from gitops.core.progress import progress
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env
-from gitops.diff.engine import DANGEROUS, EnvDiff, FieldChange, diff_env, show_change
+from gitops.diff.engine import (
+    DANGEROUS,
+    EnvDiff,
+    FieldChange,
+    Objects,
+    diff_env,
+    environment_flags,
+    index,
+    production_access_flags,
+    show_change,
+)
 from gitops.model.retry_budget import retry_budgets
+from gitops.validate.checks.argocd_apps import source_env
 from gitops.validate.run import argocd_files
 
 EXIT_DANGEROUS = 3
@@ -87,9 +99,21 @@ def _render(env: str, root: Path | None) -> RenderResult | None:
         raise DiffError(f"render {env} at {root}: {error}") from error
 
 
+def _facts(root: Path | None) -> dict[str, Environment]:
+    """environments.yaml on one side; empty where it is missing or unreadable (a base may predate it, and
+    validate reports a broken one)."""
+    if root is None:
+        return {}
+    try:
+        return environments.load(root).by_name
+    except UserError:
+        return {}
+
+
 def diff_environment(env: str, base_root: Path | None, head_root: Path) -> EnvReport:
     old, new = _render(env, base_root), _render(env, head_root)
     result = diff_env(env, old.objects if old else [], new.objects if new else [])
+    result.flags.extend(environment_flags(env, _facts(base_root).get(env), _facts(head_root).get(env)))
     if old is None:
         result.notes.append("new environment: not present at the base, everything is added")
     if new is None:
@@ -155,7 +179,25 @@ def diff_argocd(base_root: Path | None, head_root: Path) -> EnvReport:
     AppProjects, argocd-cm, deployer RBAC."""
     old, old_origins = _argocd_objects(base_root)
     new, new_origins = _argocd_objects(head_root)
-    return EnvReport(diff_env(ARGOCD, old, new), {**old_origins, **new_origins})
+    result = diff_env(ARGOCD, old, new)
+    production = {name for root in (base_root, head_root) for name, env in _facts(root).items() if env.production}
+
+    def production_apps(objects: Objects) -> dict[ObjKey, str]:
+        return {
+            key: env
+            for key, app in objects.items()
+            if key.kind == "Application"
+            for env in (source_env(s) for s in sources_of(app))
+            if env in production
+        }
+
+    result.flags.extend(production_access_flags(index(old), index(new), production_apps))
+    return EnvReport(result, {**old_origins, **new_origins})
+
+
+def sources_of(app: Obj) -> list[dict]:
+    spec = app.get("spec") or {}
+    return [spec["source"]] if isinstance(spec.get("source"), dict) else list(spec.get("sources") or [])
 
 
 # --- output ----------------------------------------------------------------------------------------------------

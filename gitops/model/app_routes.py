@@ -41,3 +41,23 @@ def app_of_origin(origin: str) -> str | None:
     """apps/<name>/... -> <name>: the app whose code builds the image this manifest runs."""
     parts = origin.split("/")
     return parts[1] if len(parts) > 2 and parts[0] == "apps" else None
+
+
+@cache
+def served_topics(app_name: str) -> dict[str, str] | None:
+    """topic -> path for an app with a `<name>.topics.TOPICS` table (the one place its topics are listed), else
+    None. Each entry's `.path` is the route its events are posted to."""
+    try:
+        module = importlib.import_module(f"{app_name.replace('-', '_')}.topics")
+    except ModuleNotFoundError:
+        return None
+    table = getattr(module, "TOPICS", None)
+    if not isinstance(table, dict):
+        return None
+    return {str(name): str(topic.path) for name, topic in table.items()}
+
+
+def topics_file(app_name: str) -> str:
+    """Where an app's topic table lives, relative to the repository (the file a finding names)."""
+    package = app_name.replace("-", "_")
+    return f"apps/{app_name}/src/{package}/topics.py"

@@ -25,6 +25,7 @@ CHECK_MODULES = (
     "serving",
     "policy",
     "network_policy",
+    "data_tables",
     "identity",
     "availability",
     "pod_security",
@@ -34,6 +35,7 @@ CHECK_MODULES = (
     "argocd_apps",
     "argocd_project",
     "argocd_access",
+    "environment_facts",
 )
 
 # Findings that come from validate's stages rather than from a registered check: id -> what it means.

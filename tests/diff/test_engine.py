@@ -2,10 +2,12 @@
 otherwise; field paths, long values and Secret values."""
 
 import copy
+import dataclasses
 from collections.abc import Callable
 
 import pytest
 
+from gitops.core.environments import Environment
 from gitops.core.manifests import Obj
 from gitops.core.render import RenderResult
 from gitops.diff import report
@@ -15,6 +17,7 @@ from gitops.diff.engine import (
     WARNING,
     FieldChange,
     diff_env,
+    environment_flags,
     field_changes,
     show,
     show_change,
@@ -258,3 +261,36 @@ def test_secret_values_never_printed() -> None:
     text = report.format_text([report.EnvReport(result, {})], "a", "b", 8)
     assert "aaa" not in text and "bbb" not in text
     assert "data.k: <hidden> → <hidden>" in text
+
+
+# --- environments.yaml: a production environment weakened through one fact ------------------------------------
+
+PROD = Environment("prod", production=True, automated_sync=False, destination={"name": "prod"}, load_balancer=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"production": False}, "production true → false: every production check"),
+        ({"automated_sync": True}, "automated_sync false → true: pushes reach it without review"),
+        ({"destination": {"name": "prod-eu"}}, "destination {'name': 'prod'} → {'name': 'prod-eu'}"),
+        (
+            {"destination": {"server": "https://kubernetes.default.svc"}},
+            "→ {'server': 'https://kubernetes.default.svc'}",
+        ),
+    ],
+    ids=["flag flipped off", "automated sync on", "destination renamed", "destination in-cluster"],
+)
+def test_environment_weakened_is_dangerous(change: dict, expected: str) -> None:
+    (flag,) = environment_flags("prod", PROD, dataclasses.replace(PROD, **change))
+    assert flag.severity == DANGEROUS and str(flag.key) == "Environment prod" and expected in flag.reason
+
+
+def test_environment_changes_that_do_not_weaken_production_are_quiet() -> None:
+    dev = dataclasses.replace(PROD, name="dev", production=False, automated_sync=True)
+    assert environment_flags("prod", PROD, dataclasses.replace(PROD, load_balancer=False)) == []
+    assert (
+        environment_flags("dev", dev, dataclasses.replace(dev, automated_sync=False, destination={"name": "x"})) == []
+    )
+    assert environment_flags("dev", dev, dataclasses.replace(dev, production=True)) == []  # strengthened
+    assert environment_flags("prod", None, PROD) == []  # a new environment: everything is added anyway

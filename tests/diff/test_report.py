@@ -94,6 +94,88 @@ def test_unknown_ref_is_an_error(repo_copy: Path, capsys: pytest.CaptureFixture[
     assert "unknown git ref 'no-such-ref'" in capsys.readouterr().err
 
 
+# --- weakening a production environment through one fact -------------------------------------------------------
+
+
+def _set_facts(root: Path, env: str, **facts: object) -> None:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    path = root / "environments.yaml"
+    doc = yaml.load(path.read_text())
+    doc["environments"][env].update(facts)
+    yaml.dump(doc, path)
+
+
+def test_weakening_prod_facts_is_dangerous(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """End to end: environments.yaml at the base and in the working tree (the variants: tests/diff/test_engine.py)."""
+    _set_facts(repo_copy, "prod", production=False)
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == report.EXIT_DANGEROUS
+    assert "DANGEROUS Environment prod: environments.yaml: production true → false" in capsys.readouterr().out
+
+
+def _edit_bootstrap(root: Path, edit) -> None:
+    import yaml as pyyaml
+
+    path = root / "argocd/bootstrap/argocd-app.yaml"
+    docs = [d for d in pyyaml.safe_load_all(path.read_text()) if d]
+    edit({f"{d['kind']} {d['metadata']['name']}": d for d in docs})
+    path.write_text(pyyaml.safe_dump_all(docs, sort_keys=False))
+
+
+PROD_APP = "Application knative-kafka-prod"
+PROD_PROJECT = "AppProject knative-kafka-prod"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda d: d[PROD_APP]["spec"].setdefault("syncPolicy", {}).update(automated={"prune": True}),
+            "DANGEROUS Application argocd/knative-kafka-prod: automated sync turned on for production prod",
+        ),
+        (
+            lambda d: d[PROD_APP]["spec"]["destination"].update(name="prod-eu"),
+            "DANGEROUS Application argocd/knative-kafka-prod: destination of production prod changed",
+        ),
+        (
+            lambda d: d[PROD_APP]["spec"].update(project="knative-kafka-dev"),
+            "DANGEROUS Application argocd/knative-kafka-prod: project of production prod changed",
+        ),
+        (
+            lambda d: d[PROD_PROJECT]["spec"]["destinations"].append({"server": "*", "namespace": "*"}),
+            "DANGEROUS AppProject argocd/knative-kafka-prod: project of production prod loosened: spec.destinations "
+            'gains {"namespace": "*", "server": "*"}',
+        ),
+        (
+            lambda d: d[PROD_PROJECT]["spec"]["sourceRepos"].append("*"),
+            'project of production prod loosened: spec.sourceRepos gains "*"',
+        ),
+        (
+            lambda d: d[PROD_PROJECT]["spec"]["namespaceResourceWhitelist"].append({"group": "*", "kind": "*"}),
+            "spec.namespaceResourceWhitelist gains",
+        ),
+        (
+            lambda d: d[PROD_PROJECT]["spec"].update(
+                roles=[{"name": "ops", "policies": ["p, proj:knative-kafka-prod:ops, applications, *, */*, allow"]}]
+            ),
+            "project of production prod loosened: spec.roles gains",
+        ),
+    ],
+    ids=["automated", "destination", "project switched", "wildcard destination", "any repo", "any kind", "role"],
+)
+def test_loosening_prod_access_is_dangerous(repo_copy: Path, capsys: pytest.CaptureFixture[str], edit, expected):
+    _edit_bootstrap(repo_copy, edit)
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "argocd"]) == report.EXIT_DANGEROUS
+    assert expected in capsys.readouterr().out
+
+
+def test_loosening_dev_access_is_not_a_production_change(repo_copy: Path, capsys: pytest.CaptureFixture[str]):
+    _edit_bootstrap(repo_copy, lambda d: d["AppProject knative-kafka-dev"]["spec"]["sourceRepos"].append("*"))
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "argocd"]) == 0
+    assert "DANGEROUS" not in capsys.readouterr().out
+
+
 def test_delivery_change_prints_every_triggers_retry_budget(renders, broken):
     old = renders["prod"]
     new = broken("prod")

@@ -449,8 +449,37 @@ def test_verification_is_off_without_an_audience() -> None:
             {**oidc_env("https://kubernetes.default.svc/openid/v1/jwks"), "OIDC_JWKS_TIMEOUT_SECONDS": "0"},
             "OIDC_JWKS_TIMEOUT_SECONDS",
         ),
+        (
+            {
+                **oidc_env("https://kubernetes.default.svc/openid/v1/jwks"),
+                "OIDC_ISSUER": "http://kubernetes.default.svc",
+            },
+            "OIDC_ISSUER=.http://",
+        ),
+        (
+            {**oidc_env("https://kubernetes.default.svc/openid/v1/jwks"), "OIDC_ISSUER": "kubernetes.default.svc"},
+            "OIDC_ISSUER=.kubernetes",
+        ),
+        (
+            {**oidc_env("https://kubernetes.default.svc/openid/v1/jwks"), "OIDC_ISSUER": "https://k8s?x=1"},
+            "OIDC_ISSUER=.https://k8s.x=1",
+        ),
+        (
+            {**oidc_env("https://kubernetes.default.svc/openid/v1/jwks"), "OIDC_ISSUER": "https://k8s#frag"},
+            "OIDC_ISSUER=.https://k8s#frag",
+        ),
     ],
-    ids=["no issuer", "no jwks url", "plain http off loopback", "missing CA file", "zero timeout"],
+    ids=[
+        "no issuer",
+        "no jwks url",
+        "plain http off loopback",
+        "missing CA file",
+        "zero timeout",
+        "http issuer",
+        "issuer without scheme",
+        "issuer with query",
+        "issuer with fragment",
+    ],
 )
 def test_inconsistent_settings_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(OidcConfigError, match=message):

@@ -1,24 +1,37 @@
-"""NetworkPolicies select real pods and name real peers; in production every namespace of ours is default-deny.
+"""NetworkPolicies select real pods and name real peers, admit only the event path's senders, and deny by default.
 
 A NetworkPolicy is accepted whatever its selectors say. One whose podSelector matches nothing protects nothing; a
 peer whose namespace or labels exist nowhere admits nobody, and the delivery it was written for times out. So every
 selector is resolved against the render (gitops.model.pods): the peers' namespaces and pod labels come from the
-upstream manifests, not from memory.
+upstream manifests, not from memory. What the policies together admit to each pod is computed with Kubernetes'
+semantics (gitops.model.network) and held to the senders the event path needs; every namespace of ours, in every
+environment (docs/security-model.md), denies ingress by default.
 """
 
 from collections.abc import Iterator
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
-from gitops.model.pods import KSVC_POD_LABEL, PodTemplate, namespace_labels, pod_templates, selector_matches
+from gitops.model.network import (
+    ALL_PORTS,
+    admits,
+    excess_admissions,
+    ingress_policies_selecting,
+    is_default_deny,
+    needed_senders,
+    policy_types,
+    resolve_ports,
+)
+from gitops.model.pods import PodTemplate, namespace_labels, pod_templates, selector_matches
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
-# serving pkg/networking/constants.go (v0.50.0, Knative 1.23; no longer knative/networking): the ports queue-proxy
-# listens on in every Knative pod
-# (BackendHTTPPort, BackendHTTP2Port, QueueAdminPort, AutoscalingQueueMetricsPort, UserQueueMetricsPort).
-# Traffic to any other port of a Knative pod reaches the app without queue-proxy's timeouts and limits.
-QUEUE_PROXY_PORTS = {8012, 8013, 8022, 9090, 9091}
+
+def _pods(ctx: EnvContext) -> list[PodTemplate]:
+    """The pods every check here judges: the render's, plus the Kafka data plane's rebuilt from its 1.23 sources
+    when its release asset is left out (RenderResult.stand_ins), so its dispatchers and receivers count as senders
+    and receivers (gitops.model.network.EVENT_PATH_RECEIVERS names them by their upstream labels)."""
+    return list(pod_templates(ctx.with_stand_ins))
 
 
 def _left_out_note(ctx: EnvContext) -> str:
@@ -50,8 +63,7 @@ def _peer_problems(ctx: EnvContext, policy_ns: str, peer: dict, pods: list[PodTe
 @env_check("network-policy")
 def check_network_policies(ctx: EnvContext) -> Iterator[Finding]:
     """Every NetworkPolicy selects a pod, and its peers resolve to pods and namespaces in the render."""
-    # The Kafka data plane's pods count as rebuilt from their 1.23 sources when its release asset is left out.
-    pods = list(pod_templates(ctx.with_stand_ins))
+    pods = _pods(ctx)
     for policy in manifests.of_kind(ctx.objects, "networking.k8s.io", "NetworkPolicy"):
         ns = manifests.meta(policy).get("namespace", "")
         targets = [
@@ -63,42 +75,38 @@ def check_network_policies(ctx: EnvContext) -> Iterator[Finding]:
                 policy,
                 f"podSelector {dig(policy, 'spec', 'podSelector')} selects no pod in namespace {ns}: it protects nothing",
             )
-        knative_targets = [p for p in targets if KSVC_POD_LABEL in p.labels]
+        types = policy_types(policy)
+        if dig(policy, "spec", "ingress") and "Ingress" not in types:
+            yield ctx.finding(
+                "network-policy",
+                policy,
+                f"has ingress rules but policyTypes {types} leaves out Ingress: Kubernetes ignores them, so they "
+                "admit nobody; add Ingress to policyTypes",
+            )
         for rule in dig(policy, "spec", "ingress") or []:
             for peer in rule.get("from") or []:
                 for problem in _peer_problems(ctx, ns, peer, pods):
                     yield ctx.finding("network-policy", policy, f"ingress peer: {problem}: it admits nobody")
-            for port in rule.get("ports") or []:
-                number = port.get("port")
-                if knative_targets and isinstance(number, int) and number not in QUEUE_PROXY_PORTS:
+            for target in targets:
+                _, unknown = resolve_ports(rule, target)
+                for name in unknown:
                     yield ctx.finding(
                         "network-policy",
                         policy,
-                        f"opens port {number} of Knative pods ({knative_targets[0].ref}), which is not a queue-proxy "
-                        f"port {sorted(QUEUE_PROXY_PORTS)}: traffic there bypasses queue-proxy; open 8012 instead",
+                        f"names port {name!r}, which no container of {target.ref} declares "
+                        f"(its pods have {sorted({p.name for p in target.ports})}): that entry opens nothing there",
                     )
-
-
-def _default_deny(policy: Obj) -> bool:
-    spec = policy.get("spec") or {}
-    return (
-        spec.get("podSelector") in ({}, None)
-        and "Ingress" in (spec.get("policyTypes") or [])
-        and not spec.get("ingress")
-    )
 
 
 @env_check("network-policy")
 def check_default_deny(ctx: EnvContext) -> Iterator[Finding]:
-    """Production: each namespace running our pods denies ingress by default, so a new pod starts closed."""
-    if not ctx.is_production:
-        return
+    """Every environment: each namespace running our pods denies ingress by default, so a new pod starts closed."""
     denied = {
         manifests.meta(p).get("namespace")
         for p in manifests.of_kind(ctx.objects, "networking.k8s.io", "NetworkPolicy")
-        if _default_deny(p)
+        if is_default_deny(p)
     }
-    ours = {p.namespace for p in pod_templates(ctx.objects) if not ctx.render.is_upstream(p.owner)}
+    ours = {p.namespace for p in _pods(ctx) if not ctx.render.is_upstream(p.owner)}
     for ns in sorted(ours - denied):
         namespace = manifests.find(ctx.objects, "", "Namespace", "", ns)
         yield ctx.finding(
@@ -109,61 +117,63 @@ def check_default_deny(ctx: EnvContext) -> Iterator[Finding]:
         )
 
 
-# Who must reach every Knative pod, and on which queue-proxy port (see apps/notifications/deploy/networkpolicy.yaml):
-# the ingress gateway and the activator deliver requests, the autoscaler scrapes the scaling metrics.
-KNATIVE_PEERS = (
-    ("kourier-system", "3scale-kourier-gateway", 8012, "requests through the ingress (every Trigger delivery)"),
-    ("knative-serving", "activator", 8012, "requests while scaling from zero or buffering a burst"),
-    ("knative-serving", "autoscaler", 9090, "the autoscaler's metric scrapes (the Service stops scaling)"),
-)
-
-
-def _admits(policy: Obj, namespaces: dict[str, dict[str, str]], peer: PodTemplate, port: int) -> bool:
-    ns = manifests.meta(policy).get("namespace", "")
-    for rule in dig(policy, "spec", "ingress") or []:
-        ports = [p.get("port") for p in rule.get("ports") or []]
-        if ports and port not in ports:
-            continue
-        sources = rule.get("from") or []
-        if not sources:
-            return True
-        for source in sources:
-            if "ipBlock" in source:
-                continue
-            if "namespaceSelector" in source:
-                ns_ok = selector_matches(source["namespaceSelector"], namespaces.get(peer.namespace, {}))
-            else:
-                ns_ok = peer.namespace == ns
-            if ns_ok and selector_matches(source.get("podSelector"), peer.labels):
-                return True
-    return False
+def _policies(ctx: EnvContext) -> list[Obj]:
+    return list(manifests.of_kind(ctx.objects, "networking.k8s.io", "NetworkPolicy"))
 
 
 @env_check("network-policy")
-def check_knative_pods_reachable(ctx: EnvContext) -> Iterator[Finding]:
-    """Once an ingress policy selects a Knative pod, the gateway, activator and autoscaler must still get in."""
-    pods = list(pod_templates(ctx.objects))
+def check_event_path_reachable(ctx: EnvContext) -> Iterator[Finding]:
+    """Once ingress policies select a pod of the event path, every sender it needs still gets in on its port.
+
+    The senders are gitops.model.network.EVENT_PATH_RECEIVERS: gateway, activator, autoscaler, the Kafka dispatchers."""
+    pods = _pods(ctx)
     namespaces = namespace_labels(ctx.objects)
-    policies = [
-        p
-        for p in manifests.of_kind(ctx.objects, "networking.k8s.io", "NetworkPolicy")
-        if "Ingress" in (dig(p, "spec", "policyTypes") or ["Ingress"])
-    ]
-    for target in (p for p in pods if KSVC_POD_LABEL in p.labels):
-        selecting = [
-            p
-            for p in policies
-            if manifests.meta(p).get("namespace") == target.namespace
-            and selector_matches(dig(p, "spec", "podSelector"), target.labels)
-        ]
-        if not selecting:
+    policies = _policies(ctx)
+    for target in pods:
+        if not ingress_policies_selecting(policies, target):
             continue
-        for ns, name, port, what in KNATIVE_PEERS:
-            peer = next((p for p in pods if p.namespace == ns and manifests.meta(p.owner).get("name") == name), None)
-            if peer is not None and not any(_admits(p, namespaces, peer, port) for p in selecting):
-                yield ctx.finding(
-                    "network-policy",
-                    target.owner,
-                    f"ingress NetworkPolicies select its pods but none admits {ns}/{name} on port {port}: "
-                    f"{what} are dropped",
-                )
+        for sender in needed_senders(target):
+            opened, _ = resolve_ports({"ports": [{"port": sender.port}]}, target)
+            peer = next((p for p in pods if sender.is_sender(p.namespace, p.labels)), None)
+            if peer is None or opened == ALL_PORTS:
+                continue  # the sender is not in this render (a left-out asset): nothing to check it against
+            for port in sorted(opened, key=lambda p: p.number):
+                if not admits(policies, target, namespaces, peer, port):
+                    yield ctx.finding(
+                        "network-policy",
+                        target.owner,
+                        f"ingress NetworkPolicies select its pods but none admits {sender.name} on port "
+                        f"{port.number} ({sender.port}): {sender.why} are dropped",
+                    )
+
+
+@env_check("network-ingress")
+def check_admitted_senders(ctx: EnvContext) -> Iterator[Finding]:
+    """Each pod's ingress policies admit no one beyond the senders the event path needs or a waiver names."""
+    namespaces = namespace_labels(ctx.objects)
+    policies = _policies(ctx)
+    for target in _pods(ctx):
+        if not ingress_policies_selecting(policies, target):
+            if ctx.render.is_upstream(target.owner):
+                continue  # upstream pods nobody isolates: the documented limit (docs/security-model.md)
+            yield ctx.finding(
+                "network-ingress",
+                target.owner,
+                "no ingress NetworkPolicy selects its pods: every pod and every address can connect to every port; "
+                "add a default-deny policy to its namespace and rules for the senders it needs",
+            )
+            continue
+        seen: set[tuple[str, int, str, str]] = set()
+        for found in excess_admissions(policies, target, namespaces):
+            key = (manifests.meta(found.policy).get("name", ""), found.rule, found.who, found.ports)
+            if key in seen:
+                continue
+            seen.add(key)
+            wanted = ", ".join(f"{s.name} on {s.port}" for s in needed_senders(target)) or "none"
+            yield ctx.finding(
+                "network-ingress",
+                found.policy,
+                f"ingress rule {found.rule} admits {found.who} to {target.ref} on {found.ports}: wider than the "
+                f"senders its pods need ({wanted}); narrow the rule to those, or waive it with the reason",
+                field="spec.ingress",
+            )

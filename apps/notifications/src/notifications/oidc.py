@@ -142,6 +142,7 @@ class OidcSettings:
                     f"OIDC_AUDIENCE is set but {name} is not: set {name} too, or unset OIDC_AUDIENCE to turn "
                     "token verification off"
                 )
+        _check_issuer(issuer)
         _check_jwks_url(jwks_url)
         defaults = cls(audiences, issuer, jwks_url)
         settings = cls(
@@ -160,6 +161,19 @@ class OidcSettings:
             token_cache_entries=int(_positive(env, "OIDC_TOKEN_CACHE_ENTRIES", defaults.token_cache_entries)),
         )
         return settings
+
+
+def _check_issuer(issuer: str) -> None:
+    """An Issuer Identifier is an https URL with a host and no query or fragment (OpenID Connect Discovery 1.0 §3,
+    Core 1.0 §2); a token's `iss` is compared to it exactly, so any other value would refuse every token."""
+    parts = urlsplit(issuer)
+    if parts.scheme == "https" and parts.hostname and not parts.query and not parts.fragment:
+        return
+    raise OidcConfigError(
+        f"OIDC_ISSUER={issuer!r} is not an OIDC issuer: it must be an https:// URL with a host and no query or "
+        "fragment (OpenID Connect Discovery 1.0 section 3); use the cluster's, from "
+        "`kubectl get --raw /.well-known/openid-configuration`"
+    )
 
 
 def _check_jwks_url(url: str) -> None:
