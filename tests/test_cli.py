@@ -120,7 +120,7 @@ BAD_INPUTS = {
     "unknown environment for promote": (
         None,
         ["promote", "--from", "dev", "--to", MADE_UP_ENV],
-        1,
+        2,
         rf"^promote: environments.yaml: unknown environment '{MADE_UP_ENV}'",
     ),
     "unknown verb": (None, ["deploy"], 2, r"^gitops: error: argument <verb>: invalid choice: 'deploy'"),

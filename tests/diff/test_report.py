@@ -89,6 +89,23 @@ def test_environment_missing_at_base_is_all_added(repo_copy: Path) -> None:
     assert ObjKey("eventing.knative.dev", "Broker", "notifications", "events") in env_report.diff.added
 
 
-def test_unknown_ref_is_an_error(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert report.main(["--base", "no-such-ref", "--root", str(repo_copy)]) == 1
-    assert "unknown git ref 'no-such-ref'" in capsys.readouterr().err
+def test_unknown_ref_is_bad_input_exit_2(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report.main(["--base", "no-such-ref", "--root", str(repo_copy)]) == 2  # docs/cli.md: bad input
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("diff: unknown git ref 'no-such-ref'; diff against a commit")
+
+
+def test_no_remote_suggests_the_previous_commit(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _git(repo_copy, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "second")
+    assert report.main(["--base", "origin/main", "--root", str(repo_copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(
+        "diff: unknown git ref 'origin/main' (this clone has no remote 'origin'); diff against a commit this clone "
+        "has, e.g. `make diff BASE=HEAD~1` (the last commit)"
+    ), err
+
+
+def test_unknown_environment_is_bad_input_exit_2(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", MADE_UP_ENV]) == 2
+    assert f"diff: unknown environment(s) {MADE_UP_ENV}" in capsys.readouterr().err
