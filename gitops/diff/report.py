@@ -75,7 +75,7 @@ def extract_ref(repo: Path, ref: str, dest: Path) -> str:
 
 
 def _missing_remote(repo: Path, ref: str) -> str:
-    """" (this clone has no remote 'origin')" when `ref` names a remote branch of a remote that does not exist."""
+    """ " (this clone has no remote 'origin')" when `ref` names a remote branch of a remote that does not exist."""
     remote = ref.split("/", 1)[0] if "/" in ref else None
     remotes = subprocess.run(["git", "-C", str(repo), "remote"], capture_output=True, text=True).stdout.split()
     return f" (this clone has no remote {remote!r})" if remote and remote not in remotes else ""
@@ -84,7 +84,9 @@ def _missing_remote(repo: Path, ref: str) -> str:
 def _ref_hint(repo: Path, ref: str) -> str:
     """A base that exists here: the previous commit (a fresh clone or a fork without `origin` still has it)."""
     has_parent = (
-        subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "-q", "HEAD~1"], capture_output=True).returncode
+        subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--verify", "-q", "HEAD~1"], capture_output=True
+        ).returncode
         == 0
     )
     local = "diff against a commit this clone has, e.g. `make diff BASE=HEAD~1` (the last commit)"
