@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import io
 import os
@@ -23,10 +24,11 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 from gitops.core.errors import EXIT_USAGE, UserError
-from gitops.core.paths import REPO_ROOT
+from gitops.core.paths import REPO_ROOT, cache_dir
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the verb ran and found a problem (findings, a failed delivery, a refused promotion)
@@ -139,17 +141,50 @@ def run_verb(name: str, argv: list[str], debug: bool = False) -> int:
         return int(done.code or 0)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except Exception as error:
+    except OSError as error:
+        line = unwritable_line(error)
+        if line is None:
+            return _bug(name, error, debug)
         if debug:
             traceback.print_exc()
-        where = traceback.extract_tb(error.__traceback__)[-1]
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        print(
-            f"gitops {name}: unexpected {type(error).__name__}: {first_line} (at {os.path.basename(where.filename)}:"
-            f"{where.lineno}); this is a bug: rerun with `gitops --debug {name} ...` and report the traceback",
-            file=sys.stderr,
+        print(f"gitops {name}: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:
+        return _bug(name, error, debug)
+
+
+# errno values that mean "this path cannot be written here": a read-only checkout or file system, no permission,
+# or a file where a directory must go.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+CACHE_ENV = "GITOPS_CACHE_DIR"  # what gitops.core.paths.cache_dir() reads
+
+
+def unwritable_line(error: OSError) -> str | None:
+    """A path a verb could not write, as the one line that says which and what to set; None for other errors."""
+    if error.errno not in UNWRITABLE or not error.filename:
+        return None
+    path = Path(os.fsdecode(error.filename))
+    cache = cache_dir()
+    reason = error.strerror or type(error).__name__
+    if path.is_relative_to(cache) or cache.is_relative_to(path):
+        return (
+            f"{cache}: cannot write the local cache ({reason}: {path}); set {CACHE_ENV} to a writable directory, "
+            f"e.g. {CACHE_ENV}=/tmp/gitops-cache (a read-only checkout cannot hold .cache/)"
         )
-        return EXIT_BUG
+    return f"{path}: cannot write it ({reason}); make it writable, or run from a writable copy of the repository"
+
+
+def _bug(name: str, error: Exception, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    where = traceback.extract_tb(error.__traceback__)[-1]
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    print(
+        f"gitops {name}: unexpected {type(error).__name__}: {first_line} (at {os.path.basename(where.filename)}:"
+        f"{where.lineno}); this is a bug: rerun with `gitops --debug {name} ...` and report the traceback",
+        file=sys.stderr,
+    )
+    return EXIT_BUG
 
 
 def docs() -> str:
