@@ -62,6 +62,12 @@ def _bad_kustomization_yaml(root: Path) -> None:
     path.write_text(path.read_text().replace("patches:\n", "patches:\n  - path: kafka.yaml\n   - oops\n", 1))
 
 
+def _misspell_patch(root: Path) -> None:
+    path = root / "overlays/dev/kustomization.yaml"
+    assert "path: kafka.yaml" in path.read_text()
+    path.write_text(path.read_text().replace("path: kafka.yaml", "path: kafak.yaml", 1))
+
+
 def _overlay_without_entry(root: Path) -> None:
     shutil.copytree(root / "overlays/dev", root / f"overlays/{MADE_UP_ENV}")
 
@@ -85,6 +91,14 @@ BAD_INPUTS = {
         ["validate"],
         2,
         r"^gitops validate: overlays/dev/kustomization.yaml:\d+:\d+: invalid YAML: .+; fix the syntax",
+    ),
+    "misspelt patch file": (
+        _misspell_patch,
+        ["render", "dev"],
+        2,
+        # kustomize's reason whole, the missing file's name included (it comes after a multi-line quote).
+        r"^render dev: overlays/dev: kustomize build failed: .*path\(kafak.yaml\).*lstat overlays/dev/kafak.yaml: no such "
+        r"file or directory; fix that kustomization",
     ),
     "missing lock file": (
         lambda root: (root / "base/platform/releases.lock.yaml").unlink(),

@@ -180,10 +180,14 @@ def _copy_tree(root: Path, dest: Path) -> None:
 def _kustomize_build(path: Path, work: Path) -> str:
     proc = subprocess.run([tool("kustomize"), "build", str(path)], capture_output=True, text=True)
     if proc.returncode != 0:
-        # kustomize's last "Error: ..." line says what is wrong; the scratch copy's paths become repo paths.
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()] or [f"exit {proc.returncode}"]
-        message = next((line for line in reversed(lines) if line.startswith("Error:")), lines[-1])
-        message = message.removeprefix("Error: ").replace(f"{work.resolve()}/", "").replace(f"{work}/", "")
+        # kustomize's last "Error: ..." says what is wrong, whole: it may span lines (a patch's config is quoted
+        # over several, the missing file's name comes after it), so it runs to the end, joined into one line.
+        # The scratch copy's paths become repo paths.
+        lines = [line.strip() for line in proc.stderr.strip().splitlines() if line.strip()]
+        lines = lines or [f"exit {proc.returncode}"]
+        start = max((i for i, line in enumerate(lines) if line.startswith("Error:")), default=len(lines) - 1)
+        message = " ".join(lines[start:]).removeprefix("Error: ")
+        message = message.replace(f"{work.resolve()}/", "").replace(f"{work}/", "")
         raise RenderError(
             f"kustomize build failed: {message}",
             where=display_path(path, work),
