@@ -22,7 +22,7 @@ from gitops.delivery import deployer_rbac, hydrate
 from gitops.model.argocd import argocd_paths
 from gitops.validate import admission, kubeconform, schemas, waivers
 from gitops.validate.findings import EnvContext, Finding, RepoContext
-from gitops.validate.registry import env_checks, format_catalogue, repo_checks
+from gitops.validate.registry import env_checks, finding_order, format_catalogue, repo_checks
 
 
 @dataclass
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--hydrated {item!r}: expected ENV=DIR")
         hydrated[env] = Path(directory)
     report = validate(envs=args.envs or None, hydrated=hydrated)
-    for finding in sorted(report.findings, key=lambda f: (f.env, f.check, f.obj)):
+    for finding in sorted(report.findings, key=finding_order):  # root causes first
         print(f"FAIL {finding}")
     for warning in report.warnings:
         print(f"WARN {warning}")

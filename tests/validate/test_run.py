@@ -12,6 +12,7 @@ import yaml
 from gitops.core import manifests, render
 from gitops.core.paths import REPO_ROOT
 from gitops.delivery import hydrate
+from gitops.validate.registry import finding_order
 from gitops.validate.run import schema_findings, validate
 
 
@@ -34,6 +35,21 @@ def test_broken_tree_fails_validate_naming_file_and_resource(tree_copy):
         for line in lines
     )
     assert any(line.startswith("[prod] Trigger notifications/loggings (base/eventing/triggers.yaml)") for line in lines)
+
+
+def test_misspelt_kind_reports_the_schema_miss_first(tree_copy):
+    """Root causes first: `kind: Triger` is a schema miss; the deployer RBAC and the AppProject no longer covering
+    it follow from that (regenerating the RBAC first would bake the typo in), so they come after it."""
+    triggers = tree_copy / "base/eventing/triggers.yaml"
+    triggers.write_text(triggers.read_text().replace("kind: Trigger", "kind: Triger", 1))
+    report = validate(tree_copy, envs=["dev"])
+    ordered = [(f.check, f.obj) for f in sorted(report.findings, key=finding_order)]
+    assert ordered[0] == ("schema", "Triger notifications/notifications"), ordered
+    checks = [check for check, _ in ordered]
+    assert {"argocd-identity", "argocd-project"} <= set(checks)
+    assert checks.index("argocd-identity") > checks.index("schema")
+    assert checks.index("argocd-project") > checks.index("schema")
+    assert checks.index("argocd-identity") > checks.index("trigger-filter")  # Argo CD's after the event checks
 
 
 def test_overlay_breaking_prod_policy_fails_only_prod(tree_copy):
