@@ -25,7 +25,7 @@ from gitops.core import manifests, releases
 from gitops.core.errors import UserError, yaml_error
 from gitops.core.manifests import Obj, ObjKey
 from gitops.core.paths import REPO_ROOT, overlay_names
-from gitops.core.progress import progress
+from gitops.core.progress import timed
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env
 from gitops.diff.engine import DANGEROUS, EnvDiff, FieldChange, diff_env, show_change
 from gitops.validate.run import argocd_files
@@ -268,10 +268,11 @@ def run(base_root: Path | None, head_root: Path, envs: list[str]) -> list[EnvRep
         )
     reports = []
     for env in [e for e in envs if e != ARGOCD] if envs else known:
-        progress(f"rendering {env} at the base and in the working tree", verb="diff")
-        reports.append(diff_environment(env, base_root, head_root))
+        with timed("diff", f"{env}: rendered at the base and in the working tree, compared"):
+            reports.append(diff_environment(env, base_root, head_root))
     if not envs or ARGOCD in envs:
-        reports.append(diff_argocd(base_root, head_root))
+        with timed("diff", f"{ARGOCD}: the Argo CD files compared"):
+            reports.append(diff_argocd(base_root, head_root))
     return reports
 
 
@@ -299,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                 base_root, base_label = args.base_dir, str(args.base_dir)
             else:
                 base_root = Path(scratch)
-                base_label = f"{args.base}@{extract_ref(args.root, args.base, base_root)}"
+                with timed("diff", f"{args.base}: extracted with git archive"):
+                    base_label = f"{args.base}@{extract_ref(args.root, args.base, base_root)}"
             reports = run(base_root, args.root, args.env)
     except UserError as error:  # bad input (an unknown ref or environment): exit 2, as docs/cli.md says
         print(f"diff: {error}", file=sys.stderr)

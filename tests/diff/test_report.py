@@ -1,6 +1,7 @@
 """make diff: the report and the PR comment, and a git ref against the working tree with real renders."""
 
 import copy
+import re
 import subprocess
 from pathlib import Path
 
@@ -58,7 +59,13 @@ def repo_copy(tree_copy: Path) -> Path:
 
 def test_git_ref_vs_working_tree_exit_codes(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == 0
-    assert "== prod: no changes" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "== prod: no changes" in captured.out
+    # A line per stage as it ends, with its time, on stderr (not only at the end, not only on a terminal).
+    assert re.search(r"^diff: HEAD: extracted with git archive \d+\.\ds$", captured.err, re.M), captured.err
+    assert re.search(
+        r"^diff: prod: rendered at the base and in the working tree, compared \d+\.\ds$", captured.err, re.M
+    )
 
     kafka = repo_copy / "overlays/prod/kafka.yaml"
     kafka.write_text(kafka.read_text().replace('default.topic.partitions: "12"', 'default.topic.partitions: "6"'))
