@@ -22,6 +22,7 @@ F = TypeVar("F", bound=Callable[..., Iterable[Finding]])
 CHECK_MODULES = (
     "eventing",
     "serving",
+    "app_settings",
     "policy",
     "network_policy",
     "identity",
