@@ -90,7 +90,12 @@ def parser() -> argparse.ArgumentParser:
     verbs = p.add_subparsers(dest="verb", metavar="<verb>", required=True)
     for name, verb in VERBS.items():
         verbs.add_parser(name, help=verb.help, add_help=False)
-    verbs.add_parser("docs", help="print docs/cli.md (every verb's --help and the exit codes)", add_help=False)
+    verbs.add_parser(
+        "docs",
+        help="print docs/cli.md (every verb's --help and the exit codes); `docs --verbs [NAME...]` reruns the "
+        "transcripts in docs/verbs.md",
+        add_help=False,
+    )
     return p
 
 
@@ -235,6 +240,11 @@ def _main(args_in: list[str]) -> int:
     split = next((i for i, arg in enumerate(args_in) if arg in VERBS or arg == "docs"), len(args_in))
     args = parser().parse_args(args_in[: split + 1])
     if args.verb == "docs":
+        rest = args_in[split + 1 :]
+        if rest[:1] == ["--verbs"]:  # docs/verbs.md's transcripts, rerun (gitops/transcripts.py)
+            from gitops import transcripts
+
+            return transcripts.main(rest[1:])
         os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal; the committed file must not depend on it
         sys.stdout.write(docs())
         return EXIT_OK

@@ -15,6 +15,7 @@ import yaml
 
 from gitops.core import manifests, releases
 from gitops.core.errors import UserError
+from gitops.core.field_diff import field_changes, show
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir, environments
 from gitops.core.progress import progress
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env
@@ -87,6 +88,14 @@ def _render(root: Path, env: str, hydrated: Path | None = None) -> RenderResult 
     return render if hydrated is None else _hydrated_render(render, hydrated)
 
 
+def _edited(fresh: manifests.Obj, hydrated: manifests.Obj, shown: int = 5) -> str:
+    """What a hand edit changed, field by field (fresh render → hydrated file): `spec.delivery.retry: 2 → 5`."""
+    changes = field_changes(fresh, hydrated)
+    fields = "; ".join(f"{c.path}: {show(c.old)} → {show(c.new)}" for c in changes[:shown])
+    more = f"; and {len(changes) - shown} more" if len(changes) > shown else ""
+    return f"differs from a fresh render of this tree: {fields}{more} (re-run `make hydrate`, never edit these files)"
+
+
 def _hydrated_render(render: RenderResult, directory: Path) -> RenderResult | list[Finding]:
     """The hydrated files as a RenderResult (origins from the fresh render), or why they are not that render."""
     env = render.env
@@ -98,18 +107,22 @@ def _hydrated_render(render: RenderResult, directory: Path) -> RenderResult | li
     fresh = {manifests.ObjKey.of(o): o for o in render.objects}
     found = {manifests.ObjKey.of(o): o for o in objects}
     problems = [
-        Finding("hydrated", env, str(key), str(directory), message)
-        for key, message in [
+        Finding("hydrated", env, str(key), where, message)
+        for key, where, message in [
             *(
-                (k, "is in the hydrated files but not in a fresh render of this tree")
+                (
+                    k,
+                    str(directory / hydrate.file_name(found[k])),
+                    "is in the hydrated files but not in a fresh render of this tree",
+                )
                 for k in found.keys() - fresh.keys()
             ),
             *(
-                (k, "is in a fresh render of this tree but not in the hydrated files")
+                (k, str(directory), "is in a fresh render of this tree but not in the hydrated files")
                 for k in fresh.keys() - found.keys()
             ),
             *(
-                (k, "differs from a fresh render of this tree")
+                (k, str(directory / hydrate.file_name(found[k])), _edited(fresh[k], found[k]))
                 for k in found.keys() & fresh.keys()
                 if found[k] != fresh[k]
             ),

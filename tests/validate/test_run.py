@@ -85,16 +85,25 @@ def test_validate_checks_the_hydrated_bytes(hydratable: tuple[Path, Path], tmp_p
     edited = yaml.safe_load(ksvc.read_text())
     edited["metadata"].setdefault("labels", {})["hand-edited"] = "true"
     ksvc.write_text(yaml.safe_dump(edited))
+    broker = out / "notifications--broker.eventing.knative.dev--events.yaml"
+    retry = yaml.safe_load(broker.read_text())["spec"]["delivery"]["retry"]
+    broker.write_text(broker.read_text().replace(f"retry: {retry}\n", f"retry: {retry + 3}\n", 1))
     (out / "_cluster--namespace--extra.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n")
     found = [str(f) for f in validate(root, ["dev"], hydrated={"dev": out}).findings if f.check == "hydrated"]
     assert (
-        f"[dev] Namespace extra ({out}): is in the hydrated files but not in a fresh render of this tree  <hydrated>"
-        in found
+        f"[dev] Namespace extra ({out}/_cluster--namespace--extra.yaml): is in the hydrated files but not in a fresh "
+        "render of this tree  <hydrated>" in found
     )
+    # The file and the field a hand edit changed, fresh render → hydrated file.
+    assert (
+        f"[dev] Broker notifications/events ({broker}): differs from a fresh render of this tree: "
+        f"spec.delivery.retry: {retry} → {retry + 3} (re-run `make hydrate`, never edit these files)  <hydrated>"
+    ) in found, found
     assert any(
-        "Service.serving.knative.dev notifications/notifications" in f and "differs from a fresh render" in f
+        f.startswith(f"[dev] Service.serving.knative.dev notifications/notifications ({ksvc}): differs from a fresh")
+        and 'metadata.labels: (absent) → {"hand-edited":"true"}' in f
         for f in found
-    )
+    ), found
 
 
 def test_wave_and_health_checks_run_on_the_hydrated_files(
