@@ -29,6 +29,7 @@ from typing import NoReturn
 
 from gitops.core.errors import EXIT_USAGE, UserError
 from gitops.core.paths import REPO_ROOT, cache_dir
+from gitops.core.signals import interrupt_on_sigterm
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the verb ran and found a problem (findings, a failed delivery, a refused promotion)
@@ -226,6 +227,7 @@ def _one_line_usage_error(self: argparse.ArgumentParser, message: str) -> NoRetu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    interrupt_on_sigterm()
     # Every parser (the verbs' own too) reports a bad argument in one line while the CLI runs.
     saved = argparse.ArgumentParser.error
     argparse.ArgumentParser.error = _one_line_usage_error  # type: ignore[method-assign]

@@ -10,7 +10,14 @@ import pytest
 
 from gitops.core.paths import REPO_ROOT, environments
 from gitops.core.render import RenderResult, render_env
+from gitops.core.signals import interrupt_on_sigterm
 from tests.support import BROKER_ASSET, TEST_ASSET, TREE, lock_digest, mirror_with_broker_asset
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM during `make test` (a cancelled CI job) unwinds like Ctrl-C, so the renders' scratch directories are
+    removed rather than left in $TMPDIR (gitops.cli does the same for every verb; gitops.core.signals)."""
+    interrupt_on_sigterm()
 
 
 @pytest.fixture(scope="session")

@@ -98,3 +98,31 @@ def test_serve_binds_loopback_by_default() -> None:
     env = {k: v for k, v in os.environ.items() if k != "HOST"}
     banner = _serve_banner({**env, "PORT": str(port)})
     assert f"http://127.0.0.1:{port}" in banner, banner
+
+
+def _scratch_dirs(tmp: Path) -> list[str]:
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith(("render-", "diff-base-")))
+
+
+def test_sigterm_during_make_test_leaves_no_render_directories(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "-C", str(REPO_ROOT), "test", "PYTEST_ARGS=tests/core/test_render.py -x -q"],
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not _scratch_dirs(tmp) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert _scratch_dirs(tmp), "no render started within 240 s"
+        os.killpg(proc.pid, signal.SIGTERM)  # what a cancelled CI job sends the job's process group
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert _scratch_dirs(tmp) == []

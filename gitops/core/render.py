@@ -29,6 +29,7 @@ from ruamel.yaml.error import YAMLError
 from gitops.core import manifests, releases
 from gitops.core.errors import UserError, display_path, yaml_error
 from gitops.core.paths import MIRROR_ENV, REPO_ROOT, cache_dir, overlay_names, release_mirror
+from gitops.core.signals import sigterm_unwinds
 from gitops.core.tools import tool
 
 FIELD_STEP = re.compile(r"\.([^.\[]+)|\[([^\]]+)\]")
@@ -209,7 +210,7 @@ def render_env(env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None) 
         )
     mirror = mirror or release_mirror()
     lock = releases.load_lock(root)
-    with tempfile.TemporaryDirectory(prefix=f"render-{env}-") as scratch:
+    with sigterm_unwinds(), tempfile.TemporaryDirectory(prefix=f"render-{env}-") as scratch:
         work = Path(scratch)
         _copy_tree(root, work)
         omitted: list[releases.Unavailable] = []

@@ -27,6 +27,7 @@ from gitops.core.manifests import Obj, ObjKey
 from gitops.core.paths import REPO_ROOT, overlay_names
 from gitops.core.progress import timed
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env
+from gitops.core.signals import sigterm_unwinds
 from gitops.diff.engine import DANGEROUS, EnvDiff, FieldChange, diff_env, show_change
 from gitops.validate.run import argocd_files
 
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="list the fields of every upstream object too")
     args = parser.parse_args(argv)
     try:
-        with tempfile.TemporaryDirectory(prefix="diff-base-") as scratch:
+        with sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="diff-base-") as scratch:
             if args.base_dir is not None:
                 base_root, base_label = args.base_dir, str(args.base_dir)
             else:
