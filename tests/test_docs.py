@@ -132,3 +132,11 @@ def test_code_paths_in_docs_exist(page: Path):
 def test_a_moved_module_is_reported():
     text = "see `gitops/validate/run.py` and gitops/validate.py, tests/test_render.py"
     assert stale_code_paths(text, ROOT) == ["gitops/validate.py", "tests/test_render.py"]
+
+
+def test_docs_say_how_to_review_offline_and_what_plain_kustomize_skips():
+    """Plain `kustomize build overlays/dev` fails offline (remote release URLs): the render section says so."""
+    render = (DOCS / "verbs.md").read_text().split("## `make render`", 1)[1].split("\n## ", 1)[0]
+    assert "Offline, review with `make render` and `make diff`" in render
+    assert "Plain `kustomize build overlays/<env>` works too, but only\nonline" in render
+    assert "it skips the\nlock check" in render
