@@ -8,8 +8,21 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The `gitops` CLI of this tree (`python -m` imports the gitops/ beside this Makefile, also in a copy of the tree).
 GITOPS := $(PY) -m gitops.cli
+# `make render env=prod` would silently render dev: a variable on make's command line that this Makefile never
+# reads is refused (make variables are case-sensitive). Known: every upper-case variable a line below mentions, and
+# the ones the CLI reads from the environment (PASSED_TO_CLI).
+PASSED_TO_CLI := GITOPS_CACHE_DIR DIFF_FORMAT KAFKA_BOOTSTRAP_SERVERS KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM \
+	KAFKA_SASL_USERNAME KAFKA_SASL_PASSWORD KAFKA_SSL_CA_LOCATION ARGOCD_CRDS_DIR
+open := (
+KNOWN_VARIABLES := $(PASSED_TO_CLI) $(shell grep -ohE '\$$+[$(open){]?[A-Z][A-Z0-9_]*' $(MAKEFILE_LIST) | tr -d '$${$(open)' | sort -u)
+UNKNOWN_VARIABLES := $(filter-out $(KNOWN_VARIABLES),$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
+upper = $(shell echo '$(1)' | tr a-z A-Z)
+unknown_hint = $(foreach v,$(UNKNOWN_VARIABLES),$(v)=$(if $(filter $(call upper,$(v)),$(KNOWN_VARIABLES)), (did you mean $(call upper,$(v))=?)))
 # Every verb but setup/help needs the venv; without it, say so in one line instead of "No such file or directory".
-NEED_SETUP = @test -x $(PY) || { echo "make $@: $(PY) is missing: run make setup first" >&2; exit 2; }
+NEED_SETUP = @test -z "$(UNKNOWN_VARIABLES)" || { echo "make $@: unknown variable $(unknown_hint): this Makefile does not read it (make help names each verb's variables: ENV=, OUT=, BASE=, ...); nothing was run" >&2; exit 2; }; \
+	test -x $(PY) || { echo "make $@: $(PY) is missing: run make setup first" >&2; exit 2; }
+# A make variable as one shell word, whatever it holds (spaces, quotes): OUT="dir with space" stays one path.
+q = '$(subst ','\'',$(1))'
 ENV ?= dev
 FROM ?= dev
 TO ?= prod
@@ -32,16 +45,16 @@ setup: ## venv with pinned Python deps + pinned kustomize/kubeconform/actionlint
 
 render: ## print the manifests Argo CD would apply for ENV (offline, from the mirror)
 	$(NEED_SETUP)
-	@$(GITOPS) render $(ENV)
+	@$(GITOPS) render $(call q,$(ENV))
 
 hydrate: ## write ENV's lock-verified render to OUT as one YAML file per object + provenance.txt (what Argo CD syncs)
 	$(NEED_SETUP)
-	@test -n "$(OUT)" || { echo "make hydrate: set OUT=<dir> (e.g. make hydrate ENV=$(ENV) OUT=hydrated/$(ENV))" >&2; exit 2; }
-	@$(GITOPS) hydrate --env $(ENV) --out $(OUT)
+	@test -n $(call q,$(OUT)) || { echo "make hydrate: set OUT=<dir> (e.g. make hydrate ENV=$(ENV) OUT=hydrated/$(ENV))" >&2; exit 2; }
+	@$(GITOPS) hydrate --env $(call q,$(ENV)) --out $(call q,$(OUT))
 
 validate: ## render every environment, run kubeconform -strict, Knative's own admission webhooks and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
 	$(NEED_SETUP)
-	@$(GITOPS) validate $(if $(HYDRATED),--hydrated $(ENV)=$(HYDRATED) $(ENV))
+	@$(GITOPS) validate $(if $(HYDRATED),--hydrated $(call q,$(ENV)=$(HYDRATED)) $(call q,$(ENV)))
 
 test: ## the whole pytest suite (includes validate's checks and their broken-manifest tests)
 	$(NEED_SETUP)
@@ -51,13 +64,13 @@ lint: ## ruff over all Python
 	$(NEED_SETUP)
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-serve: ## run the notifications subscriber with its production server command
+serve: ## run the notifications subscriber with its production server command on 127.0.0.1 (HOST=0.0.0.0 to expose it)
 	$(NEED_SETUP)
-	@cd apps/notifications && PORT=$${PORT:-8080} ../../$(PY) -m gitops.cli serve
+	@cd apps/notifications && HOST=$${HOST:-127.0.0.1} PORT=$${PORT:-8080} ../../$(PY) -m gitops.cli serve
 
 send-event: ## post a KafkaSource-shaped CloudEvent to a running subscriber (URL=..., TOPIC=<a topic of notifications.topics>)
 	$(NEED_SETUP)
-	@$(GITOPS) send-event --url $${URL:-http://127.0.0.1:8080} --topic $${TOPIC:-notifications}
+	@$(GITOPS) send-event --url "$${URL:-http://127.0.0.1:8080}" --topic "$${TOPIC:-notifications}"
 
 bench: ## load-test the subscriber against the article's handler; prints events/s, p50/p99, peak RSS (BENCH_ARGS=--oidc)
 	$(NEED_SETUP)
@@ -69,16 +82,17 @@ soak: ## 2 x 60 s of unique then hostile ids against the subscriber on loopback;
 
 diff: ## per-environment resource diff between BASE (a git ref, default origin/main) and the working tree (DIFF_ARGS=--markdown)
 	$(NEED_SETUP)
-	@$(GITOPS) diff --base $${BASE:-origin/main} $(DIFF_ARGS)
+	@$(GITOPS) diff --base "$${BASE:-origin/main}" $(DIFF_ARGS)
 
 bump: ## rewrite every pinned Knative release URL to VERSION, refresh the lock and the admission stage's Go modules
 	$(NEED_SETUP)
-	@$(GITOPS) bump $(VERSION)
+	@test -n $(call q,$(VERSION)) || { echo "make bump: set VERSION=<x.y.z>, the Knative release to move to (e.g. make bump VERSION=1.23.0)" >&2; exit 2; }
+	@$(GITOPS) bump $(call q,$(VERSION))
 
 produce: ## send a test event to Kafka (TOPIC, KEY, CE=binary|structured|none; BOOTSTRAP, else ENV's ConfigMap)
 	$(NEED_SETUP)
-	@$(GITOPS) produce --env $(ENV) --topic $${TOPIC:-notifications} $${KEY:+--key "$$KEY"} \
-		--ce $${CE:-binary} $${BOOTSTRAP:+--bootstrap-servers $$BOOTSTRAP} $(PRODUCE_ARGS)
+	@$(GITOPS) produce --env $(call q,$(ENV)) --topic "$${TOPIC:-notifications}" $${KEY:+--key "$$KEY"} \
+		--ce "$${CE:-binary}" $${BOOTSTRAP:+--bootstrap-servers "$$BOOTSTRAP"} $(PRODUCE_ARGS)
 
 kafka: ## run a throwaway single-node Kafka on loopback (the one the tests use) until Ctrl-C
 	$(NEED_SETUP)
@@ -98,7 +112,7 @@ replay: ## list ENV's dead-lettered events and why each failed; REPLAY_ARGS=--se
 
 promote: ## copy the image reference FROM one environment TO the next (prod requires a digest)
 	$(NEED_SETUP)
-	@$(GITOPS) promote --from $(FROM) --to $(TO)
+	@$(GITOPS) promote --from $(call q,$(FROM)) --to $(call q,$(TO))
 
 lock-python: ## re-resolve requirements.lock from pyproject.toml files
 	$(NEED_SETUP)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import importlib.util
 import io
@@ -29,7 +30,8 @@ from typing import NoReturn
 
 from gitops.core import paths
 from gitops.core.errors import EXIT_USAGE, UserError
-from gitops.core.paths import REPO_ROOT
+from gitops.core.paths import REPO_ROOT, cache_dir
+from gitops.core.signals import interrupt_on_sigterm
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the verb ran and found a problem (findings, a failed delivery, a refused promotion)
@@ -155,7 +157,12 @@ def parser() -> argparse.ArgumentParser:
     verbs = p.add_subparsers(dest="verb", metavar="<verb>", required=True)
     for name, verb in VERBS.items():
         verbs.add_parser(name, help=verb.help, add_help=False)
-    verbs.add_parser("docs", help="print docs/cli.md (every verb's --help and the exit codes)", add_help=False)
+    verbs.add_parser(
+        "docs",
+        help="print docs/cli.md (every verb's --help and the exit codes); `docs --verbs [NAME...]` reruns the "
+        "transcripts in docs/verbs.md",
+        add_help=False,
+    )
     return p
 
 
@@ -206,17 +213,50 @@ def run_verb(name: str, argv: list[str], debug: bool = False) -> int:
         return int(done.code or 0)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except Exception as error:
+    except OSError as error:
+        line = unwritable_line(error)
+        if line is None:
+            return _bug(name, error, debug)
         if debug:
             traceback.print_exc()
-        where = traceback.extract_tb(error.__traceback__)[-1]
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        print(
-            f"gitops {name}: unexpected {type(error).__name__}: {first_line} (at {os.path.basename(where.filename)}:"
-            f"{where.lineno}); this is a bug: rerun with `gitops --debug {name} ...` and report the traceback",
-            file=sys.stderr,
+        print(f"gitops {name}: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:
+        return _bug(name, error, debug)
+
+
+# errno values that mean "this path cannot be written here": a read-only checkout or file system, no permission,
+# or a file where a directory must go.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+CACHE_ENV = "GITOPS_CACHE_DIR"  # what gitops.core.paths.cache_dir() reads
+
+
+def unwritable_line(error: OSError) -> str | None:
+    """A path a verb could not write, as the one line that says which and what to set; None for other errors."""
+    if error.errno not in UNWRITABLE or not error.filename:
+        return None
+    path = Path(os.fsdecode(error.filename))
+    cache = cache_dir()
+    reason = error.strerror or type(error).__name__
+    if path.is_relative_to(cache) or cache.is_relative_to(path):
+        return (
+            f"{cache}: cannot write the local cache ({reason}: {path}); set {CACHE_ENV} to a writable directory, "
+            f"e.g. {CACHE_ENV}=/tmp/gitops-cache (a read-only checkout cannot hold .cache/)"
         )
-        return EXIT_BUG
+    return f"{path}: cannot write it ({reason}); make it writable, or run from a writable copy of the repository"
+
+
+def _bug(name: str, error: Exception, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    where = traceback.extract_tb(error.__traceback__)[-1]
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    print(
+        f"gitops {name}: unexpected {type(error).__name__}: {first_line} (at {os.path.basename(where.filename)}:"
+        f"{where.lineno}); this is a bug: rerun with `gitops --debug {name} ...` and report the traceback",
+        file=sys.stderr,
+    )
+    return EXIT_BUG
 
 
 def docs() -> str:
@@ -253,6 +293,7 @@ def _one_line_usage_error(self: argparse.ArgumentParser, message: str) -> NoRetu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    interrupt_on_sigterm()
     # Every parser (the verbs' own too) reports a bad argument in one line while the CLI runs.
     saved = argparse.ArgumentParser.error
     argparse.ArgumentParser.error = _one_line_usage_error  # type: ignore[method-assign]
@@ -272,6 +313,11 @@ def _main(args_in: list[str]) -> int:
         print(f"gitops {args.verb}: {error}", file=sys.stderr)
         return error.exit_code
     if args.verb == "docs":
+        rest = args_in[split + 1 :]
+        if rest[:1] == ["--verbs"]:  # docs/verbs.md's transcripts, rerun (gitops/transcripts.py)
+            from gitops import transcripts
+
+            return transcripts.main(rest[1:])
         os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal; the committed file must not depend on it
         sys.stdout.write(docs())
         return EXIT_OK

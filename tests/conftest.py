@@ -9,7 +9,14 @@ import pytest
 
 from gitops.core.paths import REPO_ROOT, environments
 from gitops.core.render import RenderResult, render_env
+from gitops.core.signals import interrupt_on_sigterm
 from tests.support import TREE, lock_unlocked_assets, mirror_with_unlocked_assets
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM during `make test` (a cancelled CI job) unwinds like Ctrl-C, so the renders' scratch directories are
+    removed rather than left in $TMPDIR (gitops.cli does the same for every verb; gitops.core.signals)."""
+    interrupt_on_sigterm()
 
 
 @pytest.fixture(scope="session")

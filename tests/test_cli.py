@@ -1,6 +1,7 @@
 """The `gitops` CLI: make's verbs as subcommands, one line per bad input, documented exit codes, and a fork that
 adds a real `staging` environment and an `audits` topic by following the docs/forking.md recipes."""
 
+import errno
 import json
 import os
 import re
@@ -71,6 +72,12 @@ def _bad_kustomization_yaml(root: Path) -> None:
     path.write_text(path.read_text().replace("patches:\n", "patches:\n  - path: kafka.yaml\n   - oops\n", 1))
 
 
+def _misspell_patch(root: Path) -> None:
+    path = root / "overlays/dev/kustomization.yaml"
+    assert "path: kafka.yaml" in path.read_text()
+    path.write_text(path.read_text().replace("path: kafka.yaml", "path: kafak.yaml", 1))
+
+
 def _overlay_without_entry(root: Path) -> None:
     shutil.copytree(root / "overlays/dev", root / f"overlays/{MADE_UP_ENV}")
 
@@ -94,6 +101,14 @@ BAD_INPUTS = {
         ["validate"],
         2,
         r"^gitops validate: overlays/dev/kustomization.yaml:\d+:\d+: invalid YAML: .+; fix the syntax",
+    ),
+    "misspelt patch file": (
+        _misspell_patch,
+        ["render", "dev"],
+        2,
+        # kustomize's reason whole, the missing file's name included (it comes after a multi-line quote).
+        r"^render dev: overlays/dev: kustomize build failed: .*path\(kafak.yaml\).*lstat overlays/dev/kafak.yaml: no such "
+        r"file or directory; fix that kustomization",
     ),
     "missing lock file": (
         lambda root: (root / "base/platform/releases.lock.yaml").unlink(),
@@ -130,7 +145,7 @@ BAD_INPUTS = {
     "unknown environment for promote": (
         None,
         ["promote", "--from", "dev", "--to", MADE_UP_ENV],
-        1,
+        2,
         rf"^promote: environments.yaml: unknown environment '{MADE_UP_ENV}'",
     ),
     "unknown verb": (None, ["deploy"], 2, r"^gitops: error: argument <verb>: invalid choice: 'deploy'"),
@@ -200,6 +215,45 @@ def test_unexpected_error_is_one_line_and_debug_adds_the_traceback(
     assert err.count("\n") == 1 and "unexpected KeyError: 'boom'" in err and "rerun with `gitops --debug" in err
     assert cli.main(["--debug", "render", "dev"]) == cli.EXIT_BUG
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_read_only_cache_is_one_line_naming_gitops_cache_dir(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, code: int
+) -> None:
+    """A read-only checkout: the cache under it cannot be written; the line says which variable moves it."""
+    import gitops.core.render
+
+    cache = tmp_path / "checkout/.cache"
+    monkeypatch.setenv("GITOPS_CACHE_DIR", str(cache))
+
+    def read_only(_argv: list[str]) -> int:
+        raise OSError(code, os.strerror(code), str(cache / "schemas"))
+
+    monkeypatch.setattr(gitops.core.render, "main", read_only)
+    assert cli.main(["render", "dev"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "this is a bug" not in err
+    assert err.startswith(
+        f"gitops render: {cache}: cannot write the local cache ({os.strerror(code)}: {cache}/schemas)"
+    )
+    assert "set GITOPS_CACHE_DIR to a writable directory" in err
+
+
+def test_unwritable_path_elsewhere_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import gitops.core.render
+
+    def read_only(_argv: list[str]) -> int:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / "out"))
+
+    monkeypatch.setattr(gitops.core.render, "main", read_only)
+    assert cli.main(["render", "dev"]) == 2
+    assert capsys.readouterr().err == (
+        f"gitops render: {tmp_path / 'out'}: cannot write it ({os.strerror(errno.EROFS)}); make it writable, or run "
+        "from a writable copy of the repository\n"
+    )
 
 
 def test_exit_codes_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:

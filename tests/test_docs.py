@@ -145,3 +145,11 @@ def test_the_readme_says_first_what_a_null_lock_entry_needs():
     opening = " ".join(README.read_text().split("## ", 1)[0].split())
     assert f"Before the first push:** run `make bump VERSION={version}` where GitHub is reachable" in opening
     assert "commit `base/platform/releases.lock.yaml`" in opening
+
+
+def test_docs_say_how_to_review_offline_and_what_plain_kustomize_skips():
+    """Plain `kustomize build overlays/dev` fails offline (remote release URLs): the render section says so."""
+    render = (DOCS / "verbs.md").read_text().split("## `make render`", 1)[1].split("\n## ", 1)[0]
+    assert "Offline, review with `make render` and `make diff`" in render
+    assert "Plain `kustomize build overlays/<env>` works too, but only\nonline" in render
+    assert "it skips the\nlock check" in render

@@ -29,6 +29,7 @@ from ruamel.yaml.error import YAMLError
 from gitops.core import manifests, releases, upstream_source
 from gitops.core.errors import UserError, display_path, yaml_error
 from gitops.core.paths import MIRROR_ENV, REPO_ROOT, cache_dir, overlay_names, release_mirror
+from gitops.core.signals import sigterm_unwinds
 from gitops.core.tools import tool
 
 FIELD_STEP = re.compile(r"\.([^.\[]+)|\[([^\]]+)\]")
@@ -207,10 +208,14 @@ def _copy_tree(root: Path, dest: Path) -> None:
 def _kustomize_build(path: Path, work: Path) -> str:
     proc = subprocess.run([tool("kustomize"), "build", str(path)], capture_output=True, text=True)
     if proc.returncode != 0:
-        # kustomize's last "Error: ..." line says what is wrong; the scratch copy's paths become repo paths.
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()] or [f"exit {proc.returncode}"]
-        message = next((line for line in reversed(lines) if line.startswith("Error:")), lines[-1])
-        message = message.removeprefix("Error: ").replace(f"{work.resolve()}/", "").replace(f"{work}/", "")
+        # kustomize's last "Error: ..." says what is wrong, whole: it may span lines (a patch's config is quoted
+        # over several, the missing file's name comes after it), so it runs to the end, joined into one line.
+        # The scratch copy's paths become repo paths.
+        lines = [line.strip() for line in proc.stderr.strip().splitlines() if line.strip()]
+        lines = lines or [f"exit {proc.returncode}"]
+        start = max((i for i, line in enumerate(lines) if line.startswith("Error:")), default=len(lines) - 1)
+        message = " ".join(lines[start:]).removeprefix("Error: ")
+        message = message.replace(f"{work.resolve()}/", "").replace(f"{work}/", "")
         raise RenderError(
             f"kustomize build failed: {message}",
             where=display_path(path, work),
@@ -232,7 +237,7 @@ def render_env(env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None) 
         )
     mirror = mirror or release_mirror()
     lock = releases.load_lock(root)
-    with tempfile.TemporaryDirectory(prefix=f"render-{env}-") as scratch:
+    with sigterm_unwinds(), tempfile.TemporaryDirectory(prefix=f"render-{env}-") as scratch:
         work = Path(scratch)
         _copy_tree(root, work)
         omitted: list[releases.Unavailable] = []

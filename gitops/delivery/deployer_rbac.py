@@ -18,6 +18,7 @@ import yaml
 from gitops.core import manifests
 from gitops.core.manifests import Obj
 from gitops.core.paths import REPO_ROOT, environments
+from gitops.core.progress import timed
 from gitops.core.render import RenderError, RenderResult, render_env
 
 DEPLOYERS_DIR = Path("argocd/deployers")
@@ -148,21 +149,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("envs", nargs="*", help="environments (default: every overlay)")
     parser.add_argument("--write", action="store_true", help=f"write {DEPLOYERS_DIR}/<env>.yaml (else print)")
     args = parser.parse_args(argv)
+    files: dict[str, str] = {}
     for env in args.envs or environments():
         try:
-            render = render_env(env)
+            with timed("deployer-rbac", f"{env}: rendered, RBAC derived"):
+                render = render_env(env)
+                files[env] = render_file(render)
         except RenderError as error:
-            print(f"deployer-rbac {env}: {error}", file=sys.stderr)
+            print(f"deployer-rbac {env}: {error}; nothing was written", file=sys.stderr)
             return 1
         for url in unrebuilt(render):
             print(
                 f"deployer-rbac {env}: WARNING {url} is not in the render and has no stand-in, its kinds are not covered",
                 file=sys.stderr,
             )
-        text = render_file(render)
+    # Every render first, then the files: a failing environment leaves none of them half-updated.
+    for env, text in files.items():
         if args.write:
             (REPO_ROOT / deployer_file(env)).write_text(text)
-            print(f"deployer-rbac {env}: wrote {REPO_ROOT / deployer_file(env)}")
+            print(f"deployer-rbac: wrote {deployer_file(env)}", file=sys.stderr)
         else:
             sys.stdout.write(text)
     return 0

@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
     args = parser.parse_args(argv)
     try:
         result = promote(root, args.source, args.target)
-    except (image_ref.ImageRefError, PromotionRefused, UserError) as error:
+    except UserError as error:  # bad input (an unknown environment): exit 2, as docs/cli.md says
+        print(f"promote: {error}", file=sys.stderr)
+        return error.exit_code
+    except (image_ref.ImageRefError, PromotionRefused) as error:
         print(f"promote: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(report(result))

@@ -26,8 +26,9 @@ from gitops.core.environments import Environment
 from gitops.core.errors import UserError, yaml_error
 from gitops.core.manifests import Obj, ObjKey
 from gitops.core.paths import REPO_ROOT, overlay_names
-from gitops.core.progress import progress
+from gitops.core.progress import timed
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env
+from gitops.core.signals import sigterm_unwinds
 from gitops.diff.engine import (
     DANGEROUS,
     EnvDiff,
@@ -77,7 +78,7 @@ def extract_ref(repo: Path, ref: str, dest: Path) -> str:
         text=True,
     )
     if rev.returncode != 0:
-        raise DiffError(f"unknown git ref {ref!r} (fetch it first, e.g. `git fetch origin main`): {rev.stderr.strip()}")
+        raise UserError(f"unknown git ref {ref!r}{_missing_remote(repo, ref)}", fix=_ref_hint(repo, ref))
     commit = rev.stdout.strip()
     archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", commit], capture_output=True)
     if archive.returncode != 0:
@@ -85,6 +86,27 @@ def extract_ref(repo: Path, ref: str, dest: Path) -> str:
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(dest, filter="data")
     return commit
+
+
+def _missing_remote(repo: Path, ref: str) -> str:
+    """ " (this clone has no remote 'origin')" when `ref` names a remote branch of a remote that does not exist."""
+    remote = ref.split("/", 1)[0] if "/" in ref else None
+    remotes = subprocess.run(["git", "-C", str(repo), "remote"], capture_output=True, text=True).stdout.split()
+    return f" (this clone has no remote {remote!r})" if remote and remote not in remotes else ""
+
+
+def _ref_hint(repo: Path, ref: str) -> str:
+    """A base that exists here: the previous commit (a fresh clone or a fork without `origin` still has it)."""
+    has_parent = (
+        subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--verify", "-q", "HEAD~1"], capture_output=True
+        ).returncode
+        == 0
+    )
+    local = "diff against a commit this clone has, e.g. `make diff BASE=HEAD~1` (the last commit)"
+    if not has_parent:
+        local = "diff against a commit this clone has, e.g. `make diff BASE=HEAD`"
+    return f"{local}, or fetch the ref first (`git fetch origin main` for origin/main)"
 
 
 def _render(env: str, root: Path | None) -> RenderResult | None:
@@ -311,13 +333,17 @@ def run(base_root: Path | None, head_root: Path, envs: list[str]) -> list[EnvRep
     known = sorted(set(overlay_names(base_root) if base_root else []) | set(overlay_names(head_root)))
     unknown = sorted(set(envs) - {*known, ARGOCD})
     if unknown:
-        raise DiffError(f"unknown environment(s) {', '.join(unknown)} (known: {', '.join([*known, ARGOCD])})")
+        raise UserError(
+            f"unknown environment(s) {', '.join(unknown)} (known: {', '.join([*known, ARGOCD])})",
+            fix="pass one of them to --env, or leave --env out for all",
+        )
     reports = []
     for env in [e for e in envs if e != ARGOCD] if envs else known:
-        progress(f"rendering {env} at the base and in the working tree", verb="diff")
-        reports.append(diff_environment(env, base_root, head_root))
+        with timed("diff", f"{env}: rendered at the base and in the working tree, compared"):
+            reports.append(diff_environment(env, base_root, head_root))
     if not envs or ARGOCD in envs:
-        reports.append(diff_argocd(base_root, head_root))
+        with timed("diff", f"{ARGOCD}: the Argo CD files compared"):
+            reports.append(diff_argocd(base_root, head_root))
     return reports
 
 
@@ -340,13 +366,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="list the fields of every upstream object too")
     args = parser.parse_args(argv)
     try:
-        with tempfile.TemporaryDirectory(prefix="diff-base-") as scratch:
+        with sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="diff-base-") as scratch:
             if args.base_dir is not None:
                 base_root, base_label = args.base_dir, str(args.base_dir)
             else:
                 base_root = Path(scratch)
-                base_label = f"{args.base}@{extract_ref(args.root, args.base, base_root)}"
+                with timed("diff", f"{args.base}: extracted with git archive"):
+                    base_label = f"{args.base}@{extract_ref(args.root, args.base, base_root)}"
             reports = run(base_root, args.root, args.env)
+    except UserError as error:  # bad input (an unknown ref or environment): exit 2, as docs/cli.md says
+        print(f"diff: {error}", file=sys.stderr)
+        return error.exit_code
     except DiffError as error:
         print(f"diff: {error}", file=sys.stderr)
         return 1

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,3 +129,31 @@ def security_from_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 def resolve(flag: str | None, env: str | None, environ: Mapping[str, str]) -> Connection:
     return Connection(resolve_bootstrap(flag, env, environ), security_from_env(environ))
+
+
+# Kubernetes' cluster DNS names: resolvable inside a cluster only (a Service is <name>.<namespace>.svc[.<domain>]).
+IN_CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local")
+
+
+def _resolves(host: str, port: int) -> bool:
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    return True
+
+
+def unreachable_here(bootstrap: Bootstrap, resolves: Callable[[str, int], bool] = _resolves) -> str | None:
+    """Why no bootstrap server can be reached from this machine (all of them in-cluster names or unresolvable),
+    or None. Said at once, instead of the client retrying an address that will never resolve until it times out."""
+    reasons = []
+    for server in bootstrap.servers.split(","):
+        host, _, port = server.rpartition(":")
+        host = host.strip("[]")
+        if host.rstrip(".").endswith(IN_CLUSTER_SUFFIXES):
+            reasons.append(f"{server} is a cluster-internal name")
+        elif not resolves(host, int(port)):
+            reasons.append(f"{server} does not resolve here")
+        else:
+            return None
+    return "; ".join(reasons)

@@ -173,6 +173,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except (kafka_settings.SettingsError, payloads.PayloadError, UserError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    unreachable = kafka_settings.unreachable_here(connection.bootstrap)
+    if unreachable:
+        print(
+            f"error: no Kafka reachable from here ({unreachable}; from {connection.bootstrap.origin}); for a local "
+            "Kafka pass its address, e.g. the one `make kafka` prints: make produce BOOTSTRAP=127.0.0.1:<port> "
+            "(gitops produce --bootstrap-servers 127.0.0.1:<port>)",
+            file=sys.stderr,
+        )
+        return 2
     if connection.bootstrap.auth_secret and "security.protocol" not in connection.security:
         print(
             f"warning: the Broker ConfigMap names Secret {connection.bootstrap.auth_secret}; set"

@@ -50,7 +50,7 @@ def run(stream: str, crd_dir: Path, filename: str = "stdin") -> list[SchemaResul
             name=r.get("name", ""),
             version=r.get("version", ""),
             status=r.get("status", ""),
-            msg=r.get("msg", ""),
+            msg=schemas.explain_missing_schema(r.get("kind", ""), r.get("version", ""), r.get("msg", ""), crd_dir),
         )
         for r in report.get("resources") or []
     ]

@@ -23,6 +23,7 @@ CHECK_MODULES = (
     "eventing",
     "dead_letters",
     "serving",
+    "app_settings",
     "policy",
     "network_policy",
     "data_tables",
@@ -112,6 +113,17 @@ def registered(func: Callable[..., Iterable[Finding]]) -> Check:
         if check.func is func:
             return check
     raise LookupError(f"{func.__module__}.{func.__name__} is not a registered check")
+
+
+def finding_order(finding: Finding) -> tuple[int, str, str]:
+    """Root causes first: validate's stages in their order (a render that failed, then schemas, then Knative's
+    webhooks), then the checks in the order they run, the Argo CD ones last. A misspelt kind (`kind: Triger`) is
+    first a schema miss; that the deployer RBAC or the AppProject no longer cover it follows from it (and
+    regenerating the RBAC first would bake the typo in), so those findings come after it."""
+    stages = [s for s in STAGES if s != "waivers"]
+    ids = [*stages, *dict.fromkeys(c.id for c in catalogue()), "waivers"]
+    rank = ids.index(finding.check) if finding.check in ids else len(ids)
+    return rank, finding.env, finding.obj
 
 
 def env_checks() -> list[Check]:

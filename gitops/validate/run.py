@@ -15,6 +15,7 @@ import yaml
 
 from gitops.core import manifests, releases
 from gitops.core.errors import UserError
+from gitops.core.field_diff import field_changes, show
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir, environments, upstream_source_dir
 from gitops.core.progress import progress
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env, report_omitted, stand_in_note
@@ -23,7 +24,7 @@ from gitops.model.argocd import argocd_paths
 from gitops.model.retry_budget import retry_budgets
 from gitops.validate import admission, kubeconform, schemas, waivers
 from gitops.validate.findings import EnvContext, Finding, RepoContext
-from gitops.validate.registry import env_checks, format_catalogue, repo_checks
+from gitops.validate.registry import env_checks, finding_order, format_catalogue, repo_checks
 
 
 @dataclass
@@ -88,6 +89,14 @@ def _render(root: Path, env: str, hydrated: Path | None = None) -> RenderResult 
     return render if hydrated is None else _hydrated_render(render, hydrated, root)
 
 
+def _edited(fresh: manifests.Obj, hydrated: manifests.Obj, shown: int = 5) -> str:
+    """What a hand edit changed, field by field (fresh render → hydrated file): `spec.delivery.retry: 2 → 5`."""
+    changes = field_changes(fresh, hydrated)
+    fields = "; ".join(f"{c.path}: {show(c.old)} → {show(c.new)}" for c in changes[:shown])
+    more = f"; and {len(changes) - shown} more" if len(changes) > shown else ""
+    return f"differs from a fresh render of this tree: {fields}{more} (re-run `make hydrate`, never edit these files)"
+
+
 def _hydrated_render(render: RenderResult, directory: Path, root: Path = REPO_ROOT) -> RenderResult | list[Finding]:
     """The hydrated files as a RenderResult (origins from the fresh render), or why they are not that render:
     their provenance (digest, source commit, lock) first, then object by object against the fresh render."""
@@ -104,18 +113,22 @@ def _hydrated_render(render: RenderResult, directory: Path, root: Path = REPO_RO
     fresh = {manifests.ObjKey.of(o): o for o in render.objects}
     found = {manifests.ObjKey.of(o): o for o in objects}
     problems = [
-        Finding("hydrated", env, str(key), str(directory), message)
-        for key, message in [
+        Finding("hydrated", env, str(key), where, message)
+        for key, where, message in [
             *(
-                (k, "is in the hydrated files but not in a fresh render of this tree")
+                (
+                    k,
+                    str(directory / hydrate.file_name(found[k])),
+                    "is in the hydrated files but not in a fresh render of this tree",
+                )
                 for k in found.keys() - fresh.keys()
             ),
             *(
-                (k, "is in a fresh render of this tree but not in the hydrated files")
+                (k, str(directory), "is in a fresh render of this tree but not in the hydrated files")
                 for k in fresh.keys() - found.keys()
             ),
             *(
-                (k, "differs from a fresh render of this tree")
+                (k, str(directory / hydrate.file_name(found[k])), _edited(fresh[k], found[k]))
                 for k in found.keys() & fresh.keys()
                 if found[k] != fresh[k]
             ),
@@ -208,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--hydrated {item!r}: expected ENV=DIR")
         hydrated[env] = Path(directory)
     report = validate(envs=args.envs or None, hydrated=hydrated)
-    for finding in sorted(report.findings, key=lambda f: (f.env, f.check, f.obj)):
+    for finding in sorted(report.findings, key=finding_order):  # root causes first
         print(f"FAIL {finding}")
     for warning in report.warnings:
         print(f"WARN {warning}")

@@ -144,3 +144,35 @@ def openapi2jsonschema() -> Path:
 def _ensure(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def served_api_versions(kind: str, crd_dir: Path) -> list[str]:
+    """The apiVersions a schema exists for `kind`: Kubernetes' built-in kinds (the group-version-kind each schema
+    file declares) and the rendered CRDs' versions (their schema files are named group_kind_version)."""
+    found = set()
+    core = kubernetes_schemas() / f"v{KUBERNETES_VERSION}-standalone-strict"
+    for path in core.glob(f"{kind.lower()}-*.json"):
+        for gvk in json.loads(path.read_text()).get("x-kubernetes-group-version-kind") or []:
+            if gvk.get("kind") == kind:
+                found.add(f"{gvk['group']}/{gvk['version']}" if gvk.get("group") else gvk["version"])
+    for path in crd_dir.glob(f"*_{kind.lower()}_*.json"):
+        group, _, version = path.stem.split("_")
+        found.add(f"{group}/{version}")
+    return sorted(found)
+
+
+def explain_missing_schema(kind: str, api_version: str, message: str, crd_dir: Path) -> str:
+    """kubeconform's "could not find schema for Trigger" as what is wrong: the apiVersion is not served (naming
+    the ones that are), or the kind is unknown altogether (a misspelt kind, or a CRD missing from the render)."""
+    if not message.startswith("could not find schema for"):
+        return message
+    served = served_api_versions(kind, crd_dir)
+    if served:
+        return (
+            f"{kind} is not served at apiVersion {api_version}; served: {', '.join(served)} "
+            "(change apiVersion to one of them)"
+        )
+    return (
+        f"no schema for kind {kind} at any apiVersion: a misspelt kind, or a CustomResourceDefinition that is not in "
+        f"the render ({message})"
+    )

@@ -81,13 +81,14 @@ def test_non_production_takes_a_tag_and_a_digest_replaces_it(tree_copy: Path) ->
 
 
 @pytest.mark.parametrize(
-    ("source", "target", "message"),
-    [("dev", MADE_UP_ENV, f"unknown environment {MADE_UP_ENV!r}"), ("dev", "dev", "both")],
+    ("source", "target", "code", "message"),
+    # An unknown environment is bad input (2, docs/cli.md); FROM == TO is a refused promotion (1).
+    [("dev", MADE_UP_ENV, 2, f"unknown environment {MADE_UP_ENV!r}"), ("dev", "dev", 1, "both")],
 )
 def test_promote_rejects_bad_environments(
-    tree_copy: Path, capsys: pytest.CaptureFixture[str], source: str, target: str, message: str
+    tree_copy: Path, capsys: pytest.CaptureFixture[str], source: str, target: str, code: int, message: str
 ) -> None:
-    assert promote.main(["--from", source, "--to", target], root=tree_copy) == 1
+    assert promote.main(["--from", source, "--to", target], root=tree_copy) == code
     assert message in capsys.readouterr().err
 
 

@@ -1,6 +1,7 @@
 """make diff: the report and the PR comment, and a git ref against the working tree with real renders."""
 
 import copy
+import re
 import subprocess
 from pathlib import Path
 
@@ -58,7 +59,13 @@ def repo_copy(tree_copy: Path) -> Path:
 
 def test_git_ref_vs_working_tree_exit_codes(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == 0
-    assert "== prod: no changes" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "== prod: no changes" in captured.out
+    # A line per stage as it ends, with its time, on stderr (not only at the end, not only on a terminal).
+    assert re.search(r"^diff: HEAD: extracted with git archive \d+\.\ds$", captured.err, re.M), captured.err
+    assert re.search(
+        r"^diff: prod: rendered at the base and in the working tree, compared \d+\.\ds$", captured.err, re.M
+    )
 
     kafka = repo_copy / "overlays/prod/kafka.yaml"
     kafka.write_text(kafka.read_text().replace('default.topic.partitions: "12"', 'default.topic.partitions: "6"'))
@@ -191,3 +198,25 @@ def test_delivery_change_prints_every_triggers_retry_budget(renders, broken):
     ), notes
     # A change that leaves delivery alone prints no budget.
     assert report._retry_budget_notes(diff_env("prod", old.objects, old.objects), old, old) == []
+
+
+def test_unknown_ref_is_bad_input_exit_2(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report.main(["--base", "no-such-ref", "--root", str(repo_copy)]) == 2  # docs/cli.md: bad input
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("diff: unknown git ref 'no-such-ref'; diff against a commit")
+
+
+def test_no_remote_suggests_the_previous_commit(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _git(repo_copy, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "second")
+    assert report.main(["--base", "origin/main", "--root", str(repo_copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(
+        "diff: unknown git ref 'origin/main' (this clone has no remote 'origin'); diff against a commit this clone "
+        "has, e.g. `make diff BASE=HEAD~1` (the last commit)"
+    ), err
+
+
+def test_unknown_environment_is_bad_input_exit_2(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", MADE_UP_ENV]) == 2
+    assert f"diff: unknown environment(s) {MADE_UP_ENV}" in capsys.readouterr().err

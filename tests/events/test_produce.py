@@ -331,3 +331,36 @@ def test_custom_ce_type_is_sent_but_warned_about(
 @pytest.mark.parametrize("argv", [["--timeout", "0.5"], ["--timeout", "301"], ["--count", "0"]])
 def test_out_of_range_limits_are_usage_errors(argv: list[str]) -> None:
     assert produce.main(["--bootstrap-servers", UNREACHABLE, *argv], environ={}) == 2
+
+
+def test_in_cluster_address_fails_fast_naming_bootstrap(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dev's Broker ConfigMap names kafka-kafka-bootstrap.kafka.svc: unreachable from a laptop. Say so at once with
+    the make variable that fixes it, instead of librdkafka retrying it until --timeout."""
+
+    def never(*_args: object) -> None:
+        raise AssertionError("no producer may be started for an address that cannot be reached")
+
+    monkeypatch.setattr(produce, "produce", never)
+    rc, reports = run_cli(["--env", "dev", "--timeout", "30"])
+    assert rc == 2 and reports == []
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(
+        "error: no Kafka reachable from here (kafka-kafka-bootstrap.kafka.svc:9092 is a cluster-internal name; from "
+    )
+    assert "make produce BOOTSTRAP=127.0.0.1:<port>" in err
+
+
+def test_unresolvable_servers_are_unreachable_only_when_none_resolves() -> None:
+    from gitops.events.kafka_settings import Bootstrap, unreachable_here
+
+    def resolves(host: str, _port: int) -> bool:
+        return host == "kafka.example.com"
+
+    assert unreachable_here(Bootstrap("nope.example:9092", "--bootstrap-servers"), resolves) == (
+        "nope.example:9092 does not resolve here"
+    )
+    assert unreachable_here(Bootstrap("nope.example:9092,kafka.example.com:9092", "x"), resolves) is None
+    assert unreachable_here(Bootstrap(UNREACHABLE, "x")) is None  # a literal loopback address resolves offline

@@ -59,3 +59,23 @@ def test_schema_rejects_a_misspelt_field(argocd_schemas):
     results = kubeconform.run(text, argocd_schemas, APP_FILE)
     assert sorted((r.kind, r.name) for r in results) == [("Application", "knative-kafka-dev")]
     assert all("additional properties 'selfheal' not allowed" in r.msg for r in results)
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "expected"),
+    [
+        ("apps/v1beta1", "Deployment", "Deployment is not served at apiVersion apps/v1beta1; served: apps/v1 "),
+        (
+            "eventing.knative.dev/v2",
+            "Trigger",
+            "Trigger is not served at apiVersion eventing.knative.dev/v2; served: eventing.knative.dev/v1 ",
+        ),
+        ("autoscaling/v3", "HorizontalPodAutoscaler", "served: autoscaling/v1, autoscaling/v2 "),
+        ("eventing.knative.dev/v1", "Triger", "no schema for kind Triger at any apiVersion: a misspelt kind"),
+    ],
+)
+def test_a_missing_schema_names_the_served_versions(crd_dir, api_version: str, kind: str, expected: str) -> None:
+    doc = f"apiVersion: {api_version}\nkind: {kind}\nmetadata:\n  name: x\n  namespace: notifications\n"
+    (result,) = invalid(doc, crd_dir)
+    assert expected in result.msg, result.msg
+    assert not result.msg.startswith("could not find schema")

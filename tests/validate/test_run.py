@@ -12,6 +12,7 @@ import yaml
 from gitops.core import manifests, releases, render
 from gitops.core.paths import REPO_ROOT, environments
 from gitops.delivery import hydrate
+from gitops.validate.registry import finding_order
 from gitops.validate.run import schema_findings, validate
 
 
@@ -37,6 +38,21 @@ def test_broken_tree_fails_validate_naming_file_and_resource(tree_copy):
         for line in lines
     )
     assert any(line.startswith("[prod] Trigger notifications/loggings (base/eventing/triggers.yaml)") for line in lines)
+
+
+def test_misspelt_kind_reports_the_schema_miss_first(tree_copy):
+    """Root causes first: `kind: Triger` is a schema miss; the deployer RBAC and the AppProject no longer covering
+    it follow from that (regenerating the RBAC first would bake the typo in), so they come after it."""
+    triggers = tree_copy / "base/eventing/triggers.yaml"
+    triggers.write_text(triggers.read_text().replace("kind: Trigger", "kind: Triger", 1))
+    report = validate(tree_copy, envs=["dev"])
+    ordered = [(f.check, f.obj) for f in sorted(report.findings, key=finding_order)]
+    assert ordered[0] == ("schema", "Triger notifications/notifications"), ordered
+    checks = [check for check, _ in ordered]
+    assert {"argocd-identity", "argocd-project"} <= set(checks)
+    assert checks.index("argocd-identity") > checks.index("schema")
+    assert checks.index("argocd-project") > checks.index("schema")
+    assert checks.index("argocd-identity") > checks.index("trigger-filter")  # Argo CD's after the event checks
 
 
 def test_overlay_breaking_prod_policy_fails_only_prod(tree_copy):
@@ -72,16 +88,25 @@ def test_validate_checks_the_hydrated_bytes(hydratable: tuple[Path, Path], tmp_p
     edited = yaml.safe_load(ksvc.read_text())
     edited["metadata"].setdefault("labels", {})["hand-edited"] = "true"
     ksvc.write_text(yaml.safe_dump(edited))
+    broker = out / "notifications--broker.eventing.knative.dev--events.yaml"
+    retry = yaml.safe_load(broker.read_text())["spec"]["delivery"]["retry"]
+    broker.write_text(broker.read_text().replace(f"retry: {retry}\n", f"retry: {retry + 3}\n", 1))
     (out / "_cluster--namespace--extra.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n")
     found = [str(f) for f in validate(root, ["dev"], hydrated={"dev": out}).findings if f.check == "hydrated"]
     assert (
-        f"[dev] Namespace extra ({out}): is in the hydrated files but not in a fresh render of this tree  <hydrated>"
-        in found
+        f"[dev] Namespace extra ({out}/_cluster--namespace--extra.yaml): is in the hydrated files but not in a fresh "
+        "render of this tree  <hydrated>" in found
     )
+    # The file and the field a hand edit changed, fresh render → hydrated file.
+    assert (
+        f"[dev] Broker notifications/events ({broker}): differs from a fresh render of this tree: "
+        f"spec.delivery.retry: {retry} → {retry + 3} (re-run `make hydrate`, never edit these files)  <hydrated>"
+    ) in found, found
     assert any(
-        "Service.serving.knative.dev notifications/notifications" in f and "differs from a fresh render" in f
+        f.startswith(f"[dev] Service.serving.knative.dev notifications/notifications ({ksvc}): differs from a fresh")
+        and 'metadata.labels: (absent) → {"hand-edited":"true"}' in f
         for f in found
-    )
+    ), found
 
 
 def test_wave_and_health_checks_run_on_the_hydrated_files(

@@ -30,3 +30,17 @@ def test_short_bench_run_reports_both_servers(capsys: pytest.CaptureFixture[str]
     assert "ours / article:" in out
     assert re.search(r"RS256 uncached \d+ us, ES256 uncached \d+ us, cache hit [\d.]+ us", out)
     assert re.search(r"verification off [\d.]+ us, on [\d.]+ us", out)
+
+
+def test_missing_wrk_prints_the_install_command_and_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[object] = []
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # even as root: never apt-get behind the person's back
+    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(bench.subprocess, "Popen", lambda *a, **k: ran.append(a))
+    with pytest.raises(SystemExit) as stopped:
+        bench.main(["--seconds", "1", "--rounds", "1"])
+    assert ran == []
+    assert stopped.value.code == (
+        "make bench: wrk is not installed; install it (Debian/Ubuntu: `sudo apt-get install -y wrk`) and rerun"
+    )

@@ -73,3 +73,12 @@ def test_serve_exits_with_one_line_before_listening() -> None:
         "notifications: bad setting: PRODUCTION=true and OIDC_ISSUER is not set: production never runs without "
         "sender verification"
     ]
+
+
+def test_environment_variables_are_recorded_from_every_reader() -> None:
+    from notifications.settings import environment_variables
+
+    names = environment_variables()
+    # Settings, the OIDC settings (read only once OIDC_AUDIENCE turns them on) and the connection limits.
+    assert {"MAX_BODY_BYTES", "PORT", "HOST", "OIDC_AUDIENCE", "OIDC_JWKS_TOKEN_FILE", "LIMIT_CONCURRENCY"} <= names
+    assert "MAX_BODY_BYTE" not in names

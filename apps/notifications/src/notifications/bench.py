@@ -100,15 +100,12 @@ class Result:
 
 
 def ensure_wrk() -> str:
+    """wrk's path, or one line with the command that installs it: a verb never installs packages on its own
+    (root or not), so nothing on the machine changes behind the person's back."""
     found = shutil.which("wrk")
     if found:
         return found
-    if os.geteuid() != 0:
-        sys.exit("make bench needs wrk: run `sudo apt-get install -y wrk` (Debian/Ubuntu) and retry")
-    print("installing wrk with apt-get ...", flush=True)
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
-    return shutil.which("wrk") or sys.exit("wrk still not on PATH after apt-get install")
+    sys.exit("make bench: wrk is not installed; install it (Debian/Ubuntu: `sudo apt-get install -y wrk`) and rerun")
 
 
 def free_port() -> int:

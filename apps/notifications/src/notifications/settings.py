@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from notifications.connection_limits import ConnectionLimits
 from notifications.oidc import OidcConfigError, OidcSettings, production_problems
 
 # Set by the render from environments.yaml (`production: true` -> "true"); `make validate` checks the two agree.
@@ -62,3 +63,38 @@ def _production(env: Mapping[str, str]) -> bool:
     if raw not in ("", "true", "false"):
         raise OidcConfigError(f"{PRODUCTION}={raw!r} must be true or false")
     return raw == "true"
+
+
+class _Recorder(Mapping[str, str]):
+    """An environment that remembers every name read from it (and holds only what `values` gives)."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values, self.read = dict(values), set[str]()
+
+    def __getitem__(self, name: str) -> str:
+        self.read.add(name)
+        return self.values[name]
+
+    def get(self, name: str, default: object = None) -> object:  # type: ignore[override]
+        self.read.add(name)
+        return self.values.get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+# Just enough to turn sender-token verification on, so its reader reads every OIDC_* name it knows.
+_OIDC_ON = {"OIDC_AUDIENCE": "a", "OIDC_ISSUER": "https://issuer.example", "OIDC_JWKS_URL": "https://issuer.example/k"}
+
+
+def environment_variables() -> frozenset[str]:
+    """Every environment variable the subscriber reads: recorded from the readers themselves (Settings, with the
+    OIDC settings on, and ConnectionLimits), so a new setting is known here the moment it is read, and
+    `make validate` can flag a name on the app's container that nothing reads (a typo such as MAX_BODY_BYTE)."""
+    recorder = _Recorder(_OIDC_ON)
+    Settings.from_env(recorder)
+    ConnectionLimits.from_env(recorder)
+    return frozenset(recorder.read)
