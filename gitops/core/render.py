@@ -13,6 +13,7 @@ is exactly the objects Argo CD's own `kustomize build` produces (tests/core/test
 """
 
 import argparse
+import fnmatch
 import os
 import re
 import shutil
@@ -26,10 +27,11 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from gitops.core import cache as result_cache
 from gitops.core import manifests, releases
 from gitops.core.errors import UserError, display_path, yaml_error
 from gitops.core.paths import MIRROR_ENV, REPO_ROOT, cache_dir, overlay_names, release_mirror
-from gitops.core.tools import tool
+from gitops.core.tools import pinned_versions, tool
 
 FIELD_STEP = re.compile(r"\.([^.\[]+)|\[([^\]]+)\]")
 ORIGIN = "config.kubernetes.io/origin"
@@ -170,8 +172,12 @@ def _rewrite_remote_resources(
     return omitted, local_to_url
 
 
+# What the render's scratch copy leaves out (and so what its cache key does not read).
+COPY_IGNORE = ("__pycache__", "*.egg-info", ".venv", "node_modules", "*.pyc")
+
+
 def _copy_tree(root: Path, dest: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".venv", "node_modules", "*.pyc")
+    ignore = shutil.ignore_patterns(*COPY_IGNORE)
     for top in releases.KUSTOMIZE_DIRS:
         if (root / top).is_dir():
             shutil.copytree(root / top, dest / top, ignore=ignore)
@@ -192,10 +198,15 @@ def _kustomize_build(path: Path, work: Path) -> str:
     return proc.stdout
 
 
-def render_env(env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None) -> RenderResult:
+def render_env(
+    env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None, cache: result_cache.ResultCache | None = None
+) -> RenderResult:
     """One `kustomize build` of overlays/<env>, with origin and transformer annotations turned on so findings and
     diff lines can name the file that set a value; those annotations are stripped again, so `text` and
-    `objects` are exactly what `kustomize build` (and Argo CD) produce without them."""
+    `objects` are exactly what `kustomize build` (and Argo CD) produce without them.
+
+    With a `cache` (validate's), a render whose inputs all have the digest of a stored one is that stored render:
+    see render_inputs_digest for what the key covers."""
     known = overlay_names(root)  # not environments.yaml: rendering needs no facts, and a base tree may predate it
     if env not in known:
         raise RenderError(
@@ -205,6 +216,57 @@ def render_env(env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None) 
         )
     mirror = mirror or release_mirror()
     lock = releases.load_lock(root)
+    key = render_inputs_digest(env, root, lock, mirror) if cache is not None and cache.enabled else None
+    if key is not None and cache is not None:
+        stored = cache.get("render", key, binary=True)
+        if isinstance(stored, RenderResult) and stored.env == env:
+            return stored
+    result = _build(env, root, mirror, lock)
+    if key is not None and cache is not None:
+        cache.put("render", key, result, binary=True)
+    return result
+
+
+def _tree_files(root: Path) -> list[Path]:
+    """The files _copy_tree copies (the kustomize build's whole input from this repository), in a stable order."""
+    found: list[Path] = []
+    for top in releases.KUSTOMIZE_DIRS:
+        for dirpath, dirs, files in os.walk(root / top, followlinks=True):
+            dirs[:] = sorted(d for d in dirs if not _ignored(d))
+            found.extend(Path(dirpath) / f for f in sorted(files) if not _ignored(f))
+    return found
+
+
+def _ignored(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in COPY_IGNORE)
+
+
+def render_inputs_digest(env: str, root: Path, lock: dict[str, str | None], mirror: Path) -> str | None:
+    """The digest of everything one render reads: every file of the copied tree (path and bytes), the lock, the
+    bytes of each locked release asset found in the mirror or cache, kustomize (version pin and binary) and this
+    code. None when an asset with a locked digest is neither in the mirror nor in the cache: the render would try
+    to download it, so its result must not be reused."""
+    parts: list[str | bytes] = [
+        "render-v1",
+        env,
+        result_cache.code_digest(sys.modules[__name__], manifests, releases),
+        result_cache.tool_identity(tool("kustomize"), pinned_versions().get("KUSTOMIZE_VERSION", "")),
+    ]
+    for path in _tree_files(root):
+        parts += [str(path.relative_to(root)), result_cache.file_digest(path)]
+    for url, expected in sorted(lock.items()):
+        parts += [url, expected or "-"]
+        if expected is None or not releases.RELEASE_URL.match(url):
+            continue
+        asset = releases.ReleaseAsset.parse(url)
+        found = next((p for p in (asset.mirror_path(mirror), asset.cache_path(cache_dir())) if p.is_file()), None)
+        if found is None:
+            return None
+        parts.append(result_cache.file_digest(found))
+    return result_cache.digest(*parts)
+
+
+def _build(env: str, root: Path, mirror: Path, lock: dict[str, str | None]) -> RenderResult:
     with tempfile.TemporaryDirectory(prefix=f"render-{env}-") as scratch:
         work = Path(scratch)
         _copy_tree(root, work)
