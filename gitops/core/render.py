@@ -20,17 +20,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml as pyyaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from gitops.core import cache as result_cache
 from gitops.core import manifests, releases
 from gitops.core.errors import UserError, display_path, yaml_error
-from gitops.core.paths import MIRROR_ENV, REPO_ROOT, cache_dir, overlay_names, release_mirror
+from gitops.core.paths import ENVIRONMENTS_DIR, MIRROR_ENV, REPO_ROOT, cache_dir, overlay_names, release_mirror
 from gitops.core.tools import pinned_versions, tool
 
 FIELD_STEP = re.compile(r"\.([^.\[]+)|\[([^\]]+)\]")
@@ -227,14 +229,54 @@ def render_env(
     return result
 
 
-def _tree_files(root: Path) -> list[Path]:
-    """The files _copy_tree copies (the kustomize build's whole input from this repository), in a stable order."""
+def _tree_files(root: Path, env: str) -> list[Path]:
+    """The files _copy_tree copies that the build of overlays/<env> can read, in a stable order: everything but the
+    other overlays, unless a kustomization that is read names a path inside one of them."""
+    others = {name for name in overlay_names(root) if name != env}
     found: list[Path] = []
     for top in releases.KUSTOMIZE_DIRS:
         for dirpath, dirs, files in os.walk(root / top, followlinks=True):
+            here = Path(dirpath)
+            if here == root / ENVIRONMENTS_DIR:
+                dirs[:] = [d for d in dirs if d not in others]
             dirs[:] = sorted(d for d in dirs if not _ignored(d))
-            found.extend(Path(dirpath) / f for f in sorted(files) if not _ignored(f))
-    return found
+            found.extend(here / f for f in sorted(files) if not _ignored(f))
+    named = _named_overlays(root, [f for f in found if f.name in KUSTOMIZATION_NAMES], others)
+    for other in sorted(named):
+        found += _tree_files(root, other)
+    return sorted(set(found))
+
+
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+def _named_overlays(root: Path, kustomizations: list[Path], overlays: set[str]) -> set[str]:
+    """The overlays among `overlays` that a string in one of these kustomizations points into (as a relative path):
+    only kustomizations name other files, so this is every way a build can reach another overlay."""
+    targets = {name: (root / ENVIRONMENTS_DIR / name).resolve() for name in overlays}
+    named: set[str] = set()
+    for path in kustomizations:
+        try:
+            doc = pyyaml.load(path.read_text(), Loader=getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader))
+        except (OSError, pyyaml.YAMLError):  # the build reports it; meanwhile play safe: every overlay is an input
+            return set(overlays)
+        for value in _strings(doc):
+            candidate = (path.parent / value).resolve() if not releases.is_remote(value) else None
+            for name, target in targets.items():
+                if candidate is not None and (candidate == target or target in candidate.parents):
+                    named.add(name)
+    return named
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
 
 
 def _ignored(name: str) -> bool:
@@ -242,7 +284,7 @@ def _ignored(name: str) -> bool:
 
 
 def render_inputs_digest(env: str, root: Path, lock: dict[str, str | None], mirror: Path) -> str | None:
-    """The digest of everything one render reads: every file of the copied tree (path and bytes), the lock, the
+    """The digest of everything one render reads: the files of the copied tree it can reach (path and bytes), the lock, the
     bytes of each locked release asset found in the mirror or cache, kustomize (version pin and binary) and this
     code. None when an asset with a locked digest is neither in the mirror nor in the cache: the render would try
     to download it, so its result must not be reused."""
@@ -252,7 +294,7 @@ def render_inputs_digest(env: str, root: Path, lock: dict[str, str | None], mirr
         result_cache.code_digest(sys.modules[__name__], manifests, releases),
         result_cache.tool_identity(tool("kustomize"), pinned_versions().get("KUSTOMIZE_VERSION", "")),
     ]
-    for path in _tree_files(root):
+    for path in _tree_files(root, env):
         parts += [str(path.relative_to(root)), result_cache.file_digest(path)]
     for url, expected in sorted(lock.items()):
         parts += [url, expected or "-"]

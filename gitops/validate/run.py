@@ -228,6 +228,12 @@ def validate(
             else:
                 report.renders[env] = rendered
                 clock.record("render", seconds, f"{env} ({len(rendered.objects)} objects)")
+    check_renders(report, root, cache, clock)
+    return report
+
+
+def check_renders(report: Report, root: Path, cache: result_cache.ResultCache, clock: Clock) -> None:
+    """Every stage after the renders, over report.renders: schemas, kubeconform, admission, checks, waivers."""
     started = time.monotonic()
     crds = {
         manifests.meta(o).get("name"): o
@@ -270,7 +276,6 @@ def validate(
     report.findings, report.waived = waivers.apply(report.findings, waivers.load(root))
     clock.record("waivers", time.monotonic() - started)
     cache.prune()
-    return report
 
 
 def main(argv: list[str] | None = None) -> int:
