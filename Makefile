@@ -19,7 +19,7 @@ export ARGOCD_CRDS_DIR ?= $(KNATIVE_RELEASE_MIRROR)/argo-cd-v3.5.1
 
 OUT ?=
 
-.PHONY: help setup render hydrate validate test lint serve send-event bench soak diff bump produce kafka promote lock-python
+.PHONY: help setup render hydrate validate bench-validate test lint serve send-event bench soak diff bump produce kafka promote lock-python
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ hydrate: ## write ENV's lock-verified render to OUT as one YAML file per object 
 validate: ## render every environment, run kubeconform -strict, Knative's own admission webhooks and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
 	$(NEED_SETUP)
 	@$(GITOPS) validate $(if $(HYDRATED),--hydrated $(ENV)=$(HYDRATED) $(ENV))
+
+bench-validate: ## time validate cold, warm and after one overlay edit for 2, 4, 8 environments (wall and CPU s)
+	$(NEED_SETUP)
+	@$(PY) -m gitops.validate.bench $(BENCH_VALIDATE_ARGS)
 
 test: ## the whole pytest suite (includes validate's checks and their broken-manifest tests)
 	$(NEED_SETUP)
