@@ -156,6 +156,7 @@ def _answers(
         result_cache.code_digest(sys.modules[__name__]),
     )
     plans: dict[str, tuple[list[manifests.Obj], dict[str, manifests.Obj]]] = {}  # context key -> (context, pending)
+    named: dict[str, str] = {}  # context key -> the first environment holding it (what the binary's errors name)
     known: dict[str, list[dict[str, Any]]] = {}  # context or object key -> its findings
     looked_up: set[str] = set()
     layout: dict[str, tuple[str, list[tuple[str, manifests.Obj]]]] = {}  # env -> (context key, [(key, obj)])
@@ -175,6 +176,7 @@ def _answers(
         keyed = [(result_cache.digest(ctx_key, _canonical(o)), o) for o in render.objects if id(o) not in in_context]
         layout[render.env] = (ctx_key, keyed)
         _, pending = plans.setdefault(ctx_key, (context, {}))
+        named.setdefault(ctx_key, render.env)
         recall(ctx_key)
         for key, obj in keyed:
             if not recall(key):
@@ -192,7 +194,7 @@ def _answers(
                 buckets.append(bucket)
             bucket[_identity(obj)] = key
         for i, bucket in enumerate(buckets):
-            name = f"{ctx_key[:16]}-{i}"
+            name = named[ctx_key] if i == 0 else f"{named[ctx_key]} (part {i + 1})"
             payload[name] = context + [pending[k] for k in bucket.values()]
             members[name] = (ctx_key, bucket)
     if payload:
@@ -206,7 +208,7 @@ def _answers(
                     context_items.append(item)
                 else:
                     about[key].append(item)
-            if name.endswith("-0"):
+            if name == named[ctx_key]:
                 about[ctx_key] = context_items
             for key, found in about.items():
                 known[key] = found

@@ -221,7 +221,8 @@ def validate(
     # Renders are subprocess-bound: one thread per environment.
     progress(f"rendering {', '.join(envs)} (kustomize build)")
     with ThreadPoolExecutor(max_workers=len(envs) or 1) as pool:
-        for env, (rendered, seconds) in zip(envs, pool.map(timed_render, envs), strict=True):
+        rendered_envs = list(pool.map(timed_render, envs))  # a render that stops validate does so before any line
+        for env, (rendered, seconds) in zip(envs, rendered_envs, strict=True):
             if isinstance(rendered, list):
                 report.findings += rendered
                 clock.record("render", seconds, f"{env} failed")
