@@ -176,11 +176,12 @@ def _hydrated_render(render: RenderResult, directory: Path) -> RenderResult | li
 
 
 class Clock:
-    """Each stage's wall time: one line per stage (and environment) as it ends, on stderr, so a person and a CI log
-    see where the time goes while validate runs; the totals per stage go on validate's last line."""
+    """Each stage's wall time: one line per stage (and environment) as it ends, on stderr when it is a terminal (a
+    person sees where the time goes while validate runs; logs stay clean, and bad input stays one line); the totals
+    per stage go on validate's last line, everywhere."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream
+        self.stream = stream if stream is not None and stream.isatty() else None
         self.totals: dict[str, float] = {}
 
     def record(self, stage: str, seconds: float, detail: str = "") -> None:

@@ -2,6 +2,7 @@
 `--hydrated` checks the files `make hydrate` wrote."""
 
 import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,12 @@ def test_make_validate_passes_on_the_real_tree():
     proc = subprocess.run([sys.executable, "-m", "gitops.validate.run"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "validate: OK" in proc.stdout
+    # The last line: each stage's time and how much the stored results saved.
+    assert re.search(
+        r"^validate: OK in [\d.]+s \(render [\d.]+s, schemas [\d.]+s, kubeconform [\d.]+s, admission [\d.]+s, "
+        r"checks [\d.]+s, waivers [\d.]+s; cache \d+/\d+ hits \(\d+%\)\)$",
+        proc.stdout.splitlines()[-1],
+    ), proc.stdout.splitlines()[-1]
     assert "NOT RENDERED https://github.com/knative-extensions/eventing-kafka-broker" in proc.stdout
     assert "WAIVED [prod] Deployment kourier-system/3scale-kourier-gateway" in proc.stdout
 
