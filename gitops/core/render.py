@@ -483,7 +483,8 @@ def _patch_matches(key: manifests.ObjKey, target: dict, doc: Any) -> bool:
     )
 
 
-def report_omitted(result: RenderResult, stream=sys.stderr) -> None:
+def report_omitted(result: RenderResult, stream=None) -> None:
+    stream = stream or sys.stderr  # looked up when called, so a redirected stderr gets the lines
     for gap in result.omitted:
         print(f"render {result.env}: LEFT OUT {gap.url}: {gap.reason}", file=stream)
 
