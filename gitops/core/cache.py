@@ -89,7 +89,10 @@ class ResultCache:
         self.enabled = enabled
         self.root = (root or cache_dir()) / RESULTS_DIR
         if max_bytes is None:
-            max_bytes = int(float(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_MB)) * 1024 * 1024)
+            try:
+                max_bytes = int(float(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_MB)) * 1024 * 1024)
+            except ValueError:  # a malformed bound must not stop validate: the default applies
+                max_bytes = DEFAULT_MAX_MB * 1024 * 1024
         self.max_bytes = max_bytes
         self.counts: dict[str, Counts] = {}
         self._lock = threading.Lock()
