@@ -32,7 +32,7 @@ export ARGOCD_CRDS_DIR ?= $(KNATIVE_RELEASE_MIRROR)/argo-cd-v3.5.1
 
 OUT ?=
 
-.PHONY: help setup render hydrate validate test lint serve send-event bench soak diff bump produce kafka promote lock-python e2e replay bench-e2e
+.PHONY: help setup render hydrate validate bench-validate test lint serve send-event bench soak diff bump produce kafka promote lock-python e2e replay bench-e2e
 
 help: ## list the verbs
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ hydrate: ## write ENV's lock-verified render to OUT as one YAML file per object 
 validate: ## render every environment, run kubeconform -strict, Knative's own admission webhooks and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
 	$(NEED_SETUP)
 	@$(GITOPS) validate $(if $(HYDRATED),--hydrated $(call q,$(ENV)=$(HYDRATED)) $(call q,$(ENV)))
+
+bench-validate: ## time validate cold, warm and after one overlay edit for 2, 4, 8 environments (wall and CPU s)
+	$(NEED_SETUP)
+	@$(PY) -m gitops.validate.bench $(BENCH_VALIDATE_ARGS)
 
 test: ## the whole pytest suite (includes validate's checks and their broken-manifest tests)
 	$(NEED_SETUP)

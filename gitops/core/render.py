@@ -13,24 +13,28 @@ is exactly the objects Argo CD's own `kustomize build` produces (tests/core/test
 """
 
 import argparse
+import fnmatch
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml as pyyaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from gitops.core import cache as result_cache
 from gitops.core import manifests, releases, upstream_source
 from gitops.core.errors import UserError, display_path, yaml_error
-from gitops.core.paths import MIRROR_ENV, REPO_ROOT, cache_dir, overlay_names, release_mirror
+from gitops.core.paths import ENVIRONMENTS_DIR, MIRROR_ENV, REPO_ROOT, cache_dir, overlay_names, release_mirror
 from gitops.core.signals import sigterm_unwinds
-from gitops.core.tools import tool
+from gitops.core.tools import pinned_versions, tool
 
 FIELD_STEP = re.compile(r"\.([^.\[]+)|\[([^\]]+)\]")
 ORIGIN = "config.kubernetes.io/origin"
@@ -198,8 +202,12 @@ def _rewrite_remote_resources(
     return omitted, local_to_url
 
 
+# What the render's scratch copy leaves out (and so what its cache key does not read).
+COPY_IGNORE = ("__pycache__", "*.egg-info", ".venv", "node_modules", "*.pyc")
+
+
 def _copy_tree(root: Path, dest: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".venv", "node_modules", "*.pyc")
+    ignore = shutil.ignore_patterns(*COPY_IGNORE)
     for top in releases.KUSTOMIZE_DIRS:
         if (root / top).is_dir():
             shutil.copytree(root / top, dest / top, ignore=ignore)
@@ -224,10 +232,15 @@ def _kustomize_build(path: Path, work: Path) -> str:
     return proc.stdout
 
 
-def render_env(env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None) -> RenderResult:
+def render_env(
+    env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None, cache: result_cache.ResultCache | None = None
+) -> RenderResult:
     """One `kustomize build` of overlays/<env>, with origin and transformer annotations turned on so findings and
     diff lines can name the file that set a value; those annotations are stripped again, so `text` and
-    `objects` are exactly what `kustomize build` (and Argo CD) produce without them."""
+    `objects` are exactly what `kustomize build` (and Argo CD) produce without them.
+
+    With a `cache` (validate's), a render whose inputs all have the digest of a stored one is that stored render:
+    see render_inputs_digest for what the key covers."""
     known = overlay_names(root)  # not environments.yaml: rendering needs no facts, and a base tree may predate it
     if env not in known:
         raise RenderError(
@@ -237,6 +250,102 @@ def render_env(env: str, root: Path = REPO_ROOT, *, mirror: Path | None = None) 
         )
     mirror = mirror or release_mirror()
     lock = releases.load_lock(root)
+    key = render_inputs_digest(env, root, lock, mirror) if cache is not None and cache.enabled else None
+    if key is not None and cache is not None:
+        stored = cache.get("render", key, binary=True)
+        if isinstance(stored, RenderResult) and stored.env == env:
+            return stored
+    result = _build(env, root, mirror, lock)
+    if key is not None and cache is not None:
+        cache.put("render", key, result, binary=True)
+    return result
+
+
+def _tree_files(root: Path, env: str) -> list[Path]:
+    """The files _copy_tree copies that the build of overlays/<env> can read, in a stable order: everything but the
+    other overlays, unless a kustomization that is read names a path inside one of them."""
+    others = {name for name in overlay_names(root) if name != env}
+    found: list[Path] = []
+    for top in releases.KUSTOMIZE_DIRS:
+        for dirpath, dirs, files in os.walk(root / top, followlinks=True):
+            here = Path(dirpath)
+            if here == root / ENVIRONMENTS_DIR:
+                dirs[:] = [d for d in dirs if d not in others]
+            dirs[:] = sorted(d for d in dirs if not _ignored(d))
+            found.extend(here / f for f in sorted(files) if not _ignored(f))
+    named = _named_overlays(root, [f for f in found if f.name in KUSTOMIZATION_NAMES], others)
+    for other in sorted(named):
+        found += _tree_files(root, other)
+    return sorted(set(found))
+
+
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+def _named_overlays(root: Path, kustomizations: list[Path], overlays: set[str]) -> set[str]:
+    """The overlays among `overlays` that a string in one of these kustomizations points into (as a relative path):
+    only kustomizations name other files, so this is every way a build can reach another overlay."""
+    targets = {name: (root / ENVIRONMENTS_DIR / name).resolve() for name in overlays}
+    named: set[str] = set()
+    for path in kustomizations:
+        try:
+            doc = pyyaml.load(path.read_text(), Loader=getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader))
+        except (OSError, pyyaml.YAMLError):  # the build reports it; meanwhile play safe: every overlay is an input
+            return set(overlays)
+        for value in _strings(doc):
+            candidate = (path.parent / value).resolve() if not releases.is_remote(value) else None
+            for name, target in targets.items():
+                if candidate is not None and (candidate == target or target in candidate.parents):
+                    named.add(name)
+    return named
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+
+
+def _ignored(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in COPY_IGNORE)
+
+
+def render_inputs_digest(env: str, root: Path, lock: dict[str, str | None], mirror: Path) -> str | None:
+    """The digest of everything one render reads: the files of the copied tree it can reach (path and bytes), the lock, the
+    bytes of each locked release asset found in the mirror or cache, kustomize (version pin and binary) and this
+    code. None when an asset with a locked digest is neither in the mirror nor in the cache: the render would try
+    to download it, so its result must not be reused."""
+    parts: list[str | bytes] = [
+        "render-v1",
+        env,
+        result_cache.code_digest(sys.modules[__name__], manifests, releases, upstream_source),
+        result_cache.tool_identity(tool("kustomize"), pinned_versions().get("KUSTOMIZE_VERSION", "")),
+    ]
+    for path in _tree_files(root, env):
+        parts += [str(path.relative_to(root)), result_cache.file_digest(path)]
+    for url, expected in sorted(lock.items()):
+        parts += [url, expected or "-"]
+        if expected is None and releases.RELEASE_URL.match(url):
+            # A left-out asset is stood in by its objects rebuilt from the upstream sources: they are an input too.
+            asset = releases.ReleaseAsset.parse(url)
+            for source_file, objects in upstream_source.stand_in_files(asset.file, asset.tag) or []:
+                parts += [str(source_file), manifests.dump_stream(objects)]
+        if expected is None or not releases.RELEASE_URL.match(url):
+            continue
+        asset = releases.ReleaseAsset.parse(url)
+        found = next((p for p in (asset.mirror_path(mirror), asset.cache_path(cache_dir())) if p.is_file()), None)
+        if found is None:
+            return None
+        parts.append(result_cache.file_digest(found))
+    return result_cache.digest(*parts)
+
+
+def _build(env: str, root: Path, mirror: Path, lock: dict[str, str | None]) -> RenderResult:
     with sigterm_unwinds(), tempfile.TemporaryDirectory(prefix=f"render-{env}-") as scratch:
         work = Path(scratch)
         _copy_tree(root, work)
@@ -342,13 +451,22 @@ def _repo_path(path: str, base: Path, work: Path, local_to_url: dict[str, str]) 
     return os.path.relpath(resolved, work.resolve())
 
 
+def _load_annotation(raw: str) -> Any:
+    """A build-metadata annotation's YAML (kustomize writes plain maps and lists of strings), with libyaml: the
+    pure-Python loader took most of a render's own CPU time on the ~220 transformation lists."""
+    return pyyaml.load(raw, Loader=_ANNOTATION_LOADER)
+
+
+_ANNOTATION_LOADER = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
+
+
 def _origins(
     objects: list[manifests.Obj], overlay: Path, work: Path, local_to_url: dict[str, str]
 ) -> dict[manifests.ObjKey, str]:
     origins: dict[manifests.ObjKey, str] = {}
     for obj in objects:
         raw = manifests.annotations(obj).get(ORIGIN, "")
-        path = (YAML(typ="safe").load(raw) or {}).get("path", "") if raw else ""
+        path = (_load_annotation(raw) or {}).get("path", "") if raw else ""
         origins[manifests.ObjKey.of(obj)] = _repo_path(path, overlay, work, local_to_url) if path else "?"
     return origins
 
@@ -359,7 +477,7 @@ def _setters(objects: list[manifests.Obj], overlay: Path, work: Path) -> dict[ma
     found: dict[manifests.ObjKey, list[Setter]] = {}
     for obj in objects:
         raw = manifests.annotations(obj).get(TRANSFORMATIONS, "")
-        entries = YAML(typ="safe").load(raw) if raw else None
+        entries = _load_annotation(raw) if raw else None
         setters = []
         for entry in entries if isinstance(entries, list) else []:
             path = entry.get("path") or entry.get("configuredIn") or ""

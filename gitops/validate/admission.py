@@ -9,9 +9,12 @@ validators). This module hands it the renders and turns its answer into findings
 import hashlib
 import json
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from gitops.core import cache as result_cache
 from gitops.core import manifests
 from gitops.core.paths import ADMISSION_MODULE_DIR, REPO_ROOT
 from gitops.core.render import RenderResult
@@ -83,14 +86,11 @@ def _kubernetes_refusal(item: dict[str, str]) -> str:
     return f"{item['webhook']} refuses {where or 'it'}: {item['message']}"
 
 
-def run(renders: dict[str, RenderResult], root: Path = REPO_ROOT) -> tuple[list[Finding], list[AdmissionWarning]]:
-    """(refusals as findings, upstream warnings) for every environment, from one run of the binary.
-
-    `root` is where the tool lives (this checkout's ./bin and hack/knative-admission), like kubeconform's, not the
-    tree being validated."""
-    payload = json.dumps({"environments": {env: r.objects for env, r in renders.items()}}, default=str)
+def _invoke(payload: dict[str, list[manifests.Obj]], root: Path) -> dict[str, list[dict[str, Any]]]:
+    """One run of the binary over `payload` (name -> objects): name -> its findings, as the binary reports them."""
+    text = json.dumps({"environments": payload}, default=str)
     try:
-        proc = subprocess.run([str(binary(root))], input=payload, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([str(binary(root))], input=text, capture_output=True, text=True, timeout=300)
     except OSError as error:
         raise AdmissionUnavailable(f"{BINARY} does not run ({error}): run `make setup`") from error
     if proc.returncode != 0:
@@ -100,13 +100,156 @@ def run(renders: dict[str, RenderResult], root: Path = REPO_ROOT) -> tuple[list[
         answer = json.loads(proc.stdout)["environments"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise AdmissionUnavailable(f"{BINARY} gave no findings report ({error}): run `make setup`") from error
+    return {name: list(answer.get(name) or []) for name in payload}
+
+
+def _identity(obj: manifests.Obj) -> tuple[str, str, str, str]:
+    return (
+        obj.get("apiVersion", ""),
+        obj.get("kind", ""),
+        manifests.meta(obj).get("namespace") or "",
+        manifests.meta(obj).get("name") or "",
+    )
+
+
+def _item_identity(item: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (item["apiVersion"], item["kind"], item["namespace"], item["name"])
+
+
+# What the binary reads from the rest of an environment when it admits one object (admit.go newEnvironment): the
+# namespaces' labels, the webhook configurations' selectors, and the ConfigMaps the webhooks' config stores load
+# from their own namespace (the namespace of the webhook's Service).
+WEBHOOK_CONFIGURATIONS = {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+
+
+def context_objects(objects: list[manifests.Obj]) -> list[manifests.Obj]:
+    """The objects of a render that decide how every other object is admitted: Namespaces, webhook
+    configurations, and the ConfigMaps in the namespaces of the webhooks' Services."""
+    configs = [
+        o
+        for o in objects
+        if o.get("apiVersion") == "admissionregistration.k8s.io/v1" and o.get("kind") in WEBHOOK_CONFIGURATIONS
+    ]
+    webhook_namespaces = {
+        manifests.dig(hook, "clientConfig", "service", "namespace")
+        for config in configs
+        for hook in config.get("webhooks") or []
+        if isinstance(hook, dict)
+    }
+    return [
+        o
+        for o in objects
+        if (o.get("apiVersion") == "v1" and o.get("kind") == "Namespace")
+        or any(o is c for c in configs)
+        or (
+            o.get("apiVersion") == "v1"
+            and o.get("kind") == "ConfigMap"
+            and manifests.meta(o).get("namespace") in webhook_namespaces
+        )
+    ]
+
+
+def _canonical(obj: manifests.Obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def _answers(
+    renders: dict[str, RenderResult], root: Path, cache: result_cache.ResultCache
+) -> dict[str, list[dict[str, Any]]]:
+    """env -> the binary's findings for that environment, admitting each distinct (context, object) pair once and
+    reusing stored answers.
+
+    An object's admission depends on the object and on its environment's context (context_objects). Its answer is
+    stored under both digests; the answers about the context itself (a refused or missing ConfigMap) under the
+    context's. Objects still to be judged go to the binary beside their context, in as few environments as keep
+    every (kind, namespace, name) unique within one."""
+    config = result_cache.digest(
+        "admission-v1",
+        result_cache.tool_identity(binary(root), source_digest(root)),
+        result_cache.code_digest(sys.modules[__name__]),
+    )
+    plans: dict[str, tuple[list[manifests.Obj], dict[str, manifests.Obj]]] = {}  # context key -> (context, pending)
+    named: dict[str, str] = {}  # context key -> the first environment holding it (what the binary's errors name)
+    known: dict[str, list[dict[str, Any]]] = {}  # context or object key -> its findings
+    looked_up: set[str] = set()
+    layout: dict[str, tuple[str, list[tuple[str, manifests.Obj]]]] = {}  # env -> (context key, [(key, obj)])
+
+    def recall(key: str) -> bool:
+        if key not in looked_up:
+            looked_up.add(key)
+            stored = cache.get("admission", key)
+            if isinstance(stored, list):
+                known[key] = stored
+        return key in known
+
+    for render in renders.values():
+        context = context_objects(render.objects)
+        in_context = {id(o) for o in context}
+        ctx_key = result_cache.digest(config, *map(_canonical, context))
+        keyed = [(result_cache.digest(ctx_key, _canonical(o)), o) for o in render.objects if id(o) not in in_context]
+        layout[render.env] = (ctx_key, keyed)
+        _, pending = plans.setdefault(ctx_key, (context, {}))
+        named.setdefault(ctx_key, render.env)
+        recall(ctx_key)
+        for key, obj in keyed:
+            if not recall(key):
+                pending[key] = obj
+    payload: dict[str, list[manifests.Obj]] = {}
+    members: dict[str, tuple[str, dict[tuple[str, str, str, str], str]]] = {}
+    for ctx_key, (context, pending) in plans.items():
+        if not pending and ctx_key in known:
+            continue
+        buckets: list[dict[tuple[str, str, str, str], str]] = [{}]
+        for key, obj in pending.items():
+            bucket = next((b for b in buckets if _identity(obj) not in b), None)
+            if bucket is None:
+                bucket = {}
+                buckets.append(bucket)
+            bucket[_identity(obj)] = key
+        for i, bucket in enumerate(buckets):
+            name = named[ctx_key] if i == 0 else f"{named[ctx_key]} (part {i + 1})"
+            payload[name] = context + [pending[k] for k in bucket.values()]
+            members[name] = (ctx_key, bucket)
+    if payload:
+        for name, items in _invoke(payload, root).items():
+            ctx_key, bucket = members[name]
+            about: dict[str, list[dict[str, Any]]] = {key: [] for key in bucket.values()}
+            context_items = []
+            for item in items:
+                key = bucket.get(_item_identity(item))
+                if key is None:
+                    context_items.append(item)
+                else:
+                    about[key].append(item)
+            if name == named[ctx_key]:
+                about[ctx_key] = context_items
+            for key, found in about.items():
+                known[key] = found
+                cache.put("admission", key, found)
+    return {
+        env: known[ctx_key] + [i for key, _ in keyed for i in known[key]] for env, (ctx_key, keyed) in layout.items()
+    }
+
+
+def run(
+    renders: dict[str, RenderResult], root: Path = REPO_ROOT, cache: result_cache.ResultCache | None = None
+) -> tuple[list[Finding], list[AdmissionWarning]]:
+    """(refusals as findings, upstream warnings) for every environment.
+
+    `root` is where the tool lives (this checkout's ./bin and hack/knative-admission), like kubeconform's, not the
+    tree being validated. With an enabled `cache`, each distinct object is admitted once in its context and
+    stored answers are reused (_answers); without one, every environment goes to the binary whole, as the API
+    server would meet it: the reference the cached path is tested against."""
+    if cache is not None and cache.enabled:
+        answer = _answers(renders, root, cache)
+    else:
+        answer = _invoke({env: r.objects for env, r in renders.items()}, root)
     findings: list[Finding] = []
     warnings: list[AdmissionWarning] = []
     for env, render in renders.items():
         lookup = _object_lookup(render)
         for item in answer.get(env) or []:
-            key = (item["apiVersion"], item["kind"], item["namespace"], item["name"])
-            obj = lookup.get(key)
+            obj = lookup.get(_item_identity(item))
             if obj is not None:
                 ref, origin = str(manifests.ObjKey.of(obj)), render.origin(obj)
             else:  # e.g. a ConfigMap a webhook needs that the render lacks
@@ -125,11 +268,13 @@ def run(renders: dict[str, RenderResult], root: Path = REPO_ROOT) -> tuple[list[
     return findings, warnings
 
 
-def stage(renders: dict[str, RenderResult], root: Path = REPO_ROOT) -> tuple[list[Finding], list[AdmissionWarning]]:
+def stage(
+    renders: dict[str, RenderResult], root: Path = REPO_ROOT, cache: result_cache.ResultCache | None = None
+) -> tuple[list[Finding], list[AdmissionWarning]]:
     """The validate stage: like run(), but a missing or broken binary is one failing finding, not a traceback."""
     if not renders:
         return [], []
     try:
-        return run(renders, root)
+        return run(renders, root, cache)
     except (AdmissionUnavailable, subprocess.TimeoutExpired) as error:
         return [Finding(CHECK, "-", "-", str(BINARY), str(error))], []

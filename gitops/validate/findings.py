@@ -5,10 +5,11 @@ one rendered environment (EnvContext); a repository check gets every environment
 that span them, such as the Argo CD files. Checks register in gitops/validate/registry.py.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops.core import environments, manifests
+from gitops.core.cache import ResultCache, disabled
 from gitops.core.render import RenderResult, stand_in_note
 
 
@@ -28,6 +29,8 @@ class Finding:
 class EnvContext:
     root: Path
     render: RenderResult
+    # Where a check that runs a tool per object may keep its answers (validate's; `--no-cache`: stores nothing).
+    cache: ResultCache = field(default_factory=disabled)
 
     @property
     def env(self) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,8 @@ def locations(crd_dir: Path) -> list[str]:
     return [f"{k8s}/{schemas.K8S_TEMPLATE}", f"{crd_dir}/{schemas.CRD_TEMPLATE}"]
 
 
-def run(stream: str, crd_dir: Path, filename: str = "stdin") -> list[SchemaResult]:
-    """Validate a YAML stream; returns every resource that is not valid (invalid, error or skipped)."""
+def command(crd_dir: Path) -> list[str]:
+    """kubeconform and its flags (the stage's whole configuration: part of every cached result's key)."""
     cmd = [
         tool("kubeconform"),
         "-strict",
@@ -38,14 +39,44 @@ def run(stream: str, crd_dir: Path, filename: str = "stdin") -> list[SchemaResul
     ]
     for location in locations(crd_dir):
         cmd += ["-schema-location", location]
-    proc = subprocess.run(cmd, input=stream, capture_output=True, text=True)
+    return cmd
+
+
+def run(stream: str, crd_dir: Path, filename: str = "stdin") -> list[SchemaResult]:
+    """Validate a YAML stream; returns every resource that is not valid (invalid, error or skipped)."""
+    proc = subprocess.run(command(crd_dir), input=stream, capture_output=True, text=True)
+    return _results(proc, filename, crd_dir)
+
+
+def run_documents(documents: dict[str, str], crd_dir: Path) -> dict[str, list[SchemaResult]]:
+    """Validate many YAML documents in one kubeconform run: name -> the document's results that are not valid.
+
+    Each document is its own file, so kubeconform's report says exactly which document a result is about (from a
+    stream it names kind and name but not the namespace, and two objects may share both)."""
+    if not documents:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="kubeconform-") as scratch:
+        paths = {}
+        for name, text in documents.items():
+            path = Path(scratch) / f"{name}.yaml"
+            path.write_text(text)
+            paths[str(path)] = name
+        proc = subprocess.run([*command(crd_dir), *paths], capture_output=True, text=True)
+    found: dict[str, list[SchemaResult]] = {name: [] for name in documents}
+    for result in _results(proc, None, crd_dir):
+        found[paths[result.filename]].append(result)
+    return found
+
+
+def _results(proc: subprocess.CompletedProcess, filename: str | None, crd_dir: Path) -> list[SchemaResult]:
+    """kubeconform's JSON report as results, each named `filename` (None: the file kubeconform names)."""
     try:
         report = json.loads(proc.stdout or "{}")
     except json.JSONDecodeError as error:
         raise RuntimeError(f"kubeconform gave no JSON report (exit {proc.returncode}): {proc.stderr}") from error
     results = [
         SchemaResult(
-            filename=filename,
+            filename=r.get("filename", "") if filename is None else filename,
             kind=r.get("kind", ""),
             name=r.get("name", ""),
             version=r.get("version", ""),
@@ -57,3 +88,18 @@ def run(stream: str, crd_dir: Path, filename: str = "stdin") -> list[SchemaResul
     if proc.returncode != 0 and not results:
         raise RuntimeError(f"kubeconform failed (exit {proc.returncode}): {proc.stderr or proc.stdout}")
     return results
+
+
+def documents(text: str) -> list[str]:
+    """A YAML stream's documents, each as its own bytes (what kubeconform reads for that object); documents with
+    nothing but comments or blank lines are left out, as kubeconform and the YAML loader leave them out."""
+    docs: list[str] = []
+    current: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if line.rstrip() == "---":
+            docs.append("".join(current))
+            current = []
+        else:
+            current.append(line)
+    docs.append("".join(current))
+    return [d for d in docs if any(s.strip() and not s.lstrip().startswith("#") for s in d.splitlines())]

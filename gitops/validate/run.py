@@ -10,15 +10,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
+from gitops.core import cache as result_cache
 from gitops.core import manifests, releases
 from gitops.core.errors import UserError
 from gitops.core.field_diff import field_changes, show
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir, environments, upstream_source_dir
 from gitops.core.progress import progress
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env, report_omitted, stand_in_note
+from gitops.core.tools import pinned_versions
 from gitops.delivery import deployer_rbac, hydrate
 from gitops.model.argocd import argocd_paths
 from gitops.model.retry_budget import retry_budgets
@@ -45,42 +48,84 @@ def argocd_files(root: Path) -> list[Path]:
     return argocd_paths(root) + sorted((root / deployer_rbac.DEPLOYERS_DIR).glob("*.yaml"))
 
 
-def schema_findings(env: str, render: RenderResult | None, stream: str, crd_dir: Path, filename: str) -> list[Finding]:
-    found = []
-    named: set[int] = set()
-    for result in kubeconform.run(stream, crd_dir, filename):
-        obj = _schema_subject(render, result, crd_dir, named) if render is not None else None
-        if obj is not None:
-            named.add(id(obj))
-        ref = str(manifests.ObjKey.of(obj)) if obj else f"{result.kind} {result.name}"
-        origin = render.origin(obj) if (render and obj) else filename
-        found.append(Finding("schema", env, ref, origin, f"{result.status.removeprefix('status')}: {result.msg}"))
-    return found
+def schema_findings(
+    env: str,
+    render: RenderResult | None,
+    stream: str,
+    crd_dir: Path,
+    filename: str,
+    cache: result_cache.ResultCache | None = None,
+) -> list[Finding]:
+    """kubeconform's findings on one stream (a render's text, or an Argo CD file) named after their objects."""
+    return schema_stage([(env, render, stream, filename)], crd_dir, cache or result_cache.disabled()).findings
 
 
-def _schema_subject(
-    render: RenderResult, result: kubeconform.SchemaResult, crd_dir: Path, named: set[int]
-) -> manifests.Obj | None:
-    """The rendered object a kubeconform result is about. Its report names apiVersion, kind and name but not the
-    namespace, and Serving and Eventing both ship a ConfigMap config-logging (and more alike): when several objects
-    fit, kubeconform is asked about each alone, so the finding names the namespace and file that are wrong."""
-    candidates = [
-        o
-        for o in render.objects
-        if o.get("kind") == result.kind
-        and manifests.meta(o).get("name") == result.name
-        and o.get("apiVersion") == result.version
-        and id(o) not in named
-    ]
-    if len(candidates) > 1:
-        candidates = [o for o in candidates if kubeconform.run(yaml.safe_dump(o), crd_dir)] or candidates
-    return candidates[0] if candidates else None
+@dataclass
+class SchemaStage:
+    findings: list[Finding]
+    documents: int  # documents across every stream
+    distinct: int  # distinct documents (by content)
+    checked: int  # distinct documents kubeconform ran on (not in the cache)
 
 
-def _render(root: Path, env: str, hydrated: Path | None = None) -> RenderResult | list[Finding]:
+def schema_stage(
+    jobs: list[tuple[str, RenderResult | None, str, str]], crd_dir: Path, cache: result_cache.ResultCache
+) -> SchemaStage:
+    """kubeconform -strict over every document of every stream, each distinct document once: the platform's
+    upstream objects are the same bytes in every environment. A document's result depends only on its bytes,
+    kubeconform, its flags and the schemas (the CRD schema directory's name is their digest), so results are
+    stored under those and mapped back to every environment and file holding the document.
+
+    jobs: (env, its render or None for a repository file, the stream, the file to name when there is no render)."""
+    config = result_cache.digest(
+        "kubeconform-v1",
+        result_cache.tool_identity(kubeconform.command(crd_dir)[0], pinned_versions().get("KUBECONFORM_VERSION", "")),
+        *kubeconform.command(crd_dir)[1:],
+        result_cache.code_digest(kubeconform, schemas),
+    )
+    placed: list[tuple[str, RenderResult | None, str, manifests.Obj | None, str]] = []  # (env, render, file, obj, key)
+    texts: dict[str, str] = {}
+    for env, render, stream, filename in jobs:
+        docs = kubeconform.documents(stream)
+        objects: list[manifests.Obj | None] = list(render.objects) if render is not None else [None] * len(docs)
+        if render is not None and not _aligned(docs, render.objects):
+            docs = [yaml.safe_dump(o) for o in render.objects]  # one document per object, whatever the stream's layout
+        for doc, obj in zip(docs, objects, strict=True):
+            key = result_cache.digest(config, doc)
+            texts.setdefault(key, doc)
+            placed.append((env, render, filename, obj, key))
+    results: dict[str, list[dict[str, str]]] = {}
+    for key in texts:
+        stored = cache.get("kubeconform", key)
+        if isinstance(stored, list):
+            results[key] = stored
+    pending = {key: text for key, text in texts.items() if key not in results}
+    for key, found in kubeconform.run_documents(pending, crd_dir).items():
+        results[key] = [{"kind": r.kind, "name": r.name, "status": r.status, "msg": r.msg} for r in found]
+        cache.put("kubeconform", key, results[key])
+    findings = []
+    for env, render, filename, obj, key in placed:
+        for result in results[key]:
+            if render is not None and obj is not None:
+                ref, origin = str(manifests.ObjKey.of(obj)), render.origin(obj)
+            else:
+                ref, origin = f"{result['kind']} {result['name']}", filename
+            message = f"{result['status'].removeprefix('status')}: {result['msg']}"
+            findings.append(Finding("schema", env, ref, origin, message))
+    return SchemaStage(findings, len(placed), len(texts), len(pending))
+
+
+def _aligned(docs: list[str], objects: list[manifests.Obj]) -> bool:
+    """Whether the stream's documents are the render's objects, one for one and in order."""
+    return len(docs) == len(objects) and all(f"kind: {o.get('kind')}" in d for d, o in zip(docs, objects, strict=True))
+
+
+def _render(
+    root: Path, env: str, hydrated: Path | None = None, cache: result_cache.ResultCache | None = None
+) -> RenderResult | list[Finding]:
     """A render (or its hydrated files), or findings saying why not (a missing mirror stops everything)."""
     try:
-        render = render_env(env, root)
+        render = render_env(env, root, cache=cache)
     except MirrorMissing:
         raise
     except (RenderError, releases.DigestMismatch) as error:
@@ -149,50 +194,120 @@ def _hydrated_render(render: RenderResult, directory: Path, root: Path = REPO_RO
     )
 
 
-def validate(root: Path = REPO_ROOT, envs: list[str] | None = None, hydrated: dict[str, Path] | None = None) -> Report:
-    """hydrated: env -> a `make hydrate` output directory to check instead of the render (after comparing them)."""
+class Clock:
+    """Each stage's wall time: one line per stage (and environment) as it ends, on stderr when it is a terminal (a
+    person sees where the time goes while validate runs; logs stay clean, and bad input stays one line); the totals
+    per stage go on validate's last line, everywhere."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None and stream.isatty() else None
+        self.totals: dict[str, float] = {}
+
+    def record(self, stage: str, seconds: float, detail: str = "") -> None:
+        self.totals[stage] = self.totals.get(stage, 0.0) + seconds
+        if self.stream is not None:
+            print(f"validate: {stage}{' ' + detail if detail else ''} {seconds:.1f}s", file=self.stream, flush=True)
+
+    def summary(self) -> str:
+        return ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in self.totals.items())
+
+
+def validate(
+    root: Path = REPO_ROOT,
+    envs: list[str] | None = None,
+    hydrated: dict[str, Path] | None = None,
+    *,
+    cache: result_cache.ResultCache | None = None,
+    clock: Clock | None = None,
+) -> Report:
+    """hydrated: env -> a `make hydrate` output directory to check instead of the render (after comparing them).
+
+    cache: where stage results are stored by content (default: none, every result proved from scratch; `make
+    validate` passes the repository's .cache). Results are the same either way (tests/validate/test_cache.py)."""
     report = Report()
     hydrated = hydrated or {}
+    cache = cache or result_cache.disabled()
+    clock = clock or Clock()
     known = environments(root)  # environments.yaml and the overlays must agree (UserError otherwise)
     for env in envs or []:
         if env not in known:
             raise UserError(f"unknown environment {env!r} (known: {', '.join(known)})", where="environments.yaml")
     envs = envs or known
-    # Renders and kubeconform runs are subprocess-bound: one thread per environment.
+
+    def timed_render(env: str) -> tuple[RenderResult | list[Finding], float]:
+        started = time.monotonic()
+        return _render(root, env, hydrated.get(env), cache), time.monotonic() - started
+
+    # Renders are subprocess-bound: one thread per environment.
     progress(f"rendering {', '.join(envs)} (kustomize build)")
     with ThreadPoolExecutor(max_workers=len(envs) or 1) as pool:
-        for env, rendered in zip(envs, pool.map(lambda e: _render(root, e, hydrated.get(e)), envs), strict=True):
+        rendered_envs = list(pool.map(timed_render, envs))  # a render that stops validate does so before any line
+        for env, (rendered, seconds) in zip(envs, rendered_envs, strict=True):
             if isinstance(rendered, list):
                 report.findings += rendered
+                clock.record("render", seconds, f"{env} failed")
             else:
                 report.renders[env] = rendered
-        crds = {
-            manifests.meta(o).get("name"): o
-            for render in report.renders.values()
-            for o in manifests.of_kind(render.objects, "apiextensions.k8s.io", "CustomResourceDefinition")
-        }
-        progress("building JSON schemas from the rendered CRDs (cached in .cache/schemas)")
-        crd_dir = schemas.crd_schemas(crds.values(), sorted(argocd_crds_dir().glob("*.yaml")))
-        jobs = [(env, render, render.text, f"overlays/{env}") for env, render in report.renders.items()]
-        jobs += [("argocd", None, p.read_text(), str(p.relative_to(root))) for p in argocd_files(root)]
-        progress(f"kubeconform -strict over {len(jobs)} stream(s)")
-        for found in pool.map(lambda job: schema_findings(*job[:3], crd_dir, job[3]), jobs):
-            report.findings += found
+                clock.record("render", seconds, f"{env} ({len(rendered.objects)} objects)")
+    check_renders(report, root, cache, clock, envs, known)
+    return report
+
+
+def check_renders(
+    report: Report,
+    root: Path,
+    cache: result_cache.ResultCache,
+    clock: Clock,
+    envs: list[str] | None = None,
+    known: list[str] | None = None,
+) -> None:
+    """Every stage after the renders, over report.renders: schemas, kubeconform, admission, checks, waivers
+    (only those of `envs`, the environments validated, among `known`)."""
+    started = time.monotonic()
+    crds = {
+        manifests.meta(o).get("name"): o
+        for render in report.renders.values()
+        for o in manifests.of_kind(render.objects, "apiextensions.k8s.io", "CustomResourceDefinition")
+    }
+    progress("building JSON schemas from the rendered CRDs (cached in .cache/schemas)")
+    crd_dir = schemas.crd_schemas(crds.values(), sorted(argocd_crds_dir().glob("*.yaml")))
+    clock.record("schemas", time.monotonic() - started)
+    started = time.monotonic()
+    jobs = [(env, render, render.text, f"overlays/{env}") for env, render in report.renders.items()]
+    jobs += [("argocd", None, p.read_text(), str(p.relative_to(root))) for p in argocd_files(root)]
+    progress(f"kubeconform -strict over {len(jobs)} stream(s)")
+    checked = schema_stage(jobs, crd_dir, cache)
+    report.findings += checked.findings
+    clock.record(
+        "kubeconform",
+        time.monotonic() - started,
+        f"({checked.documents} documents, {checked.distinct} distinct, {checked.checked} checked)",
+    )
     # Stage: Knative's own admission webhooks over every render (gitops/validate/admission.py).
+    started = time.monotonic()
     progress("Knative admission webhooks")
-    refused, report.warnings = admission.stage(report.renders)
+    refused, report.warnings = admission.stage(report.renders, cache=cache)
     report.findings += refused
+    clock.record("admission", time.monotonic() - started, f"({len(report.renders)} environment(s))")
     progress("semantic checks")
     for render in report.renders.values():
-        ctx = EnvContext(root, render)
+        started = time.monotonic()
+        ctx = EnvContext(root, render, cache)
         for check in env_checks():
             report.findings += check.run(ctx)
+        clock.record("checks", time.monotonic() - started, render.env)
+    started = time.monotonic()
     repo = RepoContext(root, report.renders)
     for check in repo_checks():
         report.findings += check.run(repo)
-    judged = waivers.judged(waivers.load(root), envs, known)
-    report.findings, report.waived = waivers.apply(report.findings, judged)
-    return report
+    clock.record("checks", time.monotonic() - started, "repository")
+    started = time.monotonic()
+    report.findings, report.waived = waivers.apply(
+        report.findings,
+        waivers.judged(waivers.load(root), envs or list(report.renders), known or list(report.renders)),
+    )
+    clock.record("waivers", time.monotonic() - started)
+    cache.prune()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="print the catalogue of checks (ids, scope, rule) and exit")
     parser.add_argument("--markdown", action="store_true", help="with --list: as the page docs/checks.md")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="prove every result from scratch: neither read nor write the stage results stored in .cache/results",
+    )
     args = parser.parse_args(argv)
     if args.markdown and not args.list:
         parser.error("--markdown goes with --list")
@@ -220,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         if not (sep and env and directory):
             parser.error(f"--hydrated {item!r}: expected ENV=DIR")
         hydrated[env] = Path(directory)
-    report = validate(envs=args.envs or None, hydrated=hydrated)
+    cache = result_cache.ResultCache(enabled=not args.no_cache)
+    clock = Clock(sys.stderr)
+    report = validate(envs=args.envs or None, hydrated=hydrated, cache=cache, clock=clock)
     for finding in sorted(report.findings, key=finding_order):  # root causes first
         print(f"FAIL {finding}")
     for warning in report.warnings:
@@ -247,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     report_omitted(list(report.renders.values()))
     verdict = "OK" if report.ok else f"{len(report.findings)} finding(s)"
-    print(f"validate: {verdict} in {time.monotonic() - started:.1f}s")
+    hits, lookups = cache.hit_rate()
+    reuse = f"cache {hits}/{lookups} hits ({100 * hits // lookups}%)" if lookups and cache.enabled else "no cache"
+    print(f"validate: {verdict} in {time.monotonic() - started:.1f}s ({clock.summary()}; {reuse})")
     return 0 if report.ok else 1
 
 

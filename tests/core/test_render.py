@@ -1,22 +1,22 @@
 """make render: offline, lock-checked, loud about what it leaves out."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 
-from gitops.core import manifests, releases, render
+from gitops.core import manifests, releases, render, upstream_source
 from gitops.core.paths import REPO_ROOT, environments
 from gitops.core.render import RenderError, render_env
 from tests.support import BROKER_ASSET as BROKER_DATA_PLANE
 from tests.support import MADE_UP_ENV, UNLOCKED_ASSETS
 
 
-def test_render_prints_the_stack_and_names_what_it_left_out():
-    proc = subprocess.run(
-        [sys.executable, "-m", "gitops.core.render", "prod"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
+def test_render_prints_the_stack_and_names_what_it_left_out(renders, monkeypatch, capsys):
+    """`make render`'s output is the render (the session's, not built a second time) and what it left out."""
+    monkeypatch.setattr(render, "render_env", lambda env: renders[env])
+    assert render.main(["prod"]) == 0
+    out, err = capsys.readouterr()
+    assert out == renders["prod"].text
     for expected in (
         "kind: Broker",
         "kind: KafkaSource",
@@ -24,14 +24,14 @@ def test_render_prints_the_stack_and_names_what_it_left_out():
         "name: kafka-source-dispatcher",
         "name: net-kourier-controller",
     ):
-        assert expected in proc.stdout
-    assert f"LEFT OUT {BROKER_DATA_PLANE} (prod)" in proc.stderr
-    assert proc.stderr.startswith("!!!") and proc.stderr.count("WARNING:") == 1
-    assert "Fix: `make bump VERSION=1.23.0` where github.com is reachable, then commit" in proc.stderr
+        assert expected in out
+    assert f"LEFT OUT {BROKER_DATA_PLANE} (prod)" in err
+    assert err.startswith("!!!") and err.count("WARNING:") == 1
+    assert "Fix: `make bump VERSION=1.23.0` where github.com is reachable, then commit" in err
     for url in UNLOCKED_ASSETS:  # the Kafka Broker and KafkaSink data planes: no digest recorded yet
-        assert f"LEFT OUT {url} (prod)" in proc.stderr
-    assert "its objects are checked against the 1.23.0 sources, not the release bytes" in proc.stderr
-    assert "name: kafka-broker-receiver" not in proc.stdout  # a stand-in is never part of what Argo CD applies
+        assert f"LEFT OUT {url} (prod)" in err
+    assert "its objects are checked against the 1.23.0 sources, not the release bytes" in err
+    assert "name: kafka-broker-receiver" not in out  # a stand-in is never part of what Argo CD applies
 
 
 def test_left_out_data_plane_is_stood_in_by_its_sources_with_the_overlay_patches(renders):

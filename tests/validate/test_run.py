@@ -2,6 +2,7 @@
 `--hydrated` checks the files `make hydrate` wrote."""
 
 import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from gitops.core import manifests, releases, render
+from gitops.core import manifests, releases
 from gitops.core.paths import REPO_ROOT, environments
 from gitops.delivery import hydrate
 from gitops.validate.registry import finding_order
@@ -24,6 +25,12 @@ def test_make_validate_passes_on_the_real_tree():
     for url in (u for u, digest in releases.load_lock(REPO_ROOT).items() if digest is None):
         assert proc.stderr.count(f"LEFT OUT {url} ({', '.join(environments())})") == 1, proc.stderr
     assert proc.stderr.count("WARNING:") == 1 and "Fix: `make bump VERSION=1.23.0`" in proc.stderr
+    # The last line: each stage's time and how much the stored results saved.
+    assert re.search(
+        r"^validate: OK in [\d.]+s \(render [\d.]+s, schemas [\d.]+s, kubeconform [\d.]+s, admission [\d.]+s, "
+        r"checks [\d.]+s, waivers [\d.]+s; cache \d+/\d+ hits \(\d+%\)\)$",
+        proc.stdout.splitlines()[-1],
+    ), proc.stdout.splitlines()[-1]
     assert "WAIVED [prod] Deployment kourier-system/3scale-kourier-gateway" in proc.stdout
 
 
@@ -152,10 +159,8 @@ def test_schema_finding_names_the_namespace_kubeconform_leaves_out(renders, crd_
     assert finding.origin == render.origin(serving_logging) != render.origin(eventing_logging)
 
 
-def test_validate_builds_each_environment_once(monkeypatch):
+def test_validate_builds_each_environment_once(validated_tree):
     """Origins, setters and the output all come from one `kustomize build` per environment."""
-    built: list[str] = []
-    real = render._kustomize_build
-    monkeypatch.setattr(render, "_kustomize_build", lambda path, work: built.append(path.name) or real(path, work))
-    assert validate().ok
+    report, built = validated_tree
+    assert report.ok
     assert sorted(built) == environments()

@@ -8,11 +8,13 @@ compliant upstream (serving pkg/reconciler/revision/resources/queue.go, queueSec
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import yaml
 
+from gitops.core import cache as result_cache
 from gitops.core import manifests
 from gitops.core.manifests import Obj
 from gitops.core.tools import ToolMissing, tool
@@ -42,23 +44,41 @@ class Verdict:
         return allowed[-1] if allowed else "privileged"
 
 
-def evaluate(objects: list[Obj], version: str) -> list[Verdict]:
-    """Run the upstream evaluator over every pod template in `objects` at Pod Security `version` (e.g. v1.34)."""
+def evaluate(objects: list[Obj], version: str, cache: result_cache.ResultCache | None = None) -> list[Verdict]:
+    """Run the upstream evaluator over every pod template in `objects` at Pod Security `version` (e.g. v1.34).
+
+    A pod template's verdict depends on nothing but its object, the version and the evaluator, so with a `cache`
+    each distinct object is evaluated once (the first environment that holds it) and its verdict reused."""
     pods = [o for o in objects if (manifests.group_of(o), o.get("kind")) in POD_KINDS]
     if not pods:
         return []
-    stream = yaml.dump_all(pods, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
-    proc = subprocess.run([tool("pod-security"), version], input=stream, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise PodSecurityToolError(proc.stderr.strip() or f"pod-security exited {proc.returncode}")
-    by_key = {manifests.ObjKey.of(o): o for o in pods}
-    verdicts = []
-    for line in proc.stdout.splitlines():
-        result = json.loads(line)
-        key = manifests.ObjKey(result["group"], result["kind"], result["namespace"], result["name"])
-        refused = {level: result["levels"][level]["reasons"] for level in ("baseline", "restricted")}
-        verdicts.append(Verdict(by_key[key], refused))
-    return verdicts
+    cache = cache or result_cache.disabled()
+    evaluator = tool("pod-security")
+    config = result_cache.digest(
+        "pod-security-v1",
+        result_cache.tool_identity(evaluator),
+        version,
+        result_cache.code_digest(sys.modules[__name__]),
+    )
+    keys = [result_cache.digest(config, json.dumps(o, sort_keys=True, default=str)) for o in pods]
+    refused: dict[str, dict[str, list[str]]] = {}
+    for key in keys:
+        stored = cache.get("pod-security", key)
+        if isinstance(stored, dict):
+            refused[key] = stored
+    pending = {k: o for k, o in zip(keys, pods, strict=True) if k not in refused}
+    if pending:
+        stream = yaml.dump_all(list(pending.values()), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
+        proc = subprocess.run([evaluator, version], input=stream, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise PodSecurityToolError(proc.stderr.strip() or f"pod-security exited {proc.returncode}")
+        by_key = {manifests.ObjKey.of(o): k for k, o in pending.items()}
+        for line in proc.stdout.splitlines():
+            result = json.loads(line)
+            key = by_key[manifests.ObjKey(result["group"], result["kind"], result["namespace"], result["name"])]
+            refused[key] = {level: result["levels"][level]["reasons"] for level in ("baseline", "restricted")}
+            cache.put("pod-security", key, refused[key])
+    return [Verdict(o, refused[k]) for k, o in zip(keys, pods, strict=True) if k in refused]
 
 
 @env_check("pod-security")
@@ -85,7 +105,8 @@ def check_pod_security(ctx: EnvContext) -> Iterator[Finding]:
         # With the Kafka data plane rebuilt from its sources when the render leaves its release asset out, so the
         # level of knative-eventing is proven with the receiver and dispatchers in it (findings on them say so).
         verdicts = {
-            version: evaluate(ctx.with_stand_ins, version) for version in sorted({v for _, v in labelled.values()})
+            version: evaluate(ctx.with_stand_ins, version, ctx.cache)
+            for version in sorted({v for _, v in labelled.values()})
         }
     except (ToolMissing, PodSecurityToolError) as error:
         yield ctx.finding(
