@@ -8,8 +8,8 @@ of change (a file changed, added, removed, renamed; provenance.txt edited or rem
 moved on) fails with the environment, the file and the directory named.
 """
 
-import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,23 +17,25 @@ from pathlib import Path
 import pytest
 
 from gitops.core import manifests, upstream_source
-from gitops.core.paths import RELEASES_LOCK, REPO_ROOT, UPSTREAM_SOURCE_ENV, upstream_source_dir
+from gitops.core.paths import RELEASES_LOCK, REPO_ROOT, UPSTREAM_SOURCE_ENV, environments, upstream_source_dir
 from gitops.core.render import render_env
 from gitops.delivery import deployer_rbac, hydrate
-from tests.support import BROKER_ASSET, TREE, lock_digest, mirror_with_broker_asset
+from tests.support import TREE, UNLOCKED_ASSETS, lock_unlocked_assets, mirror_with_unlocked_assets
 
-ENVS = ("dev", "prod")
+ENVS = tuple(environments())
 KSVC_FILE = "notifications--service.serving.knative.dev--notifications.yaml"
 
 
-def data_plane_asset() -> str:
-    """eventing-kafka-broker.yaml as the release builds it from its sources, images pinned to made-up digests."""
-    text = manifests.dump_stream(upstream_source.data_plane_objects("broker"))
-    for var in ("KNATIVE_KAFKA_RECEIVER_IMAGE", "KNATIVE_KAFKA_DISPATCHER_IMAGE"):
-        text = text.replace(
-            "${" + var + "}", f"gcr.io/knative-releases/{var.lower().replace('_', '-')}@sha256:{'0' * 64}"
-        )
-    return text
+def data_plane_asset(url: str) -> str:
+    """A data plane release asset (eventing-kafka-broker.yaml, eventing-kafka-sink.yaml) as the release builds it from
+    its sources, images pinned to made-up digests."""
+    component = upstream_source.component_of(url.rsplit("/", 1)[-1])
+    text = manifests.dump_stream(upstream_source.data_plane_objects(component))
+    return re.sub(
+        r"\$\{(KNATIVE_[A-Z_]+_IMAGE)\}",
+        lambda m: f"gcr.io/knative-releases/{m.group(1).lower().replace('_', '-')}@sha256:{'0' * 64}",
+        text,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +50,8 @@ def hydrated(tmp_path_factory) -> tuple[Path, Path, dict[str, Path]]:
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy(src, root / name)
-    asset = data_plane_asset()
-    mirror = mirror_with_broker_asset(base, asset)
-    lock_digest(root, BROKER_ASSET, hashlib.sha256(asset.encode()).hexdigest())
+    mirror = mirror_with_unlocked_assets(base, {url: data_plane_asset(url) for url in UNLOCKED_ASSETS})
+    lock_unlocked_assets(root, mirror)
     out: dict[str, Path] = {}
     for env in ENVS:
         render = render_env(env, root, mirror=mirror)
