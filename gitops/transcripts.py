@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitops.core.paths import REPO_ROOT, cache_dir, release_mirror
+from gitops.core.paths import REPO_ROOT, UPSTREAM_SOURCE_ENV, cache_dir, release_mirror, upstream_source_dir
 
 VERBS_MD = Path("docs/verbs.md")
 # What a scratch copy holds: the manifests, the code that runs the verbs, the Makefile, the tool pins.
@@ -32,6 +32,7 @@ COPIED = (
     "components",
     "apps",
     "argocd",
+    "argocd-app.yaml",
     "gitops",
     "hack",
     "Makefile",
@@ -83,7 +84,7 @@ class Scenario:
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "render": Scenario(("make render ENV=prod > prod.yaml", "grep -A12 'kind: Trigger' prod.yaml | tail -12")),
+    "render": Scenario(("make render ENV=prod > prod.yaml", "grep -A12 '^kind: Trigger' prod.yaml | tail -12")),
     "validate": Scenario(("make validate",)),
     "validate-trigger-filter": Scenario(("make validate 2>/dev/null | grep '<trigger-filter>'",), _lose_the_hash),
     "diff": Scenario(("make diff BASE=origin/main",), _diff_changes),
@@ -134,6 +135,7 @@ def run_scenario(name: str, copy: Path) -> str:
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": f"{copy}{os.pathsep}{copy / 'apps/notifications/src'}",
         "KNATIVE_RELEASE_MIRROR": str(release_mirror()),
+        UPSTREAM_SOURCE_ENV: str(upstream_source_dir()),  # the copy has no ../shared beside it
         "GITOPS_CACHE_DIR": str(cache_dir()),
         "COLUMNS": "120",
         "PYTHONUNBUFFERED": "1",  # stdout and stderr interleave as a person sees them
