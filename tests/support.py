@@ -3,6 +3,7 @@ a mirror and lock complete enough to hydrate (stand-ins for the assets the lock 
 
 import copy
 import hashlib
+import re
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -82,6 +83,21 @@ data:
 
 
 TEST_ASSET = stand_in_asset(BROKER_ASSET)
+
+
+def data_plane_asset(url: str) -> str:
+    """A data plane release asset (eventing-kafka-broker.yaml, eventing-kafka-sink.yaml) as the release builds it from
+    its 1.23 sources (gitops/core/upstream_source.py), images pinned to made-up digests: what `make bump` would lock,
+    as far as this machine can know it."""
+    from gitops.core import upstream_source
+
+    component = upstream_source.component_of(url.rsplit("/", 1)[-1])
+    text = manifests.dump_stream(upstream_source.data_plane_objects(component))
+    return re.sub(
+        r"\$\{(KNATIVE_[A-Z_]+_IMAGE)\}",
+        lambda m: f"registry.example/knative-releases/{m.group(1).lower().replace('_', '-')}@sha256:{'0' * 64}",
+        text,
+    )
 
 
 def mirror_with_unlocked_assets(tmp_path: Path, assets: dict[str, str] | None = None) -> Path:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from gitops import cli
-from gitops.core.paths import REPO_ROOT, environments, release_mirror
+from gitops.core.paths import REPO_ROOT, UPSTREAM_SOURCE_ENV, environments, release_mirror, upstream_source_dir
 from tests.events.kafka_broker import KafkaBroker, create_topics, kafka_bootstrap, kafka_broker  # noqa: F401  (session fixtures)
 from tests.support import MADE_UP_ENV
 from tests.test_docs import readme_environment_table
@@ -35,6 +35,7 @@ def run(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess
         **os.environ,
         "PYTHONPATH": f"{root}{os.pathsep}{root / 'apps/notifications/src'}",
         "KNATIVE_RELEASE_MIRROR": str(release_mirror()),
+        UPSTREAM_SOURCE_ENV: str(upstream_source_dir()),  # a copy has no ../shared beside it
         "GITOPS_CACHE_DIR": str(REPO_ROOT / ".cache"),
         **(env or {}),
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gitops.core import paths
-from gitops.core.paths import REPO_ROOT, release_mirror
+from gitops.core.paths import REPO_ROOT, UPSTREAM_SOURCE_ENV, release_mirror, upstream_source_dir
 from gitops.delivery import image_ref
 from tests.delivery.image_support import NEW_DIGEST, kustomization
 
@@ -25,7 +25,11 @@ ORIGINAL_GITOPS = [
 
 def original_gitops(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    environ |= {"KNATIVE_RELEASE_MIRROR": str(release_mirror()), "GITOPS_CACHE_DIR": str(REPO_ROOT / ".cache")}
+    environ |= {
+        "KNATIVE_RELEASE_MIRROR": str(release_mirror()),
+        UPSTREAM_SOURCE_ENV: str(upstream_source_dir()),
+        "GITOPS_CACHE_DIR": str(REPO_ROOT / ".cache"),
+    }
     return subprocess.run([*ORIGINAL_GITOPS, *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=300)
 
 

@@ -70,8 +70,10 @@ def git_out(repo: Path, *args: str) -> str:
 
 
 def test_validate_workflow_passes_a_pull_request_of_this_tree(tmp_path: Path) -> None:
-    """validate.yaml on a pull request whose head is this tree (the lock as it is: renders warn, the gate passes)."""
-    runner = Runner(REPO_ROOT, tmp_path)
+    """validate.yaml on a pull request whose head is this tree, once `make bump` has locked every release asset
+    (README, "Before the first push": with a null entry the deployer RBAC cannot be compared exactly on GitHub)."""
+    assets, prepare = complete_the_lock(tmp_path / "work")
+    runner = Runner(REPO_ROOT, tmp_path, extra_assets=assets, prepare=prepare)
     event = {
         "number": 1,
         "base": {"ref": "main"},

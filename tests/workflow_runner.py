@@ -34,7 +34,7 @@ from ruamel.yaml import YAML
 
 from gitops.core import releases
 from gitops.core.paths import RELEASES_LOCK, REPO_ROOT, release_mirror
-from gitops.validate.checks.upstream_install import DATA_PLANES
+from tests.support import data_plane_asset
 
 SHA = "0" * 40
 STUBBED_RUNS = (re.compile(r"^make setup$"), re.compile(r"^make test( .*)?$"))
@@ -456,28 +456,6 @@ WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 # --- the state `make bump VERSION=1.23.0` leaves where GitHub is reachable ------------------------------------
 
 
-def stand_in_asset(url: str) -> str:
-    """A stand-in for a release asset no offline copy exists of (its lock entry is null until `make bump`): a
-    ConfigMap naming it, and when validate's data-plane check expects a workload from it, that workload, made
-    from the KafkaSource data plane's dispatcher (the same upstream build, digest-pinned, hardened)."""
-    asset = releases.ReleaseAsset.parse(url)
-    docs = [
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
-        f"  name: test-{asset.file.removesuffix('.yaml')}\n  namespace: knative-eventing\ndata:\n"
-        f"  stands-in-for: {url}\n"
-    ]
-    source = release_mirror() / asset.tag / asset.repo / "eventing-kafka-source.yaml"
-    for kind, _namespace, name, file in DATA_PLANES.values():
-        if file == asset.file:
-            model = next(
-                d
-                for d in source.read_text().split("\n---\n")
-                if f"\nkind: {kind}\n" in f"\n{d}" and "\n  name: kafka-source-dispatcher\n" in d
-            )
-            docs.append(model.replace("kafka-source-dispatcher", name))
-    return "\n---\n".join(d.strip("\n") for d in docs) + "\n"
-
-
 def null_lock_entries(root: Path = REPO_ROOT) -> list[str]:
     return [url for url, digest in releases.load_lock(root).items() if digest is None]
 
@@ -491,7 +469,7 @@ def complete_the_lock(work: Path, root: Path = REPO_ROOT) -> tuple[dict[str, Pat
         asset = releases.ReleaseAsset.parse(url)
         path = work / "assets" / asset.tag / asset.repo / asset.file
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(stand_in_asset(url))
+        path.write_text(data_plane_asset(url))
         assets[str(Path(asset.tag) / asset.repo / asset.file)] = path
         digests[url] = hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -547,7 +547,7 @@ def stand_in_note(url: str) -> str:
     return STAND_IN_NOTE.format(version=releases.ReleaseAsset.parse(url).tag.removeprefix("knative-v"))
 
 
-def report_omitted(results: list[RenderResult], stream=sys.stderr) -> None:
+def report_omitted(results: list[RenderResult], stream=None) -> None:
     """The release assets these renders left out, as one warning block on stderr that nobody scrolls past: each
     asset once (however many environments miss it), why, and the fix. A render without them deploys a broken
     cluster, and `make hydrate` (so CI) refuses it (README, "Before the first push")."""
@@ -573,7 +573,7 @@ def report_omitted(results: list[RenderResult], stream=sys.stderr) -> None:
         f"commit {releases.RELEASES_LOCK} (README, 'Before the first push').",
         rule,
     ]
-    print("\n".join(lines), file=stream)
+    print("\n".join(lines), file=stream or sys.stderr)  # looked up when called: a redirected stderr gets it
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,33 +9,19 @@ moved on) fails with the environment, the file and the directory named.
 """
 
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from gitops.core import manifests, upstream_source
 from gitops.core.paths import RELEASES_LOCK, REPO_ROOT, UPSTREAM_SOURCE_ENV, environments, upstream_source_dir
 from gitops.core.render import render_env
 from gitops.delivery import deployer_rbac, hydrate
-from tests.support import TREE, UNLOCKED_ASSETS, lock_unlocked_assets, mirror_with_unlocked_assets
+from tests.support import TREE, UNLOCKED_ASSETS, data_plane_asset, lock_unlocked_assets, mirror_with_unlocked_assets
 
 ENVS = tuple(environments())
 KSVC_FILE = "notifications--service.serving.knative.dev--notifications.yaml"
-
-
-def data_plane_asset(url: str) -> str:
-    """A data plane release asset (eventing-kafka-broker.yaml, eventing-kafka-sink.yaml) as the release builds it from
-    its sources, images pinned to made-up digests."""
-    component = upstream_source.component_of(url.rsplit("/", 1)[-1])
-    text = manifests.dump_stream(upstream_source.data_plane_objects(component))
-    return re.sub(
-        r"\$\{(KNATIVE_[A-Z_]+_IMAGE)\}",
-        lambda m: f"gcr.io/knative-releases/{m.group(1).lower().replace('_', '-')}@sha256:{'0' * 64}",
-        text,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -96,11 +96,6 @@ def test_environment_missing_at_base_is_all_added(repo_copy: Path) -> None:
     assert ObjKey("eventing.knative.dev", "Broker", "notifications", "events") in env_report.diff.added
 
 
-def test_unknown_ref_is_an_error(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert report.main(["--base", "no-such-ref", "--root", str(repo_copy)]) == 1
-    assert "unknown git ref 'no-such-ref'" in capsys.readouterr().err
-
-
 # --- weakening a production environment through one fact -------------------------------------------------------
 
 
@@ -124,7 +119,7 @@ def test_weakening_prod_facts_is_dangerous(repo_copy: Path, capsys: pytest.Captu
 def _edit_bootstrap(root: Path, edit) -> None:
     import yaml as pyyaml
 
-    path = root / "argocd/bootstrap/argocd-app.yaml"
+    path = root / "argocd-app.yaml"
     docs = [d for d in pyyaml.safe_load_all(path.read_text()) if d]
     edit({f"{d['kind']} {d['metadata']['name']}": d for d in docs})
     path.write_text(pyyaml.safe_dump_all(docs, sort_keys=False))

@@ -233,8 +233,9 @@ def _integrity_without_repos(spec: dict[str, Any]) -> Any:
 
 @repo_check("argocd-signatures")
 def check_signed_commits_everywhere_or_nowhere(ctx: RepoContext) -> Iterator[Finding]:
-    """Signed commits are switched on in every AppProject or in none (one project left out would deploy unsigned
-    commits to its cluster), each policy covers the project's own repositories, and no placeholder key is left."""
+    """Signed commits are on in every AppProject or in none, cover each project's repositories, use no placeholder.
+
+    One project left out would deploy unsigned commits to its cluster."""
     found = sorted(projects(load_docs(ctx.root)).values(), key=lambda p: p.name)
     if not found:
         return

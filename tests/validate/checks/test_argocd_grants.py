@@ -264,7 +264,7 @@ def test_a_project_no_environment_uses_is_judged_as_production(tree_copy, render
         extra["spec"]["roles"] = [{"name": "ci", "policies": ["p, proj:spare:ci, applications, sync, spare/*, allow"]}]
         d["AppProject spare"] = extra
 
-    path = tree_copy / "argocd/bootstrap/argocd-app.yaml"
+    path = tree_copy / "argocd-app.yaml"
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     by_name = {f"{d['kind']} {d['metadata']['name']}": d for d in docs}
     add_project(by_name)
