@@ -130,7 +130,8 @@ def run_scenario(name: str, copy: Path) -> str:
     gitops.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m gitops.cli "$@"\n')
     gitops.chmod(0o755)
     env = {
-        **os.environ,
+        # As a person types it: not under an outer make (`make test` in CI), whose MAKELEVEL would print make[2].
+        **{k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")},
         "VENV": str(Path(sys.executable).parent.parent),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": f"{copy}{os.pathsep}{copy / 'apps/notifications/src'}",

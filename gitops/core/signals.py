@@ -11,6 +11,9 @@ from contextlib import contextmanager
 
 
 def _terminate(_signum: int, _frame: object) -> None:
+    # Once: make forwards its own SIGTERM to the child the process-group kill already reached, and a second
+    # KeyboardInterrupt inside the unwinding (a scratch directory's rmtree) would leave half of it behind.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
