@@ -32,7 +32,16 @@ from ruamel.yaml import YAML
 
 from gitops.core.paths import REPO_ROOT
 
-TREE = ("base", "overlays", "components", "apps", "argocd", "validation-waivers.yaml", "environments.yaml")
+TREE = (
+    "base",
+    "overlays",
+    "components",
+    "apps",
+    "argocd",
+    "argocd-app.yaml",
+    "validation-waivers.yaml",
+    "environments.yaml",
+)
 SIZES = (2, 4, 8)
 CHANGED_FILE = Path("overlays/dev/scale.yaml")
 CHANGE = ('autoscaling.knative.dev/max-scale: "3"', 'autoscaling.knative.dev/max-scale: "4"')
