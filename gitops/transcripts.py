@@ -22,25 +22,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitops.core.paths import REPO_ROOT, UPSTREAM_SOURCE_ENV, cache_dir, release_mirror, upstream_source_dir
+from gitops.core.paths import (
+    MANIFEST_TREE,
+    REPO_ROOT,
+    UPSTREAM_SOURCE_ENV,
+    cache_dir,
+    release_mirror,
+    upstream_source_dir,
+)
 
 VERBS_MD = Path("docs/verbs.md")
 # What a scratch copy holds: the manifests, the code that runs the verbs, the Makefile, the tool pins.
-COPIED = (
-    "base",
-    "overlays",
-    "components",
-    "apps",
-    "argocd",
-    "argocd-app.yaml",
-    "gitops",
-    "hack",
-    "Makefile",
-    "validation-waivers.yaml",
-    "environments.yaml",
-    "pyproject.toml",
-    ".gitignore",
-)
+COPIED = (*MANIFEST_TREE, "gitops", "hack", "Makefile", "pyproject.toml", ".gitignore")
 MARKER = re.compile(r"(<!-- transcript (?P<name>[a-z0-9-]+)[^>]*-->\n```[^\n]*\n)(?P<body>.*?)(?=^```$)", re.S | re.M)
 
 

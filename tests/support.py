@@ -9,21 +9,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gitops.core import manifests
-from gitops.core.paths import RELEASES_LOCK, REPO_ROOT, release_mirror
+from gitops.core.paths import MANIFEST_TREE, RELEASES_LOCK, REPO_ROOT, release_mirror
 from gitops.core.render import RenderResult
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import catalogue, registered
 
-TREE = (
-    "base",
-    "overlays",
-    "components",
-    "apps",
-    "argocd",
-    "argocd-app.yaml",
-    "validation-waivers.yaml",
-    "environments.yaml",
-)
+TREE = MANIFEST_TREE
 
 
 # An environment name no fork would pick, for tests that add one to a copy of the tree.

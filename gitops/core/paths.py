@@ -44,6 +44,19 @@ RELEASES_LOCK = Path("base/platform/releases.lock.yaml")
 ADMISSION_MODULE_DIR = Path("hack/knative-admission")
 
 
+# What a render reads from the repository: a copy holding these renders and validates like the tree itself (the
+# benchmark's, the transcripts' and the tests' scratch copies).
+MANIFEST_TREE = (
+    "base",
+    "overlays",
+    "components",
+    "apps",
+    "argocd",
+    "argocd-app.yaml",
+    "validation-waivers.yaml",
+    "environments.yaml",
+)
+
 MIRROR_ENV = "KNATIVE_RELEASE_MIRROR"
 
 

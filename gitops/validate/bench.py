@@ -30,18 +30,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from gitops.core.paths import REPO_ROOT
+from gitops.core.paths import MANIFEST_TREE, REPO_ROOT
 
-TREE = (
-    "base",
-    "overlays",
-    "components",
-    "apps",
-    "argocd",
-    "argocd-app.yaml",
-    "validation-waivers.yaml",
-    "environments.yaml",
-)
 SIZES = (2, 4, 8)
 CHANGED_FILE = Path("overlays/dev/scale.yaml")
 CHANGE = ('autoscaling.knative.dev/max-scale: "3"', 'autoscaling.knative.dev/max-scale: "4"')
@@ -62,7 +52,7 @@ class Measurement:
 def make_tree(dest: Path, size: int) -> list[str]:
     """A copy of the tree with dev, prod and size - 2 copies of dev; returns the environments."""
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".venv", "node_modules", "*.pyc")
-    for name in TREE:
+    for name in MANIFEST_TREE:
         src = REPO_ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=ignore)
