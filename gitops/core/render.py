@@ -14,6 +14,7 @@ is exactly the objects Argo CD's own `kustomize build` produces (tests/core/test
 
 import argparse
 import fnmatch
+import functools
 import os
 import re
 import shutil
@@ -143,15 +144,15 @@ def _load_kustomization(yaml: YAML, kustomization: Path, work: Path) -> Any:
 def _add_stand_in(kustomization: Path, asset: releases.ReleaseAsset, kept: list, stand_in_origins: dict) -> bool:
     """Write the left-out `asset`'s objects, rebuilt from the upstream sources, beside the kustomization and list
     them as resources; False when it has no stand-in. Each object's origin names the URL and the source file."""
-    files = upstream_source.stand_in_files(asset.file, asset.tag)
+    files = upstream_source.stand_in_texts(asset.file, asset.tag)
     if files is None:
         return False
     folder = kustomization.parent / UPSTREAM_DIR / f"stand-in--{asset.repo}--{asset.file}"
     folder.mkdir(parents=True, exist_ok=True)
     source = upstream_source.upstream_source_dir()
-    for source_file, objects in files:
+    for source_file, text in files:
         local = folder / source_file.name
-        local.write_text(manifests.dump_stream(objects))
+        local.write_text(text)
         rebuilt = f"{source.name}/{source_file.relative_to(source)}"
         stand_in_origins[str(local.resolve())] = f"{asset.url} (rebuilt from {rebuilt})"
         kept.append(str(local.relative_to(kustomization.parent)))
@@ -213,8 +214,19 @@ def _copy_tree(root: Path, dest: Path) -> None:
             shutil.copytree(root / top, dest / top, ignore=ignore)
 
 
+# Go's collector at its default (GOGC=100) takes a fifth of a build's CPU: with buildMetadata on, kustomize
+# allocates ~3x what a plain build does. At 400 a build here took 1.7 CPU-s instead of 2.2 for 118 MB of memory
+# instead of 82 (docs/benchmarks.md); the output is the same bytes. A GOGC the user set wins.
+KUSTOMIZE_GOGC = "400"
+
+
 def _kustomize_build(path: Path, work: Path) -> str:
-    proc = subprocess.run([tool("kustomize"), "build", str(path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [tool("kustomize"), "build", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOGC": os.environ.get("GOGC", KUSTOMIZE_GOGC)},
+    )
     if proc.returncode != 0:
         # kustomize's last "Error: ..." says what is wrong, whole: it may span lines (a patch's config is quoted
         # over several, the missing file's name comes after it), so it runs to the end, joined into one line.
@@ -333,8 +345,8 @@ def render_inputs_digest(env: str, root: Path, lock: dict[str, str | None], mirr
         if expected is None and releases.RELEASE_URL.match(url):
             # A left-out asset is stood in by its objects rebuilt from the upstream sources: they are an input too.
             asset = releases.ReleaseAsset.parse(url)
-            for source_file, objects in upstream_source.stand_in_files(asset.file, asset.tag) or []:
-                parts += [str(source_file), manifests.dump_stream(objects)]
+            for source_file, text in upstream_source.stand_in_texts(asset.file, asset.tag) or []:
+                parts += [str(source_file), text]
         if expected is None or not releases.RELEASE_URL.match(url):
             continue
         asset = releases.ReleaseAsset.parse(url)
@@ -361,19 +373,26 @@ def _build(env: str, root: Path, mirror: Path, lock: dict[str, str | None]) -> R
         overlay = work / "overlays" / env
         added = _add_build_metadata(overlay / "kustomization.yaml", work)
         annotated_text = _kustomize_build(overlay, work)
-        annotated = manifests.load_stream(annotated_text)
+        documents = manifests.split_documents(annotated_text)
+        if documents is None:
+            annotated = manifests.load_stream(annotated_text)
+        else:
+            annotated = [manifests.load_document(d) or {} for d in documents]
         origins = _origins(annotated, overlay, work, {**local_to_url, **stand_in_origins})
         setters = _setters(annotated, overlay, work)
         patches = _patches(annotated, setters, work)
     stood_in = set(stand_in_origins.values())
     rebuilt = [origins.get(manifests.ObjKey.of(obj)) in stood_in for obj in annotated]
-    if any(rebuilt):
-        annotated_text = _drop_documents(annotated_text, rebuilt, annotated)
     everything = [_strip_build_metadata(obj, added) for obj in annotated]
     objects = [obj for obj, stand_in in zip(everything, rebuilt, strict=True) if not stand_in]
+    if documents is None:
+        text = _stripped_text(_drop_documents(annotated_text, rebuilt, annotated), added, objects)
+    else:
+        kept = [doc for doc, stand_in in zip(documents, rebuilt, strict=True) if not stand_in]
+        text = _stripped_documents(kept, added, objects)
     return RenderResult(
         env=env,
-        text=_stripped_text(annotated_text, added, objects),
+        text=text,
         objects=objects,
         omitted=omitted,
         stand_ins=[obj for obj, stand_in in zip(everything, rebuilt, strict=True) if stand_in],
@@ -385,15 +404,12 @@ def _build(env: str, root: Path, mirror: Path, lock: dict[str, str | None]) -> R
 
 
 def _drop_documents(text: str, drop: list[bool], annotated: list[manifests.Obj]) -> str:
-    """kustomize's output without the documents flagged in `drop` (the stand-ins), every other byte kept. kustomize
-    separates documents with a `---` line at column 0; if the split does not line up with the objects, the kept
-    objects are dumped instead (_stripped_text then compares and keeps whichever loads back equal)."""
-    documents = re.split(r"(?m)^---\n", text)
-    if len(documents) != len(drop) or any(
-        manifests.load_stream(doc) != [obj] for doc, obj in zip(documents, annotated, strict=True)
-    ):
-        return manifests.dump_stream(obj for obj, dropped in zip(annotated, drop, strict=True) if not dropped)
-    return "---\n".join(doc for doc, dropped in zip(documents, drop, strict=True) if not dropped)
+    """kustomize's output without the documents flagged in `drop` (the stand-ins), when its documents could not be
+    split one per object: the kept objects dumped (_stripped_text then compares and keeps whichever loads back
+    equal)."""
+    if not any(drop):
+        return text
+    return manifests.dump_stream(obj for obj, dropped in zip(annotated, drop, strict=True) if not dropped)
 
 
 # buildMetadata option -> the annotation it adds (kustomize api/internal/utils/annotations.go).
@@ -413,10 +429,27 @@ def _add_build_metadata(kustomization: Path, work: Path) -> set[str]:
 
 
 def _stripped_text(text: str, keys: set[str], objects: list[manifests.Obj]) -> str:
-    """kustomize's own output without the `keys` annotations, so every other byte is kustomize's (what Argo CD's
-    build prints, and what `make hydrate` commits). kustomize writes metadata.annotations entries at indent 4,
-    a block value below them deeper; an emptied `annotations:` line goes too. If the result does not load back
-    as exactly `objects`, the objects are dumped instead (same content, PyYAML's layout)."""
+    """kustomize's own output without the `keys` annotations (see _stripped_lines); if the result does not load
+    back as exactly `objects`, the objects are dumped instead (same content, PyYAML's layout)."""
+    stripped = _stripped_lines(text, keys)
+    return stripped if manifests.load_stream(stripped) == objects else manifests.dump_stream(objects)
+
+
+def _stripped_documents(documents: list[str], keys: set[str], objects: list[manifests.Obj]) -> str:
+    """_stripped_text for a stream already split into its documents, one per object: each document is stripped
+    and compared on its own (most are the same bytes in every environment, and parsed once per process)."""
+    stripped = [_stripped_lines(doc, keys) for doc in documents]
+    if len(stripped) == len(objects) and all(
+        manifests.load_document(doc) == obj for doc, obj in zip(stripped, objects, strict=True)
+    ):
+        return "---\n".join(stripped)
+    return manifests.dump_stream(objects)
+
+
+def _stripped_lines(text: str, keys: set[str]) -> str:
+    """`text` without the `keys` annotations, every other byte kustomize's (what Argo CD's build prints, and what
+    `make hydrate` commits). kustomize writes metadata.annotations entries at indent 4, a block value below them
+    deeper; an emptied `annotations:` line goes too."""
     prefixes = tuple(f"    {key}:" for key in keys)
     kept: list[str] = []
     skipping = False
@@ -430,8 +463,9 @@ def _stripped_text(text: str, keys: set[str], objects: list[manifests.Obj]) -> s
         if kept and kept[-1] == "  annotations:\n" and not line.startswith("    "):
             kept.pop()
         kept.append(line)
-    stripped = "".join(kept)
-    return stripped if manifests.load_stream(stripped) == objects else manifests.dump_stream(objects)
+    if kept and kept[-1] == "  annotations:\n":
+        kept.pop()
+    return "".join(kept)
 
 
 def _strip_build_metadata(obj: manifests.Obj, keys: set[str]) -> manifests.Obj:
@@ -453,7 +487,13 @@ def _repo_path(path: str, base: Path, work: Path, local_to_url: dict[str, str]) 
 
 def _load_annotation(raw: str) -> Any:
     """A build-metadata annotation's YAML (kustomize writes plain maps and lists of strings), with libyaml: the
-    pure-Python loader took most of a render's own CPU time on the ~220 transformation lists."""
+    pure-Python loader took most of a render's own CPU time on the ~220 transformation lists. The same few dozen
+    values recur on every object and environment: each is parsed once per process (callers only read it)."""
+    return _annotation_value(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _annotation_value(raw: str) -> Any:
     return pyyaml.load(raw, Loader=_ANNOTATION_LOADER)
 
 
@@ -475,6 +515,8 @@ def _setters(objects: list[manifests.Obj], overlay: Path, work: Path) -> dict[ma
     """Per object, the patches and transformers that changed it after it was loaded, in the order kustomize ran
     them (from the transformations annotation): a patch file, or the kustomization whose field (images, ...) did."""
     found: dict[manifests.ObjKey, list[Setter]] = {}
+    resolved: dict[str, str] = {}  # ~40 distinct paths over ~9,000 entries
+    top = work.resolve()
     for obj in objects:
         raw = manifests.annotations(obj).get(TRANSFORMATIONS, "")
         entries = _load_annotation(raw) if raw else None
@@ -484,8 +526,9 @@ def _setters(objects: list[manifests.Obj], overlay: Path, work: Path) -> dict[ma
             if not path:
                 continue
             kind = (entry.get("configuredBy") or {}).get("kind", "")
-            where = os.path.relpath((overlay / path).resolve(), work.resolve())
-            setters.append(Setter(where, kind))
+            if path not in resolved:
+                resolved[path] = os.path.relpath((overlay / path).resolve(), top)
+            setters.append(Setter(resolved[path], kind))
         if setters:
             found[manifests.ObjKey.of(obj)] = setters
     return found

@@ -20,11 +20,12 @@ eventing-kafka-source.yaml: same objects, images aside.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 from gitops.core.errors import UserError
-from gitops.core.manifests import Obj, load_stream
+from gitops.core.manifests import Obj, dump_stream, load_stream
 from gitops.core.paths import UPSTREAM_SOURCE_ENV, upstream_source_dir
 
 COMPONENTS = ("broker", "sink", "source")
@@ -112,3 +113,28 @@ def stand_in_files(asset_file: str, tag: str, source: Path | None = None) -> lis
         return data_plane_files(component, source)
     except UpstreamSourceMissing:
         return None
+
+
+def stand_in_texts(asset_file: str, tag: str, source: Path | None = None) -> list[tuple[Path, str]] | None:
+    """stand_in_files with each file's objects as the YAML stream a render writes in its place. Every render and
+    every render's cache key needs them: they are built once per process while the source files stay the same."""
+    component = component_of(asset_file)
+    source = source or upstream_source_dir()
+    if component is None or not source.name.endswith(tag):
+        return None
+    directory = source / "data-plane" / "config" / component
+    try:
+        state = tuple(
+            (str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.rglob("*")) if p.is_file()
+        )
+    except OSError:
+        state = ()
+    return _stand_in_texts(asset_file, tag, source, state)
+
+
+@functools.lru_cache(maxsize=16)
+def _stand_in_texts(
+    asset_file: str, tag: str, source: Path, state: tuple[tuple[str, int, int], ...]
+) -> list[tuple[Path, str]] | None:
+    files = stand_in_files(asset_file, tag, source)
+    return None if files is None else [(path, dump_stream(objects)) for path, objects in files]

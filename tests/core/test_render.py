@@ -69,7 +69,7 @@ def test_objects_know_their_source_file(renders):
 def test_one_build_with_origins_renders_exactly_the_plain_build(renders, monkeypatch, env):
     """The origin/transformer annotations used for naming files never reach the output Argo CD would apply."""
     monkeypatch.setattr(render, "BUILD_METADATA", {})  # a plain `kustomize build`, as Argo CD runs it
-    monkeypatch.setattr(upstream_source, "stand_in_files", lambda *_: None)  # Argo CD has the release, or nothing
+    monkeypatch.setattr(upstream_source, "stand_in_texts", lambda *_: None)  # Argo CD has the release, or nothing
     plain = render.render_env(env)
     assert renders[env].objects == plain.objects
     assert renders[env].text == plain.text, "byte for byte kustomize's own output"
