@@ -5,6 +5,7 @@ deploy branch and Argo CD syncs), after proving they hold exactly the objects of
 """
 
 import argparse
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -238,9 +239,10 @@ def validate(
         started = time.monotonic()
         return _render(root, env, hydrated.get(env), cache), time.monotonic() - started
 
-    # Renders are subprocess-bound: one thread per environment.
+    # Renders are kustomize processes, each busy on a core: one at a time per core. More only queue: eight renders
+    # at once on two cores took 18 % more CPU and 10 % more wall time than two at a time (docs/benchmarks.md).
     progress(f"rendering {', '.join(envs)} (kustomize build)")
-    with ThreadPoolExecutor(max_workers=len(envs) or 1) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(len(envs), os.cpu_count() or 1))) as pool:
         rendered_envs = list(pool.map(timed_render, envs))  # a render that stops validate does so before any line
         for env, (rendered, seconds) in zip(envs, rendered_envs, strict=True):
             if isinstance(rendered, list):
