@@ -1,14 +1,18 @@
 """Helpers shared by the tests: a made-up environment, running one check, finding an object, adding an environment,
 a mirror and lock complete enough to hydrate (stand-ins for the assets the lock has no digest of)."""
 
+import atexit
 import copy
 import hashlib
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from gitops.core import manifests
+from gitops.core.cache import ResultCache
 from gitops.core.paths import MANIFEST_TREE, RELEASES_LOCK, REPO_ROOT, release_mirror
 from gitops.core.render import RenderResult
 from gitops.validate.findings import EnvContext, Finding
@@ -27,9 +31,60 @@ def checks_of(*modules: object, scope: str | None = None) -> list[Callable]:
     return [c.func for c in catalogue() if c.func.__module__ in names and scope in (None, c.scope)]
 
 
-def run_check(check: Callable[[EnvContext], Iterable[Finding]], render: RenderResult) -> list[Finding]:
-    """Run one environment check through its catalogue entry, which also fails on a finding of another id."""
-    return registered(check).run(EnvContext(REPO_ROOT, render))
+def run_check(
+    check: Callable[[EnvContext], Iterable[Finding]], render: RenderResult, root: Path = REPO_ROOT
+) -> list[Finding]:
+    """Run one environment check through its catalogue entry, which also fails on a finding of another id; with
+    and without the result store, which must find the same (same_with_and_without_cache)."""
+    return same_with_and_without_cache(lambda cache: registered(check).run(EnvContext(root, render, cache)))
+
+
+T = TypeVar("T")
+_store: list[Path] = []
+
+
+def results_store() -> Path:
+    """One store of stage results for the whole test session, removed at exit: results that tests of different
+    mistakes put in it sit side by side, so a key that left out something a result depends on shows up as a wrong
+    hit in another test, not only within one."""
+    if not _store:
+        _store.append(Path(tempfile.mkdtemp(prefix="gitops-test-results-")))
+        atexit.register(shutil.rmtree, _store[0], True)
+    return _store[0]
+
+
+def same_with_and_without_cache(run: Callable[[ResultCache], T]) -> T:
+    """run(cache) with no store, with the session's store, then again with it (every lookup a hit): the three give
+    the same findings (issue 21: stored results change nothing but time). Returns the result without a store."""
+    reference = run(ResultCache(enabled=False))
+    assert_stored_results_agree(run, reference)
+    return reference
+
+
+def assert_stored_results_agree(run: Callable[[ResultCache], T], reference: Any) -> None:
+    """run(cache) with the session's store, then again (every lookup a hit), each giving `reference`."""
+    stored = run(ResultCache(root=results_store()))
+    warm = ResultCache(root=results_store())
+    again = run(warm)
+    hits, lookups = warm.hit_rate()
+    assert hits == lookups, f"the second run with the store still missed {lookups - hits} of {lookups} results"
+    assert _comparable(stored) == _comparable(reference), "with the store, the findings differ from a run without"
+    assert _comparable(again) == _comparable(reference), "read back from the store, the findings differ"
+
+
+def _comparable(result: Any) -> Any:
+    """Findings, warnings or reports as the sorted lines validate prints (stages may finish in any order)."""
+    if isinstance(result, tuple):
+        return tuple(_comparable(part) for part in result)
+    if isinstance(result, list):
+        return sorted(str(item) for item in result)
+    if hasattr(result, "findings") and hasattr(result, "waived"):  # a validate Report
+        return (
+            _comparable(result.findings),
+            sorted(f"{f} because {w.reason}" for f, w in result.waived),
+            _comparable(result.warnings),
+        )
+    return result
 
 
 def obj(render: RenderResult, group: str, kind: str, namespace: str, name: str) -> manifests.Obj:

@@ -16,7 +16,7 @@ from gitops.core.paths import ADMISSION_MODULE_DIR, REPO_ROOT, environments
 from gitops.core.render import RenderResult
 from gitops.validate import admission, waivers
 from gitops.validate.findings import Finding
-from tests.support import obj
+from tests.support import obj, same_with_and_without_cache
 
 NS = "notifications"
 KSVC = "Service.serving.knative.dev notifications/notifications"
@@ -24,7 +24,7 @@ SERVICE_FILE = "apps/notifications/deploy/service.yaml"
 
 
 def admit(render: RenderResult) -> list[Finding]:
-    findings, _ = admission.run({render.env: render})
+    findings, _ = same_with_and_without_cache(lambda cache: admission.run({render.env: render}, cache=cache))
     return findings
 
 
@@ -237,7 +237,7 @@ def test_a_missing_configmap_stops_the_webhook(broken):
 def test_the_stage_runs_in_make_validate_and_waivers_apply(broken, tmp_path):
     render = broken("dev")
     del configmap(render, "knative-serving", "config-autoscaler")["data"]["max-scale"]
-    findings, _ = admission.stage({"dev": render})
+    findings, _ = same_with_and_without_cache(lambda cache: admission.stage({"dev": render}, cache=cache))
     (tmp_path / waivers.WAIVERS_FILE).write_text(
         "waivers:\n"
         f"  - check: {admission.CHECK}\n"

@@ -8,10 +8,19 @@ import pytest
 from gitops.core.paths import REPO_ROOT, argocd_crds_dir
 from gitops.model.argocd import APP_FILE
 from gitops.validate import kubeconform, schemas
+from gitops.validate.run import schema_findings
+from tests.support import assert_stored_results_agree
 
 
 def invalid(stream: str, crd_dir: Path) -> list[kubeconform.SchemaResult]:
-    return [r for r in kubeconform.run(stream, crd_dir) if r.status != "statusValid"]
+    """kubeconform's verdicts on a stream; validate's stage, which checks each distinct document once and stores
+    its result, gives the same ones with the store and read back from it."""
+    found = [r for r in kubeconform.run(stream, crd_dir) if r.status != "statusValid"]
+    assert_stored_results_agree(
+        lambda cache: [f.message for f in schema_findings("test", None, stream, crd_dir, "stream", cache)],
+        [f"{r.status.removeprefix('status')}: {r.msg}" for r in found],
+    )
+    return found
 
 
 def test_schemas_are_really_enforced(renders, crd_dir):

@@ -12,7 +12,7 @@ from gitops.core import manifests
 from gitops.core.render import RenderResult
 from gitops.validate import admission
 from gitops.validate.findings import Finding
-from tests.support import obj
+from tests.support import obj, same_with_and_without_cache
 
 KSVC = "Service.serving.knative.dev notifications/notifications"
 SERVICE_FILE = "apps/notifications/deploy/service.yaml"
@@ -23,7 +23,7 @@ REVISION = "the Deployment serving builds for its Revision at "
 
 
 def refusals(render: RenderResult) -> list[Finding]:
-    findings, _ = admission.run({render.env: render})
+    findings, _ = same_with_and_without_cache(lambda cache: admission.run({render.env: render}, cache=cache))
     return findings
 
 

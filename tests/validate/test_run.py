@@ -15,6 +15,7 @@ from gitops.core.paths import REPO_ROOT, environments
 from gitops.delivery import hydrate
 from gitops.validate.registry import finding_order
 from gitops.validate.run import schema_findings, validate
+from tests.support import same_with_and_without_cache
 
 
 def test_make_validate_passes_on_the_real_tree():
@@ -37,7 +38,7 @@ def test_make_validate_passes_on_the_real_tree():
 def test_broken_tree_fails_validate_naming_file_and_resource(tree_copy):
     triggers = tree_copy / "base/eventing/triggers.yaml"
     triggers.write_text(triggers.read_text().replace("kafka-source#loggings", "kafka-sourceloggings"))
-    report = validate(tree_copy)
+    report = same_with_and_without_cache(lambda cache: validate(tree_copy, cache=cache))
     lines = [str(f) for f in report.findings]
     assert not report.ok
     assert any(
@@ -52,7 +53,7 @@ def test_misspelt_kind_reports_the_schema_miss_first(tree_copy):
     it follow from that (regenerating the RBAC first would bake the typo in), so they come after it."""
     triggers = tree_copy / "base/eventing/triggers.yaml"
     triggers.write_text(triggers.read_text().replace("kind: Trigger", "kind: Triger", 1))
-    report = validate(tree_copy, envs=["dev"])
+    report = same_with_and_without_cache(lambda cache: validate(tree_copy, envs=["dev"], cache=cache))
     ordered = [(f.check, f.obj) for f in sorted(report.findings, key=finding_order)]
     assert ordered[0] == ("schema", "Triger notifications/notifications"), ordered
     checks = [check for check, _ in ordered]
@@ -67,7 +68,7 @@ def test_overlay_breaking_prod_policy_fails_only_prod(tree_copy):
     kafka.write_text(
         kafka.read_text().replace('default.topic.replication.factor: "3"', 'default.topic.replication.factor: "2"')
     )
-    report = validate(tree_copy, envs=["dev", "prod"])
+    report = same_with_and_without_cache(lambda cache: validate(tree_copy, envs=["dev", "prod"], cache=cache))
     assert [(f.env, f.check, f.obj) for f in report.findings] == [
         ("prod", "prod-policy", "ConfigMap notifications/kafka-broker-config")
     ]
@@ -77,7 +78,7 @@ def test_stale_waiver_is_a_finding(tree_copy):
     (tree_copy / "validation-waivers.yaml").write_text(
         "waivers:\n  - {check: prod-policy, env: prod, object: Deployment x/y, message_contains: z, reason: r}\n"
     )
-    report = validate(tree_copy, envs=["prod"])
+    report = same_with_and_without_cache(lambda cache: validate(tree_copy, envs=["prod"], cache=cache))
     checks = sorted(f.check for f in report.findings)
     assert checks == ["prod-policy", "waivers"]  # the Envoy tag is no longer waived, and the waiver is stale
 
@@ -99,7 +100,8 @@ def test_validate_checks_the_hydrated_bytes(hydratable: tuple[Path, Path], tmp_p
     retry = yaml.safe_load(broker.read_text())["spec"]["delivery"]["retry"]
     broker.write_text(broker.read_text().replace(f"retry: {retry}\n", f"retry: {retry + 3}\n", 1))
     (out / "_cluster--namespace--extra.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: extra\n")
-    found = [str(f) for f in validate(root, ["dev"], hydrated={"dev": out}).findings if f.check == "hydrated"]
+    report = same_with_and_without_cache(lambda cache: validate(root, ["dev"], hydrated={"dev": out}, cache=cache))
+    found = [str(f) for f in report.findings if f.check == "hydrated"]
     assert (
         f"[dev] Namespace extra ({out}/_cluster--namespace--extra.yaml): is in the hydrated files but not in a fresh "
         "render of this tree  <hydrated>" in found
@@ -130,7 +132,7 @@ def test_wave_and_health_checks_run_on_the_hydrated_files(
     shutil.rmtree(root / "argocd/resource_customizations/sources.knative.dev/KafkaSource")
     out = tmp_path / "dev"
     hydrate.hydrate("dev", out, root, mirror=mirror)
-    report = validate(root, ["dev"], hydrated={"dev": out})
+    report = same_with_and_without_cache(lambda cache: validate(root, ["dev"], hydrated={"dev": out}, cache=cache))
     assert report.renders["dev"].text == hydrate.load_hydrated(out)
     found = [str(f) for f in report.findings]
     assert any(

@@ -6,7 +6,6 @@ import shutil
 from gitops.core import manifests
 from gitops.model.argocd import WAVE
 from gitops.validate.checks import argocd as checks
-from gitops.validate.findings import EnvContext
 from tests.support import obj, run_check
 from tests.validate.checks.argocd_support import EV, NS, has
 
@@ -152,5 +151,5 @@ def test_load_balancer_in_dev_fails(broken):
 
 def test_kind_without_health_check_fails(renders, tree_copy):
     shutil.rmtree(tree_copy / "argocd/resource_customizations/eventing.knative.dev/Broker")
-    found = [str(f) for f in checks.check_health_gating(EnvContext(tree_copy, renders["dev"]))]
+    found = [str(f) for f in run_check(checks.check_health_gating, renders["dev"], tree_copy)]
     assert has(found, "Broker notifications/events", "no health check for eventing.knative.dev/Broker")

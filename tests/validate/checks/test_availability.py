@@ -169,8 +169,6 @@ def test_leader_election_standby_must_be_said(broken, tmp_path):
     import shutil
 
     from gitops.core.paths import REPO_ROOT
-    from gitops.validate.findings import EnvContext
-    from gitops.validate.registry import registered
 
     root = tmp_path / "repo"
     shutil.copytree(REPO_ROOT / "overlays", root / "overlays")
@@ -181,7 +179,7 @@ def test_leader_election_standby_must_be_said(broken, tmp_path):
         + "\n".join(line for line in ha.read_text().splitlines() if "standby" not in line.lower())
     )
     render = broken("prod")
-    messages = [str(f) for f in registered(availability.check_ha_replicas_described).run(EnvContext(root, render))]
+    messages = [str(f) for f in run_check(availability.check_ha_replicas_described, render, root)]
     assert any(
         m.startswith("[prod] Deployment knative-serving/controller (overlays/prod/ha.yaml)")
         and "leader-election buckets 1" in m
@@ -191,7 +189,7 @@ def test_leader_election_standby_must_be_said(broken, tmp_path):
     # Buckets really configured: the second replica shares the work, nothing to say.
     leader = obj(render, "", "ConfigMap", "knative-serving", "config-leader-election")
     leader.setdefault("data", {})["buckets"] = "2"
-    messages = [str(f) for f in registered(availability.check_ha_replicas_described).run(EnvContext(root, render))]
+    messages = [str(f) for f in run_check(availability.check_ha_replicas_described, render, root)]
     assert not any("knative-serving/controller" in m for m in messages), messages
 
 
