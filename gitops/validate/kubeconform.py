@@ -1,6 +1,7 @@
 """Run the pinned kubeconform, strictly and offline, and turn its JSON report into findings."""
 
 import json
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -81,13 +82,47 @@ def _results(proc: subprocess.CompletedProcess, filename: str | None, crd_dir: P
             name=r.get("name", ""),
             version=r.get("version", ""),
             status=r.get("status", ""),
-            msg=schemas.explain_missing_schema(r.get("kind", ""), r.get("version", ""), r.get("msg", ""), crd_dir),
+            msg=schemas.explain_missing_schema(
+                r.get("kind", ""), r.get("version", ""), stable_message(r.get("msg", "")), crd_dir
+            ),
         )
         for r in report.get("resources") or []
     ]
     if proc.returncode != 0 and not results:
         raise RuntimeError(f"kubeconform failed (exit {proc.returncode}): {proc.stderr or proc.stdout}")
     return results
+
+
+# One cause in kubeconform's message: jsonschema writes each on its own line, indented two spaces per level and led
+# by "- at '<path>'" (santhosh-tekuri/jsonschema v6 output.go, display); kubeconform joins the lines with spaces.
+_CAUSE = re.compile(r" ((?:  )*)- (?=at ')")
+_Causes = list[tuple[str, "_Causes"]]
+
+
+def stable_message(msg: str) -> str:
+    """kubeconform's message with the causes at each level sorted.
+
+    jsonschema lists a document's causes in Go map order, which changes from run to run (two runs in thirty put a
+    Service's '/spec' cause before its '/metadata/namespace' one): sorted, the same document always gets the same
+    message, so a stored result reads exactly like a fresh one and a finding does not flicker between runs. A
+    message of another shape is returned as it is."""
+    head, *rest = _CAUSE.split(msg)
+    items = [(len(rest[i]) // 2 + 1, rest[i + 1]) for i in range(0, len(rest), 2)]
+
+    def tree(start: int, level: int) -> tuple[_Causes, int]:
+        causes: _Causes = []
+        i = start
+        while i < len(items) and items[i][0] == level:
+            below, after = tree(i + 1, level + 1)
+            causes.append((items[i][1], below))
+            i = after
+        return causes, i
+
+    def text(causes: _Causes, level: int) -> str:
+        return "".join(sorted(f" {'  ' * (level - 1)}- {cause}{text(below, level + 1)}" for cause, below in causes))
+
+    causes, end = tree(0, 1)
+    return head + text(causes, 1) if end == len(items) else msg
 
 
 def documents(text: str) -> list[str]:
