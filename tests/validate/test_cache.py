@@ -13,32 +13,23 @@ from gitops.core.cache import ResultCache
 from gitops.core.paths import REPO_ROOT
 from gitops.validate import admission, kubeconform
 from gitops.validate.run import Clock, Report, check_renders, validate
-from tests.support import obj
+from tests.support import assert_stored_results_agree, comparable, obj
 
 Outcome = tuple[list[str], list[str], list[str]]
 
 
 def outcome(report: Report) -> Outcome:
     """Everything validate reports, as the lines it prints (order-free: stages may finish in any order)."""
-    return (
-        sorted(str(f) for f in report.findings),
-        sorted(f"{f} because {w.reason}" for f, w in report.waived),
-        sorted(str(w) for w in report.warnings),
-    )
+    return comparable(report)
 
 
 def three_ways(
     run: Callable[[ResultCache], Report], store: Path, reference: Outcome | None = None
 ) -> tuple[Outcome, ResultCache]:
-    """The outcome with no cache (unless given), a cold one and the same one warm (asserted equal); returns it and
-    the warm cache."""
+    """The outcome with no cache (unless given), a cold `store` and the same one warm (asserted equal); returns it
+    and the warm cache."""
     reference = reference or outcome(run(ResultCache(enabled=False)))
-    cold = outcome(run(ResultCache(root=store)))
-    warm_cache = ResultCache(root=store)
-    warm = outcome(run(warm_cache))
-    assert cold == reference
-    assert warm == reference
-    return reference, warm_cache
+    return reference, assert_stored_results_agree(run, reference, store, every_lookup_hits=False)
 
 
 def test_the_real_tree_gives_the_same_report_with_and_without_cache(validated_tree, tmp_path, monkeypatch):
