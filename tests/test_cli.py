@@ -293,6 +293,7 @@ def add_staging(root: Path) -> None:
         envs.read_text()
         + "  staging:\n    production: false\n    automated_sync: true\n"
         + f"    destination: {{server: {STAGING_API}}}\n    load_balancer: false\n"
+        + "    kafka_broker_losses: 0\n    scale_to_zero: true\n"
     )
     bootstrap = root / "argocd-app.yaml"
     docs = bootstrap.read_text().split("\n---\n")

@@ -10,6 +10,8 @@ test reads the facts through this module, so nothing else names an environment i
     envs.get("dev").automated_sync            # Argo CD syncs it automatically (prune + selfHeal)
     envs.get("dev").destination               # the Application's destination {server|name: ...}
     envs.get("dev").load_balancer             # the cluster can give a LoadBalancer Service an address
+    envs.get("prod").kafka_broker_losses      # Kafka brokers that may be lost at once: no acked event lost, writes go on
+    envs.get("prod").scale_to_zero            # false: the subscriber promises no cold start (warm pods, kept by drains)
 
 `load` checks the file against the overlays in both directions: an overlay without an entry would otherwise be
 checked as non-production by default, and an entry without an overlay names nothing Argo CD can sync.
@@ -30,7 +32,14 @@ from gitops.core.paths import REPO_ROOT, overlay_names
 
 FILE = "environments.yaml"
 RECIPE = "see docs/forking.md, 'Add an environment'"
-FIELDS = {"production": bool, "automated_sync": bool, "destination": dict, "load_balancer": bool}
+FIELDS = {
+    "production": bool,
+    "automated_sync": bool,
+    "destination": dict,
+    "load_balancer": bool,
+    "kafka_broker_losses": int,
+    "scale_to_zero": bool,
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,11 @@ class Environment:
     automated_sync: bool
     destination: dict[str, str]
     load_balancer: bool
+    # The judgments of the durability and capacity checks (docs/checks.md): how many Kafka brokers may fail at once
+    # while no acknowledged event is lost and writes go on, and whether the subscriber may scale to zero (a cold
+    # start on the first event after a quiet spell). Defaults are the weakest promise, for code that builds one.
+    kafka_broker_losses: int = 0
+    scale_to_zero: bool = True
 
 
 @dataclass(frozen=True)
@@ -102,9 +116,11 @@ def _environment(name: str, fields: Any) -> Environment:
     if not isinstance(fields, dict):
         raise UserError(f"environment {name!r} is not a mapping", where=FILE, fix=f"give it {', '.join(FIELDS)}")
     for field, kind in FIELDS.items():
-        if not isinstance(fields.get(field), kind):
+        value = fields.get(field)
+        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0)):
             raise UserError(
-                f"environment {name!r}: `{field}` must be a {kind.__name__} (got {fields.get(field)!r})",
+                f"environment {name!r}: `{field}` must be a {'whole number >= 0' if kind is int else kind.__name__} "
+                f"(got {value!r})",
                 where=FILE,
                 fix=RECIPE,
             )
@@ -122,7 +138,15 @@ def _environment(name: str, fields: Any) -> Environment:
             where=FILE,
             fix="as in the Argo CD Application's spec.destination",
         )
-    return Environment(name, fields["production"], fields["automated_sync"], destination, fields["load_balancer"])
+    return Environment(
+        name,
+        fields["production"],
+        fields["automated_sync"],
+        destination,
+        fields["load_balancer"],
+        fields["kafka_broker_losses"],
+        fields["scale_to_zero"],
+    )
 
 
 def github_matrix(envs: Environments) -> dict[str, list[dict[str, object]]]:

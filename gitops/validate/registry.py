@@ -29,6 +29,15 @@ CHECK_MODULES = (
     "data_tables",
     "identity",
     "availability",
+    # Promises that span two files (issue 32): the render against the app's own settings, environments.yaml
+    # and the data plane's client config.
+    "windows",
+    "ordering",
+    "offsets",
+    "durability",
+    "capacity",
+    "shutdown",
+    "protocols",
     "pod_security",
     "upstream_install",
     "argocd",
@@ -171,4 +180,21 @@ def format_catalogue(markdown: bool = False) -> str:
     for c in checks:
         path = c.func.__module__.replace(".", "/") + ".py"
         lines.append(f"| `{c.id}` | {c.scope} | {c.summary} | [`{c.func.__name__}`](../{path}) |")
+    judgments = [(m, j) for m in dict.fromkeys(c.func.__module__ for c in checks) if (j := _judgment(m))]
+    if judgments:
+        lines += [
+            "",
+            "## Judgments",
+            "",
+            "Where a rule is a judgment rather than a fact of Knative or Kafka, its module states the rule and why, and",
+            "an environment's facts in environments.yaml choose where it holds.",
+            "",
+        ]
+        lines += [f"- {j} ([`{m.rsplit('.', 1)[-1]}`](../{m.replace('.', '/')}.py))" for m, j in judgments]
     return "\n".join(lines) + "\n"
+
+
+def _judgment(module: str) -> str | None:
+    """A check module's JUDGMENT: the rule it holds where a rule is a judgment, and why (docs/checks.md prints it)."""
+    value = getattr(importlib.import_module(module), "JUDGMENT", None)
+    return value if isinstance(value, str) else None

@@ -188,7 +188,7 @@ def test_delivery_change_prints_every_triggers_retry_budget(renders, broken):
     assert any(
         n.startswith("Trigger notifications/notifications: worst-case retry budget 127 s")
         and "3 exponential backoffs 7 s" in n
-        and n.endswith("; was 525 s")
+        and n.endswith("; was 840 s")
         for n in notes
     ), notes
     # A change that leaves delivery alone prints no budget.

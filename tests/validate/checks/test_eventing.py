@@ -249,11 +249,11 @@ def test_shared_consumer_group_is_reported(broken):
 def test_service_timeout_must_be_shorter_than_delivery_timeout(broken):
     render = broken("prod")
     obj(render, "serving.knative.dev", "Service", NS, "notifications")["spec"]["template"]["spec"]["timeoutSeconds"] = (
-        30
+        65  # the Broker's delivery timeout (base/eventing/broker.yaml PT65S)
     )
     findings = run_check(eventing.check_subscriber_timeout, render)
     assert sorted(f.obj for f in findings) == ["Trigger notifications/loggings", "Trigger notifications/notifications"]
-    assert "delivery timeout 30s is not longer than" in findings[0].message
+    assert "delivery timeout 65s is not longer than" in findings[0].message
 
 
 def test_a_trigger_missing_the_delivery_order_of_the_others_fails(broken):
