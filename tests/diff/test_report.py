@@ -186,7 +186,7 @@ def test_delivery_change_prints_every_triggers_retry_budget(renders, broken):
     diff = diff_env("prod", old.objects, new.objects)
     notes = report._retry_budget_notes(diff, old, new)
     assert any(
-        n.startswith("Trigger notifications/notifications: worst-case retry budget 127 s")
+        n.startswith("Trigger notifications/notifications: worst-case retry budget 267 s")
         and "3 exponential backoffs 7 s" in n
         and n.endswith("; was 840 s")
         for n in notes
