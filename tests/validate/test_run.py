@@ -69,8 +69,11 @@ def test_overlay_breaking_prod_policy_fails_only_prod(tree_copy):
         kafka.read_text().replace('default.topic.replication.factor: "3"', 'default.topic.replication.factor: "2"')
     )
     report = same_with_and_without_cache(lambda cache: validate(tree_copy, envs=["dev", "prod"], cache=cache))
+    # The fixed production floor (RF >= 3) and the relation environments.yaml's kafka_broker_losses 1 asks for
+    # (RF 2 < min.insync.replicas 2 + 1 loss: one broker down blocks every write).
     assert [(f.env, f.check, f.obj) for f in report.findings] == [
-        ("prod", "prod-policy", "ConfigMap notifications/kafka-broker-config")
+        ("prod", "prod-policy", "ConfigMap notifications/kafka-broker-config"),
+        ("prod", "kafka-durability", "ConfigMap notifications/kafka-broker-config"),
     ]
 
 

@@ -28,7 +28,8 @@ def test_wave_plan_in_the_render(renders):
     assert wave_of("Service", "notifications", "serving.knative.dev") == "1"
     assert wave_of("Broker", "events") == "2"
     assert (wave_of("Trigger", "notifications"), wave_of("Trigger", "loggings")) == ("3", "3")
-    assert wave_of("KafkaSource", "kafka-source", "sources.knative.dev") == "3"
+    # After the Triggers: their consumer groups start at the newest offsets once they are Ready (source-offsets).
+    assert wave_of("KafkaSource", "kafka-source", "sources.knative.dev") == "4"
 
 
 # --- the render broken -----------------------------------------------------------------------------------------
@@ -59,10 +60,10 @@ def test_service_after_its_triggers_fails(broken):
 
 def test_dead_letter_sink_after_its_senders_fails(broken):
     render = broken("prod")
-    annotate(obj(render, EV, "KafkaSink", NS, "dead-letters"), WAVE, "3")
+    annotate(obj(render, EV, "KafkaSink", NS, "dead-letters"), WAVE, "4")
     found = [str(f) for f in run_check(checks.check_sync_waves, render)]
     for sender in ("Broker notifications/events", "KafkaSource notifications/kafka-source"):
-        assert has(found, sender, "KafkaSink notifications/dead-letters (wave 3)", "spec.delivery.deadLetterSink.ref")
+        assert has(found, sender, "KafkaSink notifications/dead-letters (wave 4)", "spec.delivery.deadLetterSink.ref")
 
 
 def test_kafka_source_with_its_broker_fails(broken):
