@@ -4,16 +4,15 @@ Serving reads the protocol from the serving container's first port name (serving
 pkg/apis/serving/v1/revision_helpers.go GetProtocol: "h2c" is HTTP/2 cleartext, anything else HTTP/1; its webhook
 allows only "", "http1" and "h2c", pkg/apis/serving/k8s_validation.go). queue-proxy then proxies to the app in that
 protocol and listens itself on 8013 for h2c instead of 8012 (queue.go, gitops/model/pods.py). Two promises follow:
-the app's server must speak that protocol (the app says which, notifications.runtime_facts), and a NetworkPolicy
-that admits the pods' queue-proxy port by number must name the one the port name selects.
+the app's server must speak that protocol (the app says which, notifications.runtime_facts: this check), and the
+NetworkPolicies must admit the gateway and the activator on the port the name selects (the `network-policy` check
+already resolves `queue-port` through gitops/model/pods.py revision_ports, 8013 for h2c, and fails when no policy
+admits it).
 """
 
 from collections.abc import Iterator
 
-from gitops.core import manifests
-from gitops.core.manifests import dig
 from gitops.model.app_runtime import ksvc_app_facts, serving_container
-from gitops.model.pods import KSVC_POD_LABEL, QUEUE_HTTP2_PORT, QUEUE_HTTP_PORT, selector_matches
 from gitops.model.serving import knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
@@ -56,35 +55,3 @@ def check_app_speaks_port_protocol(ctx: EnvContext) -> Iterator[Finding]:
             f"{' or '.join(sorted(spoken))}",  # type: ignore[arg-type]
             field=field,
         )
-
-
-@env_check("port-protocol")
-def check_network_policy_port_matches_protocol(ctx: EnvContext) -> Iterator[Finding]:
-    """A NetworkPolicy admitting a Knative Service's queue-proxy port by number names the one its port name selects."""
-    queue_ports = {QUEUE_HTTP_PORT[1]: HTTP1, QUEUE_HTTP2_PORT[1]: H2C}
-    for ksvc in knative_services(ctx.objects):
-        ns = manifests.meta(ksvc).get("namespace")
-        name = manifests.meta(ksvc).get("name", "")
-        labels = {**(dig(ksvc, "spec", "template", "metadata", "labels") or {}), KSVC_POD_LABEL: name}
-        protocol, port_name = port_protocol(ksvc)
-        wanted = QUEUE_HTTP2_PORT[1] if protocol == H2C else QUEUE_HTTP_PORT[1]
-        index, _ = serving_container(ksvc)
-        port_file = ctx.render.field_origin(manifests.ObjKey.of(ksvc), f"spec.template.spec.containers[{index}].ports")
-        for policy in manifests.of_kind(ctx.objects, "networking.k8s.io", "NetworkPolicy"):
-            if manifests.meta(policy).get("namespace") != ns:
-                continue
-            if not selector_matches(dig(policy, "spec", "podSelector"), labels):
-                continue
-            for rule in dig(policy, "spec", "ingress") or []:
-                for port in rule.get("ports") or []:
-                    number = port.get("port")
-                    if number in queue_ports and number != wanted:
-                        yield ctx.finding(
-                            "port-protocol",
-                            policy,
-                            f"admits {manifests.ObjKey.of(ksvc)}'s pods on {number}, queue-proxy's port for "
-                            f"{queue_ports[number]}, but the port name {port_name or '(none)'!r} ({port_file}) "
-                            f"selects {protocol}, for which queue-proxy listens on {wanted}: requests through the "
-                            f"gateway and the activator are dropped. Admit {wanted}, or rename the port",
-                            field="spec.ingress",
-                        )
