@@ -384,6 +384,24 @@ def environment_flags(env: str, old: Environment | None, new: Environment | None
         flags.append(
             Flag(DANGEROUS, key, "environments.yaml: automated_sync false → true: pushes reach it without review")
         )
+    if new.kafka_broker_losses < old.kafka_broker_losses:
+        flags.append(
+            Flag(
+                DANGEROUS,
+                key,
+                f"environments.yaml: kafka_broker_losses {old.kafka_broker_losses} → {new.kafka_broker_losses}: "
+                "kafka-durability stops holding replication, min.insync.replicas and acks to that many broker losses",
+            )
+        )
+    if new.scale_to_zero and not old.scale_to_zero:
+        flags.append(
+            Flag(
+                DANGEROUS,
+                key,
+                "environments.yaml: scale_to_zero false → true: the no-cold-start promise (warm pods, budgets that "
+                "keep one) stops being checked",
+            )
+        )
     if new.destination != old.destination:
         flags.append(
             Flag(

@@ -265,7 +265,15 @@ def test_secret_values_never_printed() -> None:
 
 # --- environments.yaml: a production environment weakened through one fact ------------------------------------
 
-PROD = Environment("prod", production=True, automated_sync=False, destination={"name": "prod"}, load_balancer=True)
+PROD = Environment(
+    "prod",
+    production=True,
+    automated_sync=False,
+    destination={"name": "prod"},
+    load_balancer=True,
+    kafka_broker_losses=1,
+    scale_to_zero=False,
+)
 
 
 @pytest.mark.parametrize(
@@ -278,8 +286,17 @@ PROD = Environment("prod", production=True, automated_sync=False, destination={"
             {"destination": {"server": "https://kubernetes.default.svc"}},
             "→ {'server': 'https://kubernetes.default.svc'}",
         ),
+        ({"kafka_broker_losses": 0}, "kafka_broker_losses 1 → 0: kafka-durability stops holding"),
+        ({"scale_to_zero": True}, "scale_to_zero false → true: the no-cold-start promise"),
     ],
-    ids=["flag flipped off", "automated sync on", "destination renamed", "destination in-cluster"],
+    ids=[
+        "flag flipped off",
+        "automated sync on",
+        "destination renamed",
+        "destination in-cluster",
+        "fewer broker losses",
+        "scale to zero",
+    ],
 )
 def test_environment_weakened_is_dangerous(change: dict, expected: str) -> None:
     (flag,) = environment_flags("prod", PROD, dataclasses.replace(PROD, **change))
