@@ -54,16 +54,29 @@ def _info(_payload: Any) -> int:
     return logging.INFO
 
 
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+"""1 MiB: Kafka's own default record-batch cap (a broker's `message.max.bytes`, 1048588, less the batch header)."""
+
+
 @dataclass(frozen=True)
 class Topic:
-    """One topic: its payload model (with an `example()` classmethod), how a processed event is logged, and which
-    example fields `make produce` refreshes per record so --count N sends N distinct events."""
+    """One topic: its payload model (with an `example()` classmethod), how a processed event is logged, which
+    example fields `make produce` refreshes per record so --count N sends N distinct events, and the largest record
+    the topic may carry.
+
+    `max_record_bytes` is the topic's Kafka `max.message.bytes` (the largest record batch it accepts: key, value,
+    headers and the batch header, uncompressed here), so a larger record is refused at its producer and never
+    reaches the KafkaSource. Every later hop is sized from it (`make validate`, check `record-size`,
+    docs/operations.md "Record size"): the Broker receiver's producer and the Broker's topic with room for the
+    CloudEvent wrapping, the dead-letter path with room for the error extensions too, and this route's body limit.
+    The test broker creates the topic with it; in a cluster its owner sets it (docs/operations.md)."""
 
     name: str
     model: type[BaseModel]
     summarise: Callable[[Any], dict[str, Any]]
     log_level: Callable[[Any], int] = _info
     fresh_fields: dict[str, Callable[[], str]] = field(default_factory=dict)
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     @property
     def path(self) -> str:
@@ -78,7 +91,15 @@ TOPICS: dict[str, Topic] = {
             Notification,
             summarise_notification,
             fresh_fields={"notification_id": lambda: str(uuid.uuid4()), "created_at": _now},
+            max_record_bytes=DEFAULT_MAX_RECORD_BYTES,
         ),
-        Topic("loggings", LogRecord, summarise_log_record, log_record_level, fresh_fields={"timestamp": _now}),
+        Topic(
+            "loggings",
+            LogRecord,
+            summarise_log_record,
+            log_record_level,
+            fresh_fields={"timestamp": _now},
+            max_record_bytes=DEFAULT_MAX_RECORD_BYTES,
+        ),
     )
 }
