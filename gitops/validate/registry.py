@@ -27,6 +27,7 @@ CHECK_MODULES = (
     "policy",
     "network_policy",
     "data_tables",
+    "record_size",
     "identity",
     "availability",
     "pod_security",
