@@ -54,6 +54,9 @@ def _info(_payload: Any) -> int:
     return logging.INFO
 
 
+SHARED_WRITERS = "source-producers"
+"""The one set of Kafka principals allowed to write both topics today (docs/security-model.md, "Who can write a
+source topic"): the name the Kafka ACLs' WRITE grants go by, not a secret."""
 DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 """1 MiB: Kafka's own default record-batch cap (a broker's `message.max.bytes`, 1048588, less the batch header)."""
 
@@ -69,7 +72,12 @@ class Topic:
     reaches the KafkaSource. Every later hop is sized from it (`make validate`, check `record-size`,
     docs/operations.md "Record size"): the Broker receiver's producer and the Broker's topic with room for the
     CloudEvent wrapping, the dead-letter path with room for the error extensions too, and this route's body limit.
-    The test broker creates the topic with it; in a cluster its owner sets it (docs/operations.md)."""
+    The test broker creates the topic with it; in a cluster its owner sets it (docs/operations.md).
+
+    `writers` names who may write the topic (the Kafka principals its WRITE ACL grants). The KafkaSource passes a
+    record that already is a CloudEvent through unchanged, so a writer of one topic can emit another topic's
+    events whenever nothing the Triggers filter on tells them apart; `make validate` (check `topic-trust`) fails
+    while topics with different `writers` share a KafkaSource's Broker that way."""
 
     name: str
     model: type[BaseModel]
@@ -77,6 +85,7 @@ class Topic:
     log_level: Callable[[Any], int] = _info
     fresh_fields: dict[str, Callable[[], str]] = field(default_factory=dict)
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    writers: str = SHARED_WRITERS
 
     @property
     def path(self) -> str:
