@@ -65,6 +65,9 @@ KafkaSource retry or by `gitops replay`, carries other values); and the error ex
 data stay in."""
 
 
+_DELIVERY_NAMES = tuple(DELIVERY_ATTRIBUTES)
+
+
 def event_key(source: str, event_id: str) -> EventKey:
     """Fixed-size key of the pair. The length prefix keeps distinct pairs distinct before hashing;
     `surrogatepass` lets any str (even one with lone surrogates) be hashed rather than raise."""
@@ -79,7 +82,9 @@ def content_digest(attributes: Mapping[str, Any], data: bytes | Any, data_is_raw
     (structured mode) as its canonical (sorted-key) serialisation. The Kafka dispatchers always deliver one
     event in the same mode, so a genuine redelivery always hashes the same."""
     digest = _KEYED_CONTENT_DIGEST.copy()
-    kept = {name: value for name, value in attributes.items() if name not in DELIVERY_ATTRIBUTES}
+    kept = dict(attributes)
+    for name in _DELIVERY_NAMES:  # popping the few is about twice as fast as filtering every attribute
+        kept.pop(name, None)
     digest.update(orjson.dumps(kept, option=orjson.OPT_SORT_KEYS))
     if data is None:
         digest.update(b"\x00")
