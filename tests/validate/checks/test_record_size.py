@@ -131,3 +131,16 @@ def test_subscriber_body_limit_below_a_topics_records_fails(broken):
         and "carries records up to 1048576 bytes" in m
         for m in found
     ), found
+
+
+def test_a_producer_properties_file_without_a_number_is_a_finding(broken):
+    """Unset means Kafka's default (1048576, below the largest record); a value that is no number cannot be judged."""
+    assert record_size.producer_limit("acks=all\n") == record_size.KAFKA_DEFAULT_MAX_REQUEST_SIZE
+    assert record_size.producer_limit("max.request.size = 2048\n# max.request.size=1\n") == 2048
+    render = broken("dev")
+    cm = stand_in(render, "config-kafka-broker-data-plane")
+    cm["data"][BROKER_PRODUCER] = cm["data"][BROKER_PRODUCER].replace("max.request.size=1064960", "max.request.size=1M")
+    found = messages(render)
+    assert any("config-kafka-broker-data-plane" in m and "max.request.size=None accepts less" in m for m in found), (
+        found
+    )
