@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import random
 import socket
 import uuid
@@ -406,3 +407,26 @@ def test_each_route_accepts_its_topics_largest_record() -> None:
     assert processed.status_code == 202, processed.text
     assert_rejected(refused, 413, "body_too_large")
     assert f"body exceeds {limit} bytes" in refused.json()["detail"]
+
+
+def test_structured_data_nested_too_deep_to_digest_is_a_4xx_not_a_500() -> None:
+    """The dedup's content digest cannot serialise data nested past 254 levels: the event is still judged by its
+    payload (422 here), never a 500 from the digest."""
+    from notifications.settings import Settings
+
+    data: dict = {}
+    node = data
+    for _ in range(300):
+        node["a"] = {}
+        node = node["a"]
+    body = json.dumps({"specversion": "1.0", "id": "deep", "source": "/s", "type": "t", "data": data})  # orjson: 254
+    app = create_app(Settings())
+
+    async def post() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            return await http.post(
+                NOTIFICATIONS, content=body, headers={"content-type": "application/cloudevents+json"}
+            )
+
+    response = asyncio.run(post())
+    assert response.status_code == 422, response.text

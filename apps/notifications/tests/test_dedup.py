@@ -146,3 +146,15 @@ class TestContent:
     def test_content_digest_has_a_fixed_size(self) -> None:
         big = content_digest(self.ATTRIBUTES | {"x": "y" * 65_000}, b"z" * 1_000_000, True)
         assert len(big) == DIGEST_BYTES
+
+    def test_data_too_deep_to_serialise_is_never_a_duplicate(self) -> None:
+        """Structured data nested past orjson's 254 writing levels (it reads 1024) used to raise out of the
+        endpoint as a 500: it now gets a digest of its own, so it is processed (or refused by validation)."""
+        deep: dict = {}
+        node = deep
+        for _ in range(300):
+            node["a"] = {}
+            node = node["a"]
+        first, second = content_digest(self.ATTRIBUTES, deep, False), content_digest(self.ATTRIBUTES, deep, False)
+        assert len(first) == DIGEST_BYTES
+        assert first != second

@@ -93,7 +93,12 @@ def content_digest(attributes: Mapping[str, Any], data: bytes | Any, data_is_raw
         digest.update(data if isinstance(data, bytes) else bytes(data))
     else:
         digest.update(b"\x02")
-        digest.update(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+        try:
+            digest.update(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+        except orjson.JSONEncodeError:
+            # Parsed data orjson cannot write back (nested deeper than its 254 levels; reading allows 1024): it
+            # cannot be compared, so it gets a digest nothing else has and is never taken for a duplicate.
+            digest.update(secrets.token_bytes(16))
     return digest.digest()
 
 
