@@ -31,6 +31,9 @@ SCENARIOS = (
     "dispatcher-sigkill",
     "receiver-sigkill",
     "ordered",
+    "record-size",
+    "spoofed-source",
+    "replayed-id",
 )
 BACKOFF_SCALE_HELP = (
     "e2e-only override: multiply every backoffDelay of the contracts by this factor (default 1 = the render's values); "
@@ -88,6 +91,12 @@ def run_scenario(name: str, stack: Stack, p: sc.Producing) -> ScenarioLedger | N
             return sc.killed_mid_stream(stack, p, "receiver", 3.0)
         case "ordered":
             return sc.ordered(stack, p)
+        case "record-size":
+            return sc.record_size(stack, p)
+        case "spoofed-source":
+            return sc.spoofed_source(stack, p)
+        case "replayed-id":
+            return sc.replayed_id(stack, p)
     raise ValueError(name)
 
 
@@ -110,14 +119,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     started = time.monotonic()
-    objects = render_env(args.env).objects
+    render = render_env(args.env)
+    objects = render.objects
     base = cache_dir() / "e2e" / "runs"
     base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"{args.env}-", dir=base))
     ledgers: list[ScenarioLedger] = []
     failed_checks: list[str] = []
     try:
-        with running(args.env, objects, workdir) as stack:
+        with running(args.env, objects, workdir, stand_ins=render.stand_ins) as stack:
             scale_backoff(stack, args.backoff_scale)
             delivery = sc.trigger_delivery(stack)
             print(

@@ -21,6 +21,7 @@ from gitops.e2e.fault_proxy import Fault
 from gitops.e2e.ledger import EventKey, ScenarioLedger
 from gitops.e2e.stack import Stack
 from gitops.events.payloads import CeMode, build_payload, default_source, encode
+from gitops.model.record_size import KAFKA_DEFAULT_MAX_REQUEST_SIZE
 
 SETTLE_SLACK_S = 60.0  # JVM pauses, consumer-group rebalances after a restart
 UNROUTED_TYPE = "dev.example.e2e.unrouted"
@@ -175,6 +176,39 @@ def read_topic_events(bootstrap: str, topic: str) -> list[tuple[EventKey, dict[s
         return out
     finally:
         consumer.close()
+
+
+def record_sizes(bootstrap: str, topic: str) -> dict[EventKey, tuple[str, int]]:
+    """(knativeerrorcode, bytes of value, key and headers) of every record of a topic, by CloudEvent identity."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"e2e-sizes-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "log_level": 3,
+        }
+    )
+    out: dict[EventKey, tuple[str, int]] = {}
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        parts = [TopicPartition(topic, p, 0) for p in (meta.partitions if meta else {})]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+        consumer.assign([tp for tp in parts if ends[tp.partition] > 0])
+        pending = {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + 20
+        while pending and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            headers = msg.headers() or []
+            attrs = ce_attributes(headers, msg.value())
+            size = len(msg.value() or b"") + len(msg.key() or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+            out[(attrs.get("source", ""), attrs.get("id", ""))] = (attrs.get("knativeerrorcode", ""), size)
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                pending.discard(msg.partition())
+    finally:
+        consumer.close()
+    return out
 
 
 def ce_attributes(headers: list[tuple[str, bytes]], value: bytes | None) -> dict[str, str]:
@@ -395,4 +429,229 @@ def ordered(stack: Stack, p: Producing) -> ScenarioLedger | None:
         if not out_of_order
         else f"FAIL: out of order for partition/key {out_of_order}"
     )
+    return ledger
+
+
+# --- hostile producers and large records (issue 30) ------------------------------------------------------------
+
+
+def _size_producer(stack: Stack) -> Producer:
+    """One record per request (no batching, so a topic's max.message.bytes judges each record alone) and a client
+    limit above every topic's, so Kafka, not the client, is what refuses a record."""
+    return Producer(
+        {"bootstrap.servers": stack.bootstrap, "linger.ms": 0, "message.max.bytes": 8 * 1024 * 1024, "log_level": 3}
+    )
+
+
+def _produce_one(
+    producer: Producer, topic: str, value: bytes, headers: list[tuple[str, bytes]], partition: int = -1
+) -> tuple[str | None, int, int]:
+    """(error name or None, partition, offset) of one record, waited for."""
+    result: list[tuple[str | None, int, int]] = []
+
+    def report(err: Any, msg: Any) -> None:
+        result.append((err.name() if err is not None else None, msg.partition(), msg.offset()))
+
+    producer.produce(topic, value, headers=headers, partition=partition, on_delivery=report)
+    producer.flush(30)
+    return result[0] if result else ("NO_REPORT", -1, -1)
+
+
+def _padded(topic: str, pad: int, marker: str, valid: bool = True) -> bytes:
+    """A payload of the topic's model with `pad` bytes of padding in a field the model allows to be long (a
+    notification's metadata value, a log record's attribute); with `valid=False` the same bytes but the first,
+    `[` for `{`, so it is no JSON (400, dead-lettered at once) and exactly as large."""
+    payload = json.loads(build_payload(topic))
+    holder = "metadata" if topic == "notifications" else "attributes"
+    payload[holder] = {"marker": marker, "pad": "x" * pad}
+    value = json.dumps(payload).encode()
+    return value if valid else b"[" + value[1:]
+
+
+def record_size(stack: Stack, p: Producing) -> ScenarioLedger:
+    """Records at, just under and over the source topic's max.message.bytes (found by Kafka itself: the largest
+    padding it accepts), one of them invalid so it is dead-lettered at the largest size with the error extensions.
+    Over the limit is refused at the producer and so never reaches the KafkaSource."""
+    ledger = ScenarioLedger("record-size")
+    topic = source_topics(stack)[-1]
+    source = event_source(stack, topic)
+    producer = _size_producer(stack)
+    headers = [("content-type", b"application/json")]
+    marker = uuid.uuid4().hex
+    low, high = 0, 2 * 1024 * 1024  # accepted at `low` (checked below), refused at `high`
+    probe = "p" * len(marker)  # as long as the marker, so a probe is exactly as large as the records below
+    probes: set[EventKey] = set()
+    err, part, off = _produce_one(producer, topic, _padded(topic, low, probe, valid=False), headers)
+    if err is not None:
+        ledger.notes.append(f"FAIL: a small record was refused: {err}")
+        return ledger
+    probes.add((source, f"partition:{part}/offset:{off}"))
+    while high - low > 1:
+        mid = (low + high) // 2
+        err, part, off = _produce_one(producer, topic, _padded(topic, mid, probe, valid=False), headers)
+        if err is None:
+            low = mid
+            probes.add((source, f"partition:{part}/offset:{off}"))
+        elif err == "MSG_SIZE_TOO_LARGE":
+            high = mid
+        else:
+            ledger.notes.append(f"FAIL: producing failed: {err}")
+            return ledger
+    ledger.produced |= probes
+    at = _padded(topic, low, marker)
+    sizes = {"at": low, "just under": low - 1024}
+    for name, pad in sizes.items():
+        err, part, off = _produce_one(producer, topic, _padded(topic, pad, marker), headers)
+        if err is not None:
+            ledger.notes.append(f"FAIL: the record {name} the limit was refused: {err}")
+            continue
+        ledger.produced.add((source, f"partition:{part}/offset:{off}"))
+    err, part, off = _produce_one(producer, topic, _padded(topic, low, marker, valid=False), headers)
+    if err is None:
+        dead_key = (source, f"partition:{part}/offset:{off}")
+        ledger.produced.add(dead_key)
+    else:
+        dead_key = None
+        ledger.notes.append(f"FAIL: the invalid record at the limit was refused: {err}")
+    over, _, _ = _produce_one(producer, topic, _padded(topic, low + 1, marker), headers)
+    if over != "MSG_SIZE_TOO_LARGE":
+        ledger.notes.append(f"FAIL: a record one byte over the limit was not refused at the producer ({over})")
+    settle(stack, ledger, deadline_for(stack))
+    dead_sizes = ""
+    topic_dl = stack.dead_letter_topic()
+    if dead_key is not None and topic_dl is not None:
+        sizes_of = record_sizes(stack.bootstrap, topic_dl)
+        if dead_key in sizes_of:
+            code, size = sizes_of[dead_key]
+            upstream = KAFKA_DEFAULT_MAX_REQUEST_SIZE
+            dead_sizes = (
+                f"; the invalid one at the limit dead-lettered (knativeerrorcode {code}) as a {size}-byte record "
+                f"(value, key and headers: {size - len(at)} bytes more than the source record's value"
+                + (
+                    f"; over upstream's max.request.size {upstream}, so lost with upstream's dead-letter producer)"
+                    if size > upstream
+                    else ")"
+                )
+            )
+    ledger.notes.append(
+        f"{topic}: the largest record its max.message.bytes accepts has a {len(at)}-byte value, processed, and 1 KiB "
+        f"under it too; one byte more is refused at the producer (MSG_SIZE_TOO_LARGE: never reaches the "
+        f"KafkaSource){dead_sizes}; the {len(probes)} records of the size search are invalid, so dead-lettered"
+    )
+    return ledger
+
+
+def _ce_headers(source: str, event_id: str, ce_type: str = "dev.knative.kafka.event") -> list[tuple[str, bytes]]:
+    """A binary-mode CloudEvent record (CloudEvents Kafka binding): the KafkaSource passes it through unchanged."""
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", event_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", ce_type.encode()),
+        ("content-type", b"application/json"),
+    ]
+
+
+def _processed_markers(stack: Stack, key: EventKey) -> list[str]:
+    """The padding markers of the processed records of `key`, in the order they were processed."""
+    out = []
+    for record in stack.subscriber_records("processed"):
+        if (record["ce_source"], record["ce_id"]) != key:
+            continue
+        summary = record.get("record") or record.get("notification") or {}
+        attributes = summary.get("attributes") or {}
+        out.append(str(attributes.get("marker", "")))
+    return out
+
+
+def _collisions(stack: Stack, key: EventKey) -> int:
+    return sum(1 for r in stack.subscriber_records("id_collision") if (r["ce_source"], r["ce_id"]) == key)
+
+
+def spoofed_source(stack: Stack, p: Producing) -> ScenarioLedger:
+    """A writer of one topic forges another topic's wrapper source and its next id (issue 30): the forged event is
+    processed first, and the genuine record at that offset must still be processed, not answered `duplicate`."""
+    ledger = ScenarioLedger("spoofed-source")
+    topics = source_topics(stack)
+    writer, victim = topics[0], topics[-1]
+    producer = _size_producer(stack)
+    consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"e2e-{uuid.uuid4()}", "log_level": 3})
+    try:
+        _low, next_offset = consumer.get_watermark_offsets(TopicPartition(victim, 0), timeout=10)
+    finally:
+        consumer.close()
+    key = (event_source(stack, victim), f"partition:0/offset:{next_offset}")
+    forged, genuine = f"forged-{uuid.uuid4().hex}", f"genuine-{uuid.uuid4().hex}"
+    err, _, _ = _produce_one(producer, writer, _padded(victim, 10, forged), _ce_headers(*key))
+    if err is not None:
+        ledger.notes.append(f"FAIL: the forged record was refused: {err}")
+        return ledger
+    deadline = time.monotonic() + deadline_for(stack)
+    while forged not in _processed_markers(stack, key) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    err, part, off = _produce_one(
+        producer, victim, _padded(victim, 10, genuine), [("content-type", b"application/json")], 0
+    )
+    if err is not None or (part, off) != (0, next_offset):
+        ledger.notes.append(f"FAIL: the genuine record did not land at partition 0 offset {next_offset} ({err}, {off})")
+    ledger.produced.add(key)
+    settle(stack, ledger, deadline_for(stack))
+    deadline = time.monotonic() + deadline_for(stack)
+    while genuine not in _processed_markers(stack, key) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    markers = _processed_markers(stack, key)
+    order = ["forged" if m == forged else "genuine" if m == genuine else "?" for m in markers]
+    ledger.notes.append(
+        f"record on {writer!r} claiming {victim!r}'s source and id {key[1]}: processed {', '.join(order) or 'nothing'}; "
+        f"{_collisions(stack, key)} id_collision line(s)"
+    )
+    if genuine not in markers:
+        ledger.notes.append("FAIL: the genuine event was suppressed by the forged one")
+        ledger.processed.discard(key)  # the key's processed line was the forged one: the genuine is lost
+    return ledger
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def replayed_id(stack: Stack, p: Producing) -> ScenarioLedger:
+    """Within one topic, a CloudEvent sent twice unchanged (a true redelivery: `duplicate`), then its id reused with
+    other content (a collision: processed, never `duplicate`)."""
+    ledger = ScenarioLedger("replayed-id")
+    topic = source_topics(stack)[-1]
+    producer = _size_producer(stack)
+    # The topic's own wrapper source (what its Trigger filters on), with an id of the producer's choosing.
+    key = (event_source(stack, topic), f"e2e-replayed-{uuid.uuid4().hex}")
+    first, second = f"first-{uuid.uuid4().hex}", f"second-{uuid.uuid4().hex}"
+    first_value = _padded(topic, 10, first)
+
+    def duplicates() -> int:
+        return sum(1 for r in stack.subscriber_records("duplicate") if (r["ce_source"], r["ce_id"]) == key)
+
+    steps: list[tuple[bytes, Callable[[], bool]]] = [
+        (first_value, lambda: first in _processed_markers(stack, key)),
+        (first_value, lambda: duplicates() >= 1),
+        (_padded(topic, 10, second), lambda: second in _processed_markers(stack, key)),
+    ]
+    for value, done in steps:
+        err, _, _ = _produce_one(producer, topic, value, _ce_headers(*key))
+        if err is not None:
+            ledger.notes.append(f"FAIL: a record was refused: {err}")
+        _wait_for(done, deadline_for(stack))
+    ledger.produced.add(key)
+    settle(stack, ledger, deadline_for(stack))
+    markers = _processed_markers(stack, key)
+    ledger.notes.append(
+        f"id {key[1]} as A, A again, then B: processed {len(markers)} "
+        f"({', '.join('A' if m == first else 'B' if m == second else '?' for m in markers)}), {duplicates()} "
+        f"duplicate(s), {_collisions(stack, key)} collision(s)"
+    )
+    if markers != [first, second] or duplicates() != 1 or _collisions(stack, key) != 1:
+        ledger.notes.append("FAIL: expected A processed, A again a duplicate, B processed as a collision")
     return ledger

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +25,13 @@ from gitops.core.paths import REPO_ROOT
 from gitops.e2e import contracts, dataplane
 from gitops.e2e.fault_proxy import FaultProxy
 from gitops.e2e.processes import Supervisor, supervised
+from gitops.model.record_size import (
+    BROKER_DATA_PLANE,
+    MAX_REQUEST_SIZE,
+    SINK_DATA_PLANE,
+    producer_limit,
+    topic_record_limits,
+)
 
 SUBSCRIBER_NAME = ("notifications", "notifications")  # the Knative Service the render routes to
 READY_TIMEOUT_S = 120
@@ -68,6 +75,9 @@ class Stack:
     receiver_port: int
     contracts: contracts.Contracts
     generation: int = 1
+    stand_ins: list[Obj] = field(default_factory=list)
+    """The render's objects of left-out release assets (the data planes' ConfigMaps among them), rebuilt from the
+    1.23 sources with our patches applied: where the producers' sizes come from."""
 
     @property
     def bootstrap(self) -> str:
@@ -162,7 +172,9 @@ class Stack:
             "INGRESS_TLS_PORT": str(free_port()),
             "PRODUCER_CONFIG_FILE_PATH": str(
                 _write_properties(
-                    work / "receiver-producer.properties", props["config-kafka-broker-producer.properties"]
+                    work / "receiver-producer.properties",
+                    props["config-kafka-broker-producer.properties"],
+                    self._producer_size(receiver=True),
                 )
             ),
             # Vert.x binds 0.0.0.0 unless told otherwise.
@@ -189,7 +201,11 @@ class Stack:
             "INSTANCE_ID": name,
             "EGRESSES_INITIAL_CAPACITY": "20",
             "PRODUCER_CONFIG_FILE_PATH": str(
-                _write_properties(work / f"{name}-producer.properties", props[f"{prefix}-producer.properties"])
+                _write_properties(
+                    work / f"{name}-producer.properties",
+                    props[f"{prefix}-producer.properties"],
+                    self._producer_size(receiver=False) if component == "broker" else None,
+                )
             ),
             "CONSUMER_CONFIG_FILE_PATH": str(
                 _write_properties(work / f"{name}-consumer.properties", props[f"{prefix}-consumer.properties"])
@@ -199,6 +215,18 @@ class Stack:
             ),
             "DATA_PLANE_CONFIG_FILE_PATH": str(work / f"{name}-contract.json"),
         }
+
+    def _producer_size(self, receiver: bool) -> dict[str, str]:
+        """`max.request.size` as the render sets it (gitops.model.record_size). Here one receiver process serves
+        both the Broker ingress and the KafkaSink, so it gets the larger of the two ConfigMaps' values (the Broker
+        topic's own max.message.bytes still refuses what is too large for it); the Broker dispatcher gets the
+        Broker ConfigMap's."""
+        sizes = [
+            size
+            for where in ((BROKER_DATA_PLANE, SINK_DATA_PLANE) if receiver else (BROKER_DATA_PLANE,))
+            if (size := render_producer_size(self.objects + self.stand_ins, where)) is not None
+        ]
+        return {MAX_REQUEST_SIZE: str(max(sizes))} if sizes else {}
 
     def write_contracts(self) -> None:
         c = self.contracts
@@ -258,6 +286,42 @@ def topics_to_create(objects: list[Obj], c: contracts.Contracts) -> dict[str, in
     return topics
 
 
+def render_producer_size(objects: list[Obj], where: tuple[str, str, str]) -> int | None:
+    """A data plane ConfigMap's producer `max.request.size` in the render (or its stand-ins), None if absent."""
+    namespace, name, key = where
+    for obj in objects:
+        meta = obj.get("metadata", {})
+        if obj.get("kind") == "ConfigMap" and (meta.get("namespace"), meta.get("name")) == (namespace, name):
+            return producer_limit(str((obj.get("data") or {}).get(key, "")))
+    return None
+
+
+def topic_configs(objects: list[Obj], stand_ins: list[Obj], c: contracts.Contracts) -> dict[str, dict[str, str]]:
+    """What a cluster's topics are created with (docs/operations.md, "Record size"): each source topic its largest
+    record (the app's topic table) as max.message.bytes, as its owner sets it; the Broker's topic every
+    `default.topic.config.*` of its ConfigMap, as Knative does when it creates it (control-plane/pkg/kafka/topic.go);
+    the dead-letter topic the sink producer's max.request.size, as the runbook has an operator set it (the
+    KafkaSink cannot)."""
+    configs: dict[str, dict[str, str]] = {}
+    limits = topic_record_limits(SUBSCRIBER_NAME[1]) or {}
+    for obj in objects:
+        if obj["kind"] == "KafkaSource":
+            for topic in obj["spec"]["topics"]:
+                if topic in limits:
+                    configs[topic] = {"max.message.bytes": str(limits[topic])}
+        if obj["kind"] == "ConfigMap" and "default.topic.partitions" in obj.get("data", {}):
+            prefix = "default.topic.config."
+            broker_config = {k[len(prefix) :]: str(v) for k, v in obj["data"].items() if k.startswith(prefix)}
+            for topic in c.brokers.values():
+                configs[topic] = broker_config
+    sink_size = render_producer_size(objects + stand_ins, SINK_DATA_PLANE)
+    if sink_size is not None:
+        for obj in objects:
+            if obj["kind"] == "KafkaSink":
+                configs[obj["spec"]["topic"]] = {"max.message.bytes": str(sink_size)}
+    return configs
+
+
 def init_trigger_offsets(bootstrap: str, c: contracts.Contracts) -> None:
     """What the control plane does when it reconciles a Trigger (reconciler/trigger/trigger.go
     `reconcileConsumerGroup` -> kafka/offset `InitOffsets`, with the data plane's `auto.offset.reset=latest`):
@@ -293,9 +357,17 @@ def init_trigger_offsets(bootstrap: str, c: contracts.Contracts) -> None:
 
 
 @contextmanager
-def running(env: str, objects: list[Obj], workdir: Path, log=print, direct: bool = False) -> Iterator[Stack]:
+def running(
+    env: str,
+    objects: list[Obj],
+    workdir: Path,
+    log=print,
+    direct: bool = False,
+    stand_ins: list[Obj] | None = None,
+) -> Iterator[Stack]:
     """Build (or reuse) the data plane, start every process, yield the stack; stop everything afterwards.
-    `direct`: the Triggers reach the subscriber without the fault proxy (the benchmark)."""
+    `direct`: the Triggers reach the subscriber without the fault proxy (the benchmark). `stand_ins`: the render's
+    rebuilt data plane objects, whose ConfigMaps size the producers and the dead-letter topic."""
     build = dataplane.build()
     log(f"e2e: data plane {f'built in {build.seconds:.0f}s' if build.seconds else 'reused'} ({build.root.name})")
     kafka_mod = kafka_module()
@@ -314,9 +386,14 @@ def running(env: str, objects: list[Obj], workdir: Path, log=print, direct: bool
                 {SUBSCRIBER_NAME: f"http://127.0.0.1:{subscriber_port if direct else proxy_port}"},
             )
             built = contracts.build(objects, addresses)
-            kafka_mod.create_topics(kafka.bootstrap_servers, topics_to_create(objects, built))
+            kafka_mod.create_topics(
+                kafka.bootstrap_servers,
+                topics_to_create(objects, built),
+                topic_configs(objects, stand_ins or [], built),
+            )
             init_trigger_offsets(kafka.bootstrap_servers, built)
             stack = Stack(env, objects, workdir, supervisor, kafka, build, proxy, subscriber_port, receiver_port, built)
+            stack.stand_ins = list(stand_ins or [])
             stack.write_contracts()
             stack.start_subscriber()
             stack.start_receiver()

@@ -61,3 +61,18 @@ def topics_file(app_name: str) -> str:
     """Where an app's topic table lives, relative to the repository (the file a finding names)."""
     package = app_name.replace("-", "_")
     return f"apps/{app_name}/src/{package}/topics.py"
+
+
+@cache
+def topic_writers(app_name: str) -> dict[str, str] | None:
+    """topic -> who may write it (`<name>.topics.TOPICS[...].writers`: the Kafka principals its WRITE ACL grants,
+    by name), or None for an app without a topic table. A topic that does not say gets its own name, so it is
+    trusted with no other."""
+    try:
+        module = importlib.import_module(f"{app_name.replace('-', '_')}.topics")
+    except ModuleNotFoundError:
+        return None
+    table = getattr(module, "TOPICS", None)
+    if not isinstance(table, dict):
+        return None
+    return {str(name): str(getattr(topic, "writers", None) or name) for name, topic in table.items()}

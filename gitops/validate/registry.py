@@ -27,6 +27,7 @@ CHECK_MODULES = (
     "policy",
     "network_policy",
     "data_tables",
+    "record_size",
     "identity",
     "availability",
     # Promises that span two files (issue 32): the render against the app's own settings, environments.yaml

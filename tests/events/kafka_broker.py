@@ -46,6 +46,14 @@ def app_topics() -> dict[str, int]:
     return dict.fromkeys(APP_TOPICS, PARTITIONS)
 
 
+def app_topic_configs() -> dict[str, dict[str, str]]:
+    """Each topic created with its largest record as `max.message.bytes` (notifications.topics
+    `max_record_bytes`), as its owner sets it in a cluster (docs/operations.md, "Record size")."""
+    from notifications.topics import TOPICS as APP_TOPICS
+
+    return {name: {"max.message.bytes": str(topic.max_record_bytes)} for name, topic in APP_TOPICS.items()}
+
+
 TOPICS = app_topics()
 FETCH_TIMEOUT_S = 240  # under pytest-timeout (300 s), so a slow registry skips rather than errors
 READY_TIMEOUT_S = 90
@@ -220,7 +228,7 @@ def start_broker(topics: dict[str, int] | None = None) -> KafkaBroker:
     broker = KafkaBroker(f"127.0.0.1:{port}", workdir, proc, 0.0, libs)
     try:
         _wait_ready(broker)
-        create_topics(broker.bootstrap_servers, topics if topics is not None else TOPICS)
+        create_topics(broker.bootstrap_servers, topics if topics is not None else TOPICS, app_topic_configs())
     except BaseException:
         tail = broker.log_tail()
         broker.stop()
@@ -248,14 +256,18 @@ def _wait_ready(broker: KafkaBroker) -> None:
     raise TimeoutError(f"broker not ready after {READY_TIMEOUT_S}s: {last}")
 
 
-def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+def create_topics(bootstrap: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create `topics` (name -> partitions), each with its topic `configs` (e.g. max.message.bytes) if given."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     if not topics:
         return
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()],
+        [
+            NewTopic(name, num_partitions=n, replication_factor=1, config=(configs or {}).get(name, {}))
+            for name, n in topics.items()
+        ],
         operation_timeout=30,
         request_timeout=30,
     )

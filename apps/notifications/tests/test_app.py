@@ -3,7 +3,9 @@ process, the routes the app must serve as plain routes."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import random
 import socket
 import uuid
@@ -125,6 +127,47 @@ def test_duplicate_delivery_is_acknowledged_but_processed_once(client: httpx.Cli
     assert outcomes == ["duplicate", "processed"]
     metrics = client.get("/metrics").text
     assert 'notifications_duplicate_events_total{route="notifications"}' in metrics
+
+
+def test_a_forged_copy_cannot_suppress_the_genuine_event(client: httpx.Client, live_server: LiveServer) -> None:
+    """Issue 30: a record claiming another topic's source and its next `partition:<p>/offset:<o>` id used to make
+    the genuine event at that offset a 202 `duplicate`, never processed. Same (source, id), other content: a
+    collision, processed and counted; only a true redelivery of the genuine event is a duplicate."""
+    offset = 303_030
+    forged_data = orjson.loads(LogRecord.example().model_dump_json()) | {"message": "forged"}
+    forged_headers, forged_body, ce_id = binary_event("loggings", data=forged_data, offset=offset)
+    genuine_headers, genuine_body, _ = binary_event("loggings", offset=offset)
+    for headers, body in (
+        (forged_headers, forged_body),
+        (genuine_headers, genuine_body),
+        (genuine_headers, genuine_body),
+    ):
+        response = client.post(LOGGINGS, headers=headers, content=body)
+        assert (response.status_code, response.content) == (202, b"")
+
+    live_server.wait_for_log(lambda e: e.get("ce_id") == ce_id and e["outcome"] == "duplicate")
+    lines = live_server.events_for(ce_id)
+    assert [line["outcome"] for line in lines] == ["processed", "id_collision", "processed", "duplicate"]
+    assert next(line["record"]["message"] for line in lines if line["outcome"] == "processed") == "forged"
+    assert lines[1]["level"] == "WARNING"
+    metrics = client.get("/metrics").text
+    assert 'notifications_dedup_collisions_total{route="loggings"} 1.0' in metrics
+
+
+def test_dedup_state_is_per_route(client: httpx.Client, live_server: LiveServer) -> None:
+    """An event processed at one route never answers for another route's event with the same identity."""
+    offset = 404_040
+    source_name = "per-route"
+    headers, body, ce_id = binary_event("notifications", offset=offset, source_name=source_name)
+    log_headers, log_body, _ = binary_event("loggings", offset=offset, source_name=source_name)
+    log_headers["ce-source"] = headers["ce-source"]
+    assert client.post(NOTIFICATIONS, headers=headers, content=body).status_code == 202
+    assert client.post(LOGGINGS, headers=log_headers, content=log_body).status_code == 202
+    live_server.wait_for_log(lambda e: e.get("ce_id") == ce_id and e["route"] == "loggings")
+    assert [(line["route"], line["outcome"]) for line in live_server.events_for(ce_id)] == [
+        ("notifications", "processed"),
+        ("loggings", "processed"),
+    ]
 
 
 def test_same_id_from_another_source_is_not_a_duplicate(client: httpx.Client, live_server: LiveServer) -> None:
@@ -336,3 +379,54 @@ def test_required_routes_are_plain_routes_on_the_app() -> None:
     assert ("/events/dead-letters", "POST") not in served
     assert not any(isinstance(route, Mount) for route in app.routes)
     assert all(isinstance(route, APIRoute) and "{" not in route.path for route in app.routes)
+
+
+def test_each_route_accepts_its_topics_largest_record() -> None:
+    """Without MAX_BODY_BYTES a route's body limit is its topic's `max_record_bytes` (notifications.topics), so a
+    valid 900 KB event is processed (issue 30: it was a 413 and dead-lettered at once) and only a body larger than
+    any record the topic can carry is refused."""
+    from notifications.settings import Settings
+    from notifications.topics import TOPICS
+
+    limit = TOPICS["notifications"].max_record_bytes
+    app = create_app(Settings())
+    headers, _, _ = binary_event()
+    large = orjson.dumps(notification(metadata={"blob": "x" * 900_000}))
+    over = orjson.dumps(notification(metadata={"blob": "x" * limit}))
+    assert len(large) < limit < len(over)
+    other_headers, _, _ = binary_event()
+
+    async def post_both() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            return (
+                await http.post(NOTIFICATIONS, headers=headers, content=large),
+                await http.post(NOTIFICATIONS, headers=other_headers, content=over),
+            )
+
+    processed, refused = asyncio.run(post_both())
+    assert processed.status_code == 202, processed.text
+    assert_rejected(refused, 413, "body_too_large")
+    assert f"body exceeds {limit} bytes" in refused.json()["detail"]
+
+
+def test_structured_data_nested_too_deep_to_digest_is_a_4xx_not_a_500() -> None:
+    """The dedup's content digest cannot serialise data nested past 254 levels: the event is still judged by its
+    payload (422 here), never a 500 from the digest."""
+    from notifications.settings import Settings
+
+    data: dict = {}
+    node = data
+    for _ in range(300):
+        node["a"] = {}
+        node = node["a"]
+    body = json.dumps({"specversion": "1.0", "id": "deep", "source": "/s", "type": "t", "data": data})  # orjson: 254
+    app = create_app(Settings())
+
+    async def post() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            return await http.post(
+                NOTIFICATIONS, content=body, headers={"content-type": "application/cloudevents+json"}
+            )
+
+    response = asyncio.run(post())
+    assert response.status_code == 422, response.text

@@ -176,7 +176,7 @@ async def _record_write_failure(read_end: int, write_end: int) -> None:
     assert (failed.status_code, failed.json()["error"]) == (503, "record_not_written")
     assert (retried.status_code, again.status_code) == (202, 202)
     assert [line["outcome"] for line in lines if line.get("ce_id") == ce_id] == ["processed", "duplicate"]
-    assert app.state.dedup.in_flight == 0
+    assert app.state.dedup["notifications"].in_flight == 0
 
 
 def test_records_are_written_whatever_log_level_says(logging_to_pipe: tuple[int, int]) -> None:

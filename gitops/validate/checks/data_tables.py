@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
-from gitops.model.app_routes import app_of_origin, served_topics, topics_file
+from gitops.model.app_routes import app_of_origin, served_topics, topic_writers, topics_file
 from gitops.model.eventing import kafka_source_events, sink_broker, trigger_broker, trigger_matches
 from gitops.model.knative import resolve_destination
 from gitops.model.serving import knative_services
@@ -165,3 +165,58 @@ def check_oidc_issuers(ctx: EnvContext) -> Iterator[Finding]:
                     "(`kubectl get --raw /.well-known/openid-configuration`)",
                     field=field,
                 )
+
+
+def _override(source: Obj, name: str) -> str | None:
+    value = (dig(source, "spec", "ceOverrides", "extensions") or {}).get(name)
+    return None if value is None else str(value)
+
+
+def _unforgeable(trigger: Obj, feeding: list[Obj], topics: set[str]) -> bool:
+    """Whether the Trigger filters on an attribute only the KafkaSources set: a `spec.ceOverrides` extension that
+    every KafkaSource into its Broker sets (CloudEventOverridesMutator overwrites whatever a record says), with the
+    value of sources that read only `topics`."""
+    attributes = dig(trigger, "spec", "filter", "attributes") or {}
+    for name, wanted in attributes.items():
+        if wanted == "" or not all(_override(source, name) is not None for source in feeding):
+            continue
+        setting = [source for source in feeding if _override(source, name) == str(wanted)]
+        if setting and all(set(map(str, dig(source, "spec", "topics") or [])) <= topics for source in setting):
+            return True
+    return False
+
+
+@env_check("topic-trust")
+def check_topic_forgery(ctx: EnvContext) -> Iterator[Finding]:
+    """A Trigger into a topic's route cannot be reached by records of a topic whose writers that topic does not trust."""
+    sources = list(manifests.of_kind(ctx.objects, "sources.knative.dev", "KafkaSource"))
+    for ksvc, app, table in _app_services(ctx):
+        writers = topic_writers(app) or {}
+        paths = set(table.values())
+        for trigger, path in _routes_into(ctx, ksvc):
+            if path not in paths:
+                continue
+            broker = trigger_broker(ctx.objects, trigger)
+            feeding = [source for source in sources if sink_broker(ctx.objects, source) is broker]
+            events = [event for source in feeding for event in kafka_source_events(source)]
+            matched = {event.topic for event in events if trigger_matches(trigger, event) is not False}
+            trusted = {writers.get(topic, topic) for topic in matched}
+            others = sorted(
+                {event.topic for event in events} - matched
+                if len(trusted) > 1
+                else {event.topic for event in events if writers.get(event.topic, event.topic) not in trusted}
+            )
+            if not matched or not others or _unforgeable(trigger, feeding, matched):
+                continue
+            said = ", ".join(f"{topic} ({writers.get(topic, 'not in the table')})" for topic in others)
+            yield ctx.finding(
+                "topic-trust",
+                trigger,
+                f"routes topic(s) {', '.join(sorted(matched))} (writers {', '.join(sorted(trusted))}) to {path} on "
+                f"attributes a writer of {said} can set too: the KafkaSource passes a record that already is a "
+                "CloudEvent through unchanged (InvalidCloudEventInterceptor.validRecord), so such a record can claim "
+                "this topic's source and ids; give each topic its own KafkaSource with a spec.ceOverrides extension "
+                f"and filter on it, or, if one set of principals writes both, say so in {topics_file(app)} "
+                "(`writers`; docs/security-model.md, 'Who can write a source topic')",
+                field="spec.filter",
+            )

@@ -2,6 +2,8 @@
 
 Each class of mistake in several variants, in both environments, named with env, object and file."""
 
+import copy
+
 import pytest
 
 from gitops.validate.checks import data_tables
@@ -145,4 +147,78 @@ def test_issuer_not_an_https_url(broken, env, issuer, expected):
     origin = "overlays/prod/oidc-subscriber.yaml" if env == "prod" else "apps/notifications/deploy/service.yaml"
     assert any(
         m.startswith(f"[{env}] {KSVC} ({origin})") and f"OIDC_ISSUER={issuer!r} {expected}" in m for m in found
+    ), found
+
+
+# --- topic-trust: who can make a Trigger route a record as their topic's --------------------------------------
+
+
+def trust(render) -> list[str]:
+    return [str(f) for f in run_check(data_tables.check_topic_forgery, render)]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_one_writer_set_for_both_topics_is_the_stated_trust(renders, env):
+    """Both topics say the same `writers` (topics.py), so one KafkaSource for both and Triggers on type and source
+    are what that trust allows."""
+    assert trust(renders[env]) == []
+
+
+@pytest.fixture
+def separate_writers(monkeypatch):
+    """topics.py saying that different principals write the two topics."""
+    monkeypatch.setattr(
+        data_tables, "topic_writers", lambda _app: {"notifications": "notify-team", "loggings": "every-service"}
+    )
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_topics_with_different_writers_behind_one_kafka_source_fail(renders, env, separate_writers):
+    found = trust(renders[env])
+    for name, other, writers in (
+        ("notifications", "loggings", "every-service"),
+        ("loggings", "notifications", "notify-team"),
+    ):
+        assert any(
+            m.startswith(f"[{env}] Trigger {NS}/{name} (base/eventing/triggers.yaml): routes topic(s) {name} ")
+            and f"on attributes a writer of {other} ({writers}) can set too" in m
+            and TOPICS_FILE in m
+            for m in found
+        ), found
+    assert len(found) == 2
+
+
+def _one_source_per_topic(render, overrides: dict[str, dict[str, str]]) -> None:
+    """The design that separates the topics: a KafkaSource per topic with its `overrides`, each Trigger filtering
+    on the extension `sourcetopic`."""
+    original = source(render)
+    render.objects.remove(original)
+    for topic in ("notifications", "loggings"):
+        clone = copy.deepcopy(original)
+        clone["metadata"]["name"] = f"kafka-source-{topic}"
+        clone["spec"]["topics"] = [topic]
+        if overrides.get(topic):
+            clone["spec"]["ceOverrides"] = {"extensions": overrides[topic]}
+        render.objects.append(clone)
+        attributes = trigger(render, topic)["spec"]["filter"]["attributes"]
+        attributes["source"] = f"/apis/v1/namespaces/{NS}/kafkasources/kafka-source-{topic}#{topic}"
+        attributes["sourcetopic"] = topic
+
+
+def test_a_kafka_source_per_topic_with_an_override_each_trigger_filters_on_passes(broken, separate_writers):
+    render = broken("prod")
+    _one_source_per_topic(render, {t: {"sourcetopic": t} for t in ("notifications", "loggings")})
+    assert trust(render) == []
+
+
+def test_an_override_another_source_does_not_set_is_forgeable(broken, separate_writers):
+    """The loggings source sets no `sourcetopic`: a writer of loggings can put `sourcetopic: notifications` on a
+    CloudEvent record itself, and nothing overwrites it."""
+    render = broken("dev")
+    _one_source_per_topic(render, {"notifications": {"sourcetopic": "notifications"}})
+    found = trust(render)
+    assert any(
+        m.startswith(f"[dev] Trigger {NS}/notifications (base/eventing/triggers.yaml): ")
+        and "a writer of loggings (every-service) can set too" in m
+        for m in found
     ), found

@@ -66,7 +66,8 @@ def create_app(
     by_topic: dict[str, Sink[Any]] = {"notifications": notification_sink, "loggings": log_record_sink, **(sinks or {})}
     lifecycle = Lifecycle()
     metrics = EventMetrics()
-    dedup = RecentEvents(settings.dedup_window_seconds, settings.dedup_max_entries)
+    # One window per route: an event delivered to one route never answers for another route's (docs/security-model.md).
+    dedup = {name: RecentEvents(settings.dedup_window_seconds, settings.dedup_max_entries) for name in TOPICS}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -96,9 +97,9 @@ def create_app(
             topic.path,
             EventEndpoint(
                 TopicHandler(name, topic.model, by_topic.get(name, log_only), topic.summarise, topic.log_level),
-                dedup,
+                dedup[name],
                 metrics,
-                settings.max_body_bytes,
+                settings.max_body_bytes if settings.max_body_bytes is not None else topic.max_record_bytes,
             ),
         )
         for name, topic in TOPICS.items()

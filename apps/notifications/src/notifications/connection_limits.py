@@ -37,7 +37,7 @@ class ConnectionLimits:
     header_timeout_seconds: float = 10.0
     """queue-proxy and the Kafka dispatcher send a request's head in one write; 10 s is generous for them."""
     body_timeout_seconds: float = 10.0
-    """Bodies are at most MAX_BODY_BYTES (256 KiB) and sent whole; a body still arriving after 10 s is not."""
+    """Bodies are at most a topic's largest record (1 MiB) and sent whole; a body still arriving after 10 s is not."""
     max_header_count: int = 128
     """A KafkaSource event carries ~10 ce- headers plus one per Kafka record header, and queue-proxy adds ~10."""
     max_header_bytes: int = 64 * 1024
@@ -46,9 +46,11 @@ class ConnectionLimits:
     keep_alive_seconds: int = 75
     """uvicorn's `timeout_keep_alive`: how long an idle connection is kept. Longer than queue-proxy's idle
     connection reuse needs, short enough that idle sockets do not pile up; now also applied to new connections."""
-    limit_concurrency: int = 256
+    limit_concurrency: int = 64
     """uvicorn's own limit: beyond this many open connections or in-flight requests, new requests get 503
-    (retried by the dispatcher). Bounds request buffers to 256 x (64 KiB + MAX_BODY_BYTES)."""
+    (retried by the dispatcher). Bounds request buffers to 64 x (64 KiB + 2 x the body limit: the chunks and their
+    join), 132 MiB with 1 MiB records (docs/notifications-limits.md, "Worst-case memory"); above Knative's
+    per-pod target of 50 concurrent requests (deploy/service.yaml), so the autoscaler adds pods first."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ConnectionLimits:

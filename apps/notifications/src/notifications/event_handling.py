@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from starlette.responses import Response
 
 from notifications import cloudevent
 from notifications.cloudevent import CloudEvent
-from notifications.dedup import Claim, RecentEvents, event_key
+from notifications.dedup import Claim, RecentEvents, content_digest, event_key
 from notifications.errors import MalformedEvent, TransientFailure
 from notifications.json_logging import FIELDS_ATTR, StructuredLogger
 from notifications.kafka_context import kafka_fields
@@ -141,7 +142,8 @@ class EventEndpoint(Generic[PayloadT]):
     async def _process(self, event: CloudEvent, started: float) -> Response:
         topic = self._topic
         key = event_key(event.source, event.id)
-        claim = self._dedup.claim(key)
+        content = content_digest(event.attributes, event.data, event.data_is_raw)
+        claim = self._dedup.claim(key, content)
         if claim is Claim.DUPLICATE:
             self._finish(topic.route, event, "duplicate", started, logging.INFO, {})
             return ACCEPTED
@@ -149,6 +151,11 @@ class EventEndpoint(Generic[PayloadT]):
             # 409 is retried by the dispatcher; by then the first delivery has either completed or released.
             self._finish(topic.route, event, "in_flight", started, logging.INFO, {})
             return error_response(409, "in_flight", "the same (source, id) is being processed")
+        if claim is Claim.COLLISION:
+            # Another event was processed under this (source, id) within the window: this one differs, so it is
+            # not a redelivery, and answering `duplicate` would let the first (perhaps forged) copy suppress it.
+            # It is processed like any new event; this line and the counter tell a person ids are being reused.
+            self._report_collision(topic.route, event)
         try:
             payload = decode_payload(event, topic.model)
             await topic.sink(payload, event)
@@ -178,8 +185,17 @@ class EventEndpoint(Generic[PayloadT]):
         except BaseException:
             self._dedup.release(key)
             raise
-        self._dedup.complete(key)
+        self._dedup.complete(key, content)
         return ACCEPTED
+
+    def _report_collision(self, route: str, event: CloudEvent) -> None:
+        """Diagnostics, not the record (the `processed` line that follows is): a failed write changes nothing."""
+        self._metrics.collision(route)
+        if event_log.isEnabledFor(logging.WARNING):
+            fields: dict[str, Any] = {"route": route, "outcome": "id_collision", **event_fields(event)}
+            fields["detail"] = "same (source, id) as an event processed within the dedup window, other content"
+            with contextlib.suppress(OSError):
+                event_lines.log(logging.WARNING, "event id_collision", fields)
 
     def _log_bug(self, route: str, event: CloudEvent, started: float) -> None:
         fields = {"route": route, "outcome": "error", **event_fields(event)}

@@ -37,7 +37,14 @@ class EventMetrics:
         )
         self._duplicates = Counter(
             "notifications_duplicate_events",
-            "Redeliveries of an already processed (source, id), acknowledged without processing",
+            "Redeliveries of an already processed event (same source, id and content), acknowledged without processing",
+            ("route",),
+            registry=self.registry,
+        )
+        self._collisions = Counter(
+            "notifications_dedup_collisions",
+            "Events whose (source, id) matched one processed within the dedup window but whose content differed: "
+            "processed, never answered duplicate; a producer reusing ids or forging another's",
             ("route",),
             registry=self.registry,
         )
@@ -74,6 +81,10 @@ class EventMetrics:
         children[1].observe(seconds)
         if outcome == "duplicate":
             self._duplicates.labels(route).inc()
+
+    def collision(self, route: str) -> None:
+        """Counted apart from `notifications_events` (the event is counted there once, by how it ends)."""
+        self._collisions.labels(route).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

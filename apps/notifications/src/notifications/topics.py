@@ -54,16 +54,38 @@ def _info(_payload: Any) -> int:
     return logging.INFO
 
 
+SHARED_WRITERS = "source-producers"
+"""The one set of Kafka principals allowed to write both topics today (docs/security-model.md, "Who can write a
+source topic"): the name the Kafka ACLs' WRITE grants go by, not a secret."""
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+"""1 MiB: Kafka's own default record-batch cap (a broker's `message.max.bytes`, 1048588, less the batch header)."""
+
+
 @dataclass(frozen=True)
 class Topic:
-    """One topic: its payload model (with an `example()` classmethod), how a processed event is logged, and which
-    example fields `make produce` refreshes per record so --count N sends N distinct events."""
+    """One topic: its payload model (with an `example()` classmethod), how a processed event is logged, which
+    example fields `make produce` refreshes per record so --count N sends N distinct events, and the largest record
+    the topic may carry.
+
+    `max_record_bytes` is the topic's Kafka `max.message.bytes` (the largest record batch it accepts: key, value,
+    headers and the batch header, uncompressed here), so a larger record is refused at its producer and never
+    reaches the KafkaSource. Every later hop is sized from it (`make validate`, check `record-size`,
+    docs/operations.md "Record size"): the Broker receiver's producer and the Broker's topic with room for the
+    CloudEvent wrapping, the dead-letter path with room for the error extensions too, and this route's body limit.
+    The test broker creates the topic with it; in a cluster its owner sets it (docs/operations.md).
+
+    `writers` names who may write the topic (the Kafka principals its WRITE ACL grants). The KafkaSource passes a
+    record that already is a CloudEvent through unchanged, so a writer of one topic can emit another topic's
+    events whenever nothing the Triggers filter on tells them apart; `make validate` (check `topic-trust`) fails
+    while topics with different `writers` share a KafkaSource's Broker that way."""
 
     name: str
     model: type[BaseModel]
     summarise: Callable[[Any], dict[str, Any]]
     log_level: Callable[[Any], int] = _info
     fresh_fields: dict[str, Callable[[], str]] = field(default_factory=dict)
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    writers: str = SHARED_WRITERS
 
     @property
     def path(self) -> str:
@@ -78,7 +100,15 @@ TOPICS: dict[str, Topic] = {
             Notification,
             summarise_notification,
             fresh_fields={"notification_id": lambda: str(uuid.uuid4()), "created_at": _now},
+            max_record_bytes=DEFAULT_MAX_RECORD_BYTES,
         ),
-        Topic("loggings", LogRecord, summarise_log_record, log_record_level, fresh_fields={"timestamp": _now}),
+        Topic(
+            "loggings",
+            LogRecord,
+            summarise_log_record,
+            log_record_level,
+            fresh_fields={"timestamp": _now},
+            max_record_bytes=DEFAULT_MAX_RECORD_BYTES,
+        ),
     )
 }
