@@ -28,6 +28,7 @@ CHECK_MODULES = (
     "network_policy",
     "data_tables",
     "identity",
+    "kafka_credentials",
     "availability",
     "pod_security",
     "upstream_install",
