@@ -188,8 +188,10 @@ ENV_FIELD = "spec.template.spec.containers[0].env"
 
 @env_check("sender-identity")
 def check_subscriber_settings(ctx: EnvContext) -> Iterator[Finding]:
-    """Our services run in production mode exactly where environments.yaml says production, with OIDC_* their app
-    accepts at start-up: all or none (all in production)."""
+    """Our services run in production mode exactly where environments.yaml says so, with all OIDC_* or none.
+
+    The app's own start-up rule decides (notifications.oidc.configuration_problems): in production all, elsewhere
+    all or none."""
     for ksvc in knative_services(ctx.objects):
         app = app_of_origin(ctx.render.origin(ksvc))
         if app is None:
