@@ -97,7 +97,10 @@ def test_replay_reads_dead_letters_over_sasl_ssl(
     from gitops.e2e import replay
 
     assert secure_broker.sasl_ssl is not None
-    producer = Producer({"bootstrap.servers": secure_broker.bootstrap_servers, **secure_broker.client_security})
+    # log_level 0: this client outlives the module's broker until garbage-collected; its reconnect lines are noise.
+    producer = Producer(
+        {"bootstrap.servers": secure_broker.bootstrap_servers, "log_level": 0, **secure_broker.client_security}
+    )
     headers = {"ce_specversion": "1.0", "ce_id": "partition:0/offset:1", "ce_source": "/s#notifications",
                "ce_type": "dev.knative.kafka.event", "ce_knativeerrorcode": "422"}  # fmt: skip
     producer.produce(DEAD_LETTERS, b'{"x":1}', headers=list(headers.items()))
@@ -123,3 +126,25 @@ def test_topics_are_created_over_sasl_ssl(secure_broker: KafkaBroker) -> None:
 
     admin = AdminClient({"bootstrap.servers": secure_broker.bootstrap_servers, **secure_broker.client_security})
     assert "sasl-created" in admin.list_topics(timeout=10).topics
+
+
+def test_a_wrong_ca_is_one_line_naming_the_ca_setting(
+    secure_broker: KafkaBroker, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CA that did not sign the broker's certificate (another cluster's ca.crt): the TLS handshake fails, and
+    the line says which setting to fix."""
+    from tests.events.kafka_sasl_ssl import write_ca_and_server_cert
+
+    assert secure_broker.sasl_ssl is not None
+    other_ca, _ = write_ca_and_server_cert(tmp_path)
+    environ = {**secure_broker.sasl_ssl.client_env(), "KAFKA_SSL_CA_LOCATION": str(other_ca)}
+    rc = produce.main(
+        ["--bootstrap-servers", secure_broker.bootstrap_servers, "--topic", TOPIC, "--timeout", "60"],
+        environ=environ,
+        out=io.StringIO(),
+    )
+    assert rc == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"error: Kafka at {secure_broker.bootstrap_servers} refused us: SSL"), errors
+    assert errors[0].endswith("check KAFKA_SSL_CA_LOCATION (the Kafka's CA, ca.crt)"), errors
