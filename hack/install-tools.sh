@@ -72,6 +72,14 @@ install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5
 install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
 
+# CRD YAML for `make validate` (gitops/validate/schemas.py reads it from the module cache; never copied in).
+if go mod download "github.com/external-secrets/external-secrets@$EXTERNAL_SECRETS_VERSION"; then
+  echo "ok: external-secrets $EXTERNAL_SECRETS_VERSION CRDs (Go module cache)"
+else
+  echo "error: github.com/external-secrets/external-secrets@$EXTERNAL_SECRETS_VERSION did not download (the Go module proxy)" >&2
+  exit 1
+fi
+
 build_module pod-security hack/pod-security
 build_module knative-admission hack/knative-admission
 build_module knative-contract hack/knative-contract

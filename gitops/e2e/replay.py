@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import sys
+import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from typing import Any
 
 from gitops.core.errors import UserError
 from gitops.core.manifests import Obj
-from gitops.events.kafka_settings import SettingsError, resolve
+from gitops.events.kafka_settings import AuthWatch, Connection, SettingsError, resolve
 
 ERROR_EXTENSIONS = ("knativeerrorcode", "knativeerrordest", "knativeerrordata")
 # Added by the dispatcher on every delivery; a replayed event gets fresh ones.
@@ -102,16 +104,46 @@ class Selection:
         )
 
 
-def read(client_config: dict[str, Any], topic: str, timeout_s: float = 20.0) -> list[DeadLetter]:
-    """Every record of the dead-letter topic, oldest first per partition."""
-    from confluent_kafka import Consumer, TopicPartition
+# Silent unless the caller configures logging (a NullHandler keeps Python's last-resort handler from printing it).
+LIBRDKAFKA_LOG = logging.getLogger("gitops.e2e.replay.librdkafka")
+LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
 
+
+def read(
+    client_config: dict[str, Any], topic: str, timeout_s: float = 20.0, connection: Connection | None = None
+) -> list[DeadLetter]:
+    """Every record of the dead-letter topic, oldest first per partition. A refused login or TLS handshake is one
+    line (UserError) instead of a metadata timeout."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    watch = AuthWatch()
     consumer = Consumer(
-        {**client_config, "group.id": "gitops-replay-reader", "enable.auto.commit": False, "log_level": 3}
+        {
+            **client_config,
+            "group.id": "gitops-replay-reader",
+            "enable.auto.commit": False,
+            # librdkafka's own lines (a refused login repeats every reconnect) go to a logger nobody prints by
+            # default; the failure itself becomes one line below.
+            "logger": LIBRDKAFKA_LOG,
+            "error_cb": watch,
+        }
     )
     letters: list[DeadLetter] = []
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                meta = consumer.list_topics(topic, timeout=1).topics.get(topic)
+                break
+            except KafkaException as exc:
+                consumer.poll(0.1)  # serves the error queue: the error callback sees a refused login here
+                if watch.failure is not None and connection is not None:
+                    raise UserError(str(watch.error(connection))) from None
+                if time.monotonic() >= deadline:
+                    raise UserError(
+                        f"cannot read the topics of {client_config['bootstrap.servers']}: {exc.args[0].str()}"
+                        + (f" ({watch.failure})" if watch.failure else "")
+                    ) from None
         if meta is None or meta.error is not None:
             raise UserError(f"dead-letter topic {topic!r} does not exist on {client_config['bootstrap.servers']}")
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in meta.partitions}
@@ -120,8 +152,6 @@ def read(client_config: dict[str, Any], topic: str, timeout_s: float = 20.0) -> 
             return []
         consumer.assign(assign)
         pending = {tp.partition for tp in assign}
-        import time
-
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
             msg = consumer.poll(1.0)
@@ -227,7 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tuple(args.error_code),
         tuple(args.id),
     )
-    letters = [letter for letter in read(connection.client_config(), topic) if selection.matches(letter)]
+    letters = [
+        letter for letter in read(connection.client_config(), topic, connection=connection) if selection.matches(letter)
+    ]
     failed = 0
     for letter in letters:
         a = letter.attributes

@@ -118,7 +118,8 @@ class Stack:
             "PORT": str(self.subscriber_port),
             "GRACEFUL_SHUTDOWN_SECONDS": "2",
         }
-        env.pop("OIDC_AUDIENCE", None)
+        for name in [name for name in env if name.startswith("OIDC_")]:
+            env.pop(name)  # any OIDC_* means all are required (notifications.oidc); this stand-in runs without
         self.supervisor.start(
             "subscriber", [sys.executable, "-m", "notifications.serve"], env, cwd=REPO_ROOT / "apps" / "notifications"
         )
@@ -389,7 +390,7 @@ def running(
             kafka_mod.create_topics(
                 kafka.bootstrap_servers,
                 topics_to_create(objects, built),
-                topic_configs(objects, stand_ins or [], built),
+                configs=topic_configs(objects, stand_ins or [], built),
             )
             init_trigger_offsets(kafka.bootstrap_servers, built)
             stack = Stack(env, objects, workdir, supervisor, kafka, build, proxy, subscriber_port, receiver_port, built)

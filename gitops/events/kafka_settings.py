@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,32 @@ SECRET_PROPS = frozenset({"sasl.password"})
 
 class SettingsError(ValueError):
     """The flags, environment or rendered manifests do not give a usable Kafka connection."""
+
+
+# librdkafka reports a refused SASL login or a failed TLS handshake only to the error callback, then retries until
+# the client's own timeout: without this, a wrong password reads as "message timed out" a minute later.
+AUTH_ERRORS = frozenset({"_AUTHENTICATION", "_SSL"})
+
+
+class AuthWatch:
+    """A librdkafka `error_cb` that keeps the first authentication or TLS failure (None until one happens)."""
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+
+    def __call__(self, error: Any) -> None:
+        if self.failure is None and error.name() in AUTH_ERRORS:
+            # "sasl_ssl://127.0.0.1:9093/bootstrap: SASL authentication error: ...": the address is said already.
+            self.failure = re.sub(r"^[a-z_]+://\S+: ", "", str(error.str()))
+
+    def error(self, connection: Connection) -> SettingsError:
+        """The one line saying the Kafka refused us, and which settings to fix."""
+        fix = (
+            "KAFKA_SSL_CA_LOCATION (the Kafka's CA, ca.crt)"
+            if "SSL" in (self.failure or "") and "SASL authentication" not in (self.failure or "")
+            else "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD (user, password)"
+        )
+        return SettingsError(f"Kafka at {connection.bootstrap.servers} refused us: {self.failure}; check {fix}")
 
 
 @dataclass(frozen=True)

@@ -67,12 +67,18 @@ def producer_config(connection: kafka_settings.Connection, timeout_s: float) -> 
     }
 
 
-def produce(records: Sequence[Record], config: Mapping[str, Any], timeout_s: float) -> list[Delivery]:
+def produce(
+    records: Sequence[Record],
+    config: Mapping[str, Any],
+    timeout_s: float,
+    watch: kafka_settings.AuthWatch | None = None,
+) -> list[Delivery]:
+    """Deliver `records`; with `watch`, stop at the first authentication or TLS failure (`watch.failure`)."""
     from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
     deliveries = [Delivery(r) for r in records]
     try:
-        producer = Producer(dict(config))
+        producer = Producer({**config, "error_cb": watch} if watch is not None else dict(config))
     except KafkaException as exc:
         raise kafka_settings.SettingsError(f"invalid Kafka client settings: {exc}") from exc
 
@@ -95,7 +101,8 @@ def produce(records: Sequence[Record], config: Mapping[str, Any], timeout_s: flo
     # message.timeout.ms already bounds each delivery; the margin covers the final callback round-trip.
     deadline = time.monotonic() + timeout_s + 5
     while time.monotonic() < deadline and producer.flush(max(0.0, min(1.0, deadline - time.monotonic()))) > 0:
-        pass
+        if watch is not None and watch.failure is not None:
+            break
     for d in deliveries:
         if d.error is None and d.offset is None:
             d.error = f"no delivery report within {timeout_s:g}s"
@@ -198,8 +205,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             file=sys.stderr,
         )
     print(f"producing {len(records)} x {args.topic} (ce={args.ce}) to {connection.describe()}", file=sys.stderr)
+    watch = kafka_settings.AuthWatch()
     try:
-        deliveries = produce(records, producer_config(connection, args.timeout), args.timeout)
+        deliveries = produce(records, producer_config(connection, args.timeout), args.timeout, watch)
+        if watch.failure is not None:
+            raise watch.error(connection)
     except kafka_settings.SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -26,15 +26,15 @@ def served_routes(app_name: str) -> frozenset[Route]:
     return frozenset(routes)
 
 
-def production_problems(app_name: str, env: dict[str, str]) -> list[str] | None:
-    """What the app itself says about running with `env` in production (`<name>.oidc.production_problems`, the
-    function its settings call at start-up), or None when the app has no such rule."""
+def startup_problems(app_name: str, env: dict[str, str], *, production: bool) -> list[str] | None:
+    """What the app itself says about starting with `env` (`<name>.oidc.configuration_problems`, the function its
+    settings call at start-up; any non-empty answer means it exits), or None when the app has no such rule."""
     try:
         module = importlib.import_module(f"{app_name.replace('-', '_')}.oidc")
     except ModuleNotFoundError:
         return None
-    rule = getattr(module, "production_problems", None)
-    return list(rule(env)) if callable(rule) else None
+    rule = getattr(module, "configuration_problems", None)
+    return list(rule(env, production=production)) if callable(rule) else None
 
 
 def app_of_origin(origin: str) -> str | None:

@@ -16,8 +16,9 @@ WAVE = "argocd.argoproj.io/sync-wave"
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
 IN_CLUSTER = "https://kubernetes.default.svc"
 # Kinds Argo CD v3.5.1 has a built-in health check for, among the custom resources we deploy
-# (resource_customizations/serving.knative.dev/Service in argoproj/argo-cd).
-BUILTIN_HEALTH = frozenset({("serving.knative.dev", "Service")})
+# (resource_customizations/serving.knative.dev/Service and resource_customizations/external-secrets.io/ExternalSecret
+# in argoproj/argo-cd: Healthy once Ready=True, i.e. the Secret is written; Degraded on Ready=False).
+BUILTIN_HEALTH = frozenset({("serving.knative.dev", "Service"), ("external-secrets.io", "ExternalSecret")})
 
 
 @dataclass(frozen=True)

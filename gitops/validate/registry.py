@@ -29,6 +29,7 @@ CHECK_MODULES = (
     "data_tables",
     "record_size",
     "identity",
+    "kafka_credentials",
     "availability",
     # Promises that span two files (issue 32): the render against the app's own settings, environments.yaml
     # and the data plane's client config.

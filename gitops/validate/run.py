@@ -272,7 +272,9 @@ def check_renders(
         for o in manifests.of_kind(render.objects, "apiextensions.k8s.io", "CustomResourceDefinition")
     }
     progress("building JSON schemas from the rendered CRDs (cached in .cache/schemas)")
-    crd_dir = schemas.crd_schemas(crds.values(), sorted(argocd_crds_dir().glob("*.yaml")))
+    crd_dir = schemas.crd_schemas(
+        crds.values(), sorted(argocd_crds_dir().glob("*.yaml")) + schemas.operator_crd_files()
+    )
     clock.record("schemas", time.monotonic() - started)
     started = time.monotonic()
     jobs = [(env, render, render.text, f"overlays/{env}") for env, render in report.renders.items()]

@@ -4,7 +4,8 @@
   the absolute URL https://kubernetes.io/api/_definitions.json, which kubeconform cannot load offline. The copies
   here drop `$id` and point `$ref` at the sibling `_definitions.json`, which kubeconform resolves as a file.
 - Custom resources: kubeconform's own openapi2jsonschema.py (from its Go module, the exact v0.7.0 release we
-  run) converts the CRDs of the pinned releases and Argo CD's CRDs. It closes every object that lists
+  run) converts the CRDs of the pinned releases, Argo CD's CRDs and those of operators the render uses without
+  installing them (the External Secrets Operator's ExternalSecret, from its Go module: `operator_crd_files`). It closes every object that lists
   properties, but ignores `x-kubernetes-preserve-unknown-fields` (kubeconform issue #224). We then (1) reopen
   exactly the objects that say preserve-unknown-fields, as the API server does (Trigger `spec`, Broker
   `spec.delivery`, the KService template metadata: the Knative webhooks police those, and so do our semantic
@@ -28,6 +29,7 @@ import yaml
 from gitops.core.manifests import Obj
 from gitops.core.paths import cache_dir
 from gitops.core.tools import pinned_versions
+from gitops.model import external_secrets
 
 KUBERNETES_VERSION = "1.34.0"  # Knative 1.23's minimum (knative/pkg DefaultKubernetesMinVersion)
 K8S_TEMPLATE = (
@@ -139,6 +141,22 @@ def openapi2jsonschema() -> Path:
     if proc.returncode != 0:
         raise RuntimeError(f"cannot fetch kubeconform {version} from the Go module proxy: {proc.stderr.strip()}")
     return Path(json.loads(proc.stdout)["Dir"]) / "scripts" / "openapi2jsonschema.py"
+
+
+def operator_crd_files() -> list[Path]:
+    """CRDs of operators the render uses but does not install (the External Secrets Operator's ExternalSecret),
+    from the pinned release's Go module in the module cache (`make setup` downloads it; never copied in)."""
+    version = pinned_versions()[external_secrets.OPERATOR_VERSION_PIN]
+    module = f"{external_secrets.OPERATOR_MODULE}@{version}"
+    proc = subprocess.run(["go", "mod", "download", "-json", module], capture_output=True, text=True)
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise RuntimeError(
+            f"cannot read {module} from the Go module cache ({detail[-1] if detail else 'go mod download failed'}): "
+            "run `make setup`"
+        )
+    directory = Path(json.loads(proc.stdout)["Dir"])
+    return [directory / name for name in external_secrets.CRD_FILES]
 
 
 def _ensure(path: Path) -> Path:

@@ -4,6 +4,8 @@
 // Input (stdin): {"environments": {"<env>": [<object as JSON>, ...], ...}}
 // Output (stdout): {"environments": {"<env>": [{"severity", "apiVersion", "kind", "namespace", "name",
 // "webhook", "message"}, ...]}}; exit 0 whether or not there are findings (the caller decides), 2 on bad input.
+//
+// `knative-admission kafka-auth`: the Kafka auth contract over derived Secrets instead (kafkaauth.go).
 package main
 
 import (
@@ -32,7 +34,11 @@ func quietLogger() *zap.SugaredLogger {
 }
 
 func main() {
-	if err := run(os.Stdin, os.Stdout); err != nil {
+	mode := run
+	if len(os.Args) > 1 && os.Args[1] == "kafka-auth" {
+		mode = runKafkaAuth
+	}
+	if err := mode(os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "knative-admission: %v\n", err)
 		os.Exit(2)
 	}

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import ctypes
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -26,11 +27,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.events.kafka_sasl_ssl import SaslSsl
 
 REPO = Path(__file__).resolve().parents[2]
 HACK = REPO / "hack" / "kafka"
@@ -122,6 +127,9 @@ class KafkaBroker:
     process: subprocess.Popen[bytes]
     start_seconds: float
     libs: Path
+    # SASL_SSL (start_broker(sasl_ssl=True)): the CA, the SCRAM user and the client settings (kafka_sasl_ssl.py).
+    sasl_ssl: SaslSsl | None = None
+    client_security: dict[str, str] = field(default_factory=dict)
 
     def ce_decode(self, topic: str, partition: int, offset: int) -> dict[str, object]:
         """Decode one record with the CloudEvents Java SDK, as the KafkaSource dispatcher does."""
@@ -189,8 +197,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def start_broker(topics: dict[str, int] | None = None) -> KafkaBroker:
-    """Format storage, start the broker, wait (bounded) until it answers metadata, create the topics."""
+def _sasl_ssl_module() -> Any:
+    """kafka_sasl_ssl.py beside this file, whether this is imported as tests.events.kafka_broker or run as a script
+    (`gitops kafka`, where neither tests.events nor this directory is importable)."""
+    name = "tests.events.kafka_sasl_ssl"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("kafka_sasl_ssl.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def start_broker(topics: dict[str, int] | None = None, sasl_ssl: bool = False) -> KafkaBroker:
+    """Format storage, start the broker, wait (bounded) until it answers metadata, create the topics. With
+    `sasl_ssl`, its only client listener speaks SASL_SSL/SCRAM-SHA-512 with a throwaway CA (kafka_sasl_ssl.py)."""
     libs = jars_dir()
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="kafka-test-"))
@@ -198,14 +220,18 @@ def start_broker(topics: dict[str, int] | None = None) -> KafkaBroker:
     while controller_port == port:
         controller_port = free_port()
     props = workdir / "server.properties"
+    security = None
     try:
+        text = (HACK / "server.properties").read_text()
+        if sasl_ssl:
+            security = _sasl_ssl_module().SaslSsl.create(workdir)
+            text += "\n" + security.properties()
         props.write_text(
-            Template((HACK / "server.properties").read_text()).substitute(
-                PORT=port, CONTROLLER_PORT=controller_port, LOG_DIR=workdir / "data"
-            )
+            Template(text).substitute(PORT=port, CONTROLLER_PORT=controller_port, LOG_DIR=workdir / "data")
         )
+        scram = security.format_args() if security else []
         fmt = subprocess.run(
-            _java(libs, "kafka.tools.StorageTool", ["format", "-t", cluster_id(), "-c", str(props)]),
+            _java(libs, "kafka.tools.StorageTool", ["format", "-t", cluster_id(), "-c", str(props), *scram]),
             capture_output=True,
             text=True,
             timeout=120,
@@ -225,10 +251,17 @@ def start_broker(topics: dict[str, int] | None = None) -> KafkaBroker:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    broker = KafkaBroker(f"127.0.0.1:{port}", workdir, proc, 0.0, libs)
+    broker = KafkaBroker(
+        f"127.0.0.1:{port}", workdir, proc, 0.0, libs, security, security.client_config() if security else {}
+    )
     try:
         _wait_ready(broker)
-        create_topics(broker.bootstrap_servers, topics if topics is not None else TOPICS, app_topic_configs())
+        create_topics(
+            broker.bootstrap_servers,
+            topics if topics is not None else TOPICS,
+            broker.client_security,
+            configs=app_topic_configs(),
+        )
     except BaseException:
         tail = broker.log_tail()
         broker.stop()
@@ -240,7 +273,14 @@ def start_broker(topics: dict[str, int] | None = None) -> KafkaBroker:
 def _wait_ready(broker: KafkaBroker) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers, "socket.timeout.ms": 2000, "log_level": 0})
+    admin = AdminClient(
+        {
+            "bootstrap.servers": broker.bootstrap_servers,
+            "socket.timeout.ms": 2000,
+            "log_level": 0,
+            **broker.client_security,
+        }
+    )
     deadline = time.monotonic() + READY_TIMEOUT_S
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -256,13 +296,18 @@ def _wait_ready(broker: KafkaBroker) -> None:
     raise TimeoutError(f"broker not ready after {READY_TIMEOUT_S}s: {last}")
 
 
-def create_topics(bootstrap: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None) -> None:
+def create_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    security: dict[str, str] | None = None,
+    configs: dict[str, dict[str, str]] | None = None,
+) -> None:
     """Create `topics` (name -> partitions), each with its topic `configs` (e.g. max.message.bytes) if given."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     if not topics:
         return
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(security or {})})
     futures = admin.create_topics(
         [
             NewTopic(name, num_partitions=n, replication_factor=1, config=(configs or {}).get(name, {}))
@@ -298,11 +343,18 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="gitops kafka",
         description="Run a throwaway single-node Kafka (KRaft) on 127.0.0.1 with the subscriber's topics "
         f"({', '.join(TOPICS)}; notifications.topics) until Ctrl-C; prints KAFKA_BOOTSTRAP_SERVERS=...",
-    ).parse_args(argv)
+    )
+    parser.add_argument(
+        "--sasl-ssl",
+        action="store_true",
+        help="listen SASL_SSL with SCRAM-SHA-512 and a throwaway CA, as prod's Kafka; also prints the "
+        "KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_CA_LOCATION settings `make produce` and `gitops replay` read",
+    )
+    args = parser.parse_args(argv)
     # A background job starts with SIGINT ignored; handle SIGTERM/SIGINT explicitly so the broker is stopped.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
@@ -313,9 +365,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unavailable: {exc}", file=sys.stderr)
         return 2
     print(f"jars: {libs} ({time.monotonic() - t0:.1f}s)", file=sys.stderr)
-    broker = start_broker()
+    broker = start_broker(sasl_ssl=args.sasl_ssl)
     print(f"broker ready in {broker.start_seconds:.1f}s; log: {broker.log_file}", file=sys.stderr)
     print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+    for name, value in (broker.sasl_ssl.client_env() if broker.sasl_ssl else {}).items():
+        print(f"{name}={value}", flush=True)
     try:
         while broker.process.poll() is None:
             time.sleep(1)

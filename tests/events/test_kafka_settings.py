@@ -95,3 +95,32 @@ def test_security_env_maps_to_librdkafka_properties() -> None:
     config = produce.producer_config(connection, 1)
     config.pop("ssl.ca.location")  # librdkafka loads the CA file at construction; the name is checked above
     Producer(config).flush(0)
+
+
+class _Error:
+    """The two methods of confluent_kafka.KafkaError that AuthWatch reads."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self._name, self._text = name, text
+
+    def name(self) -> str:
+        return self._name
+
+    def str(self) -> str:
+        return self._text
+
+
+def test_auth_watch_keeps_the_first_refusal_and_names_the_setting_to_fix() -> None:
+    connection = kafka_settings.Connection(kafka_settings.Bootstrap("127.0.0.1:9093", "--bootstrap-servers"))
+    watch = kafka_settings.AuthWatch()
+    watch(_Error("_TRANSPORT", "sasl_ssl://127.0.0.1:9093/bootstrap: Connection refused"))
+    assert watch.failure is None  # not a credentials problem: the client keeps retrying it
+    watch(_Error("_AUTHENTICATION", "sasl_ssl://127.0.0.1:9093/bootstrap: SASL authentication error: invalid"))
+    watch(_Error("_SSL", "sasl_ssl://127.0.0.1:9093/bootstrap: SSL handshake failed"))
+    assert str(watch.error(connection)) == (
+        "Kafka at 127.0.0.1:9093 refused us: SASL authentication error: invalid; "
+        "check KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD (user, password)"
+    )
+    tls = kafka_settings.AuthWatch()
+    tls(_Error("_SSL", "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: certificate verify failed"))
+    assert str(tls.error(connection)).endswith("check KAFKA_SSL_CA_LOCATION (the Kafka's CA, ca.crt)")

@@ -14,7 +14,7 @@ from gitops.validate.run import Report, validate
 @pytest.fixture(scope="module")
 def crd_dir(renders) -> Path:
     crds = [o for o in renders["prod"].objects if o["kind"] == "CustomResourceDefinition"]
-    return schemas.crd_schemas(crds, sorted(argocd_crds_dir().glob("*.yaml")))
+    return schemas.crd_schemas(crds, sorted(argocd_crds_dir().glob("*.yaml")) + schemas.operator_crd_files())
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,26 @@ def test_schemas_are_really_enforced(renders, crd_dir):
         assert any(needle in r.msg for r in invalid(broken, crd_dir)), needle
 
 
+def test_the_external_secret_is_checked_against_the_operators_crd(renders, crd_dir):
+    """prod's ExternalSecret against external-secrets v0.16.2's CRD, read from its Go module (schemas.py)."""
+    text = renders["prod"].text
+    assert "kind: ExternalSecret" in text
+    typo = text.replace(
+        "  secretStoreRef:\n    kind: ClusterSecretStore", "  secretStoreRefs:\n    kind: ClusterSecretStore"
+    )
+    wrong_enum = text.replace("    creationPolicy: Owner", "    creationPolicy: Own")
+    for broken, needle in [
+        (typo, "additional properties 'secretStoreRefs' not allowed"),
+        (wrong_enum, "creationPolicy"),
+    ]:
+        assert broken != text
+        assert any(needle in r.msg for r in invalid(broken, crd_dir)), needle
+    assert [p.name for p in schemas.operator_crd_files()] == ["external-secrets.io_externalsecrets.yaml"]
+    assert all(
+        "/pkg/mod/github.com/external-secrets/external-secrets@v0.16.2/" in str(p) for p in schemas.operator_crd_files()
+    )
+
+
 def test_no_kind_passes_for_lack_of_a_schema(crd_dir):
     stream = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: notifications}\n"
     results = invalid(stream, crd_dir)

@@ -130,7 +130,7 @@ def test_wave_and_health_checks_run_on_the_hydrated_files(
     monkeypatch.setenv("KNATIVE_RELEASE_MIRROR", str(mirror))
     triggers = root / "base" / "eventing" / "triggers.yaml"
     triggers.write_text(
-        triggers.read_text().replace('argocd.argoproj.io/sync-wave: "3"', 'argocd.argoproj.io/sync-wave: "0"')
+        triggers.read_text().replace('argocd.argoproj.io/sync-wave: "4"', 'argocd.argoproj.io/sync-wave: "0"')
     )
     shutil.rmtree(root / "argocd/resource_customizations/sources.knative.dev/KafkaSource")
     out = tmp_path / "dev"

@@ -183,4 +183,10 @@ def serve_jwks(
 
 
 def oidc_env(jwks_url: str, **overrides: str) -> dict[str, str]:
-    return {"OIDC_AUDIENCE": AUDIENCE, "OIDC_ISSUER": ISSUER, "OIDC_JWKS_URL": jwks_url, **overrides}
+    return {
+        "OIDC_AUDIENCE": AUDIENCE,
+        "OIDC_ISSUER": ISSUER,
+        "OIDC_JWKS_URL": jwks_url,
+        "OIDC_ALLOWED_SUBJECTS": SUBJECT,
+        **overrides,
+    }

@@ -430,9 +430,12 @@ def test_verification_off_leaves_the_delivery_endpoints_unwrapped() -> None:
 # --- configuration ----------------------------------------------------------------------------------------------
 
 
-def test_verification_is_off_without_an_audience() -> None:
+def test_verification_is_off_only_without_any_oidc_setting() -> None:
     assert OidcSettings.from_env({}) is None
-    assert OidcSettings.from_env({"OIDC_AUDIENCE": " ", "OIDC_ISSUER": ISSUER}) is None
+    assert OidcSettings.from_env({"OIDC_AUDIENCE": " ", "OIDC_ISSUER": ""}) is None  # blank counts as unset
+    # A blank audience beside a set issuer used to mean "off"; it is a half-configured verifier now, refused.
+    with pytest.raises(OidcConfigError, match=r"OIDC_AUDIENCE, OIDC_JWKS_URL and OIDC_ALLOWED_SUBJECTS are not set"):
+        OidcSettings.from_env({"OIDC_AUDIENCE": " ", "OIDC_ISSUER": ISSUER})
 
 
 @pytest.mark.parametrize(
@@ -440,7 +443,11 @@ def test_verification_is_off_without_an_audience() -> None:
     [
         ({"OIDC_AUDIENCE": AUDIENCE, "OIDC_JWKS_URL": "https://kubernetes.default.svc/openid/v1/jwks"}, "OIDC_ISSUER"),
         ({"OIDC_AUDIENCE": AUDIENCE, "OIDC_ISSUER": ISSUER}, "OIDC_JWKS_URL"),
-        ({"OIDC_AUDIENCE": AUDIENCE, "OIDC_ISSUER": ISSUER, "OIDC_JWKS_URL": "http://10.96.0.1/jwks"}, "https://"),
+        (
+            {**oidc_env("https://kubernetes.default.svc/openid/v1/jwks"), "OIDC_ALLOWED_SUBJECTS": ""},
+            "OIDC_ALLOWED_SUB",
+        ),
+        (oidc_env("http://10.96.0.1/jwks"), "https://"),
         (
             {**oidc_env("https://kubernetes.default.svc/openid/v1/jwks"), "OIDC_JWKS_CA_FILE": "/nonexistent/ca.crt"},
             "OIDC_JWKS_CA_FILE",
@@ -472,6 +479,7 @@ def test_verification_is_off_without_an_audience() -> None:
     ids=[
         "no issuer",
         "no jwks url",
+        "no allowed subjects",
         "plain http off loopback",
         "missing CA file",
         "zero timeout",

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 from gitops.core import environments, manifests
 from gitops.core.manifests import Obj, ObjKey
-from gitops.model import argocd_health
+from gitops.model import argocd_health, kafka_auth
 from gitops.model.argocd import BUILTIN_HEALTH, references, sync_options, wave
+from gitops.model.external_secrets import derived_secrets
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
 
@@ -87,6 +88,23 @@ def check_sync_waves(ctx: EnvContext) -> Iterator[Finding]:
                     "become healthy",
                     field=WAVE_FIELD,
                 )
+    # The Kafka credentials Secret is not in the render: the ExternalSecret that writes it is, and must be Healthy
+    # (Argo CD's built-in check: the Secret written) in a wave before any reader of the Secret.
+    writers = {(s.namespace, s.name): s.source for s in derived_secrets(ctx.objects)}
+    for use in kafka_auth.secret_uses(ctx.objects):
+        writer = writers.get((use.namespace, use.name))
+        if writer is None:
+            continue
+        mine, theirs = waves.get(ObjKey.of(use.reader), 0), waves.get(ObjKey.of(writer), 0)
+        if theirs >= mine:
+            yield ctx.finding(
+                name,
+                use.reader,
+                f"sync wave {mine} is not after {ObjKey.of(writer)} (wave {theirs}), which writes Secret "
+                f"{use.namespace}/{use.name} that it reads via {use.field}: the Kafka objects would start without "
+                "their credentials; give the ExternalSecret an earlier wave",
+                field=WAVE_FIELD,
+            )
 
 
 @env_check("argocd-prune-guard")

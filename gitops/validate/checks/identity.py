@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
-from gitops.model.app_routes import app_of_origin, production_problems
+from gitops.model.app_routes import app_of_origin, startup_problems
 from gitops.model.serving import knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
@@ -188,7 +188,10 @@ ENV_FIELD = "spec.template.spec.containers[0].env"
 
 @env_check("sender-identity")
 def check_subscriber_settings(ctx: EnvContext) -> Iterator[Finding]:
-    """Our services run in production mode exactly where environments.yaml says production, with OIDC_* their app accepts."""
+    """Our services run in production mode exactly where environments.yaml says so, with all OIDC_* or none.
+
+    The app's own start-up rule decides (notifications.oidc.configuration_problems): in production all, elsewhere
+    all or none."""
     for ksvc in knative_services(ctx.objects):
         app = app_of_origin(ctx.render.origin(ksvc))
         if app is None:
@@ -212,15 +215,18 @@ def check_subscriber_settings(ctx: EnvContext) -> Iterator[Finding]:
                 ),
                 field=ENV_FIELD,
             )
-        if not said:
-            continue
-        for problem in production_problems(app, env) or []:
+        # Every environment: the app refuses a half-configured verifier (any OIDC_* set means all), and in production
+        # any missing one; ask the app's own rule, as it will at start-up, in the mode the render gives it.
+        for problem in startup_problems(app, env, production=said) or []:
             yield ctx.finding(
                 "sender-identity",
                 ksvc,
-                f"{problem} in the container env ({where}): with {PRODUCTION_ENV}=true the subscriber logs that one "
-                "line and exits at start-up, its pods never pass readiness, and Serving keeps routing to the last "
-                "ready revision (on a first install nothing serves: deliveries are retried, then dead-lettered)",
+                f"{problem} in the container env ({where}): "
+                + (f"with {PRODUCTION_ENV}=true " if said else "with some OIDC_* set ")
+                + "the subscriber logs that one line and exits at start-up, its pods never pass readiness, and "
+                "Serving keeps routing to the last ready revision (on a first install nothing serves: deliveries are "
+                "retried, then dead-lettered)"
+                + ("" if said else "; set every one of them, or none to run without sender verification"),
                 field=ENV_FIELD,
             )
 

@@ -42,7 +42,8 @@ def check_secrets_not_in_git(ctx: EnvContext) -> Iterator[Finding]:
             yield ctx.finding(
                 "secrets",
                 secret,
-                "a Secret with literal data is committed: create it out of band (External Secrets, Sealed Secrets)",
+                "a Secret with literal data is committed: declare it as an ExternalSecret instead (as "
+                "overlays/prod/kafka-credentials.yaml does; docs/security-model.md, 'Kafka credentials')",
             )
 
 

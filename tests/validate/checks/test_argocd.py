@@ -26,10 +26,14 @@ def test_wave_plan_in_the_render(renders):
     crd = next(o for o in render.objects if o["kind"] == "CustomResourceDefinition")
     assert manifests.annotations(crd)[WAVE] == "-1"
     assert wave_of("Service", "notifications", "serving.knative.dev") == "1"
-    assert wave_of("Broker", "events") == "2"
-    assert (wave_of("Trigger", "notifications"), wave_of("Trigger", "loggings")) == ("3", "3")
+    assert wave_of("KafkaSink", "dead-letters") == "2"
+    assert wave_of("Broker", "events") == "3"
+    assert (wave_of("Trigger", "notifications"), wave_of("Trigger", "loggings")) == ("4", "4")
     # After the Triggers: their consumer groups start at the newest offsets once they are Ready (source-offsets).
-    assert wave_of("KafkaSource", "kafka-source", "sources.knative.dev") == "4"
+    assert wave_of("KafkaSource", "kafka-source", "sources.knative.dev") == "5"
+    # prod's Kafka credentials are written in wave 1, before the first reader (the KafkaSink, wave 2).
+    credentials = obj(renders["prod"], "external-secrets.io", "ExternalSecret", NS, "kafka-credentials")
+    assert manifests.annotations(credentials)[WAVE] == "1"
 
 
 # --- the render broken -----------------------------------------------------------------------------------------
@@ -48,12 +52,12 @@ def test_trigger_before_upstream_fails(broken):
 
 def test_service_after_its_triggers_fails(broken):
     render = broken("prod")
-    annotate(obj(render, "serving.knative.dev", "Service", NS, "notifications"), WAVE, "3")
+    annotate(obj(render, "serving.knative.dev", "Service", NS, "notifications"), WAVE, "4")
     found = [str(f) for f in run_check(checks.check_sync_waves, render)]
     assert has(
         found,
         "Trigger notifications/notifications",
-        "is not after Service.serving.knative.dev notifications/notifications (wave 3)",
+        "is not after Service.serving.knative.dev notifications/notifications (wave 4)",
         "spec.subscriber.ref",
     )
 
@@ -66,14 +70,29 @@ def test_dead_letter_sink_after_its_senders_fails(broken):
         assert has(found, sender, "KafkaSink notifications/dead-letters (wave 4)", "spec.delivery.deadLetterSink.ref")
 
 
+def test_kafka_credentials_written_after_a_reader_fails(broken):
+    """The ExternalSecret that writes the Kafka credentials in the KafkaSink's wave: the sink would start without
+    them; every reader is named with the field it reads the Secret by."""
+    render = broken("prod")
+    annotate(obj(render, "external-secrets.io", "ExternalSecret", NS, "kafka-credentials"), WAVE, "2")
+    found = [str(f) for f in run_check(checks.check_sync_waves, render)]
+    assert has(
+        found,
+        "KafkaSink notifications/dead-letters (base/eventing/dead-letters.yaml)",
+        "sync wave 2 is not after ExternalSecret notifications/kafka-credentials (wave 2)",
+        "spec.auth.secret.ref.name",
+    )
+    assert not any("ConfigMap notifications/kafka-broker-config" in f for f in found), found
+
+
 def test_kafka_source_with_its_broker_fails(broken):
     render = broken("dev")
-    annotate(obj(render, "sources.knative.dev", "KafkaSource", NS, "kafka-source"), WAVE, "2")
+    annotate(obj(render, "sources.knative.dev", "KafkaSource", NS, "kafka-source"), WAVE, "3")
     found = [str(f) for f in run_check(checks.check_sync_waves, render)]
     assert has(
         found,
         "KafkaSource notifications/kafka-source (base/eventing/kafka-source.yaml)",
-        "Broker notifications/events (wave 2)",
+        "Broker notifications/events (wave 3)",
         "spec.sink.ref",
     )
 

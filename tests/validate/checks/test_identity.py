@@ -176,3 +176,26 @@ def test_production_mode_outside_production(broken):
         and "environments.yaml says dev is not production" in m
         for m in messages
     ), messages
+
+
+def test_half_configured_verification_outside_production(broken):
+    """dev with OIDC_ISSUER and OIDC_ALLOWED_SUBJECTS but no OIDC_AUDIENCE: the app refuses to start (it used to run
+    with verification silently off), so validate says so, naming the missing ones and the file."""
+    render = broken("dev")
+    container = ksvc(render)["spec"]["template"]["spec"]["containers"][0]
+    container.setdefault("env", []).extend(
+        [
+            {"name": "OIDC_ISSUER", "value": "https://kubernetes.default.svc.cluster.local"},
+            {"name": "OIDC_ALLOWED_SUBJECTS", "value": "system:serviceaccount:notifications:x"},
+        ]
+    )
+    messages = [str(f) for f in run_check(identity.check_subscriber_settings, render)]
+    assert any(
+        m.startswith("[dev] Service.serving.knative.dev notifications/notifications (")
+        and "OIDC_AUDIENCE and OIDC_JWKS_URL are not set in the container env" in m
+        and "exits at start-up" in m
+        and "or none to run without sender verification" in m
+        for m in messages
+    ), messages
+    # The committed dev render sets no OIDC_*: nothing to say.
+    assert not [str(f) for f in run_check(identity.check_subscriber_settings, broken("dev"))]

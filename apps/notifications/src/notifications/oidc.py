@@ -77,28 +77,50 @@ OIDC_SETTINGS = (
     "OIDC_JWKS_TIMEOUT_SECONDS",
     "OIDC_TOKEN_CACHE_ENTRIES",
 )
-# What production cannot run without: who the tokens are for, who signs them, where the keys are, who may send.
-PRODUCTION_REQUIRED = ("OIDC_AUDIENCE", "OIDC_ISSUER", "OIDC_JWKS_URL", "OIDC_ALLOWED_SUBJECTS")
+# What verification cannot run without, in every environment: who the tokens are for, who signs them, where the
+# keys are, who may send. Any OIDC_* set means all of these are required; none set means verification is off
+# (outside production), so a forgotten one can never leave a half-configured verifier that silently accepts anyone.
+REQUIRED = ("OIDC_AUDIENCE", "OIDC_ISSUER", "OIDC_JWKS_URL", "OIDC_ALLOWED_SUBJECTS")
 SERVICE_ACCOUNT_SUBJECT = "system:serviceaccount:"
 
 
-def production_problems(env: Mapping[str, str]) -> list[str]:
-    """Why these OIDC_* settings cannot run in production, one line each naming the variable (empty: they can).
+def oidc_names_set(env: Mapping[str, str]) -> list[str]:
+    """The OIDC_* names given a value (a blank value counts as unset, as `NAME=` does in a shell)."""
+    return sorted(name for name in env if name.startswith("OIDC_") and str(env[name]).strip())
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def configuration_problems(env: Mapping[str, str], *, production: bool) -> list[str]:
+    """Why the subscriber cannot start with these OIDC_* settings, one phrase each naming the variable (empty: it
+    can). Outside production no OIDC_* at all is fine (verification off); in production it never is.
 
     Pure (no files read), so `make validate` asks this same function about the rendered environment
     (gitops/validate/checks/identity.py) before a pod ever starts."""
+    if not production and not oidc_names_set(env):
+        return []
     problems = [
         f"{name} is not a setting the subscriber reads (known: {', '.join(OIDC_SETTINGS)})"
         for name in sorted(env)
         if name.startswith("OIDC_") and name not in OIDC_SETTINGS
     ]
-    problems += [f"{name} is not set" for name in PRODUCTION_REQUIRED if not env.get(name, "").strip()]
+    missing = [name for name in REQUIRED if not str(env.get(name, "")).strip()]
+    if missing:
+        problems.append(f"{_names(missing)} {'is' if len(missing) == 1 else 'are'} not set")
     issuer = env.get("OIDC_ISSUER", "").strip()
-    if issuer and not issuer.startswith("https://"):
-        problems.append(f"OIDC_ISSUER={issuer!r} is not an https:// URL (the service-account issuer)")
+    if issuer and not _is_issuer(issuer):
+        problems.append(
+            f"OIDC_ISSUER={issuer!r} is not an https:// URL with a host and no query or fragment (the cluster's "
+            "service-account issuer: `kubectl get --raw /.well-known/openid-configuration`)"
+        )
     jwks_url = env.get("OIDC_JWKS_URL", "").strip()
-    if jwks_url and not (urlsplit(jwks_url).scheme == "https" and urlsplit(jwks_url).hostname):
-        problems.append(f"OIDC_JWKS_URL={jwks_url!r} is not an https:// URL")
+    if jwks_url and not _is_jwks_url(jwks_url, loopback_http=not production):
+        problems.append(
+            f"OIDC_JWKS_URL={jwks_url!r} is not an https:// URL"
+            + ("" if production else " (http:// is accepted for loopback only)")
+        )
     subjects = [part.strip() for part in env.get("OIDC_ALLOWED_SUBJECTS", "").split(",") if part.strip()]
     problems += [
         f"OIDC_ALLOWED_SUBJECTS entry {subject!r} is not a {SERVICE_ACCOUNT_SUBJECT}<namespace>:<name> subject"
@@ -112,6 +134,26 @@ def production_problems(env: Mapping[str, str]) -> list[str]:
             except OidcConfigError as error:
                 problems.append(str(error))
     return problems
+
+
+def production_problems(env: Mapping[str, str]) -> list[str]:
+    """Why these OIDC_* settings cannot run in production (empty: they can): `configuration_problems` with
+    verification mandatory and the JWKS over https only."""
+    return configuration_problems(env, production=True)
+
+
+def startup_line(env: Mapping[str, str], *, production: bool) -> str | None:
+    """The one line the subscriber refuses to start with (None: it starts): every problem, joined."""
+    problems = configuration_problems(env, production=production)
+    if not problems:
+        return None
+    if production:
+        return f"PRODUCTION=true and {'; '.join(problems)}: production never runs without sender verification"
+    state = "half-configured" if any(p.endswith("not set") for p in problems) else "misconfigured"
+    return (
+        f"sender verification is {state}: {'; '.join(problems)} (set: {', '.join(oidc_names_set(env))}); "
+        f"set all of {', '.join(REQUIRED)} to verify senders, or none to run without verification"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,20 +172,16 @@ class OidcSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OidcSettings | None:
-        """None (verification off) when OIDC_AUDIENCE is unset or empty; otherwise a complete, checked config."""
-        audiences = tuple(part.strip() for part in env.get("OIDC_AUDIENCE", "").split(",") if part.strip())
-        if not audiences:
+        """None (verification off) when no OIDC_* is set; otherwise a complete, checked config (any OIDC_* set
+        means every one of REQUIRED is: a half-configured verifier is refused, never silently off)."""
+        if not oidc_names_set(env):
             return None
+        line = startup_line(env, production=False)
+        if line:
+            raise OidcConfigError(line)
+        audiences = tuple(part.strip() for part in env.get("OIDC_AUDIENCE", "").split(",") if part.strip())
         issuer = env.get("OIDC_ISSUER", "").strip()
         jwks_url = env.get("OIDC_JWKS_URL", "").strip()
-        for name, value in (("OIDC_ISSUER", issuer), ("OIDC_JWKS_URL", jwks_url)):
-            if not value:
-                raise OidcConfigError(
-                    f"OIDC_AUDIENCE is set but {name} is not: set {name} too, or unset OIDC_AUDIENCE to turn "
-                    "token verification off"
-                )
-        _check_issuer(issuer)
-        _check_jwks_url(jwks_url)
         defaults = cls(audiences, issuer, jwks_url)
         settings = cls(
             audiences=audiences,
@@ -163,29 +201,19 @@ class OidcSettings:
         return settings
 
 
-def _check_issuer(issuer: str) -> None:
+def _is_issuer(issuer: str) -> bool:
     """An Issuer Identifier is an https URL with a host and no query or fragment (OpenID Connect Discovery 1.0 §3,
     Core 1.0 §2); a token's `iss` is compared to it exactly, so any other value would refuse every token."""
     parts = urlsplit(issuer)
-    if parts.scheme == "https" and parts.hostname and not parts.query and not parts.fragment:
-        return
-    raise OidcConfigError(
-        f"OIDC_ISSUER={issuer!r} is not an OIDC issuer: it must be an https:// URL with a host and no query or "
-        "fragment (OpenID Connect Discovery 1.0 section 3); use the cluster's, from "
-        "`kubectl get --raw /.well-known/openid-configuration`"
-    )
+    return parts.scheme == "https" and bool(parts.hostname) and not parts.query and not parts.fragment
 
 
-def _check_jwks_url(url: str) -> None:
+def _is_jwks_url(url: str, *, loopback_http: bool) -> bool:
+    """https, or (outside production) http to loopback: keys fetched over plain HTTP elsewhere could be swapped."""
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-        return
-    raise OidcConfigError(
-        f"OIDC_JWKS_URL={url!r}: keys fetched over plain HTTP could be swapped in transit; use an https:// URL "
-        "(e.g. https://kubernetes.default.svc/openid/v1/jwks); http:// is accepted for loopback only"
-    )
+        return True
+    return loopback_http and parts.scheme == "http" and bool(parts.hostname) and _is_loopback(parts.hostname or "")
 
 
 def _is_loopback(host: str) -> bool:

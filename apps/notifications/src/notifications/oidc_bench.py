@@ -73,6 +73,7 @@ def loopback_issuer() -> Iterator[LoopbackIssuer]:
         "OIDC_AUDIENCE": AUDIENCE,
         "OIDC_ISSUER": ISSUER,
         "OIDC_JWKS_URL": f"http://127.0.0.1:{server.server_address[1]}/openid/v1/jwks",
+        "OIDC_ALLOWED_SUBJECTS": "system:serviceaccount:bench:trigger",
     }
     try:
         yield LoopbackIssuer(env, mint(rsa_key, "bench-rsa", "RS256"), {"bench-rsa": rsa_key, "bench-ec": ec_key})

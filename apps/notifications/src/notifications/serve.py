@@ -92,6 +92,23 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def log_sender_verification(settings: Settings) -> None:
+    """Say once, at start, whether deliveries are verified: "off" must never be a silent default."""
+    oidc = settings.oidc
+    if oidc is None:
+        log.warning(
+            "sender verification off: no OIDC_* setting is set, so the event routes accept requests without a token "
+            "(set OIDC_AUDIENCE, OIDC_ISSUER, OIDC_JWKS_URL and OIDC_ALLOWED_SUBJECTS to verify senders)"
+        )
+        return
+    log.info(
+        "sender verification on: issuer %s, audience %s, %d allowed subject(s)",
+        oidc.issuer,
+        ",".join(oidc.audiences),
+        len(oidc.allowed_subjects),
+    )
+
+
 def _exit_cleanly(_sig: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -117,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         raise SystemExit(2)
     configure_logging(settings.log_level)
+    log_sender_verification(settings)
     server = build_server(settings, _load_factory(args.factory), limits)
     # uvicorn re-raises the captured SIGTERM after a graceful shutdown; with this as the restored handler the
     # process then exits 0 instead of dying from the signal.

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from notifications.connection_limits import ConnectionLimits
-from notifications.oidc import OidcConfigError, OidcSettings, production_problems
+from notifications.oidc import OidcConfigError, OidcSettings, startup_line
 
 # Set by the render from environments.yaml (`production: true` -> "true"); `make validate` checks the two agree.
 PRODUCTION = "PRODUCTION"
@@ -29,8 +29,8 @@ class Settings:
     # elsewhere (plain Deployment) set it to the endpoints propagation time so /readyz=503 is seen first.
     drain_delay_seconds: float = 0.0
     graceful_shutdown_seconds: float = 25.0
-    # Sender authentication (notifications.oidc): None, i.e. off, unless OIDC_AUDIENCE is set. In production it is
-    # never off: from_env refuses to build settings without a complete, well-formed OIDC_* set.
+    # Sender authentication (notifications.oidc): None, i.e. off, when no OIDC_* is set; any OIDC_* set means the
+    # whole set, well-formed, or from_env refuses. In production it is never off.
     oidc: OidcSettings | None = None
     production: bool = False
 
@@ -39,15 +39,10 @@ class Settings:
         env = os.environ if env is None else env
         defaults = cls()
         production = _production(env)
-        if production:
-            problems = production_problems(env)
-            if problems:
-                # One line, then exit 1 (serve.main): the pod never passes readiness, so Serving never routes to it.
-                raise OidcConfigError(
-                    f"{PRODUCTION}=true and {problems[0]}"
-                    + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-                    + ": production never runs without sender verification"
-                )
+        line = startup_line(env, production=production)
+        if line:
+            # One line, then exit 1 (serve.main): the pod never passes readiness, so Serving never routes to it.
+            raise OidcConfigError(line)
         return cls(
             host=env.get("HOST", defaults.host),
             port=int(env.get("PORT", defaults.port)),
@@ -95,7 +90,12 @@ class _Recorder(Mapping[str, str]):
 
 
 # Just enough to turn sender-token verification on, so its reader reads every OIDC_* name it knows.
-_OIDC_ON = {"OIDC_AUDIENCE": "a", "OIDC_ISSUER": "https://issuer.example", "OIDC_JWKS_URL": "https://issuer.example/k"}
+_OIDC_ON = {
+    "OIDC_AUDIENCE": "a",
+    "OIDC_ISSUER": "https://issuer.example",
+    "OIDC_JWKS_URL": "https://issuer.example/k",
+    "OIDC_ALLOWED_SUBJECTS": "system:serviceaccount:a:b",
+}
 
 
 def environment_variables() -> frozenset[str]:
