@@ -64,10 +64,10 @@ def test_service_after_its_triggers_fails(broken):
 
 def test_dead_letter_sink_after_its_senders_fails(broken):
     render = broken("prod")
-    annotate(obj(render, EV, "KafkaSink", NS, "dead-letters"), WAVE, "4")
+    annotate(obj(render, EV, "KafkaSink", NS, "dead-letters"), WAVE, "5")
     found = [str(f) for f in run_check(checks.check_sync_waves, render)]
     for sender in ("Broker notifications/events", "KafkaSource notifications/kafka-source"):
-        assert has(found, sender, "KafkaSink notifications/dead-letters (wave 4)", "spec.delivery.deadLetterSink.ref")
+        assert has(found, sender, "KafkaSink notifications/dead-letters (wave 5)", "spec.delivery.deadLetterSink.ref")
 
 
 def test_kafka_credentials_written_after_a_reader_fails(broken):
