@@ -8,10 +8,12 @@ their 1.23 sources). Each alert carries what a person needs (prometheus-operator
 the environment's `production` fact: production pages, every other environment tickets.
 """
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from gitops.core import manifests
 from gitops.model.metrics import Alert, alerts, template_labels, unknown_names
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
@@ -81,3 +83,42 @@ def check_alert_rules(ctx: EnvContext) -> Iterator[Finding]:
                     f"{_where(alert)}: runbook_url {url} is not a heading of {RUNBOOKS} "
                     f"(add `### {alert.name}` there, or point at an existing anchor)",
                 )
+
+
+DASHBOARD_LABEL = ("grafana_dashboard", "1")  # Grafana's dashboard sidecar convention
+
+
+def _panels(node: object) -> Iterator[dict]:
+    """Every panel of a dashboard, rows' nested panels included."""
+    if isinstance(node, dict):
+        if "targets" in node:
+            yield node
+        for child in node.get("panels") or []:
+            yield from _panels(child)
+
+
+@env_check("dashboard-queries")
+def check_dashboard_queries(ctx: EnvContext) -> Iterator[Finding]:
+    """Grafana dashboards (ConfigMaps labelled grafana_dashboard: "1") query only exported metrics and labels."""
+    for config in manifests.of_kind(ctx.objects, "", "ConfigMap"):
+        labels = manifests.meta(config).get("labels") or {}
+        if labels.get(DASHBOARD_LABEL[0]) != DASHBOARD_LABEL[1]:
+            continue
+        for key, text in (config.get("data") or {}).items():
+            try:
+                dashboard = json.loads(text)
+            except ValueError as error:
+                yield ctx.finding("dashboard-queries", config, f"data.{key} is not JSON: {error}")
+                continue
+            for panel in _panels(dashboard):
+                for target in panel.get("targets") or []:
+                    legend = template_labels(
+                        {"legend": str(target.get("legendFormat", "")).replace("{{", "{{ $labels.")}
+                    )
+                    for problem in unknown_names(str(target.get("expr", "")), legend):
+                        yield ctx.finding(
+                            "dashboard-queries",
+                            config,
+                            f"data.{key} panel {panel.get('title')!r}: {problem}, so it stays empty; use the names "
+                            "in gitops/model/metrics.py (from the component's source)",
+                        )

@@ -82,3 +82,52 @@ def test_missing_annotations_and_runbook_anchor(broken):
 def test_the_shipped_rules_pass(renders):
     for env in ("dev", "prod"):
         assert _messages(renders[env]) == []
+
+
+DASHBOARD = "ConfigMap notifications/knative-kafka-events-dashboard (base/monitoring/dashboard.yaml)"
+
+
+def _dashboard(render):
+    import json
+
+    config = obj(render, "", "ConfigMap", "notifications", "knative-kafka-events-dashboard")
+    return config, json.loads(config["data"]["knative-kafka-events.json"])
+
+
+@pytest.mark.parametrize(
+    "mistake, expected",
+    [
+        (
+            lambda t: t.update(expr=t["expr"].replace("notifications_events_total", "notifications_events")),
+            "metric 'notifications_events'",
+        ),
+        (lambda t: t.update(legendFormat="{{trigger}}"), "label 'trigger'"),
+    ],
+    ids=["metric-without-_total", "legend-label"],
+)
+def test_dashboard_panel_names_what_nothing_exports(broken, mistake, expected):
+    import json
+
+    render = broken("dev")
+    config, dashboard = _dashboard(render)
+    panel = next(p for p in dashboard["panels"] if p["title"] == "Subscriber outcomes per route")
+    mistake(panel["targets"][0])
+    config["data"]["knative-kafka-events.json"] = json.dumps(dashboard)
+    messages = [str(f) for f in run_check(alerts.check_dashboard_queries, render)]
+    assert any(
+        m.startswith(f"[dev] {DASHBOARD}") and "'Subscriber outcomes per route'" in m and expected in m
+        for m in messages
+    ), messages
+
+
+def test_dashboard_that_is_not_json(broken):
+    render = broken("prod")
+    config, _ = _dashboard(render)
+    config["data"]["knative-kafka-events.json"] = "{not json"
+    messages = [str(f) for f in run_check(alerts.check_dashboard_queries, render)]
+    assert any(m.startswith(f"[prod] {DASHBOARD}") and "is not JSON" in m for m in messages), messages
+
+
+def test_the_shipped_dashboard_passes(renders):
+    for env in ("dev", "prod"):
+        assert [str(f) for f in run_check(alerts.check_dashboard_queries, renders[env])] == []
