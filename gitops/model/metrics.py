@@ -7,7 +7,7 @@ against real scrapes in `make e2e` (gitops/e2e/alerts.py).
 
 Prometheus form of the data plane's Micrometer names (micrometer-registry-prometheus-simpleclient 1.15, the version
 eventing-kafka-broker 1.23's data-plane/pom.xml pins): dots become underscores, the base unit is appended
-(`milliseconds`), a DistributionSummary with service-level objectives is a histogram (`_bucket` with `le`,
+(`ms`: Micrometer's BaseUnits.MILLISECONDS, the unit Metrics.java gives every latency), a DistributionSummary with service-level objectives is a histogram (`_bucket` with `le`,
 `_count`, `_sum`, plus a `_max` gauge), a Counter ends in `_total`; tag keys become labels with `.` → `_`.
 """
 
@@ -41,12 +41,13 @@ def _histogram(name: str, labels: tuple[str, ...]) -> dict[str, frozenset[str]]:
 # metric -> the labels it carries, per component.
 EXPORTED: dict[str, dict[str, frozenset[str]]] = {
     "kafka data plane": {
-        # Metrics.EVENT_DISPATCH_LATENCY "kn.eventing.dispatch.latency", milliseconds, SLO buckets: recorded by the
+        # Metrics.EVENT_DISPATCH_LATENCY "kn.eventing.dispatch.latency", BaseUnits.MILLISECONDS, SLO buckets (seen
+        # in `make e2e`'s scrapes as kn_eventing_dispatch_latency_ms_bucket/_count/_sum/_max): recorded by the
         # dispatchers (RecordDispatcherImpl.recordDispatchLatency) and receivers (IngressRequestHandlerImpl).
-        **_histogram("kn_eventing_dispatch_latency_milliseconds", _DISPATCH_LABELS),
-        "kn_eventing_dispatch_latency_milliseconds_max": frozenset(_DISPATCH_LABELS),
+        **_histogram("kn_eventing_dispatch_latency_ms", _DISPATCH_LABELS),
+        "kn_eventing_dispatch_latency_ms_max": frozenset(_DISPATCH_LABELS),
         # Metrics.EVENT_PROCESSING_LATENCY "kn.eventing.process.latency" (RecordDispatcherImpl, getTags(record)).
-        **_histogram("kn_eventing_process_latency_milliseconds", _CONSUMER_LABELS),
+        **_histogram("kn_eventing_process_latency_ms", _CONSUMER_LABELS),
         # Metrics.DISCARDED_EVENTS_COUNT "kn.eventing.kafka.discarded_events", SKIPPED_OFFSET_COUNT
         # "kn.eventing.kafka.skipped_offsets": Counters (RecordDispatcherImpl).
         "kn_eventing_kafka_discarded_events_total": frozenset(_CONSUMER_LABELS),

@@ -48,7 +48,7 @@ def test_a_broken_rule_fails_its_unit_test(renders, tmp_path):
     (rule,) = rule_objects(objects)
     first = rule["spec"]["groups"][0]["rules"][0]
     assert first["alert"] == "KnativeKafkaDeadLetterSinkFailing"
-    first["expr"] = first["expr"].replace("kn_eventing_dispatch_latency_milliseconds_count", "kn_dispatch_count")
+    first["expr"] = first["expr"].replace("kn_eventing_dispatch_latency_ms_count", "kn_dispatch_count")
     _, tested = _run_unit_tests(objects, tmp_path, "ticket")
     assert tested.returncode != 0
     assert failed_groups(tested.stdout + tested.stderr) == {

@@ -29,9 +29,7 @@ def test_metric_nothing_exports(broken, env):
     render = broken(env)
     rule = _alert(render, "KnativeKafkaDeadLetterSinkFailing")
     # A name from memory: OpenCensus-era Knative called it event_dispatch_latencies.
-    rule["expr"] = rule["expr"].replace(
-        "kn_eventing_dispatch_latency_milliseconds_count", "event_dispatch_latencies_count"
-    )
+    rule["expr"] = rule["expr"].replace("kn_eventing_dispatch_latency_ms_count", "event_dispatch_latencies_count")
     messages = _messages(render)
     assert any(
         m.startswith(f"[{env}] {RULE}")
