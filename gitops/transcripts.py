@@ -103,6 +103,7 @@ def scratch_copy(dest: Path, root: Path = REPO_ROOT) -> Path:
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=ignore)
         elif src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest / name)
     (dest / "bin").symlink_to(root / "bin")  # the tools, never committed (like the real ./bin)
     _git(dest, "init", "-q", "-b", "main")

@@ -19,6 +19,7 @@ have_version() { # name wanted-version -> 0 if ./bin/name or PATH name reports t
       kustomize) out+=" $("$cand" version 2>/dev/null || true)" ;;
       kubeconform) out+=" $("$cand" -v 2>/dev/null || true)" ;;
       actionlint) out+=" $("$cand" -version 2>/dev/null | head -1 || true)" ;;
+      promtool) out+=" $("$cand" --version 2>/dev/null | head -1 || true)" ;;
     esac
     if [[ "$out" == *"${want#v}"* ]]; then
       [ "$cand" = "$bin/$name" ] || ln -sf "$cand" "$bin/$name"
@@ -71,6 +72,13 @@ command -v go >/dev/null || { echo "error: Go is needed to install kustomize, ku
 install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5
 install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
+install promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool
+# prometheus-operator's CRDs stay in the Go module cache (gitops.core.paths.prometheus_operator_crds_dir reads them).
+if ! go mod download github.com/prometheus-operator/prometheus-operator@"$PROMETHEUS_OPERATOR_VERSION" 2>/dev/null; then
+  echo "error: go mod download github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION failed (it needs the Go module proxy)" >&2
+  exit 1
+fi
+echo "ok: prometheus-operator CRDs $PROMETHEUS_OPERATOR_VERSION (Go module cache)"
 
 # CRD YAML for `make validate` (gitops/validate/schemas.py reads it from the module cache; never copied in).
 if go mod download "github.com/external-secrets/external-secrets@$EXTERNAL_SECRETS_VERSION"; then

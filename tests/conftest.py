@@ -38,6 +38,7 @@ def tree_copy(tmp_path: Path) -> Path:
         if src.is_dir():
             shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         elif src.is_file():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, tmp_path / name)
     return tmp_path
 

@@ -116,9 +116,14 @@ def add_environment(root: Path, env: str, like: str, **facts: object) -> None:
 RELEASES = "https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v1.23.0/"
 BROKER_ASSET = RELEASES + "eventing-kafka-broker.yaml"
 SINK_ASSET = RELEASES + "eventing-kafka-sink.yaml"
-# The lock entries with no recorded digest, which no offline copy exists of: the Kafka Broker data plane and the
-# KafkaSink data plane (base/platform/releases.lock.yaml). Tests that need them make stand-ins, hashed here.
-UNLOCKED_ASSETS = (BROKER_ASSET, SINK_ASSET)
+# upstream's prometheus-operator scrape objects (base/platform/kustomization.yaml order)
+MONITORING_ASSETS = tuple(
+    RELEASES + f"eventing-kafka-{c}-prometheus-operator.yaml" for c in ("controller", "broker", "sink", "source")
+)
+# The lock entries with no recorded digest, which no offline copy exists of: the Kafka Broker data plane, the
+# KafkaSink data plane and the prometheus-operator assets (base/platform/releases.lock.yaml), in render order. Tests
+# that need them make stand-ins, hashed here.
+UNLOCKED_ASSETS = (BROKER_ASSET, SINK_ASSET, *MONITORING_ASSETS)
 
 
 def stand_in_asset(url: str) -> str:
@@ -145,7 +150,10 @@ def data_plane_asset(url: str) -> str:
     as far as this machine can know it."""
     from gitops.core import upstream_source
 
-    component = upstream_source.component_of(url.rsplit("/", 1)[-1])
+    asset = url.rsplit("/", 1)[-1]
+    component = upstream_source.component_of(asset)
+    if component is None:  # a prometheus-operator asset: its ServiceMonitors/PodMonitors, no images
+        return manifests.dump_stream([o for _, objs in upstream_source.monitoring_files(asset) for o in objs])
     text = manifests.dump_stream(upstream_source.data_plane_objects(component))
     return re.sub(
         r"\$\{(KNATIVE_[A-Z_]+_IMAGE)\}",

@@ -55,6 +55,7 @@ MANIFEST_TREE = (
     "argocd-app.yaml",
     "validation-waivers.yaml",
     "environments.yaml",
+    "docs/operations.md",  # the alerts' runbook anchors (the alert-rules check)
 )
 
 MIRROR_ENV = "KNATIVE_RELEASE_MIRROR"
@@ -82,6 +83,36 @@ def upstream_source_dir() -> Path:
 def argocd_crds_dir() -> Path:
     configured = os.environ.get("ARGOCD_CRDS_DIR")
     return Path(configured) if configured else release_mirror() / "argo-cd-v3.5.1"
+
+
+PROMETHEUS_OPERATOR_CRDS_ENV = "PROMETHEUS_OPERATOR_CRDS_DIR"
+
+
+def prometheus_operator_crds_dir() -> Path:
+    """prometheus-operator's CRDs (ServiceMonitor, PodMonitor, PrometheusRule, …): $PROMETHEUS_OPERATOR_CRDS_DIR, else
+    example/prometheus-operator-crd/ of its Go module at PROMETHEUS_OPERATOR_VERSION (hack/tool-versions.env) in the Go
+    module cache, where `make setup` downloads it. Read in place, never copied into the repository."""
+    configured = os.environ.get(PROMETHEUS_OPERATOR_CRDS_ENV)
+    if configured:
+        return Path(configured)
+    from gitops.core.tools import pinned_versions  # tools.py imports this module
+
+    version = pinned_versions().get("PROMETHEUS_OPERATOR_VERSION", "")
+    return (
+        go_mod_cache()
+        / "github.com"
+        / "prometheus-operator"
+        / f"prometheus-operator@{version}"
+        / ("example/prometheus-operator-crd")
+    )
+
+
+def go_mod_cache() -> Path:
+    """`go env GOMODCACHE` without running go: $GOMODCACHE, else $GOPATH/pkg/mod, else ~/go/pkg/mod."""
+    if os.environ.get("GOMODCACHE"):
+        return Path(os.environ["GOMODCACHE"])
+    gopath = os.environ.get("GOPATH", "").split(os.pathsep)[0]
+    return Path(gopath or Path.home() / "go") / "pkg" / "mod"
 
 
 def cache_dir() -> Path:

@@ -16,6 +16,11 @@ What the release does (hack/data-plane.sh `k8s()`, hack/label.sh at knative-v1.2
   `runAsUser: 1001`.
 tests/core/test_upstream_source.py proves this against the one asset built this way that the mirror does hold,
 eventing-kafka-source.yaml: same objects, images aside.
+
+The prometheus-operator assets (`eventing-kafka-*-prometheus-operator.yaml`, names in hack/artifacts-env.sh; none has
+an offline copy) are built the same way from manifests/monitoring/prometheus-operator/<dir>
+(test/e2e-common.sh `build_monitoring_artifacts` at knative-v1.23.0: `ko resolve -Rf <dir> | LABEL_YAML_CMD`; the
+controller's asset is its `controller` and `webhook` directories, in that order). They hold no images.
 """
 
 from __future__ import annotations
@@ -34,6 +39,15 @@ RELEASE_ASSET = {
     "broker": "eventing-kafka-broker.yaml",
     "sink": "eventing-kafka-sink.yaml",
     "source": "eventing-kafka-source.yaml",
+}
+# The prometheus-operator release assets and the source directories each is assembled from, in order
+# (test/e2e-common.sh build_monitoring_artifacts, knative-v1.23.0; asset names from hack/artifacts-env.sh).
+MONITORING_DIR = Path("manifests/monitoring/prometheus-operator")
+MONITORING_ASSET = {
+    "eventing-kafka-controller-prometheus-operator.yaml": ("controller", "webhook"),
+    "eventing-kafka-broker-prometheus-operator.yaml": ("broker",),
+    "eventing-kafka-sink-prometheus-operator.yaml": ("sink",),
+    "eventing-kafka-source-prometheus-operator.yaml": ("source",),
 }
 # The source tree's directory is named after its git tag (../shared/upstream/README.md).
 TAG_SUFFIX = re.compile(r"knative-v(?P<version>\d+\.\d+\.\d+)$")
@@ -77,16 +91,40 @@ def data_plane_config_dir(component: str, source: Path | None = None) -> Path:
 def data_plane_files(component: str, source: Path | None = None) -> list[tuple[Path, list[Obj]]]:
     """Per source file (lexical order, as `ko resolve -R` reads them), the objects it contributes to the release."""
     source = source or upstream_source_dir()
-    directory = data_plane_config_dir(component, source)
-    version = release_version(source)
+    return _resolved_files([data_plane_config_dir(component, source)], release_version(source))
+
+
+def monitoring_dirs(asset_file: str, source: Path | None = None) -> list[Path]:
+    """The manifests/monitoring/prometheus-operator directories the release asset `asset_file` is built from."""
+    source = source or upstream_source_dir()
+    directories = [source / MONITORING_DIR / name for name in MONITORING_ASSET[asset_file]]
+    missing = [d for d in directories if not d.is_dir()]
+    if missing:
+        raise UpstreamSourceMissing(
+            f"the Kafka data plane's prometheus-operator sources are missing: no {missing[0]}",
+            fix=f"set {UPSTREAM_SOURCE_ENV} to the eventing-kafka-broker source tree at the pinned tag "
+            "(default: ../shared/upstream/eventing-kafka-broker-knative-v1.23.0 beside the repository)",
+        )
+    return directories
+
+
+def monitoring_files(asset_file: str, source: Path | None = None) -> list[tuple[Path, list[Obj]]]:
+    """Per source file, the ServiceMonitors and PodMonitors the prometheus-operator asset `asset_file` ships."""
+    source = source or upstream_source_dir()
+    return _resolved_files(monitoring_dirs(asset_file, source), release_version(source))
+
+
+def _resolved_files(directories: list[Path], version: str) -> list[tuple[Path, list[Obj]]]:
+    """`ko resolve -Rf <dir> [-Rf <dir>]… | LABEL_YAML_CMD`, per file; the loom securityContext as replace_images."""
     files: list[tuple[Path, list[Obj]]] = []
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES):
-        text = path.read_text()
-        text = text.replace(VERSION_LABEL, f'app.kubernetes.io/version: "{version}"')  # per line, as sed does
-        text = text.replace(*LOOM_SECURITY)
-        objects = load_stream(text)
-        if objects:
-            files.append((path, objects))
+    for directory in directories:
+        for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES):
+            text = path.read_text()
+            text = text.replace(VERSION_LABEL, f'app.kubernetes.io/version: "{version}"')  # per line, as sed does
+            text = text.replace(*LOOM_SECURITY)
+            objects = load_stream(text)
+            if objects:
+                files.append((path, objects))
     return files
 
 
@@ -107,9 +145,11 @@ def stand_in_files(asset_file: str, tag: str, source: Path | None = None) -> lis
     another tag (a stand-in from other sources would prove nothing about the pinned release)."""
     component = component_of(asset_file)
     source = source or upstream_source_dir()
-    if component is None or not source.name.endswith(tag):
+    if (component is None and asset_file not in MONITORING_ASSET) or not source.name.endswith(tag):
         return None
     try:
+        if component is None:
+            return monitoring_files(asset_file, source)
         return data_plane_files(component, source)
     except UpstreamSourceMissing:
         return None
@@ -120,12 +160,18 @@ def stand_in_texts(asset_file: str, tag: str, source: Path | None = None) -> lis
     every render's cache key needs them: they are built once per process while the source files stay the same."""
     component = component_of(asset_file)
     source = source or upstream_source_dir()
-    if component is None or not source.name.endswith(tag):
+    if (component is None and asset_file not in MONITORING_ASSET) or not source.name.endswith(tag):
         return None
-    directory = source / "data-plane" / "config" / component
+    if component is None:
+        directories = [source / MONITORING_DIR / name for name in MONITORING_ASSET[asset_file]]
+    else:
+        directories = [source / "data-plane" / "config" / component]
     try:
         state = tuple(
-            (str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.rglob("*")) if p.is_file()
+            (str(p), p.stat().st_size, p.stat().st_mtime_ns)
+            for directory in directories
+            for p in sorted(directory.rglob("*"))
+            if p.is_file()
         )
     except OSError:
         state = ()

@@ -53,6 +53,9 @@ class LocalAddresses:
     bootstrap_servers: str
     receiver_url: str  # the receiver's ingress, serving every Broker and KafkaSink path
     services: dict[tuple[str, str], str] = field(default_factory=dict)  # (namespace, Knative Service) -> base URL
+    # The KafkaSink receiver's, when it runs as its own process as in a cluster (kafka-sink-receiver); else the
+    # receiver serves the KafkaSinks too.
+    sink_receiver_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,9 @@ def resolve(destination: dict[str, Any], parent: Obj, addresses: LocalAddresses,
         base = addresses.services.get((namespace, name))
         if base is None:
             raise ContractError(f"{where}: no local process serves Knative Service {namespace}/{name}")
-    elif kind in ("Broker", "KafkaSink"):
+    elif kind == "KafkaSink":
+        base = f"{addresses.sink_receiver_url or addresses.receiver_url}/{namespace}/{name}"
+    elif kind == "Broker":
         base = f"{addresses.receiver_url}/{namespace}/{name}"
     else:
         raise ContractError(f"{where}: a {kind} destination has no local stand-in")
@@ -180,7 +185,10 @@ def trigger_egress(trigger: Obj, broker: Obj, addresses: LocalAddresses) -> dict
         "consumerGroup": TRIGGER_GROUP_TEMPLATE.format(namespace=_ns(trigger), name=_name(trigger)),
         "destination": resolve(spec["subscriber"], trigger, addresses, "spec.subscriber"),
         "uid": _uid(trigger),
-        "reference": {"uuid": _uid(trigger), "namespace": _ns(trigger), "name": _name(trigger)},
+        # With kind and groupVersion, as the control plane writes it (reconciler/consumer/consumer.go
+        # reconcileUserFacingResourceRef, v0.50.1): the data plane names its metric labels after the kind
+        # (Metrics.Tags.resourceTags: kn_trigger_name), so without it they read kn__name.
+        "reference": reference(trigger),
         "replyToOriginalTopic": {},
     }
     attributes = (spec.get("filter") or {}).get("attributes")
@@ -211,7 +219,7 @@ def source_egress(source: Obj, addresses: LocalAddresses) -> dict[str, Any]:
         "uid": _uid(source),
         "discardReply": {},
         "deliveryOrder": delivery_order(spec.get("ordering", SOURCE_DEFAULT_ORDERING), where),
-        "reference": {"uuid": _uid(source), "namespace": _ns(source), "name": _name(source)},
+        "reference": reference(source),  # kind included, as for a Trigger (consumer.go)
     }
     delivery = spec.get("delivery") or SOURCE_DEFAULT_DELIVERY
     config = egress_config(source, None, addresses, CONSUMER_DEFAULT_BACKOFF_DELAY_MS, delivery)

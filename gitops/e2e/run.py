@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gitops.core.paths import cache_dir
 from gitops.core.render import render_env
+from gitops.e2e import alerts
 from gitops.e2e import replay as replay_mod
 from gitops.e2e import scenarios as sc
 from gitops.e2e.ledger import EventKey, ScenarioLedger, summary
@@ -148,16 +149,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
             producing = sc.Producing(stack)
+            watch = alerts.AlertWatch.start(objects, workdir, stack.metrics_targets())
             for name in args.scenario or SCENARIOS:
                 t0 = time.monotonic()
+                mark = watch.scraper.mark()
                 ledger = run_scenario(name, stack, producing)
                 if ledger is None:
                     print(f"{name}: skipped: the render orders no delivery", flush=True)
                     continue
                 ledgers.append(ledger)
+                fired = watch.fired(name, mark)
+                ledger.notes += watch.judge(name, fired)
                 notes = "; ".join(ledger.notes)
-                print(f"{ledger.line()} [{time.monotonic() - t0:.0f}s]" + (f" - {notes}" if notes else ""), flush=True)
+                print(
+                    f"{ledger.line()} [{time.monotonic() - t0:.0f}s]"
+                    + (f" - {notes}" if notes else "")
+                    + f" | {alerts.describe(fired)}",
+                    flush=True,
+                )
                 failed_checks += [f"{ledger.name}: {n}" for n in ledger.notes if n.startswith("FAIL")]
+            watch.stop()
     except KeyboardInterrupt:
         print("e2e: interrupted; every process stopped", file=sys.stderr)
         return 130

@@ -22,7 +22,7 @@ from typing import Any
 
 from gitops.core.manifests import Obj
 from gitops.core.paths import REPO_ROOT
-from gitops.e2e import contracts, dataplane
+from gitops.e2e import alerts, contracts, dataplane
 from gitops.e2e.fault_proxy import FaultProxy
 from gitops.e2e.processes import Supervisor, supervised
 from gitops.model.record_size import (
@@ -78,6 +78,11 @@ class Stack:
     stand_ins: list[Obj] = field(default_factory=list)
     """The render's objects of left-out release assets (the data planes' ConfigMaps among them), rebuilt from the
     1.23 sources with our patches applied: where the producers' sizes come from."""
+    # Each JVM's metrics port (the render's config-observability, on loopback: gitops/e2e/alerts.py).
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    # The KafkaSink receiver, its own JVM as in a cluster: one receiver serving both a Broker and a KafkaSink
+    # exports only the first one's metrics (Prometheus needs one set of label names per metric).
+    sink_receiver_port: int = 0
 
     @property
     def bootstrap(self) -> str:
@@ -86,6 +91,10 @@ class Stack:
     @property
     def receiver_url(self) -> str:
         return f"http://127.0.0.1:{self.receiver_port}"
+
+    @property
+    def sink_receiver_url(self) -> str:
+        return f"http://127.0.0.1:{self.sink_receiver_port}" if self.sink_receiver_port else self.receiver_url
 
     def broker_ingress(self) -> str:
         (namespace, name), _topic = next(iter(self.contracts.brokers.items()))
@@ -125,11 +134,13 @@ class Stack:
         )
         wait_http(f"http://127.0.0.1:{self.subscriber_port}/readyz", "subscriber", self.supervisor)
 
-    def start_receiver(self) -> None:
+    def start_receiver(self, name: str = "receiver") -> None:
+        """The Broker receiver ("receiver") or the KafkaSink receiver ("sink-receiver"): the same main class and
+        contract, as the release runs both from one image (data-plane/config/{broker,sink}/500-receiver.yaml)."""
         self.supervisor.start(
-            "receiver",
+            name,
             self.build.command(dataplane.RECEIVER_MODULE, dataplane.RECEIVER_MAIN, self._logback()),
-            self._receiver_env(),
+            self._receiver_env(name),
         )
 
     def start_dispatcher(self, name: str) -> None:
@@ -144,10 +155,15 @@ class Stack:
         path.write_text(dataplane.LOGBACK_XML)
         return path
 
-    def _common_env(self) -> dict[str, str]:
-        observability = self.workdir / "observability"
+    def metrics_targets(self) -> dict[str, str]:
+        """Every process's /metrics: the JVMs' own ports, the subscriber's app port (as its PodMonitor scrapes)."""
+        targets = {name: f"http://127.0.0.1:{port}/metrics" for name, port in self.metrics_ports.items()}
+        return {**targets, "subscriber": f"http://127.0.0.1:{self.subscriber_port}/metrics"}
+
+    def _common_env(self, name: str) -> dict[str, str]:
+        observability = self.workdir / f"observability-{name}"
         features = self.workdir / "features"
-        observability.mkdir(exist_ok=True)
+        alerts.write_observability(observability, self.objects, self.metrics_ports.setdefault(name, free_port()))
         features.mkdir(exist_ok=True)
         return {
             "PATH": os.environ.get("PATH", ""),
@@ -163,26 +179,27 @@ class Stack:
             "WAIT_STARTUP_SECONDS": "8",  # upstream's value: how long start-up may take
         }
 
-    def _receiver_env(self) -> dict[str, str]:
-        props = dataplane.upstream_properties("broker", "100-config-kafka-broker-data-plane.yaml")
+    def _receiver_env(self, name: str = "receiver") -> dict[str, str]:
+        component = "sink" if name == "sink-receiver" else "broker"
+        props = dataplane.upstream_properties(component, f"100-config-kafka-{component}-data-plane.yaml")
         work = self.workdir
         return {
-            **self._common_env(),
-            "SERVICE_NAME": "kafka-broker-receiver",
-            "INGRESS_PORT": str(self.receiver_port),
+            **self._common_env(name),
+            "SERVICE_NAME": f"kafka-{component}-receiver",
+            "INGRESS_PORT": str(self.sink_receiver_port if component == "sink" else self.receiver_port),
             "INGRESS_TLS_PORT": str(free_port()),
             "PRODUCER_CONFIG_FILE_PATH": str(
                 _write_properties(
-                    work / "receiver-producer.properties",
-                    props["config-kafka-broker-producer.properties"],
-                    self._producer_size(receiver=True),
+                    work / f"{name}-producer.properties",
+                    props[f"config-kafka-{component}-producer.properties"],
+                    self._producer_size(SINK_DATA_PLANE if component == "sink" else BROKER_DATA_PLANE),
                 )
             ),
             # Vert.x binds 0.0.0.0 unless told otherwise.
             "HTTPSERVER_CONFIG_FILE_PATH": str(
                 _write_properties(
-                    work / "receiver-httpserver.properties",
-                    props["config-kafka-broker-httpserver.properties"],
+                    work / f"{name}-httpserver.properties",
+                    props[f"config-kafka-{component}-httpserver.properties"],
                     {"host": "127.0.0.1"},
                 )
             ),
@@ -197,7 +214,7 @@ class Stack:
         props = dataplane.upstream_properties(component, f"100-config-kafka-{component}-data-plane.yaml")
         work = self.workdir
         return {
-            **self._common_env(),
+            **self._common_env(name),
             "SERVICE_NAME": f"kafka-{component}-dispatcher",
             "INSTANCE_ID": name,
             "EGRESSES_INITIAL_CAPACITY": "20",
@@ -205,7 +222,7 @@ class Stack:
                 _write_properties(
                     work / f"{name}-producer.properties",
                     props[f"{prefix}-producer.properties"],
-                    self._producer_size(receiver=False) if component == "broker" else None,
+                    self._producer_size(BROKER_DATA_PLANE) if component == "broker" else None,
                 )
             ),
             "CONSUMER_CONFIG_FILE_PATH": str(
@@ -217,17 +234,11 @@ class Stack:
             "DATA_PLANE_CONFIG_FILE_PATH": str(work / f"{name}-contract.json"),
         }
 
-    def _producer_size(self, receiver: bool) -> dict[str, str]:
-        """`max.request.size` as the render sets it (gitops.model.record_size). Here one receiver process serves
-        both the Broker ingress and the KafkaSink, so it gets the larger of the two ConfigMaps' values (the Broker
-        topic's own max.message.bytes still refuses what is too large for it); the Broker dispatcher gets the
-        Broker ConfigMap's."""
-        sizes = [
-            size
-            for where in ((BROKER_DATA_PLANE, SINK_DATA_PLANE) if receiver else (BROKER_DATA_PLANE,))
-            if (size := render_producer_size(self.objects + self.stand_ins, where)) is not None
-        ]
-        return {MAX_REQUEST_SIZE: str(max(sizes))} if sizes else {}
+    def _producer_size(self, where: tuple[str, str, str]) -> dict[str, str]:
+        """`max.request.size` as the render sets it in that data plane ConfigMap (gitops.model.record_size): the
+        Broker receiver and the Broker dispatcher read the Broker's, the KafkaSink receiver the sink's."""
+        size = render_producer_size(self.objects + self.stand_ins, where)
+        return {MAX_REQUEST_SIZE: str(size)} if size is not None else {}
 
     def write_contracts(self) -> None:
         c = self.contracts
@@ -246,7 +257,10 @@ class Stack:
         for resource in self.contracts.broker_dispatcher["resources"]:
             dead_letter = (resource.get("egressConfig") or {}).get("deadLetter", "")
             for (namespace, name), topic in self.contracts.sinks.items():
-                if dead_letter == f"{self.receiver_url}/{namespace}/{name}":
+                if dead_letter in (
+                    f"{self.sink_receiver_url}/{namespace}/{name}",
+                    f"{self.receiver_url}/{namespace}/{name}",
+                ):
                     return topic
         return None
 
@@ -378,13 +392,14 @@ def running(
         supervisor.adopt(kafka.process.pid)  # stopped by kafka.stop() below; recorded for the leftover check
         proxy: FaultProxy | None = None
         try:
-            subscriber_port, receiver_port = free_port(), free_port()
+            subscriber_port, receiver_port, sink_receiver_port = free_port(), free_port(), free_port()
             proxy = FaultProxy(subscriber_port)
             proxy_port = proxy.start()
             addresses = contracts.LocalAddresses(
                 kafka.bootstrap_servers,
                 f"http://127.0.0.1:{receiver_port}",
                 {SUBSCRIBER_NAME: f"http://127.0.0.1:{subscriber_port if direct else proxy_port}"},
+                sink_receiver_url=f"http://127.0.0.1:{sink_receiver_port}",
             )
             built = contracts.build(objects, addresses)
             kafka_mod.create_topics(
@@ -395,13 +410,18 @@ def running(
             init_trigger_offsets(kafka.bootstrap_servers, built)
             stack = Stack(env, objects, workdir, supervisor, kafka, build, proxy, subscriber_port, receiver_port, built)
             stack.stand_ins = list(stand_ins or [])
+            stack.sink_receiver_port = sink_receiver_port
             stack.write_contracts()
             stack.start_subscriber()
             stack.start_receiver()
+            stack.start_receiver("sink-receiver")
             stack.start_dispatcher("broker-dispatcher")
             stack.start_dispatcher("source-dispatcher")
             wait_http(f"{stack.receiver_url}/readyz", "receiver", supervisor)
-            log(f"e2e: Kafka, subscriber, receiver and both dispatchers up in {time.monotonic() - started:.0f}s")
+            wait_http(f"{stack.sink_receiver_url}/readyz", "sink-receiver", supervisor)
+            log(
+                f"e2e: Kafka, subscriber, Broker and KafkaSink receivers and both dispatchers up in {time.monotonic() - started:.0f}s"
+            )
             yield stack
         finally:
             if proxy is not None:

@@ -112,8 +112,64 @@ EVENT_PATH_RECEIVERS: tuple[Receiver, ...] = (
 )
 
 
-def needed_senders(pod: PodTemplate) -> tuple[Sender, ...]:
-    return tuple(s for r in EVENT_PATH_RECEIVERS if r.matches(pod) for s in r.senders)
+# The metrics scraper (a prometheus-operator Prometheus) lives outside the render, so who it is comes from the one
+# place a fork sets it: the `from` peers of the NetworkPolicy named here (base/monitoring/scrape.yaml). A peer counts
+# as the scraper only when it is narrow: one namespace by its name label and at least one pod label, nothing else.
+SCRAPER_POLICY = "metrics-scraper"
+PODMONITOR = ("monitoring.coreos.com", "PodMonitor")
+
+
+def scraper_identities(objects: list[Obj]) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """(namespace, pod labels) of each narrow peer of the metrics-scraper NetworkPolicies."""
+    found: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+    for policy in manifests.of_kind(objects, "networking.k8s.io", "NetworkPolicy"):
+        if manifests.meta(policy).get("name") != SCRAPER_POLICY:
+            continue
+        for rule in dig(policy, "spec", "ingress") or []:
+            for peer in rule.get("from") or []:
+                identity = scraper_identity(peer)
+                if identity is not None and identity not in found:
+                    found.append(identity)
+    return found
+
+
+def scraper_identity(peer: dict | None) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    if not isinstance(peer, dict) or set(peer) != {"namespaceSelector", "podSelector"}:
+        return None
+    namespaces, pods = peer["namespaceSelector"] or {}, peer["podSelector"] or {}
+    if set(namespaces) != {"matchLabels"} or set(pods) != {"matchLabels"}:
+        return None
+    names = namespaces["matchLabels"] or {}
+    labels = pods["matchLabels"] or {}
+    if set(names) != {NAMESPACE_NAME_LABEL} or not labels:
+        return None
+    return str(names[NAMESPACE_NAME_LABEL]), tuple(sorted((str(k), str(v)) for k, v in labels.items()))
+
+
+def scrape_receivers(objects: list[Obj]) -> tuple[Receiver, ...]:
+    """The pods each PodMonitor of the render scrapes, with the scraper as their sender on the port it names
+    (prometheus-operator PodMonitor: `selector`, `namespaceSelector` (default: its own namespace),
+    `podMetricsEndpoints[].port`, a container port name)."""
+    scrapers = scraper_identities(objects)
+    receivers: list[Receiver] = []
+    for monitor in manifests.of_kind(objects, *PODMONITOR):
+        own = manifests.meta(monitor).get("namespace", "")
+        spec = monitor.get("spec") or {}
+        names = (spec.get("namespaceSelector") or {}).get("matchNames") or [own]
+        ports = [e.get("port") for e in spec.get("podMetricsEndpoints") or [] if e.get("port")]
+        for namespace in names:
+            senders = tuple(
+                Sender(ns, labels, str(port), f"metric scrapes ({manifests.meta(monitor).get('name')} PodMonitor)")
+                for ns, labels in scrapers
+                for port in ports
+            )
+            receivers.append(Receiver("scraped pods", namespace, spec.get("selector") or {}, senders))
+    return tuple(receivers)
+
+
+def needed_senders(pod: PodTemplate, extra: tuple[Receiver, ...] = ()) -> tuple[Sender, ...]:
+    """Who must reach `pod`: the event path's senders, and those of `extra` (scrape_receivers of the render)."""
+    return tuple(s for r in (*EVENT_PATH_RECEIVERS, *extra) if r.matches(pod) for s in r.senders)
 
 
 def policy_types(policy: Obj) -> list[str]:
@@ -290,11 +346,11 @@ class Admission:
 
 
 def excess_admissions(
-    policies: list[Obj], pod: PodTemplate, namespaces: dict[str, dict[str, str]]
+    policies: list[Obj], pod: PodTemplate, namespaces: dict[str, dict[str, str]], extra: tuple[Receiver, ...] = ()
 ) -> Iterator[Admission]:
     """Every (peer, ports) the ingress policies selecting `pod` admit beyond its needed senders (union semantics:
     each rule is judged on its own, since any one of them lets a connection in)."""
-    senders = needed_senders(pod)
+    senders = needed_senders(pod, extra)
     for policy in ingress_policies_selecting(policies, pod):
         ns = manifests.meta(policy).get("namespace", "")
         for index, rule in enumerate(dig(policy, "spec", "ingress") or []):

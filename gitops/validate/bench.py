@@ -57,6 +57,7 @@ def make_tree(dest: Path, size: int) -> list[str]:
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=ignore)
         elif src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest / name)
     yaml = YAML()
     path = dest / "environments.yaml"

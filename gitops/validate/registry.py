@@ -22,6 +22,7 @@ F = TypeVar("F", bound=Callable[..., Iterable[Finding]])
 CHECK_MODULES = (
     "eventing",
     "dead_letters",
+    "alerts",
     "serving",
     "app_settings",
     "policy",

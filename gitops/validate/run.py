@@ -19,7 +19,7 @@ from gitops.core import cache as result_cache
 from gitops.core import manifests, releases
 from gitops.core.errors import UserError
 from gitops.core.field_diff import field_changes, show
-from gitops.core.paths import REPO_ROOT, argocd_crds_dir, environments, upstream_source_dir
+from gitops.core.paths import REPO_ROOT, environments, upstream_source_dir
 from gitops.core.progress import progress
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env, report_omitted, stand_in_note
 from gitops.core.tools import pinned_versions
@@ -272,9 +272,7 @@ def check_renders(
         for o in manifests.of_kind(render.objects, "apiextensions.k8s.io", "CustomResourceDefinition")
     }
     progress("building JSON schemas from the rendered CRDs (cached in .cache/schemas)")
-    crd_dir = schemas.crd_schemas(
-        crds.values(), sorted(argocd_crds_dir().glob("*.yaml")) + schemas.operator_crd_files()
-    )
+    crd_dir = schemas.crd_schemas(crds.values(), schemas.extra_crd_files())
     clock.record("schemas", time.monotonic() - started)
     started = time.monotonic()
     jobs = [(env, render, render.text, f"overlays/{env}") for env, render in report.renders.items()]

@@ -26,8 +26,9 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
+from gitops.core.errors import UserError
 from gitops.core.manifests import Obj
-from gitops.core.paths import cache_dir
+from gitops.core.paths import PROMETHEUS_OPERATOR_CRDS_ENV, argocd_crds_dir, cache_dir, prometheus_operator_crds_dir
 from gitops.core.tools import pinned_versions
 from gitops.model import external_secrets
 
@@ -57,6 +58,35 @@ def kubernetes_schemas(version: str = KUBERNETES_VERSION) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         _publish(staging, target)
     return root
+
+
+# The prometheus-operator kinds the repository ships (base/monitoring): only their CRDs are converted, the others
+# (Prometheus, Alertmanager, ...) are large and nothing here declares them.
+MONITORING_CRD_FILES = (
+    "monitoring.coreos.com_podmonitors.yaml",
+    "monitoring.coreos.com_servicemonitors.yaml",
+    "monitoring.coreos.com_prometheusrules.yaml",
+)
+
+
+def monitoring_crd_files() -> list[Path]:
+    """prometheus-operator's CRDs for PodMonitor, ServiceMonitor and PrometheusRule, from the Go module cache."""
+    directory = prometheus_operator_crds_dir()
+    files = [directory / name for name in MONITORING_CRD_FILES]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise UserError(
+            f"prometheus-operator's CRDs are missing: no {missing[0]}",
+            fix="run `make setup` (it runs `go mod download` of github.com/prometheus-operator/prometheus-operator "
+            f"at PROMETHEUS_OPERATOR_VERSION, hack/tool-versions.env), or set {PROMETHEUS_OPERATOR_CRDS_ENV}",
+        )
+    return files
+
+
+def extra_crd_files() -> list[Path]:
+    """The CRDs kubeconform needs beyond the render's own: Argo CD's (the mirror), prometheus-operator's and the
+    External Secrets Operator's (both from the Go module cache)."""
+    return sorted(argocd_crds_dir().glob("*.yaml")) + monitoring_crd_files() + operator_crd_files()
 
 
 def crd_schemas(crds: Iterable[Obj], extra_crd_files: Iterable[Path] = ()) -> Path:

@@ -88,3 +88,22 @@ def test_default_tree_sits_beside_the_repository(monkeypatch):
     assert upstream_source_dir() == expected
     assert release_version() == "1.23.0"
     assert Path(upstream_source_dir(), "data-plane", "config", "broker").is_dir()
+
+
+def test_prometheus_operator_assets_rebuilt_from_manifests_monitoring():
+    """The `*-prometheus-operator.yaml` assets (hack/artifacts-env.sh) from manifests/monitoring/prometheus-operator,
+    as test/e2e-common.sh build_monitoring_artifacts assembles them: the controller's with the webhook's."""
+    from gitops.core.upstream_source import stand_in_files
+
+    controller = stand_in_files("eventing-kafka-controller-prometheus-operator.yaml", "knative-v1.23.0")
+    assert controller is not None
+    objects = [o for _, objs in controller for o in objs]
+    assert [str(manifests.ObjKey.of(o)) for o in objects] == [
+        "PodMonitor knative-eventing/kafka-controller",
+        "ServiceMonitor knative-eventing/kafka-webhook-eventing",
+    ]
+    assert all(o["metadata"]["labels"]["app.kubernetes.io/version"] == "1.23.0" for o in objects)
+    broker = stand_in_files("eventing-kafka-broker-prometheus-operator.yaml", "knative-v1.23.0")
+    assert {o["kind"] for _, objs in broker or [] for o in objs} == {"PodMonitor", "ServiceMonitor"}
+    # Another tag's sources prove nothing about the pinned release.
+    assert stand_in_files("eventing-kafka-sink-prometheus-operator.yaml", "knative-v1.22.0") is None

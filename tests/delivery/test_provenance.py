@@ -35,6 +35,7 @@ def hydrated(tmp_path_factory) -> tuple[Path, Path, dict[str, Path]]:
         if src.is_dir():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, root / name)
     mirror = mirror_with_unlocked_assets(base, {url: data_plane_asset(url) for url in UNLOCKED_ASSETS})
     lock_unlocked_assets(root, mirror)

@@ -16,7 +16,15 @@ from gitops.core.render import render_env
 from gitops.upstream import bump
 
 # The lock entries no offline copy exists of (null digests): the Kafka Broker and the KafkaSink data planes.
-UNLOCKED = ("eventing-kafka-broker/eventing-kafka-broker.yaml", "eventing-kafka-broker/eventing-kafka-sink.yaml")
+UNLOCKED = (
+    "eventing-kafka-broker/eventing-kafka-broker.yaml",
+    "eventing-kafka-broker/eventing-kafka-sink.yaml",
+    # upstream's prometheus-operator scrape objects (base/monitoring): no offline copy either
+    "eventing-kafka-broker/eventing-kafka-controller-prometheus-operator.yaml",
+    "eventing-kafka-broker/eventing-kafka-broker-prometheus-operator.yaml",
+    "eventing-kafka-broker/eventing-kafka-sink-prometheus-operator.yaml",
+    "eventing-kafka-broker/eventing-kafka-source-prometheus-operator.yaml",
+)
 FAKE = "1.99.0"
 
 

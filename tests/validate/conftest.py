@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from gitops.core import render
-from gitops.core.paths import argocd_crds_dir
 from gitops.validate import schemas
 from gitops.validate.run import Report, validate
 
@@ -14,7 +13,7 @@ from gitops.validate.run import Report, validate
 @pytest.fixture(scope="module")
 def crd_dir(renders) -> Path:
     crds = [o for o in renders["prod"].objects if o["kind"] == "CustomResourceDefinition"]
-    return schemas.crd_schemas(crds, sorted(argocd_crds_dir().glob("*.yaml")) + schemas.operator_crd_files())
+    return schemas.crd_schemas(crds, schemas.extra_crd_files())
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.core.paths import REPO_ROOT, argocd_crds_dir
+from gitops.core.paths import REPO_ROOT
 from gitops.model.argocd import APP_FILE
 from gitops.validate import kubeconform, schemas
 from gitops.validate.run import schema_findings
@@ -100,7 +100,7 @@ def test_stable_message_sorts_the_causes_at_each_level(written, stable):
 
 @pytest.fixture(scope="module")
 def argocd_schemas() -> Path:
-    return schemas.crd_schemas([], sorted(argocd_crds_dir().glob("*.yaml")))
+    return schemas.crd_schemas([], schemas.extra_crd_files())
 
 
 def test_argocd_files_are_schema_valid(argocd_schemas):

@@ -126,7 +126,10 @@ def check_project_scope(ctx: RepoContext) -> Iterator[Finding]:
             continue
         destination = app.spec.get("destination") or {}
         by_project.setdefault(str(app.spec.get("project")), []).extend(
-            (env, destination, obj) for obj in ctx.renders[env].objects
+            # The stand-ins too: the left-out release assets are what Argo CD applies once their digest is locked
+            # (the deployer RBAC is derived from them as well).
+            (env, destination, obj)
+            for obj in ctx.renders[env].objects + ctx.renders[env].stand_ins
         )
         project = _project_for(docs, app)
         if (

@@ -14,6 +14,7 @@ from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
 from gitops.model.network import (
     ALL_PORTS,
+    SCRAPER_POLICY,
     admits,
     excess_admissions,
     ingress_policies_selecting,
@@ -21,6 +22,8 @@ from gitops.model.network import (
     needed_senders,
     policy_types,
     resolve_ports,
+    scrape_receivers,
+    scraper_identity,
 )
 from gitops.model.pods import PodTemplate, namespace_labels, pod_templates, selector_matches
 from gitops.validate.findings import EnvContext, Finding
@@ -42,9 +45,12 @@ def _left_out_note(ctx: EnvContext) -> str:
     return f" (the render left out {assets}; a pod from there cannot be checked until its digest is locked)"
 
 
-def _peer_problems(ctx: EnvContext, policy_ns: str, peer: dict, pods: list[PodTemplate]) -> Iterator[str]:
+def _peer_problems(ctx: EnvContext, policy: Obj, peer: dict, pods: list[PodTemplate]) -> Iterator[str]:
+    policy_ns = manifests.meta(policy).get("namespace", "")
     if "ipBlock" in peer:
         return
+    if manifests.meta(policy).get("name") == SCRAPER_POLICY and scraper_identity(peer) is not None:
+        return  # the metrics scraper runs outside the render (gitops.model.network.SCRAPER_POLICY)
     namespaces = namespace_labels(ctx.objects)
     if "namespaceSelector" in peer:
         selected = {ns for ns, labels in namespaces.items() if selector_matches(peer["namespaceSelector"], labels)}
@@ -85,7 +91,7 @@ def check_network_policies(ctx: EnvContext) -> Iterator[Finding]:
             )
         for rule in dig(policy, "spec", "ingress") or []:
             for peer in rule.get("from") or []:
-                for problem in _peer_problems(ctx, ns, peer, pods):
+                for problem in _peer_problems(ctx, policy, peer, pods):
                     yield ctx.finding("network-policy", policy, f"ingress peer: {problem}: it admits nobody")
             for target in targets:
                 _, unknown = resolve_ports(rule, target)
@@ -129,10 +135,11 @@ def check_event_path_reachable(ctx: EnvContext) -> Iterator[Finding]:
     pods = _pods(ctx)
     namespaces = namespace_labels(ctx.objects)
     policies = _policies(ctx)
+    scrapes = scrape_receivers(ctx.objects)
     for target in pods:
         if not ingress_policies_selecting(policies, target):
             continue
-        for sender in needed_senders(target):
+        for sender in needed_senders(target, scrapes):
             opened, _ = resolve_ports({"ports": [{"port": sender.port}]}, target)
             peer = next((p for p in pods if sender.is_sender(p.namespace, p.labels)), None)
             if peer is None or opened == ALL_PORTS:
@@ -152,6 +159,7 @@ def check_admitted_senders(ctx: EnvContext) -> Iterator[Finding]:
     """Each pod's ingress policies admit no one beyond the senders the event path needs or a waiver names."""
     namespaces = namespace_labels(ctx.objects)
     policies = _policies(ctx)
+    scrapes = scrape_receivers(ctx.objects)
     for target in _pods(ctx):
         if not ingress_policies_selecting(policies, target):
             if ctx.render.is_upstream(target.owner):
@@ -164,12 +172,12 @@ def check_admitted_senders(ctx: EnvContext) -> Iterator[Finding]:
             )
             continue
         seen: set[tuple[str, int, str, str]] = set()
-        for found in excess_admissions(policies, target, namespaces):
+        for found in excess_admissions(policies, target, namespaces, scrapes):
             key = (manifests.meta(found.policy).get("name", ""), found.rule, found.who, found.ports)
             if key in seen:
                 continue
             seen.add(key)
-            wanted = ", ".join(f"{s.name} on {s.port}" for s in needed_senders(target)) or "none"
+            wanted = ", ".join(f"{s.name} on {s.port}" for s in needed_senders(target, scrapes)) or "none"
             yield ctx.finding(
                 "network-ingress",
                 found.policy,

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from gitops.core import releases
-from gitops.core.paths import REPO_ROOT, argocd_crds_dir
+from gitops.core.paths import REPO_ROOT
 from gitops.core.render import RenderResult
 from gitops.model.argocd import APP_FILE, IN_CLUSTER
 from gitops.validate import kubeconform, schemas
@@ -271,7 +271,7 @@ def test_switching_signed_commits_on_everywhere_passes_the_check_and_the_schema(
         assert policy["gpg"] == {"mode": "head", "keys": list(KEYS)}
         assert policy["repos"] == [{"url": project["spec"]["sourceRepos"][0]}]
     assert signature_findings(tree_copy) == []
-    crd_dir = schemas.crd_schemas([], sorted(argocd_crds_dir().glob("*.yaml")))
+    crd_dir = schemas.crd_schemas([], schemas.extra_crd_files())
     assert kubeconform.run(yaml.safe_dump_all(docs), crd_dir, APP_FILE) == []
 
 

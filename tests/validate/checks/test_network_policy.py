@@ -403,3 +403,43 @@ def test_kafka_receiver_policy_wider_or_locking_out(broken, env):
         and "none admits knative-eventing/kafka-source-dispatcher on port 8080 (http)" in m
         for m in dropped
     ), dropped
+
+
+SCRAPER = f"NetworkPolicy {NS}/metrics-scraper (base/monitoring/scrape.yaml)"
+
+
+def _scraper_rule(render):
+    return obj(render, NP, "NetworkPolicy", NS, "metrics-scraper")["spec"]["ingress"][0]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_metrics_scraper_passes_and_is_a_needed_sender(broken, env):
+    """The scraper named in base/monitoring/scrape.yaml reaches the subscriber's user-port and nothing else; its
+    namespace (outside the render) is not reported as matching nothing."""
+    render = broken(env)
+    for check in (network_policy.check_admitted_senders, network_policy.check_network_policies):
+        assert not [str(f) for f in run_check(check, render)]
+
+
+@pytest.mark.parametrize(
+    "widen, admitted",
+    [
+        (lambda rule: rule["from"][0].pop("podSelector"), "every pod of namespace monitoring"),
+        (lambda rule: rule["ports"].append({"protocol": "TCP", "port": 8012}), "TCP 8012"),
+        (lambda rule: rule["from"][0].update(namespaceSelector={}), "any namespace"),
+    ],
+    ids=["any-pod-of-the-namespace", "extra-port", "any-namespace"],
+)
+def test_metrics_scraper_widened(broken, widen, admitted):
+    render = broken("prod")
+    widen(_scraper_rule(render))
+    messages = [str(f) for f in run_check(network_policy.check_admitted_senders, render)]
+    assert any(m.startswith(f"[prod] {SCRAPER}") and "wider than the senders" in m for m in messages), messages
+
+
+def test_metrics_scraper_port_not_the_podmonitors(broken):
+    """The PodMonitor scrapes user-port: a scraper rule on another port leaves the scrape dropped and admits more."""
+    render = broken("dev")
+    _scraper_rule(render)["ports"] = [{"protocol": "TCP", "port": "queue-port"}]
+    messages = [str(f) for f in run_check(network_policy.check_admitted_senders, render)]
+    assert any(m.startswith(f"[dev] {SCRAPER}") and "queue-port" in m for m in messages), messages

@@ -1,0 +1,131 @@
+"""alert-rules: each mistake an alert can carry is named with env, object and file."""
+
+import pytest
+
+from gitops.validate.checks import alerts
+from tests.support import obj, run_check
+
+RULE = "PrometheusRule notifications/knative-kafka-events (base/monitoring/alerts.yaml)"
+
+
+def _rule(render):
+    return obj(render, "monitoring.coreos.com", "PrometheusRule", "notifications", "knative-kafka-events")
+
+
+def _alert(render, name):
+    for group in _rule(render)["spec"]["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == name:
+                return rule
+    raise AssertionError(name)
+
+
+def _messages(render):
+    return [str(f) for f in run_check(alerts.check_alert_rules, render)]
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_metric_nothing_exports(broken, env):
+    render = broken(env)
+    rule = _alert(render, "KnativeKafkaDeadLetterSinkFailing")
+    # A name from memory: OpenCensus-era Knative called it event_dispatch_latencies.
+    rule["expr"] = rule["expr"].replace("kn_eventing_dispatch_latency_ms_count", "event_dispatch_latencies_count")
+    messages = _messages(render)
+    assert any(
+        m.startswith(f"[{env}] {RULE}")
+        and "KnativeKafkaDeadLetterSinkFailing" in m
+        and "metric 'event_dispatch_latencies_count' is exported by nothing here" in m
+        for m in messages
+    ), messages
+
+
+def test_label_the_component_does_not_set(broken):
+    render = broken("prod")
+    rule = _alert(render, "KnativeKafkaTriggerDeliveryFailing")
+    rule["expr"] = rule["expr"].replace("kn_trigger_name!=", "trigger!=")
+    messages = _messages(render)
+    assert any(m.startswith(f"[prod] {RULE}") and "label 'trigger' is carried by none of" in m for m in messages)
+
+
+def test_annotation_label_the_expression_drops(broken):
+    render = broken("dev")
+    rule = _alert(render, "NotificationsSubscriberErrors")
+    rule["annotations"]["summary"] = "{{ $labels.kn_trigger_name }} failing"
+    messages = _messages(render)
+    assert any("NotificationsSubscriberErrors" in m and "label 'kn_trigger_name'" in m for m in messages), messages
+
+
+def test_severity_against_the_production_fact(broken):
+    render = broken("prod")
+    _alert(render, "KnativeKafkaEventsDeadLettered")["labels"]["severity"] = "ticket"
+    messages = _messages(render)
+    assert any(
+        m.startswith("[prod] PrometheusRule notifications/knative-kafka-events")
+        and "severity 'ticket', but prod is a production environment" in m
+        and "components/alerts-page" in m
+        for m in messages
+    ), messages
+
+
+def test_missing_annotations_and_runbook_anchor(broken):
+    render = broken("dev")
+    rule = _alert(render, "KnativeKafkaDataPlaneDown")
+    del rule["annotations"]["description"]
+    rule["annotations"]["runbook_url"] = rule["annotations"]["runbook_url"].replace("#knative", "#no-such-")
+    messages = _messages(render)
+    assert any(m.startswith(f"[dev] {RULE}") and "no annotation 'description'" in m for m in messages), messages
+    assert any("is not a heading of docs/operations.md" in m for m in messages), messages
+
+
+def test_the_shipped_rules_pass(renders):
+    for env in ("dev", "prod"):
+        assert _messages(renders[env]) == []
+
+
+DASHBOARD = "ConfigMap notifications/knative-kafka-events-dashboard (base/monitoring/dashboard.yaml)"
+
+
+def _dashboard(render):
+    import json
+
+    config = obj(render, "", "ConfigMap", "notifications", "knative-kafka-events-dashboard")
+    return config, json.loads(config["data"]["knative-kafka-events.json"])
+
+
+@pytest.mark.parametrize(
+    "mistake, expected",
+    [
+        (
+            lambda t: t.update(expr=t["expr"].replace("notifications_events_total", "notifications_events")),
+            "metric 'notifications_events'",
+        ),
+        (lambda t: t.update(legendFormat="{{trigger}}"), "label 'trigger'"),
+    ],
+    ids=["metric-without-_total", "legend-label"],
+)
+def test_dashboard_panel_names_what_nothing_exports(broken, mistake, expected):
+    import json
+
+    render = broken("dev")
+    config, dashboard = _dashboard(render)
+    panel = next(p for p in dashboard["panels"] if p["title"] == "Subscriber outcomes per route")
+    mistake(panel["targets"][0])
+    config["data"]["knative-kafka-events.json"] = json.dumps(dashboard)
+    messages = [str(f) for f in run_check(alerts.check_dashboard_queries, render)]
+    assert any(
+        m.startswith(f"[dev] {DASHBOARD}") and "'Subscriber outcomes per route'" in m and expected in m
+        for m in messages
+    ), messages
+
+
+def test_dashboard_that_is_not_json(broken):
+    render = broken("prod")
+    config, _ = _dashboard(render)
+    config["data"]["knative-kafka-events.json"] = "{not json"
+    messages = [str(f) for f in run_check(alerts.check_dashboard_queries, render)]
+    assert any(m.startswith(f"[prod] {DASHBOARD}") and "is not JSON" in m for m in messages), messages
+
+
+def test_the_shipped_dashboard_passes(renders):
+    for env in ("dev", "prod"):
+        assert [str(f) for f in run_check(alerts.check_dashboard_queries, renders[env])] == []
