@@ -6,7 +6,6 @@ Everything binds 127.0.0.1 and every address in a contract is a loopback one.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -17,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from gitops.core.manifests import Obj
@@ -25,6 +23,7 @@ from gitops.core.paths import REPO_ROOT
 from gitops.e2e import contracts, dataplane
 from gitops.e2e.fault_proxy import FaultProxy
 from gitops.e2e.processes import Supervisor, supervised
+from gitops.events import kafka_local
 
 SUBSCRIBER_NAME = ("notifications", "notifications")  # the Knative Service the render routes to
 READY_TIMEOUT_S = 120
@@ -35,17 +34,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def kafka_module() -> ModuleType:
-    """tests/events/kafka_broker.py, the repository's one way to run a real Kafka (also `gitops kafka`)."""
-    path = REPO_ROOT / "tests" / "events" / "kafka_broker.py"
-    spec = importlib.util.spec_from_file_location("gitops_e2e_kafka_broker", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_properties(path: Path, text: str, extra: dict[str, str] | None = None) -> Path:
@@ -298,10 +286,9 @@ def running(env: str, objects: list[Obj], workdir: Path, log=print, direct: bool
     `direct`: the Triggers reach the subscriber without the fault proxy (the benchmark)."""
     build = dataplane.build()
     log(f"e2e: data plane {f'built in {build.seconds:.0f}s' if build.seconds else 'reused'} ({build.root.name})")
-    kafka_mod = kafka_module()
     with supervised(workdir) as supervisor:
         started = time.monotonic()
-        kafka = kafka_mod.start_broker(topics={})
+        kafka = kafka_local.start_broker(topics={})
         supervisor.adopt(kafka.process.pid)  # stopped by kafka.stop() below; recorded for the leftover check
         proxy: FaultProxy | None = None
         try:
@@ -314,7 +301,7 @@ def running(env: str, objects: list[Obj], workdir: Path, log=print, direct: bool
                 {SUBSCRIBER_NAME: f"http://127.0.0.1:{subscriber_port if direct else proxy_port}"},
             )
             built = contracts.build(objects, addresses)
-            kafka_mod.create_topics(kafka.bootstrap_servers, topics_to_create(objects, built))
+            kafka_local.create_topics(kafka.bootstrap_servers, topics_to_create(objects, built))
             init_trigger_offsets(kafka.bootstrap_servers, built)
             stack = Stack(env, objects, workdir, supervisor, kafka, build, proxy, subscriber_port, receiver_port, built)
             stack.write_contracts()
