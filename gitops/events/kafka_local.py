@@ -179,12 +179,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def start_broker(topics: dict[str, int] | None = None) -> KafkaBroker:
-    """Format storage, start the broker, wait (bounded) until it answers metadata, create the topics."""
+def start_broker(topics: dict[str, int] | None = None, port: int | None = None) -> KafkaBroker:
+    """Format storage, start the broker, wait (bounded) until it answers metadata, create the topics.
+    `port`: listen there instead of a free port (the e2e's private network namespace, where the render's
+    bootstrap port is free)."""
     libs = jars_dir()
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="kafka-test-"))
-    port, controller_port = free_port(), free_port()
+    port, controller_port = port or free_port(), free_port()
     while controller_port == port:
         controller_port = free_port()
     props = workdir / "server.properties"
