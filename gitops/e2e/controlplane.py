@@ -33,6 +33,13 @@ from gitops.e2e.kube import Kube
 from gitops.e2e.processes import Supervisor
 
 NODE_NAME = "e2e-node"
+# The receivers' container port 8080 (500-receiver.yaml INGRESS_PORT) cannot be bound here: kafka-controller's health
+# probe server holds :8080 of every address of the one network namespace all "pods" share (knative.dev/pkg
+# injection.HealthCheckDefaultPort; in a cluster each pod has a namespace of its own). The receivers listen on their
+# pod IP at this port instead; kafka-controller is told so through its *_INGRESS_POD_PORT variables (the port its
+# prober calls), and the kube-proxy stand-in maps the Services' port 80 to it.
+RECEIVER_POD_PORT = 18080
+INGRESS_POD_PORT_ENV = ("BROKER_INGRESS_POD_PORT", "SINK_INGRESS_POD_PORT", "CHANNEL_INGRESS_POD_PORT")
 POD_IP_PREFIX = "127.0.2."  # pod IPs stay on loopback
 CONTROLLERS = {
     # process name -> (binary, rendered Deployment namespace, name)
@@ -114,6 +121,9 @@ class Controllers:
             "PROFILING_PORT": "8008" if name == "kafka-controller" else "8009",
             "KUBECONFIG": str(kubeconfig),
         }
+        for name_ in INGRESS_POD_PORT_ENV:
+            if name_ in env:
+                env[name_] = str(RECEIVER_POD_PORT)
         self.supervisor.start(name, [str(binary(program)), f"--kubeconfig={kubeconfig}"], env)
 
     def restart(self, name: str) -> None:
@@ -151,3 +161,34 @@ def mark_services_ready(kube: Kube, objects: list[Obj], addresses: dict[tuple[st
                 "address": {"url": url},
             },
         )
+
+
+def _matches(labels: dict[str, str], selector: dict[str, Any]) -> bool:
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items()) and not selector.get(
+        "matchExpressions"
+    )
+
+
+def aggregate_cluster_roles(kube: Kube) -> int:
+    """kube-controller-manager's clusterrole-aggregation controller (no process here): every ClusterRole with an
+    aggregationRule gets the rules of the ClusterRoles its selectors match. Knative needs it: eventing's
+    `addressable-resolver` role, bound to kafka-controller, aggregates the `duck.knative.dev/addressable` roles
+    (Serving's Services among them), so without it a Trigger cannot resolve its subscriber. Returns how many
+    roles it changed."""
+    roles = kube.list("rbac.authorization.k8s.io/v1", "ClusterRole")
+    changed = 0
+    for role in roles:
+        selectors = (role.get("aggregationRule") or {}).get("clusterRoleSelectors") or []
+        if not selectors:
+            continue
+        rules: list[Any] = []
+        for other in roles:
+            if other is role or other.get("aggregationRule"):
+                continue
+            labels = other["metadata"].get("labels") or {}
+            if any(_matches(labels, s) for s in selectors):
+                rules += [r for r in other.get("rules") or [] if r not in rules]
+        if rules != (role.get("rules") or []):
+            kube.replace({**role, "rules": rules})
+            changed += 1
+    return changed

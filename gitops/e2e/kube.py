@@ -109,6 +109,11 @@ class Kube:
         path = self.resource(obj["apiVersion"], obj["kind"]).path(meta.get("namespace"))
         return self._check(self.client.post(path, content=json.dumps(obj)), f"create {obj['kind']} {meta['name']}")
 
+    def replace(self, obj: Obj) -> dict[str, Any]:
+        """PUT the whole object (metadata.resourceVersion guards against a concurrent change)."""
+        response = self.client.put(self.path_of(obj), content=json.dumps(obj))
+        return self._check(response, f"replace {obj['kind']} {obj['metadata']['name']}")
+
     def delete(self, obj: Obj) -> None:
         response = self.client.delete(self.path_of(obj))
         if response.status_code not in (200, 202, 404):

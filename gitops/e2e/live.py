@@ -38,7 +38,10 @@ from gitops.e2e.stack import SOURCE_PARTITIONS, SUBSCRIBER_NAME, Stack, _write_p
 from gitops.events import kafka_local
 from gitops.model.argocd import wave
 
-SERVING_ADDRESS_IP = "127.0.3.1"  # where Knative Serving's ingress would answer for the subscriber's Service
+SERVING_ADDRESS_IP = "127.0.3.1"
+RECEIVER_POD_PORT = (
+    controlplane.RECEIVER_POD_PORT
+)  # where Knative Serving's ingress would answer for the subscriber's Service
 SYSTEM_NAMESPACE = "knative-eventing"
 # The data plane's objects of the release assets eventing-kafka-broker.yaml and eventing-kafka-sink.yaml
 # (hack/data-plane.sh upstream assembles them from these directories).
@@ -66,13 +69,29 @@ def data_plane_objects(image: str) -> list[Obj]:
     return out
 
 
+def broker_configs(objects: list[Obj]) -> list[Obj]:
+    """The ConfigMaps the render's Brokers name in spec.config (the release's own default kafka-broker-config in
+    knative-eventing is used by no Broker of ours)."""
+    refs = set()
+    for obj in objects:
+        if obj["kind"] == "Broker":
+            config = obj["spec"].get("config") or {}
+            refs.add((config.get("namespace", obj["metadata"].get("namespace")), config.get("name")))
+    return [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and (o["metadata"].get("namespace"), o["metadata"]["name"]) in refs
+    ]
+
+
 def kafka_hosts(objects: list[Obj]) -> tuple[set[str], int]:
     """The hosts and the one port of every bootstrap server the render names (Broker ConfigMap, KafkaSource,
     KafkaSink): the test Kafka listens on that port and the hosts map to 127.0.0.1."""
     servers: set[str] = set()
-    for obj in objects:
-        if obj["kind"] == "ConfigMap" and "bootstrap.servers" in (obj.get("data") or {}):
+    for obj in broker_configs(objects):
+        if "bootstrap.servers" in (obj.get("data") or {}):
             servers |= {s.strip() for s in obj["data"]["bootstrap.servers"].split(",")}
+    for obj in objects:
         if obj["kind"] in ("KafkaSource", "KafkaSink"):
             value = obj["spec"].get("bootstrapServers") or []
             servers |= set([value] if isinstance(value, str) else value)
@@ -174,6 +193,7 @@ class LiveStack(Stack):
     forwarders: list[Forwarder] = field(default_factory=list)
     hosts: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    standin_errors: list[str] = field(default_factory=list)
 
     # --- what the scenarios read -------------------------------------------------------------------------------
 
@@ -272,6 +292,7 @@ class LiveStack(Stack):
                     self._create_pod(live, pod, role if ordinal == 0 else f"{role}-{ordinal}", component)
                 self._pod_status(pod)
         self.volume_sync()
+        controlplane.aggregate_cluster_roles(self.kube)
         controlplane.mark_services_ready(
             self.kube,
             self.objects,
@@ -332,7 +353,7 @@ class LiveStack(Stack):
         if not info["role"].endswith("receiver"):
             return True  # upstream's dispatcher probe is `cat /tmp/healthy`, shared by every JVM on this host
         try:
-            with socket.create_connection((info["ip"], 8080), timeout=1) as s:
+            with socket.create_connection((info["ip"], RECEIVER_POD_PORT), timeout=1) as s:
                 s.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
                 return b" 200 " in s.recv(64)
         except OSError:
@@ -372,8 +393,8 @@ class LiveStack(Stack):
             **self._common_env(),
             "SERVICE_NAME": f"kafka-{component}-receiver",
             "METRICS_HOST": ip,
-            "INGRESS_PORT": "8080",
-            "INGRESS_TLS_PORT": "8443",
+            "INGRESS_PORT": str(RECEIVER_POD_PORT),
+            "INGRESS_TLS_PORT": str(free_port()),  # unused (no TLS Secret); every receiver here shares one namespace
             "PRODUCER_CONFIG_FILE_PATH": str(
                 _write_properties(self.workdir / f"{pod}-producer.properties", props[f"{prefix}-producer.properties"])
             ),
@@ -425,17 +446,36 @@ class LiveStack(Stack):
             cluster_ip = svc["spec"].get("clusterIP")
             if pod_ip is None or not cluster_ip or not cluster_ip.startswith("127."):
                 continue
-            for port in svc["spec"]["ports"]:
-                target = port.get("targetPort", port["port"])
-                if not isinstance(target, int):
-                    continue
-                if (cluster_ip, port["port"]) == (pod_ip, target):
-                    continue
-                self.forwarders.append(Forwarder((cluster_ip, port["port"]), (pod_ip, target)))
+            # The Service's HTTP port (80) as in the cluster; its container-port 8080 becomes RECEIVER_POD_PORT, which
+            # is where the controller's prober calls (<service>.<namespace>.svc:<*_INGRESS_POD_PORT>).
+            for port in (80, RECEIVER_POD_PORT):
+                self.forwarders.append(Forwarder((cluster_ip, port), (pod_ip, RECEIVER_POD_PORT)))
 
     def stop_forwarders(self) -> None:
         for forwarder in self.forwarders:
             forwarder.stop()
+
+    def run_standins(self, period: float = 1.0) -> threading.Event:
+        """The stand-ins keep running while the scenarios do (a kubelet does): pods, status, volume sync."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(period):
+                try:
+                    self.tick()
+                except Exception as error:  # an API server restart (scenario) must not end the stand-ins
+                    self.standin_errors.append(str(error))
+
+        threading.Thread(target=loop, name="standins", daemon=True).start()
+        return stop
+
+    def all_triggers_scheduled(self) -> bool:
+        """Every Trigger of the render has its egress in a Broker dispatcher pod's contract, and the KafkaSource
+        dispatcher has its resource."""
+        triggers = sum(1 for o in self.objects if o["kind"] == "Trigger")
+        contracts = self.contracts
+        egresses = [e for r in contracts.broker_dispatcher.get("resources", []) for e in r.get("egresses", [])]
+        return len(egresses) >= triggers and bool(contracts.source_dispatcher.get("resources"))
 
 
 def scaled(contract: dict[str, Any], factor: float) -> dict[str, Any]:
@@ -480,6 +520,7 @@ def running(env: str, objects: list[Obj], workdir: Path, log=print) -> Iterator[
         supervisor.adopt(kafka.process.pid)
         proxy: FaultProxy | None = None
         stack: LiveStack | None = None
+        standins: threading.Event | None = None
         try:
             subscriber_port = free_port()
             proxy = FaultProxy(subscriber_port, host=SERVING_ADDRESS_IP, port=80)
@@ -502,6 +543,7 @@ def running(env: str, objects: list[Obj], workdir: Path, log=print) -> Iterator[
             everything = [*objects, *data_plane_objects(image)]
             t0 = time.monotonic()
             sync.sync(kube, [o for o in everything if argocd_wave(o) <= 0], log)
+            controlplane.aggregate_cluster_roles(kube)
             hosts = service_hosts(kube) | hosts  # the API server's own and Serving's addresses stay as set
             netns.private_hosts(workdir / "hosts", hosts, remount=False)
             stack.hosts = hosts
@@ -521,17 +563,17 @@ def running(env: str, objects: list[Obj], workdir: Path, log=print) -> Iterator[
             log(f"e2e: every wave synced and Healthy in {time.monotonic() - t0:.0f}s")
             # The contracts the pods read, once the dispatchers have theirs.
             deadline = time.monotonic() + 120
-            while not (
-                stack.contracts.broker_dispatcher.get("resources")
-                and stack.contracts.source_dispatcher.get("resources")
-            ):
+            while not stack.all_triggers_scheduled():
                 if time.monotonic() > deadline:
-                    raise RuntimeError("the dispatchers got no contract from the controller")
+                    raise RuntimeError("not every Trigger reached a dispatcher pod's contract from the controller")
                 stack.tick()
                 time.sleep(1)
             log(f"e2e: control plane and data plane up in {time.monotonic() - started:.0f}s")
+            standins = stack.run_standins()
             yield stack
         finally:
+            if standins is not None:
+                standins.set()
             if stack is not None:
                 stack.stop_forwarders()
             if proxy is not None:
@@ -547,8 +589,9 @@ def argocd_wave(obj: Obj) -> int:
 def unsupported(objects: list[Obj]) -> str:
     """Why the controller cannot run this render against the one-node, plaintext test Kafka ('' when it can):
     the controller creates topics with the render's replication factor and connects with its auth Secrets."""
-    for obj in objects:
-        data = obj.get("data") or {}
+    configs = broker_configs(objects)
+    for obj in [*configs, *(o for o in objects if o not in configs)]:
+        data = (obj.get("data") or {}) if obj in configs else {}
         if obj["kind"] == "ConfigMap" and int(data.get("default.topic.replication.factor", "1") or 1) > 1:
             return (
                 f"ConfigMap {obj['metadata'].get('namespace')}/{obj['metadata']['name']} asks for replication factor "

@@ -109,11 +109,22 @@ def broker_config(replication: str, **extra: str) -> dict:
     }
 
 
+BROKER = {
+    "kind": "Broker",
+    "metadata": {"name": "events", "namespace": "notifications"},
+    "spec": {"config": {"kind": "ConfigMap", "name": "kafka-broker-config"}},
+}
+
+
 def test_the_controller_runs_only_renders_the_test_kafka_can_serve():
-    assert live.unsupported([broker_config("1")]) == ""
-    assert "replication factor 3" in live.unsupported([broker_config("3")])
-    assert "plaintext" in live.unsupported([broker_config("1", **{"auth.secret.ref.name": "kafka-sasl"})])
-    assert live.kafka_hosts([broker_config("1")]) == ({"kafka.kafka.svc"}, 9092)
+    assert live.unsupported([BROKER, broker_config("1")]) == ""
+    assert "replication factor 3" in live.unsupported([BROKER, broker_config("3")])
+    assert "plaintext" in live.unsupported([BROKER, broker_config("1", **{"auth.secret.ref.name": "kafka-sasl"})])
+    assert live.kafka_hosts([BROKER, broker_config("1")]) == ({"kafka.kafka.svc"}, 9092)
+    # The release's own default ConfigMap (knative-eventing, replication factor 3) is used by no Broker of ours.
+    release_default = broker_config("3")
+    release_default["metadata"]["namespace"] = "knative-eventing"
+    assert live.unsupported([BROKER, broker_config("1"), release_default]) == ""
 
 
 def test_the_controllers_contract_shape_is_read_per_trigger():
