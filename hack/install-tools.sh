@@ -40,6 +40,8 @@ install() { # name version module
 #   knative-admission (hack/knative-admission, docs/admission.md): Knative's own admission webhooks.
 #   pod-security (hack/pod-security): the upstream Pod Security admission evaluator.
 #   knative-contract (hack/knative-contract, docs/e2e.md): the control plane's delivery -> contract mapping.
+#   knative-cluster (hack/knative-cluster, docs/e2e.md): kube-apiserver, etcd, kafka-controller and the EventPolicy
+#   reconciler that `make e2e` runs (built by build_cluster below).
 # Each is rebuilt only when its go.mod, go.sum or a Go source changes: the binary's stamp holds their combined
 # sha256, computed the same way as gitops.validate.admission.source_digest (which refuses to run a stale binary).
 module_digest() { # dir
@@ -90,7 +92,7 @@ build_cluster() {
   for var in "gitVersion=$kube" "gitMajor=$major" "gitMinor=$minor" "gitTreeState=clean"; do
     ldflags+=" -X k8s.io/component-base/version.$var -X k8s.io/client-go/pkg/version.$var"
   done
-  echo "building knative-cluster (kube-apiserver $kube, etcd, kafka-controller, eventpolicy-controller; cold: ~10 min on 2 cores)"
+  echo "building knative-cluster (kube-apiserver $kube, etcd, kafka-controller, eventpolicy-controller; cold: ~12 min on 2 busy cores)"
   t0=$SECONDS
   log=$(mktemp)
   for pkg in k8s.io/kubernetes/cmd/kube-apiserver ./etcd knative.dev/eventing-kafka-broker/control-plane/cmd/kafka-controller ./eventpolicy-controller; do

@@ -192,3 +192,32 @@ def aggregate_cluster_roles(kube: Kube) -> int:
             kube.replace({**role, "rules": rules})
             changed += 1
     return changed
+
+
+# The objects kafka-controller creates with owner references (a Trigger or KafkaSource owns its ConsumerGroup, a
+# ConsumerGroup its Consumers): the ones whose deletion the garbage collector must cascade here.
+GARBAGE_KINDS = (
+    ("internal.kafka.eventing.knative.dev/v1alpha1", "ConsumerGroup"),
+    ("internal.kafka.eventing.knative.dev/v1alpha1", "Consumer"),
+)
+
+
+def collect_garbage(kube: Kube) -> int:
+    """kube-controller-manager's garbage collector (no process here), for GARBAGE_KINDS: an object all of whose
+    owners are gone (or were replaced: another uid) is deleted, background propagation, as the collector does.
+    Without it a deleted Trigger's ConsumerGroup and Consumer stay, and so does its egress in the contract."""
+    deleted = 0
+    for api_version, kind in GARBAGE_KINDS:
+        for obj in kube.list(api_version, kind):
+            meta = obj["metadata"]
+            refs = meta.get("ownerReferences") or []
+            if not refs or meta.get("deletionTimestamp"):
+                continue
+            alive = False
+            for ref in refs:
+                owner = kube.get(ref["apiVersion"], ref["kind"], meta.get("namespace"), ref["name"])
+                alive = alive or (owner is not None and owner["metadata"].get("uid") == ref["uid"])
+            if not alive:
+                kube.delete(obj)
+                deleted += 1
+    return deleted

@@ -8,6 +8,7 @@ reading of Kubernetes' rules; the API server applies them.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,19 +49,29 @@ class Kube:
     def close(self) -> None:
         self.client.close()
 
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request, repeated while the API server answers 429 (e.g. "storage is (re)initializing" for a CRD just
+        established): what client-go's rest client does with Retry-After."""
+        for _ in range(60):
+            response = self.client.request(method, url, **kwargs)
+            if response.status_code != 429:
+                return response
+            time.sleep(float(response.headers.get("Retry-After", "1") or 1))
+        return response
+
     def _check(self, response: httpx.Response, what: str) -> dict[str, Any]:
         if response.status_code >= 300:
             raise KubeError(response.status_code, response.text, what)
         return response.json() if response.content else {}
 
     def version(self) -> dict[str, Any]:
-        return self._check(self.client.get("/version"), "version")
+        return self._check(self._send("GET", "/version"), "version")
 
     def resource(self, api_version: str, kind: str) -> Resource:
         key = (api_version, kind)
         if key not in self._resources:
             prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-            listing = self._check(self.client.get(prefix), f"discovery {api_version}")
+            listing = self._check(self._send("GET", prefix), f"discovery {api_version}")
             for r in listing.get("resources", []):
                 if "/" not in r["name"]:
                     self._resources[(api_version, r["kind"])] = Resource(api_version, r["name"], r["namespaced"])
@@ -77,7 +88,8 @@ class Kube:
 
     def apply(self, obj: Obj, manager: str = FIELD_MANAGER) -> dict[str, Any]:
         """Server-side apply, forcing conflicts (Argo CD's `ServerSideApply=true` sync option does the same)."""
-        response = self.client.patch(
+        response = self._send(
+            "PATCH",
             self.path_of(obj),
             params={"fieldManager": manager, "force": "true"},
             content=json.dumps(obj),
@@ -88,7 +100,7 @@ class Kube:
         )
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        response = self.client.get(self.resource(api_version, kind).path(namespace, name))
+        response = self._send("GET", self.resource(api_version, kind).path(namespace, name))
         if response.status_code == 404:
             return None
         return self._check(response, f"get {kind} {namespace}/{name}")
@@ -97,7 +109,7 @@ class Kube:
         self, api_version: str, kind: str, namespace: str | None = None, selector: str = ""
     ) -> list[dict[str, Any]]:
         params = {"labelSelector": selector} if selector else {}
-        response = self.client.get(self.resource(api_version, kind).path(namespace), params=params)
+        response = self._send("GET", self.resource(api_version, kind).path(namespace), params=params)
         items = self._check(response, f"list {kind}").get("items", [])
         for item in items:  # a list's items carry no apiVersion/kind
             item.setdefault("apiVersion", api_version)
@@ -107,20 +119,21 @@ class Kube:
     def create(self, obj: Obj) -> dict[str, Any]:
         meta = obj["metadata"]
         path = self.resource(obj["apiVersion"], obj["kind"]).path(meta.get("namespace"))
-        return self._check(self.client.post(path, content=json.dumps(obj)), f"create {obj['kind']} {meta['name']}")
+        return self._check(self._send("POST", path, content=json.dumps(obj)), f"create {obj['kind']} {meta['name']}")
 
     def replace(self, obj: Obj) -> dict[str, Any]:
         """PUT the whole object (metadata.resourceVersion guards against a concurrent change)."""
-        response = self.client.put(self.path_of(obj), content=json.dumps(obj))
+        response = self._send("PUT", self.path_of(obj), content=json.dumps(obj))
         return self._check(response, f"replace {obj['kind']} {obj['metadata']['name']}")
 
     def delete(self, obj: Obj) -> None:
-        response = self.client.delete(self.path_of(obj))
+        response = self._send("DELETE", self.path_of(obj))
         if response.status_code not in (200, 202, 404):
             self._check(response, f"delete {obj['kind']} {obj['metadata']['name']}")
 
     def patch_status(self, obj: Obj, status: dict[str, Any]) -> dict[str, Any]:
-        response = self.client.patch(
+        response = self._send(
+            "PATCH",
             self.path_of(obj) + "/status",
             content=json.dumps({"status": status}),
             headers={"Content-Type": "application/merge-patch+json"},
@@ -132,7 +145,8 @@ class Kube:
         spec: dict[str, Any] = {"expirationSeconds": 86400}
         if audience:
             spec["audiences"] = [audience]
-        response = self.client.post(
+        response = self._send(
+            "POST",
             f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
             content=json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}),
         )

@@ -293,6 +293,7 @@ class LiveStack(Stack):
                 self._pod_status(pod)
         self.volume_sync()
         controlplane.aggregate_cluster_roles(self.kube)
+        controlplane.collect_garbage(self.kube)
         controlplane.mark_services_ready(
             self.kube,
             self.objects,
@@ -454,6 +455,18 @@ class LiveStack(Stack):
     def stop_forwarders(self) -> None:
         for forwarder in self.forwarders:
             forwarder.stop()
+
+    def healthy_again(self, timeout: float = 180) -> str:
+        """After a control-plane crash: every Knative object of the render Healthy again (our health checks on the
+        live status), or a FAIL note naming what is not."""
+        assert self.kube is not None
+        knative = [o for o in self.objects if (sync.group_of(o), o["kind"]) in sync.health_scripts()]
+        started = time.monotonic()
+        try:
+            waited = sync.wait_healthy(self.kube, knative, sync.health_scripts(), timeout)
+        except sync.SyncFailed as error:
+            return f"FAIL: {error}"
+        return f"{len(waited)} Knative objects Healthy again after {time.monotonic() - started:.0f}s"
 
     def run_standins(self, period: float = 1.0) -> threading.Event:
         """The stand-ins keep running while the scenarios do (a kubelet does): pods, status, volume sync."""

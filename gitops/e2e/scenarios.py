@@ -348,8 +348,10 @@ def steady_state(stack: Stack, p: Producing, ledger: ScenarioLedger) -> None:
         ledger.notes.append("FAIL: the Trigger consumer groups never committed on every Broker partition")
 
 
-def killed_mid_stream(stack: Stack, p: Producing, process: str, down_s: float) -> ScenarioLedger:
-    ledger = ScenarioLedger(f"{process}-sigkill")
+def killed_mid_stream(
+    stack: Stack, p: Producing, process: str, down_s: float, name: str | None = None
+) -> ScenarioLedger:
+    ledger = ScenarioLedger(name or f"{process}-sigkill")
     topic = source_topics(stack)[0]
     steady_state(stack, p, ledger)
     duplicates_before = len(stack.subscriber_records("duplicate"))
@@ -376,13 +378,17 @@ def killed_mid_stream(stack: Stack, p: Producing, process: str, down_s: float) -
 def ordered(stack: Stack, p: Producing) -> ScenarioLedger | None:
     egresses = trigger_egresses(stack)
     source = stack.contracts.source_dispatcher["resources"][0]["egresses"][0]
-    if source["deliveryOrder"] != "ORDERED" or not any(e["deliveryOrder"] == "ORDERED" for e in egresses):
+    if source.get("deliveryOrder", "UNORDERED") != "ORDERED" or not any(
+        e.get("deliveryOrder", "UNORDERED") == "ORDERED" for e in egresses
+    ):
         return None
     ledger = ScenarioLedger("ordered-per-partition")
     topic = next(
         t
         for t in source_topics(stack)
-        if any(e["deliveryOrder"] == "ORDERED" and e["destination"].endswith("/" + t) for e in egresses)
+        if any(
+            e.get("deliveryOrder", "UNORDERED") == "ORDERED" and e["destination"].endswith("/" + t) for e in egresses
+        )
     )
     ledger.produced |= p.many(topic, 60, key=lambda i: f"key-{i % 3}")
     settle(stack, ledger, deadline_for(stack))

@@ -27,8 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from gitops.core.manifests import Obj
-from gitops.e2e.kube import Kube
+from gitops.e2e.kube import Kube, KubeError
 from gitops.model import argocd_health
 from gitops.model.argocd import wave
 
@@ -161,7 +163,11 @@ def wait_healthy(
     while True:
         states = {}
         for obj in objs:
-            status = health(kube, obj, scripts)
+            try:
+                status = health(kube, obj, scripts)
+            except (KubeError, httpx.HTTPError) as error:  # the API server restarting (a scenario does that)
+                has_check = (group_of(obj), obj["kind"]) in scripts
+                status = argocd_health.HealthStatus("Unknown", str(error)[:200]) if has_check else None
             if status is not None:
                 states[f"{obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"] = status
         pending = {k: s for k, s in states.items() if s.status != "Healthy"}
