@@ -139,3 +139,24 @@ def test_the_controllers_contract_shape_is_read_per_trigger():
     scaled = live.scaled(contract, 0.1)
     assert scaled["resources"][1]["egresses"][0]["egressConfig"]["backoffDelay"] == "100"
     assert scaled["generation"] == "3001"
+
+
+def _pins(go_mod: Path) -> dict[str, str]:
+    pins = {}
+    for line in go_mod.read_text().splitlines():
+        parts = line.replace("require", "").split()
+        if len(parts) >= 2 and (parts[0].startswith("knative.dev/") or parts[0] == "k8s.io/kubernetes"):
+            pins[parts[0]] = parts[1]
+        if line.startswith("replace k8s.io/") and "=>" in line:
+            module, target = line.removeprefix("replace ").split("=>")
+            pins[f"replace {module.strip()}"] = target.split()[-1]
+    return pins
+
+
+def test_the_e2e_control_plane_pins_what_the_admission_stage_pins():
+    """`make bump` moves hack/knative-admission; the e2e's control plane must run the same Knative and Kubernetes."""
+    admission = _pins(REPO_ROOT / "hack/knative-admission/go.mod")
+    cluster = _pins(REPO_ROOT / "hack/knative-cluster/go.mod")
+    shared = {k for k in admission if k in cluster}
+    assert {"knative.dev/eventing", "knative.dev/eventing-kafka-broker", "k8s.io/kubernetes"} <= shared
+    assert {k: cluster[k] for k in shared} == {k: admission[k] for k in shared}
