@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if ledger is None:
                     why = (
                         "no control plane in this run"
-                        if name in CONTROL_PLANE_KILLS
+                        if name in CONTROL_PLANE_ONLY
                         else "the render orders no delivery"
                     )
                     print(f"{name}: skipped: {why}", flush=True)
