@@ -20,7 +20,6 @@ import importlib
 import importlib.util
 import io
 import os
-import runpy
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +29,7 @@ from typing import NoReturn
 
 from gitops.core import paths
 from gitops.core.errors import EXIT_USAGE, UserError
-from gitops.core.paths import REPO_ROOT, cache_dir
+from gitops.core.paths import cache_dir
 from gitops.core.signals import interrupt_on_sigterm
 
 EXIT_OK = 0
@@ -82,7 +81,7 @@ VERBS: dict[str, Verb] = {
     "soak": Verb(
         "notifications.soak", "unique then hostile ids against the subscriber; fails if peak RSS passes its bound"
     ),
-    "kafka": Verb("tests/events/kafka_broker.py", "run a throwaway single-node Kafka on loopback until Ctrl-C"),
+    "kafka": Verb("gitops.events.kafka_local", "run a throwaway single-node Kafka on loopback until Ctrl-C"),
     "e2e": Verb(
         "gitops.e2e.run", "run an environment's event path through Knative's Kafka data plane; a ledger per scenario"
     ),
@@ -167,17 +166,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _entry(verb: Verb) -> Callable[[list[str]], int | None]:
-    if verb.target.endswith(".py"):
-        script = REPO_ROOT / verb.target
-        if not script.is_file():
-            raise UserError("missing", where=verb.target, fix="restore it from git (`git checkout -- tests/`)")
-
-        def run_script(argv: list[str]) -> int | None:
-            sys.argv[1:] = argv
-            runpy.run_path(str(script), run_name="__main__")
-            return 0
-
-        return run_script
     try:
         module = importlib.import_module(verb.target)
     except ImportError as error:

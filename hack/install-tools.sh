@@ -41,10 +41,16 @@ install() { # name version module
 #   knative-admission (hack/knative-admission, docs/admission.md): Knative's own admission webhooks.
 #   pod-security (hack/pod-security): the upstream Pod Security admission evaluator.
 #   knative-contract (hack/knative-contract, docs/e2e.md): the control plane's delivery -> contract mapping.
+#   knative-cluster (hack/knative-cluster, docs/e2e.md): kube-apiserver, etcd, kafka-controller and the EventPolicy
+#   reconciler that `make e2e` runs (built by build_cluster below).
 # Each is rebuilt only when its go.mod, go.sum or a Go source changes: the binary's stamp holds their combined
 # sha256, computed the same way as gitops.validate.admission.source_digest (which refuses to run a stale binary).
 module_digest() { # dir
   (cd "$root/$1" && LC_ALL=C sha256sum go.mod go.sum *.go | sha256sum | cut -d' ' -f1)
+}
+
+tree_digest() { # dir: go.mod, go.sum and every Go source below it (a module with several mains)
+  (cd "$root/$1" && find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
 }
 
 build_module() { # name dir
@@ -66,6 +72,43 @@ build_module() { # name dir
   rm -f "$log"
   mv "$out.new" "$out"
   echo "$want" >"$out.stamp"
+}
+
+# The local control plane of `make e2e` (hack/knative-cluster, docs/e2e.md): four binaries from one module, rebuilt
+# together when the module changes (one stamp, bin/knative-cluster.stamp). kube-apiserver is stamped with the
+# version of k8s.io/kubernetes in go.mod the way Kubernetes' own build does (hack/lib/version.sh there): unstamped it
+# reports v0.0.0-master and Knative's controllers refuse it (they check a minimum Kubernetes version).
+build_cluster() {
+  local dir=hack/knative-cluster want log reason kube major minor ldflags t0 pkg name
+  want=$(tree_digest "$dir")
+  if [ "$(cat "$bin/knative-cluster.stamp" 2>/dev/null)" = "$want" ] &&
+    [ -x "$bin/kube-apiserver" ] && [ -x "$bin/etcd" ] && [ -x "$bin/kafka-controller" ] && [ -x "$bin/eventpolicy-controller" ]; then
+    echo "ok: knative-cluster: kube-apiserver, etcd, kafka-controller, eventpolicy-controller (sources ${want:0:12})"
+    return
+  fi
+  kube=$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$root/$dir/go.mod")
+  major=${kube#v}; major=${major%%.*}
+  minor=${kube#v*.}; minor=${minor%%.*}
+  ldflags="-s -w"
+  for var in "gitVersion=$kube" "gitMajor=$major" "gitMinor=$minor" "gitTreeState=clean"; do
+    ldflags+=" -X k8s.io/component-base/version.$var -X k8s.io/client-go/pkg/version.$var"
+  done
+  echo "building knative-cluster (kube-apiserver $kube, etcd, kafka-controller, eventpolicy-controller; cold: ~12 min on 2 busy cores)"
+  t0=$SECONDS
+  log=$(mktemp)
+  for pkg in k8s.io/kubernetes/cmd/kube-apiserver ./etcd knative.dev/eventing-kafka-broker/control-plane/cmd/kafka-controller ./eventpolicy-controller; do
+    name=${pkg##*/}
+    if ! (cd "$root/$dir" && GOFLAGS=-mod=readonly go build -trimpath -ldflags="$ldflags" -o "$bin/$name.new" "$pkg") >"$log" 2>&1; then
+      reason=$(awk '!/^go: downloading/ && !/^#/ {print; exit}' "$log")
+      rm -f "$bin/$name.new" "$log"
+      echo "error: $name ($dir) did not build: ${reason:-go build failed}" >&2
+      exit 1
+    fi
+    mv "$bin/$name.new" "$bin/$name"
+  done
+  rm -f "$log"
+  echo "$want" >"$bin/knative-cluster.stamp"
+  echo "built knative-cluster in $((SECONDS - t0))s"
 }
 
 command -v go >/dev/null || { echo "error: Go is needed to install kustomize, kubeconform and actionlint and to build knative-admission and pod-security" >&2; exit 1; }
@@ -91,3 +134,4 @@ fi
 build_module pod-security hack/pod-security
 build_module knative-admission hack/knative-admission
 build_module knative-contract hack/knative-contract
+build_cluster

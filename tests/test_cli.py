@@ -48,8 +48,6 @@ def fork(tree_copy: Path) -> Path:
     shutil.copytree(REPO_ROOT / "gitops", tree_copy / "gitops", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO_ROOT / "hack", tree_copy / "hack")
     shutil.copy(REPO_ROOT / "Makefile", tree_copy / "Makefile")
-    (tree_copy / "tests/events").mkdir(parents=True)
-    shutil.copy(REPO_ROOT / "tests/events/kafka_broker.py", tree_copy / "tests/events/kafka_broker.py")
     (tree_copy / "bin").symlink_to(REPO_ROOT / "bin")
     # What a fork also has and the recipes and workflows read: the README, the workflows, the Python lock.
     shutil.copy(REPO_ROOT / "README.md", tree_copy / "README.md")

@@ -67,13 +67,13 @@ def observability_config(objects: list[Obj]) -> dict[str, str]:
     return {k: str(v) for k, v in data.items() if k in OBSERVABILITY_KEYS}
 
 
-def write_observability(directory: Path, objects: list[Obj], metrics_port: int) -> None:
+def write_observability(directory: Path, objects: list[Obj], metrics_port: int, host: str = "127.0.0.1") -> None:
     """The files a data plane pod finds at /etc/observability, as the render configures them, but listening on
-    `metrics_port` of 127.0.0.1 (MetricsConfig.getMetricsPort reads the port of `metrics-endpoint`)."""
+    `metrics_port` of `host`, a loopback address (MetricsConfig.getMetricsPort reads the port of `metrics-endpoint`)."""
     directory.mkdir(parents=True, exist_ok=True)
     config = observability_config(objects)
     if config.get("metrics-protocol") == "prometheus":
-        config["metrics-endpoint"] = f"http://127.0.0.1:{metrics_port}/metrics"
+        config["metrics-endpoint"] = f"http://{host}:{metrics_port}/metrics"
     for key, value in config.items():
         (directory / key).write_text(value)
 

@@ -46,6 +46,8 @@ class FaultProxy:
     _counts: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    host: str = "127.0.0.1"  # the e2e with a control plane: the Knative Service's address (gitops/e2e/live.py)
+    port: int = 0
 
     def set(self, fault: Fault) -> None:
         with self._lock:
@@ -109,7 +111,7 @@ class FaultProxy:
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # a client that hung up (a killed dispatcher) is part of the scenarios, not an error
 
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer((self.host, self.port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, name="fault-proxy", daemon=True).start()
         return self.server.server_address[1]

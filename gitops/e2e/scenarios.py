@@ -53,8 +53,14 @@ class Delivery:
         return sum(self.delay_before_retry(k) for k in range(1, self.retry + 1))
 
 
+def trigger_egresses(stack: Stack) -> list[dict[str, Any]]:
+    """Every Trigger's egress in the Broker dispatcher's contract: one resource holding them all (the render
+    mapping), or one resource per Trigger (what the 1.23 controller writes: triggerv2 -> Consumer)."""
+    return [e for r in stack.contracts.broker_dispatcher["resources"] for e in r.get("egresses", [])]
+
+
 def trigger_delivery(stack: Stack) -> Delivery:
-    egress = stack.contracts.broker_dispatcher["resources"][0]["egresses"][0]
+    egress = trigger_egresses(stack)[0]
     return Delivery.of(egress.get("egressConfig", {}))
 
 
@@ -348,7 +354,7 @@ def subscriber_refuses(stack: Stack, p: Producing, status: int) -> ScenarioLedge
 def broker_partitions_committed(stack: Stack) -> bool:
     """Whether every Trigger's consumer group has a committed offset on every partition of the Broker's topic."""
     topic = next(iter(stack.contracts.brokers.values()))
-    egresses = stack.contracts.broker_dispatcher["resources"][0]["egresses"]
+    egresses = trigger_egresses(stack)
     for egress in egresses:
         consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": egress["consumerGroup"], "log_level": 3})
         try:
@@ -376,8 +382,10 @@ def steady_state(stack: Stack, p: Producing, ledger: ScenarioLedger) -> None:
         ledger.notes.append("FAIL: the Trigger consumer groups never committed on every Broker partition")
 
 
-def killed_mid_stream(stack: Stack, p: Producing, process: str, down_s: float) -> ScenarioLedger:
-    ledger = ScenarioLedger(f"{process}-sigkill")
+def killed_mid_stream(
+    stack: Stack, p: Producing, process: str, down_s: float, name: str | None = None
+) -> ScenarioLedger:
+    ledger = ScenarioLedger(name or f"{process}-sigkill")
     topic = source_topics(stack)[0]
     steady_state(stack, p, ledger)
     duplicates_before = len(stack.subscriber_records("duplicate"))
@@ -402,15 +410,19 @@ def killed_mid_stream(stack: Stack, p: Producing, process: str, down_s: float) -
 
 
 def ordered(stack: Stack, p: Producing) -> ScenarioLedger | None:
-    egresses = stack.contracts.broker_dispatcher["resources"][0]["egresses"]
+    egresses = trigger_egresses(stack)
     source = stack.contracts.source_dispatcher["resources"][0]["egresses"][0]
-    if source["deliveryOrder"] != "ORDERED" or not any(e["deliveryOrder"] == "ORDERED" for e in egresses):
+    if source.get("deliveryOrder", "UNORDERED") != "ORDERED" or not any(
+        e.get("deliveryOrder", "UNORDERED") == "ORDERED" for e in egresses
+    ):
         return None
     ledger = ScenarioLedger("ordered-per-partition")
     topic = next(
         t
         for t in source_topics(stack)
-        if any(e["deliveryOrder"] == "ORDERED" and e["destination"].endswith("/" + t) for e in egresses)
+        if any(
+            e.get("deliveryOrder", "UNORDERED") == "ORDERED" and e["destination"].endswith("/" + t) for e in egresses
+        )
     )
     ledger.produced |= p.many(topic, 60, key=lambda i: f"key-{i % 3}")
     settle(stack, ledger, deadline_for(stack))

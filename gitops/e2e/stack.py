@@ -6,7 +6,6 @@ Everything binds 127.0.0.1 and every address in a contract is a loopback one.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -17,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from gitops.core.manifests import Obj
@@ -25,6 +23,7 @@ from gitops.core.paths import REPO_ROOT
 from gitops.e2e import alerts, contracts, dataplane
 from gitops.e2e.fault_proxy import FaultProxy
 from gitops.e2e.processes import Supervisor, supervised
+from gitops.events import kafka_local
 from gitops.model.record_size import (
     BROKER_DATA_PLANE,
     MAX_REQUEST_SIZE,
@@ -42,17 +41,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def kafka_module() -> ModuleType:
-    """tests/events/kafka_broker.py, the repository's one way to run a real Kafka (also `gitops kafka`)."""
-    path = REPO_ROOT / "tests" / "events" / "kafka_broker.py"
-    spec = importlib.util.spec_from_file_location("gitops_e2e_kafka_broker", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_properties(path: Path, text: str, extra: dict[str, str] | None = None) -> Path:
@@ -80,6 +68,8 @@ class Stack:
     1.23 sources with our patches applied: where the producers' sizes come from."""
     # Each JVM's metrics port (the render's config-observability, on loopback: gitops/e2e/alerts.py).
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    # Each JVM's metrics address (127.0.0.1 here; a pod's IP with the control plane, gitops/e2e/live.py).
+    metrics_hosts: dict[str, str] = field(default_factory=dict)
     # The KafkaSink receiver, its own JVM as in a cluster: one receiver serving both a Broker and a KafkaSink
     # exports only the first one's metrics (Prometheus needs one set of label names per metric).
     sink_receiver_port: int = 0
@@ -157,20 +147,24 @@ class Stack:
 
     def metrics_targets(self) -> dict[str, str]:
         """Every process's /metrics: the JVMs' own ports, the subscriber's app port (as its PodMonitor scrapes)."""
-        targets = {name: f"http://127.0.0.1:{port}/metrics" for name, port in self.metrics_ports.items()}
+        targets = {
+            name: f"http://{self.metrics_hosts.get(name, '127.0.0.1')}:{port}/metrics"
+            for name, port in self.metrics_ports.items()
+        }
         return {**targets, "subscriber": f"http://127.0.0.1:{self.subscriber_port}/metrics"}
 
-    def _common_env(self, name: str) -> dict[str, str]:
+    def _common_env(self, name: str, host: str = "127.0.0.1") -> dict[str, str]:
         observability = self.workdir / f"observability-{name}"
         features = self.workdir / "features"
-        alerts.write_observability(observability, self.objects, self.metrics_ports.setdefault(name, free_port()))
+        self.metrics_hosts[name] = host
+        alerts.write_observability(observability, self.objects, self.metrics_ports.setdefault(name, free_port()), host)
         features.mkdir(exist_ok=True)
         return {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", ""),
             "JAVA_HOME": str(self.build.java_home),
             "SERVICE_NAMESPACE": "knative-eventing",
-            "METRICS_HOST": "127.0.0.1",
+            "METRICS_HOST": host,
             "METRICS_PUBLISH_QUANTILES": "false",
             "METRICS_JVM_ENABLED": "false",
             "CONFIG_OBSERVABILITY_PATH": str(observability),
@@ -311,7 +305,7 @@ def render_producer_size(objects: list[Obj], where: tuple[str, str, str]) -> int
     return None
 
 
-def topic_configs(objects: list[Obj], stand_ins: list[Obj], c: contracts.Contracts) -> dict[str, dict[str, str]]:
+def topic_configs(objects: list[Obj], stand_ins: list[Obj], c: contracts.Contracts | None) -> dict[str, dict[str, str]]:
     """What a cluster's topics are created with (docs/operations.md, "Record size"): each source topic its largest
     record (the app's topic table) as max.message.bytes, as its owner sets it; the Broker's topic every
     `default.topic.config.*` of its ConfigMap, as Knative does when it creates it (control-plane/pkg/kafka/topic.go);
@@ -327,7 +321,7 @@ def topic_configs(objects: list[Obj], stand_ins: list[Obj], c: contracts.Contrac
         if obj["kind"] == "ConfigMap" and "default.topic.partitions" in obj.get("data", {}):
             prefix = "default.topic.config."
             broker_config = {k[len(prefix) :]: str(v) for k, v in obj["data"].items() if k.startswith(prefix)}
-            for topic in c.brokers.values():
+            for topic in c.brokers.values() if c is not None else ():  # with the control plane, it creates them
                 configs[topic] = broker_config
     sink_size = render_producer_size(objects + stand_ins, SINK_DATA_PLANE)
     if sink_size is not None:
@@ -385,10 +379,9 @@ def running(
     rebuilt data plane objects, whose ConfigMaps size the producers and the dead-letter topic."""
     build = dataplane.build()
     log(f"e2e: data plane {f'built in {build.seconds:.0f}s' if build.seconds else 'reused'} ({build.root.name})")
-    kafka_mod = kafka_module()
     with supervised(workdir) as supervisor:
         started = time.monotonic()
-        kafka = kafka_mod.start_broker(topics={})
+        kafka = kafka_local.start_broker(topics={})
         supervisor.adopt(kafka.process.pid)  # stopped by kafka.stop() below; recorded for the leftover check
         proxy: FaultProxy | None = None
         try:
@@ -402,7 +395,7 @@ def running(
                 sink_receiver_url=f"http://127.0.0.1:{sink_receiver_port}",
             )
             built = contracts.build(objects, addresses)
-            kafka_mod.create_topics(
+            kafka_local.create_topics(
                 kafka.bootstrap_servers,
                 topics_to_create(objects, built),
                 configs=topic_configs(objects, stand_ins or [], built),

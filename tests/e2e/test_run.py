@@ -55,7 +55,7 @@ def test_sigterm_mid_run_stops_every_process():
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        if "dispatchers up in" in line:
+        if "dispatchers up in" in line or "control plane and data plane up in" in line:
             break
     time.sleep(3)
     os.kill(proc.pid, signal.SIGTERM)

@@ -11,7 +11,7 @@ import pytest
 
 from gitops.core.errors import UserError
 from gitops.events import produce
-from tests.events.kafka_broker import KafkaBroker, KafkaUnavailable, create_topics, jars_dir, start_broker
+from gitops.events.kafka_local import KafkaBroker, KafkaUnavailable, create_topics, jars_dir, start_broker
 
 pytestmark = pytest.mark.kafka
 TOPIC = "notifications"
@@ -133,7 +133,7 @@ def test_a_wrong_ca_is_one_line_naming_the_ca_setting(
 ) -> None:
     """A CA that did not sign the broker's certificate (another cluster's ca.crt): the TLS handshake fails, and
     the line says which setting to fix."""
-    from tests.events.kafka_sasl_ssl import write_ca_and_server_cert
+    from gitops.events.kafka_sasl_ssl import write_ca_and_server_cert
 
     assert secure_broker.sasl_ssl is not None
     other_ca, _ = write_ca_and_server_cert(tmp_path)

@@ -1,4 +1,4 @@
-"""gitops.events.produce against a real Apache Kafka broker (tests/events/kafka_broker.py), and its usage errors."""
+"""gitops.events.produce against a real Apache Kafka broker (gitops/events/kafka_local.py), and its usage errors."""
 
 from __future__ import annotations
 

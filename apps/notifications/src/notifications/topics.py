@@ -2,7 +2,7 @@
 
 Each entry is a Kafka topic the KafkaSource reads and a Trigger routes to `/events/<topic>`. From this table:
 the app registers its routes (app.py), `send_event` and `make produce` (gitops/events/payloads.py) offer and encode
-the topics, the test broker (tests/events/kafka_broker.py, `make kafka`) creates them, and `make validate` checks both
+the topics, the test broker (gitops/events/kafka_local.py, `make kafka`) creates them, and `make validate` checks both
 directions (check `topics`): every topic here is read by a KafkaSource and routed by a Trigger to its own path, and
 every KafkaSource topic and Trigger path into this app is listed here. Adding a topic is one entry here plus its
 KafkaSource topic and Trigger (docs/forking.md, "Add a topic").

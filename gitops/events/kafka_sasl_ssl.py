@@ -1,7 +1,7 @@
 """The test Kafka as prod runs it: SASL_SSL with SCRAM-SHA-512 and a CA of its own (overlays/prod/kafka.yaml).
 
 `SaslSsl.create(workdir)` makes a throwaway CA and a server certificate for 127.0.0.1 (Python `cryptography`), and
-picks the users' passwords; `start_broker(security=...)` (kafka_broker.py) appends hack/kafka/sasl-ssl.properties
+picks the users' passwords; `start_broker(sasl_ssl=True)` (kafka_local.py) appends hack/kafka/sasl-ssl.properties
 to the broker's config and creates the SCRAM users when it formats the storage (`kafka-storage format --add-scram`,
 KIP-900). `client_env()` is what a person exports for `make produce` / `gitops replay`: the KAFKA_* variables of
 gitops/events/kafka_settings.py, the same four facts the `kafka-credentials` Secret carries (protocol,

@@ -1,0 +1,660 @@
+"""`make e2e` with the control plane in the loop: the API server, Knative 1.23's controllers, and the data plane
+reading the contracts the controller writes (docs/e2e.md, "What runs").
+
+Order of start-up, inside the private network namespace (gitops/e2e/netns.py):
+1. the test Kafka on the render's bootstrap port, the subscriber, and the fault proxy on the address Knative Serving
+   would give the subscriber's Knative Service;
+2. etcd and kube-apiserver (gitops/e2e/cluster.py);
+3. sync waves up to 0 (CRDs, RBAC, the releases' Deployments and ConfigMaps, plus the data plane's own objects that
+   the release asset eventing-kafka-broker.yaml would add: upstream's data-plane/config/{broker,sink}, read from
+   ../shared/upstream because that asset has no offline copy), so every Service has its cluster IP;
+4. /etc/hosts and the kube-proxy stand-in for those cluster IPs; kafka-controller and the EventPolicy controller;
+5. the remaining waves, each waited on with the repository's health checks, while the stand-in kubelet runs the
+   data-plane pods the controller schedules and copies their contract ConfigMaps into the files they watch.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gitops.core.manifests import Obj
+from gitops.e2e import cluster, controlplane, dataplane, netns, sync
+from gitops.e2e.fault_proxy import FaultProxy
+from gitops.e2e.kube import Kube
+from gitops.e2e.processes import supervised
+from gitops.e2e.stack import SOURCE_PARTITIONS, SUBSCRIBER_NAME, Stack, _write_properties, free_port, topic_configs
+from gitops.events import kafka_local
+from gitops.model.argocd import wave
+from gitops.model.record_size import BROKER_DATA_PLANE, SINK_DATA_PLANE
+
+SERVING_ADDRESS_IP = "127.0.3.1"
+RECEIVER_POD_PORT = (
+    controlplane.RECEIVER_POD_PORT
+)  # where Knative Serving's ingress would answer for the subscriber's Service
+SYSTEM_NAMESPACE = "knative-eventing"
+# The data plane's objects of the release assets eventing-kafka-broker.yaml and eventing-kafka-sink.yaml
+# (hack/data-plane.sh upstream assembles them from these directories).
+DATA_PLANE_CONFIG = ("broker", "sink")
+# Pods the stand-in kubelet runs: (kind, name) of the workload -> (process role, data-plane component).
+WORKLOADS = {
+    ("Deployment", "kafka-broker-receiver"): ("receiver", "broker"),
+    ("Deployment", "kafka-sink-receiver"): ("sink-receiver", "sink"),
+    ("StatefulSet", "kafka-broker-dispatcher"): ("broker-dispatcher", "broker"),
+    ("StatefulSet", "kafka-source-dispatcher"): ("source-dispatcher", "source"),
+}
+# The contract ConfigMap each receiver mounts (data-plane/config/*/500-receiver.yaml `kafka-*-*` volumes).
+RECEIVER_CONTRACTS = {"receiver": "kafka-broker-brokers-triggers", "sink-receiver": "kafka-sink-sinks"}
+
+
+def data_plane_objects(image: str) -> list[Obj]:
+    """Upstream's data-plane objects (ConfigMaps, RBAC, the receivers' Deployments and Services, the Broker
+    dispatcher's StatefulSet), images replaced by a name for the locally built data plane."""
+    out = []
+    for component in DATA_PLANE_CONFIG:
+        for path in sorted((dataplane.source_tree() / "config" / component).glob("*.yaml")):
+            text = path.read_text().replace("${KNATIVE_KAFKA_DISPATCHER_IMAGE}", image)
+            text = text.replace("${KNATIVE_KAFKA_RECEIVER_IMAGE}", image)
+            out += [doc for doc in yaml.safe_load_all(text) if doc]
+    return out
+
+
+def broker_configs(objects: list[Obj]) -> list[Obj]:
+    """The ConfigMaps the render's Brokers name in spec.config (the release's own default kafka-broker-config in
+    knative-eventing is used by no Broker of ours)."""
+    refs = set()
+    for obj in objects:
+        if obj["kind"] == "Broker":
+            config = obj["spec"].get("config") or {}
+            refs.add((config.get("namespace", obj["metadata"].get("namespace")), config.get("name")))
+    return [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and (o["metadata"].get("namespace"), o["metadata"]["name"]) in refs
+    ]
+
+
+def kafka_hosts(objects: list[Obj]) -> tuple[set[str], int]:
+    """The hosts and the one port of every bootstrap server the render names (Broker ConfigMap, KafkaSource,
+    KafkaSink): the test Kafka listens on that port and the hosts map to 127.0.0.1."""
+    servers: set[str] = set()
+    for obj in broker_configs(objects):
+        if "bootstrap.servers" in (obj.get("data") or {}):
+            servers |= {s.strip() for s in obj["data"]["bootstrap.servers"].split(",")}
+    for obj in objects:
+        if obj["kind"] in ("KafkaSource", "KafkaSink"):
+            value = obj["spec"].get("bootstrapServers") or []
+            servers |= set([value] if isinstance(value, str) else value)
+    ports = {int(s.rsplit(":", 1)[1]) for s in servers if ":" in s}
+    if len(ports) != 1:
+        raise RuntimeError(
+            f"the render's Kafka bootstrap servers use {len(ports)} ports ({sorted(servers)}); the "
+            "e2e's one test Kafka listens on one"
+        )
+    return {s.rsplit(":", 1)[0] for s in servers}, ports.pop()
+
+
+class Forwarder:
+    """kube-proxy's stand-in: a TCP listener on a Service's cluster IP and port, forwarding to a pod IP and port."""
+
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
+        self.target = target
+        self.sock = socket.create_server(listen, reuse_port=False)
+        self.sock.settimeout(0.5)
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._pipe_pair, args=(client,), daemon=True).start()
+
+    def _pipe_pair(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=10)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        client.settimeout(None)
+
+        def pipe(a: socket.socket, b: socket.socket) -> None:
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    with suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+        client.close()
+        upstream.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+
+@dataclass
+class LiveContracts:
+    """The contracts as the controller wrote them (what the data plane was given), in the shape the scenarios
+    read: the Broker receiver's, the Broker dispatcher pod's, the KafkaSource dispatcher pod's."""
+
+    receiver: dict[str, Any]
+    sink_receiver: dict[str, Any]
+    broker_dispatcher: dict[str, Any]
+    source_dispatcher: dict[str, Any]
+
+    @property
+    def brokers(self) -> dict[tuple[str, str], str]:
+        return _ingress_topics(self.receiver)
+
+    @property
+    def sinks(self) -> dict[tuple[str, str], str]:
+        return _ingress_topics(self.sink_receiver)
+
+
+def _ingress_topics(contract: dict[str, Any]) -> dict[tuple[str, str], str]:
+    out = {}
+    for resource in contract.get("resources", []):
+        path = (resource.get("ingress") or {}).get("path", "")
+        parts = path.strip("/").split("/")
+        if len(parts) == 2 and resource.get("topics"):
+            out[(parts[0], parts[1])] = resource["topics"][0]
+    return out
+
+
+@dataclass
+class LiveStack(Stack):
+    api: cluster.ApiServer | None = None
+    kube: Kube | None = None
+    controllers: controlplane.Controllers | None = None
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)  # pod name -> {ip, role, component, file}
+    backoff_factor: float = 1.0
+    forwarders: list[Forwarder] = field(default_factory=list)
+    hosts: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    standin_errors: list[str] = field(default_factory=list)
+
+    # --- what the scenarios read -------------------------------------------------------------------------------
+
+    def broker_ingress(self) -> str:
+        assert self.kube is not None
+        for obj in self.objects:
+            if obj["kind"] == "Broker":
+                live = self.kube.get(obj["apiVersion"], "Broker", obj["metadata"]["namespace"], obj["metadata"]["name"])
+                return str(((live or {}).get("status") or {}).get("address", {}).get("url", ""))
+        raise LookupError("the render has no Broker")
+
+    def dead_letter_topic(self) -> str | None:
+        contracts = self.contracts
+        for resource in contracts.broker_dispatcher.get("resources", []):
+            for holder in [resource, *resource.get("egresses", [])]:
+                dead_letter = (holder.get("egressConfig") or {}).get("deadLetter", "")
+                for (namespace, name), topic in contracts.sinks.items():
+                    if dead_letter.endswith(f"/{namespace}/{name}"):
+                        return topic
+        return None
+
+    def read_contract(self, role: str) -> dict[str, Any]:
+        for info in self.pods.values():
+            if info["role"] == role and Path(info["file"]).is_file():
+                text = Path(info["file"]).read_text()
+                return json.loads(text) if text.strip() else {}
+        return {}
+
+    @property
+    def contracts(self) -> LiveContracts:  # type: ignore[override]
+        return LiveContracts(
+            self.read_contract("receiver"),
+            self.read_contract("sink-receiver"),
+            self.read_contract("broker-dispatcher"),
+            self.read_contract("source-dispatcher"),
+        )
+
+    @contracts.setter
+    def contracts(self, value: Any) -> None:  # the base class's __init__ assigns it
+        pass
+
+    def header(self) -> str:
+        kafka = module_versions(cluster.binary("kafka-controller")).get("knative.dev/eventing-kafka-broker", "?")
+        eventing = module_versions(cluster.binary("eventpolicy-controller")).get("knative.dev/eventing", "?")
+        return (
+            f"control plane: kube-apiserver {self.versions.get('kube-apiserver', '?')}, kafka-controller "
+            f"(knative.dev/eventing-kafka-broker {kafka}), EventPolicy reconciler (knative.dev/eventing {eventing}); "
+            "contracts written by the controller"
+        )
+
+    def set_backoff_scale(self, factor: float) -> None:
+        """The e2e-only `--backoff-scale`: applied as the contracts are copied to the pods' files."""
+        self.backoff_factor = factor
+        for info in self.pods.values():
+            info["written"] = None  # rewrite on the next volume sync
+
+    def write_contracts(self) -> None:
+        self.volume_sync()
+
+    # --- the stand-ins ------------------------------------------------------------------------------------------
+
+    def volume_sync(self) -> None:
+        """The kubelet's ConfigMap volume sync: each data-plane pod's contract ConfigMap copied to its file."""
+        assert self.kube is not None
+        for pod, info in self.pods.items():
+            cm_name = RECEIVER_CONTRACTS.get(info["role"], pod)
+            cm = self.kube.get("v1", "ConfigMap", SYSTEM_NAMESPACE, cm_name)
+            if cm is None:
+                continue
+            raw = base64.b64decode((cm.get("binaryData") or {}).get("data", "") or b"")
+            if not raw:
+                continue
+            text = raw.decode()
+            if self.backoff_factor != 1:
+                text = json.dumps(scaled(json.loads(text), self.backoff_factor))
+            if info.get("written") == text:
+                continue
+            path = Path(info["file"])
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+            info["written"] = text
+
+    def tick(self) -> None:
+        """One pass of every stand-in: pods for the data-plane workloads, their status, their contract files, and
+        the Knative Services' addresses."""
+        assert self.kube is not None
+        for (kind, name), (role, component) in WORKLOADS.items():
+            live = self.kube.get("apps/v1", kind, SYSTEM_NAMESPACE, name)
+            if live is None:
+                continue
+            replicas = int(live["spec"].get("replicas") if live["spec"].get("replicas") is not None else 1)
+            for ordinal in range(replicas):
+                pod = f"{name}-{ordinal}" if kind == "StatefulSet" else f"{name}-e2e-{ordinal}"
+                if pod not in self.pods:
+                    self._create_pod(live, pod, role if ordinal == 0 else f"{role}-{ordinal}", component)
+                self._pod_status(pod)
+        self.volume_sync()
+        controlplane.aggregate_cluster_roles(self.kube)
+        controlplane.collect_garbage(self.kube)
+        controlplane.mark_services_ready(
+            self.kube,
+            self.objects,
+            {SUBSCRIBER_NAME: f"http://{SUBSCRIBER_NAME[1]}.{SUBSCRIBER_NAME[0]}.svc.cluster.local"},
+        )
+
+    def _create_pod(self, workload: dict[str, Any], pod: str, role: str, component: str) -> None:
+        assert self.kube is not None
+        ip = f"{controlplane.POD_IP_PREFIX}{10 + len(self.pods)}"
+        template = workload["spec"]["template"]
+        spec = dict(template["spec"])
+        spec["nodeName"] = controlplane.NODE_NAME
+        spec["automountServiceAccountToken"] = False
+        if workload["kind"] == "StatefulSet":
+            volumes = [v for v in spec.get("volumes", []) if v["name"] != "contract-resources"]
+            spec["volumes"] = [*volumes, {"name": "contract-resources", "configMap": {"name": pod}}]
+        obj = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod,
+                "namespace": SYSTEM_NAMESPACE,
+                "labels": dict(template["metadata"].get("labels") or {}),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": workload["kind"],
+                        "name": workload["metadata"]["name"],
+                        "uid": workload["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": spec,
+        }
+        self.kube.create(obj)
+        file = self.workdir / f"{pod}-contract.json"
+        file.write_text("")
+        self.pods[pod] = {"ip": ip, "role": role, "component": component, "file": str(file), "ready": False}
+        if role.endswith("receiver"):
+            self.supervisor.start(
+                role,
+                self.build.command(dataplane.RECEIVER_MODULE, dataplane.RECEIVER_MAIN, self._logback()),
+                self._pod_receiver_env(pod, ip, component, file),
+            )
+        else:
+            self.supervisor.start(
+                role,
+                self.build.command(dataplane.DISPATCHER_MODULE, dataplane.DISPATCHER_MAIN, self._logback()),
+                self._pod_dispatcher_env(pod, ip, component, file),
+            )
+
+    def _pod_ready(self, pod: str) -> bool:
+        info = self.pods[pod]
+        proc = self.supervisor.procs.get(info["role"])
+        if proc is None or not proc.alive():
+            return False
+        if not info["role"].endswith("receiver"):
+            return True  # upstream's dispatcher probe is `cat /tmp/healthy`, shared by every JVM on this host
+        try:
+            with socket.create_connection((info["ip"], RECEIVER_POD_PORT), timeout=1) as s:
+                s.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
+                return b" 200 " in s.recv(64)
+        except OSError:
+            return False
+
+    def _pod_status(self, pod: str) -> None:
+        assert self.kube is not None
+        ready = self._pod_ready(pod)
+        info = self.pods[pod]
+        if info.get("reported") == ready:
+            return
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        want = "True" if ready else "False"
+        obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": SYSTEM_NAMESPACE}}
+        self.kube.patch_status(
+            obj,
+            {
+                "phase": "Running",
+                "podIP": info["ip"],
+                "podIPs": [{"ip": info["ip"]}],
+                "hostIP": "127.0.0.1",
+                "startTime": now,
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": want, "lastTransitionTime": now},
+                    {"type": "Ready", "status": want, "lastTransitionTime": now},
+                ],
+            },
+        )
+        info["reported"] = ready
+
+    def _pod_receiver_env(self, pod: str, ip: str, component: str, file: Path) -> dict[str, str]:
+        props = dataplane.upstream_properties(component, f"100-config-kafka-{component}-data-plane.yaml")
+        prefix = f"config-kafka-{component}"
+        return {
+            **self._common_env(self.pods[pod]["role"], ip),
+            "SERVICE_NAME": f"kafka-{component}-receiver",
+            "METRICS_HOST": ip,
+            "INGRESS_PORT": str(RECEIVER_POD_PORT),
+            "INGRESS_TLS_PORT": str(free_port()),  # unused (no TLS Secret); every receiver here shares one namespace
+            "PRODUCER_CONFIG_FILE_PATH": str(
+                _write_properties(
+                    self.workdir / f"{pod}-producer.properties",
+                    props[f"{prefix}-producer.properties"],
+                    self._producer_size(SINK_DATA_PLANE if component == "sink" else BROKER_DATA_PLANE),
+                )
+            ),
+            "HTTPSERVER_CONFIG_FILE_PATH": str(
+                _write_properties(
+                    self.workdir / f"{pod}-httpserver.properties",
+                    props[f"{prefix}-httpserver.properties"],
+                    {"host": ip},
+                )
+            ),
+            "DATA_PLANE_CONFIG_FILE_PATH": str(file),
+            "LIVENESS_PROBE_PATH": "/healthz",
+            "READINESS_PROBE_PATH": "/readyz",
+        }
+
+    def _pod_dispatcher_env(self, pod: str, ip: str, component: str, file: Path) -> dict[str, str]:
+        props = dataplane.upstream_properties(component, f"100-config-kafka-{component}-data-plane.yaml")
+        prefix = f"config-kafka-{component}"
+        work = self.workdir
+        return {
+            **self._common_env(self.pods[pod]["role"], ip),
+            "SERVICE_NAME": f"kafka-{component}-dispatcher",
+            "METRICS_HOST": ip,
+            "INSTANCE_ID": pod,
+            "EGRESSES_INITIAL_CAPACITY": "20",
+            "PRODUCER_CONFIG_FILE_PATH": str(
+                _write_properties(
+                    work / f"{pod}-producer.properties",
+                    props[f"{prefix}-producer.properties"],
+                    self._producer_size(BROKER_DATA_PLANE) if component == "broker" else None,
+                )
+            ),
+            "CONSUMER_CONFIG_FILE_PATH": str(
+                _write_properties(work / f"{pod}-consumer.properties", props[f"{prefix}-consumer.properties"])
+            ),
+            "WEBCLIENT_CONFIG_FILE_PATH": str(
+                _write_properties(work / f"{pod}-webclient.properties", props[f"{prefix}-webclient.properties"])
+            ),
+            "DATA_PLANE_CONFIG_FILE_PATH": str(file),
+        }
+
+    def start_forwarders(self) -> None:
+        """kube-proxy's stand-in for the Services in front of the receivers: cluster IP:port -> pod IP:target."""
+        assert self.kube is not None
+        for svc in self.kube.list("v1", "Service", SYSTEM_NAMESPACE):
+            selector = (svc["spec"].get("selector") or {}).get("app", "")
+            if selector not in ("kafka-broker-receiver", "kafka-sink-receiver"):
+                continue
+            pod_ip = next(
+                (i["ip"] for p, i in self.pods.items() if p.startswith(f"{selector}-e2e-")),
+                None,
+            )
+            cluster_ip = svc["spec"].get("clusterIP")
+            if pod_ip is None or not cluster_ip or not cluster_ip.startswith("127."):
+                continue
+            # The Service's HTTP port (80) as in the cluster; its container-port 8080 becomes RECEIVER_POD_PORT, which
+            # is where the controller's prober calls (<service>.<namespace>.svc:<*_INGRESS_POD_PORT>).
+            for port in (80, RECEIVER_POD_PORT):
+                self.forwarders.append(Forwarder((cluster_ip, port), (pod_ip, RECEIVER_POD_PORT)))
+
+    def stop_forwarders(self) -> None:
+        for forwarder in self.forwarders:
+            forwarder.stop()
+
+    def healthy_again(self, timeout: float = 180) -> str:
+        """After a control-plane crash: every Knative object of the render Healthy again (our health checks on the
+        live status), or a FAIL note naming what is not."""
+        assert self.kube is not None
+        knative = [o for o in self.objects if (sync.group_of(o), o["kind"]) in sync.health_scripts()]
+        started = time.monotonic()
+        try:
+            waited = sync.wait_healthy(self.kube, knative, sync.health_scripts(), timeout)
+        except sync.SyncFailed as error:
+            return f"FAIL: {error}"
+        return f"{len(waited)} Knative objects Healthy again after {time.monotonic() - started:.0f}s"
+
+    def run_standins(self, period: float = 1.0) -> threading.Event:
+        """The stand-ins keep running while the scenarios do (a kubelet does): pods, status, volume sync."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(period):
+                try:
+                    self.tick()
+                except Exception as error:  # an API server restart (scenario) must not end the stand-ins
+                    self.standin_errors.append(str(error))
+
+        threading.Thread(target=loop, name="standins", daemon=True).start()
+        return stop
+
+    def all_triggers_scheduled(self) -> bool:
+        """Every Trigger of the render has its egress in a Broker dispatcher pod's contract, and the KafkaSource
+        dispatcher has its resource."""
+        triggers = sum(1 for o in self.objects if o["kind"] == "Trigger")
+        contracts = self.contracts
+        egresses = [e for r in contracts.broker_dispatcher.get("resources", []) for e in r.get("egresses", [])]
+        return len(egresses) >= triggers and bool(contracts.source_dispatcher.get("resources"))
+
+
+def scaled(contract: dict[str, Any], factor: float) -> dict[str, Any]:
+    """The contract with every backoffDelay multiplied; a generation of its own, so the data plane reloads it."""
+    contract["generation"] = str(int(contract.get("generation", 0)) * 1000 + 1)
+    for resource in contract.get("resources", []):
+        for holder in [resource, *resource.get("egresses", [])]:
+            config = holder.get("egressConfig") or {}
+            if "backoffDelay" in config:
+                config["backoffDelay"] = str(max(1, round(int(config["backoffDelay"]) * factor)))
+    return contract
+
+
+def service_hosts(kube: Kube) -> dict[str, str]:
+    """DNS's stand-in: every Service with a cluster IP, as <name>.<ns>.svc and <name>.<ns>.svc.cluster.local."""
+    out = {}
+    for svc in kube.list("v1", "Service"):
+        ip = svc["spec"].get("clusterIP")
+        if ip and ip.startswith("127."):
+            meta = svc["metadata"]
+            for suffix in ("svc", "svc.cluster.local"):
+                out[f"{meta['name']}.{meta['namespace']}.{suffix}"] = ip
+    return out
+
+
+@contextmanager
+def running(
+    env: str, objects: list[Obj], workdir: Path, log=print, stand_ins: list[Obj] | None = None
+) -> Iterator[LiveStack]:
+    """Start the system with the control plane, yield the stack; stop everything afterwards. `stand_ins`: the
+    render's rebuilt data plane objects, whose ConfigMaps size the producers (gitops.model.record_size)."""
+    netns.require_private("the e2e's control plane")
+    build = dataplane.build()
+    log(f"e2e: data plane {f'built in {build.seconds:.0f}s' if build.seconds else 'reused'} ({build.root.name})")
+    kafka_names, kafka_port = kafka_hosts(objects)
+    hosts = {name: "127.0.0.1" for name in ("kubernetes", "kubernetes.default", "kubernetes.default.svc")}
+    hosts["kubernetes.default.svc.cluster.local"] = "127.0.0.1"
+    hosts |= dict.fromkeys(kafka_names, "127.0.0.1")
+    namespace, name = SUBSCRIBER_NAME
+    hosts[f"{name}.{namespace}.svc.cluster.local"] = SERVING_ADDRESS_IP
+    netns.private_hosts(workdir / "hosts", hosts)
+    with supervised(workdir) as supervisor:
+        started = time.monotonic()
+        kafka = kafka_local.start_broker(topics={}, port=kafka_port)
+        supervisor.adopt(kafka.process.pid)
+        proxy: FaultProxy | None = None
+        stack: LiveStack | None = None
+        standins: threading.Event | None = None
+        try:
+            subscriber_port = free_port()
+            proxy = FaultProxy(subscriber_port, host=SERVING_ADDRESS_IP, port=80)
+            proxy.start()
+            source_topics = {
+                t: SOURCE_PARTITIONS for o in objects if o["kind"] == "KafkaSource" for t in o["spec"]["topics"]
+            }
+            # Each source topic sized for its largest record, as its owner sets it (docs/operations.md, "Record size").
+            kafka_local.create_topics(
+                kafka.bootstrap_servers, source_topics, configs=topic_configs(objects, stand_ins or [], None)
+            )
+            stack = LiveStack(env, objects, workdir, supervisor, kafka, build, proxy, subscriber_port, 8080, None)
+            stack.stand_ins = list(stand_ins or [])
+            stack.start_subscriber()
+            t0 = time.monotonic()
+            cluster.start_etcd(supervisor, workdir)
+            api = cluster.start_apiserver(supervisor, workdir)
+            kube = api.client()
+            stack.api, stack.kube = api, kube
+            version = kube.version()
+            stack.versions["kube-apiserver"] = version.get("gitVersion", "?")
+            log(f"e2e: etcd and kube-apiserver {stack.versions['kube-apiserver']} up in {time.monotonic() - t0:.0f}s")
+            image = f"e2e.local/knative-kafka-data-plane:{build.digest[:12]}"
+            everything = [*objects, *data_plane_objects(image)]
+            t0 = time.monotonic()
+            sync.sync(kube, [o for o in everything if argocd_wave(o) <= 0], log)
+            controlplane.aggregate_cluster_roles(kube)
+            hosts = service_hosts(kube) | hosts  # the API server's own and Serving's addresses stay as set
+            netns.private_hosts(workdir / "hosts", hosts, remount=False)
+            stack.hosts = hosts
+            controllers = controlplane.Controllers(api, kube, supervisor, objects, workdir)
+            for controller in controlplane.CONTROLLERS:
+                controllers.start(controller)
+            stack.controllers = controllers
+            stack.tick()
+            deadline = time.monotonic() + 120
+            while not all(i.get("reported") for p, i in stack.pods.items() if i["role"].endswith("receiver")):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the receivers did not become ready")
+                time.sleep(1)
+                stack.tick()
+            stack.start_forwarders()
+            sync.sync(kube, [o for o in everything if argocd_wave(o) > 0], log, on_wait=stack.tick)
+            log(f"e2e: every wave synced and Healthy in {time.monotonic() - t0:.0f}s")
+            # The controller creates the dead-letter topic with partitions and replication only (the KafkaSink cannot
+            # say more, kafka_sink.go topicConfigFromSinkSpec): size it as docs/operations.md has an operator do.
+            sized = {
+                topic: config
+                for topic, config in topic_configs(objects, stack.stand_ins, None).items()
+                if topic not in source_topics
+            }
+            kafka_local.alter_topic_configs(kafka.bootstrap_servers, sized)
+            # The contracts the pods read, once the dispatchers have theirs.
+            deadline = time.monotonic() + 120
+            while not stack.all_triggers_scheduled():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("not every Trigger reached a dispatcher pod's contract from the controller")
+                stack.tick()
+                time.sleep(1)
+            log(f"e2e: control plane and data plane up in {time.monotonic() - started:.0f}s")
+            standins = stack.run_standins()
+            yield stack
+        finally:
+            if standins is not None:
+                standins.set()
+            if stack is not None:
+                stack.stop_forwarders()
+            if proxy is not None:
+                proxy.stop()
+            supervisor.stop_all()
+            kafka.stop()
+
+
+def argocd_wave(obj: Obj) -> int:
+    return wave(obj)
+
+
+def unsupported(objects: list[Obj]) -> str:
+    """Why the controller cannot run this render against the one-node, plaintext test Kafka ('' when it can):
+    the controller creates topics with the render's replication factor and connects with its auth Secrets."""
+    configs = broker_configs(objects)
+    for obj in [*configs, *(o for o in objects if o not in configs)]:
+        data = (obj.get("data") or {}) if obj in configs else {}
+        if obj["kind"] == "ConfigMap" and int(data.get("default.topic.replication.factor", "1") or 1) > 1:
+            return (
+                f"ConfigMap {obj['metadata'].get('namespace')}/{obj['metadata']['name']} asks for replication factor "
+                f"{data['default.topic.replication.factor']} (the test Kafka has one broker)"
+            )
+        if obj["kind"] == "ConfigMap" and data.get("auth.secret.ref.name"):
+            return f"ConfigMap {obj['metadata']['name']} authenticates to Kafka (auth.secret.ref.name); the test Kafka is plaintext"
+        spec = obj.get("spec") or {}
+        if obj["kind"] == "KafkaSink" and int(spec.get("replicationFactor", 1)) > 1:
+            return f"KafkaSink {obj['metadata']['name']} asks for replication factor {spec['replicationFactor']}"
+        if obj["kind"] in ("KafkaSource", "KafkaSink") and (
+            spec.get("auth") or spec.get("net", {}).get("sasl", {}).get("enable")
+        ):
+            return f"{obj['kind']} {obj['metadata']['name']} authenticates to Kafka; the test Kafka is plaintext"
+    return ""
+
+
+def module_versions(binary_path: Path) -> dict[str, str]:
+    """The main module and dependency versions a Go binary was built with (`go version -m`)."""
+    try:
+        out = subprocess.run(["go", "version", "-m", str(binary_path)], capture_output=True, text=True, check=False)
+    except OSError:
+        return {}
+    versions = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] in ("mod", "dep"):
+            versions[parts[1]] = parts[2]
+    return versions

@@ -1,0 +1,144 @@
+"""Scenarios that need the control plane (gitops/e2e/live.py): a Trigger added to and deleted from the running
+system through the API server, while records flow; each ends in one ledger line like the others."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+from gitops.core.manifests import Obj
+from gitops.e2e import scenarios as sc
+from gitops.e2e import sync
+from gitops.e2e.ledger import ScenarioLedger
+from gitops.e2e.live import LiveStack
+
+ADDED_NAME = "e2e-added"
+CONTRACT_TIMEOUT_S = 120
+
+
+def _added_trigger(stack: LiveStack) -> Obj:
+    """A copy of the render's first Trigger under a new name: same Broker, filter and subscriber, so every record
+    it matches now reaches the subscriber twice (the subscriber's dedup answers the second `duplicate`)."""
+    original = next(o for o in stack.objects if o["kind"] == "Trigger")
+    added = copy.deepcopy(original)
+    added["metadata"] = {
+        "name": ADDED_NAME,
+        "namespace": original["metadata"]["namespace"],
+        "annotations": {k: v for k, v in (original["metadata"].get("annotations") or {}).items() if "argocd" not in k},
+    }
+    return added
+
+
+def _group(trigger: Obj) -> str:
+    # config-kafka-features triggers-consumergroup-template (the render's value, the release default).
+    return f"knative-trigger-{trigger['metadata']['namespace']}-{trigger['metadata']['name']}"
+
+
+def _wait_contract(stack: LiveStack, group: str, present: bool) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < CONTRACT_TIMEOUT_S:
+        groups = {e.get("consumerGroup") for e in sc.trigger_egresses(stack)}
+        if (group in groups) == present:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"consumer group {group} {'never reached' if present else 'never left'} the dispatcher's contract"
+    )
+
+
+def _matched_topic(stack: LiveStack, trigger: Obj) -> str:
+    source = ((trigger["spec"].get("filter") or {}).get("attributes") or {}).get("source", "")
+    return next((t for t in sc.source_topics(stack) if source.endswith("#" + t)), sc.source_topics(stack)[0])
+
+
+def trigger_added_live(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
+    assert stack.kube is not None
+    ledger = ScenarioLedger("trigger-added-live")
+    trigger = _added_trigger(stack)
+    topic = _matched_topic(stack, trigger)
+    ledger.produced |= p.many(topic, 20, rate=20)  # flowing while the Trigger is added
+    stack.kube.apply(trigger)
+    try:
+        healthy = sync.wait_healthy(stack.kube, [trigger], sync.health_scripts(), timeout=CONTRACT_TIMEOUT_S)
+        seconds = _wait_contract(stack, _group(trigger), present=True)
+    except (sync.SyncFailed, TimeoutError) as error:
+        ledger.notes.append(f"FAIL: {error}")
+        sc.settle(stack, ledger, sc.deadline_for(stack))
+        return ledger
+    time.sleep(5)  # the dispatcher's consumer joins its group
+    after = p.many(topic, 10)
+    ledger.produced |= after
+    sc.settle(stack, ledger, sc.deadline_for(stack) + 30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        twice = [k for k in after if len([a for a in stack.proxy.attempts_of(k) if "dead-letters" not in a.path]) >= 2]
+        if len(twice) == len(after):
+            break
+        time.sleep(1)
+    ledger.notes.append(
+        f"{healthy[0]} after apply; its egress in the dispatcher's contract {seconds:.0f}s later; "
+        f"{len(twice)} of {len(after)} records produced afterwards delivered by both Triggers"
+        + ("" if len(twice) == len(after) else " (FAIL: the added Trigger did not deliver every one)")
+    )
+    if len(twice) != len(after):
+        ledger.notes[-1] = "FAIL: " + ledger.notes[-1]
+    return ledger
+
+
+def trigger_deleted(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
+    assert stack.kube is not None
+    ledger = ScenarioLedger("trigger-deleted")
+    trigger = _added_trigger(stack)
+    if stack.kube.get(trigger["apiVersion"], "Trigger", trigger["metadata"]["namespace"], ADDED_NAME) is None:
+        stack.kube.apply(trigger)
+        _wait_contract(stack, _group(trigger), present=True)
+    topic = _matched_topic(stack, trigger)
+    ledger.produced |= p.many(topic, 20, rate=20)  # flowing while the Trigger is deleted
+    stack.kube.delete(trigger)
+    try:
+        seconds = _wait_contract(stack, _group(trigger), present=False)
+    except TimeoutError as error:
+        ledger.notes.append(f"FAIL: {error}")
+        sc.settle(stack, ledger, sc.deadline_for(stack))
+        return ledger
+    time.sleep(3)
+    after = p.many(topic, 10)
+    ledger.produced |= after
+    sc.settle(stack, ledger, sc.deadline_for(stack) + 30)
+    once = [k for k in after if len([a for a in stack.proxy.attempts_of(k) if "dead-letters" not in a.path]) == 1]
+    ledger.notes.append(
+        f"its egress left the dispatcher's contract {seconds:.0f}s after the delete; {len(once)} of {len(after)} "
+        f"records produced afterwards delivered once (by the render's Trigger only)"
+    )
+    if len(once) != len(after):
+        ledger.notes[-1] = "FAIL: " + ledger.notes[-1]
+    return ledger
+
+
+def trigger_unresolvable(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
+    """A Trigger whose subscriber (a Knative Service that does not exist) has no address: our health check, on the
+    status the controller writes, must say Degraded (Argo CD would stop the sync there), then the Trigger is
+    deleted again. No records: the ledger line says produced 0."""
+    assert stack.kube is not None
+    ledger = ScenarioLedger("trigger-unresolvable")
+    trigger = _added_trigger(stack)
+    trigger["metadata"]["name"] = "e2e-unresolvable"
+    trigger["spec"]["subscriber"] = {
+        "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "e2e-missing"}
+    }
+    stack.kube.apply(trigger)
+    scripts = sync.health_scripts()
+    seen: list[str] = []
+    deadline = time.monotonic() + 90
+    status = None
+    while time.monotonic() < deadline:
+        status = sync.health(stack.kube, trigger, scripts)
+        if status is not None and status.status not in seen:
+            seen.append(status.status)
+        if status is not None and status.status == "Degraded":
+            break
+        time.sleep(1)
+    stack.kube.delete(trigger)
+    message = f"health {' -> '.join(seen)}" + (f": {status.message[:160]}" if status is not None else "")
+    ledger.notes.append(message if seen and seen[-1] == "Degraded" else f"FAIL: never Degraded ({message})")
+    return ledger

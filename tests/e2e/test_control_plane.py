@@ -1,0 +1,162 @@
+"""The e2e's control-plane plumbing that runs without an API server: the private network namespace guard, the
+render prepared for the API server (webhooks out, CRD conversion None), sync order, the controllers' environment,
+and which renders the controller can run against the test Kafka."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gitops.core.paths import REPO_ROOT
+from gitops.e2e import controlplane, live, netns, sync
+
+
+def crd(group: str, kind: str, versions: list[tuple[str, bool]], strategy: str = "Webhook") -> dict:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{kind.lower()}s.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": kind},
+            "conversion": {"strategy": strategy, "webhook": {"clientConfig": {"service": {"name": "w"}}}},
+            "versions": [{"name": n, "served": True, "storage": s} for n, s in versions],
+        },
+    }
+
+
+def test_the_host_namespace_is_not_private():
+    assert not netns.is_private()
+    with pytest.raises(netns.NotPrivate, match="refusing to start kube-apiserver outside a private network namespace"):
+        netns.require_private("kube-apiserver")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="unshare --net needs root here")
+def test_inside_unshare_only_loopback_is_private():
+    code = "from gitops.e2e import netns; netns.bring_up_loopback(); print(netns.is_private(), netns.interfaces())"
+    out = subprocess.run(
+        ["unshare", "--net", "--mount", sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == "True ['lo']"
+
+
+def test_hosts_entries_outside_loopback_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(netns, "is_private", lambda: True)
+    with pytest.raises(netns.NotPrivate, match=r"10\.0\.0\.1 is outside 127\.0\.0\.0/8"):
+        netns.private_hosts(tmp_path / "hosts", {"kafka.svc": "10.0.0.1"}, remount=False)
+    netns.private_hosts(tmp_path / "hosts", {"kafka.svc": "127.0.0.1"}, remount=False)
+    assert (tmp_path / "hosts").read_text() == "127.0.0.1 localhost\n127.0.0.1 kafka.svc\n"
+
+
+def test_webhook_conversion_becomes_none_with_the_renders_version_stored():
+    source = crd("sources.knative.dev", "KafkaSource", [("v1beta1", True), ("v1", False)])
+    other = crd("eventing.knative.dev", "EventType", [("v1beta3", False), ("v1beta2", True)])
+    plain = crd("eventing.knative.dev", "Broker", [("v1", True)], strategy="None")
+    objects = [
+        source,
+        other,
+        plain,
+        {"apiVersion": "sources.knative.dev/v1", "kind": "KafkaSource", "metadata": {"name": "s"}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": {}},
+    ]
+    assert sync.conversion_patches(objects) == {
+        "kafkasources.sources.knative.dev": "v1",  # the version the render and the 1.23 controller use
+        "eventtypes.eventing.knative.dev": "v1beta2",  # no object of it in the render: its own storage version
+    }
+    prepared = sync.prepared(objects)
+    assert [o["kind"] for o in prepared] == ["CustomResourceDefinition"] * 3 + ["KafkaSource"]
+    patched = prepared[0]["spec"]
+    assert patched["conversion"] == {"strategy": "None"}
+    assert [(v["name"], v["storage"]) for v in patched["versions"]] == [("v1beta1", False), ("v1", True)]
+    assert source["spec"]["conversion"]["strategy"] == "Webhook", "the render itself is not changed"
+
+
+def test_kinds_sync_in_argo_cds_order_custom_resources_last():
+    objs = [{"kind": k, "metadata": {"name": "x"}} for k in ("Trigger", "Deployment", "Namespace", "ConfigMap")]
+    assert [o["kind"] for o in sorted(objs, key=sync.kind_rank)] == ["Namespace", "ConfigMap", "Deployment", "Trigger"]
+
+
+def test_a_controller_gets_its_deployments_environment_as_the_kubelet_resolves_it():
+    objects = [
+        {"kind": "ConfigMap", "metadata": {"name": "images", "namespace": "knative-eventing"}, "data": {"a": "x"}}
+    ]
+    pod = {"metadata": {"namespace": "knative-eventing", "name": "kafka-controller-0"}, "spec": {}}
+    container = {
+        "env": [
+            {"name": "PLAIN", "value": "1"},
+            {"name": "SYSTEM_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "IMAGE", "valueFrom": {"configMapKeyRef": {"name": "images", "key": "a"}}},
+            {"name": "MISSING", "valueFrom": {"configMapKeyRef": {"name": "images", "key": "b", "optional": True}}},
+        ]
+    }
+    assert controlplane.container_env(objects, pod, container) == {
+        "PLAIN": "1",
+        "SYSTEM_NAMESPACE": "knative-eventing",
+        "POD_NAME": "kafka-controller-0",
+        "IMAGE": "x",
+    }
+
+
+def broker_config(replication: str, **extra: str) -> dict:
+    return {
+        "kind": "ConfigMap",
+        "metadata": {"name": "kafka-broker-config", "namespace": "notifications"},
+        "data": {"bootstrap.servers": "kafka.kafka.svc:9092", "default.topic.replication.factor": replication, **extra},
+    }
+
+
+BROKER = {
+    "kind": "Broker",
+    "metadata": {"name": "events", "namespace": "notifications"},
+    "spec": {"config": {"kind": "ConfigMap", "name": "kafka-broker-config"}},
+}
+
+
+def test_the_controller_runs_only_renders_the_test_kafka_can_serve():
+    assert live.unsupported([BROKER, broker_config("1")]) == ""
+    assert "replication factor 3" in live.unsupported([BROKER, broker_config("3")])
+    assert "plaintext" in live.unsupported([BROKER, broker_config("1", **{"auth.secret.ref.name": "kafka-sasl"})])
+    assert live.kafka_hosts([BROKER, broker_config("1")]) == ({"kafka.kafka.svc"}, 9092)
+    # The release's own default ConfigMap (knative-eventing, replication factor 3) is used by no Broker of ours.
+    release_default = broker_config("3")
+    release_default["metadata"]["namespace"] = "knative-eventing"
+    assert live.unsupported([BROKER, broker_config("1"), release_default]) == ""
+
+
+def test_the_controllers_contract_shape_is_read_per_trigger():
+    contract = {
+        "generation": "3",
+        "resources": [
+            {"ingress": {"path": "/notifications/events"}, "topics": ["knative-broker-notifications-events"]},
+            {"topics": ["t"], "egresses": [{"egressConfig": {"backoffDelay": "1000"}}]},
+        ],
+    }
+    assert live._ingress_topics(contract) == {("notifications", "events"): "knative-broker-notifications-events"}
+    scaled = live.scaled(contract, 0.1)
+    assert scaled["resources"][1]["egresses"][0]["egressConfig"]["backoffDelay"] == "100"
+    assert scaled["generation"] == "3001"
+
+
+def _pins(go_mod: Path) -> dict[str, str]:
+    pins = {}
+    for line in go_mod.read_text().splitlines():
+        parts = line.replace("require", "").split()
+        if len(parts) >= 2 and (parts[0].startswith("knative.dev/") or parts[0] == "k8s.io/kubernetes"):
+            pins[parts[0]] = parts[1]
+        if line.startswith("replace k8s.io/") and "=>" in line:
+            module, target = line.removeprefix("replace ").split("=>")
+            pins[f"replace {module.strip()}"] = target.split()[-1]
+    return pins
+
+
+def test_the_e2e_control_plane_pins_what_the_admission_stage_pins():
+    """`make bump` moves hack/knative-admission; the e2e's control plane must run the same Knative and Kubernetes."""
+    admission = _pins(REPO_ROOT / "hack/knative-admission/go.mod")
+    cluster = _pins(REPO_ROOT / "hack/knative-cluster/go.mod")
+    shared = {k for k in admission if k in cluster}
+    assert {"knative.dev/eventing", "knative.dev/eventing-kafka-broker", "k8s.io/kubernetes"} <= shared
+    assert {k: cluster[k] for k in shared} == {k: admission[k] for k in shared}
