@@ -37,6 +37,7 @@ from gitops.e2e.processes import supervised
 from gitops.e2e.stack import SOURCE_PARTITIONS, SUBSCRIBER_NAME, Stack, _write_properties, free_port, topic_configs
 from gitops.events import kafka_local
 from gitops.model.argocd import wave
+from gitops.model.operator_crds import monitoring_crd_files, operator_crd_files
 from gitops.model.record_size import BROKER_DATA_PLANE, SINK_DATA_PLANE
 
 SERVING_ADDRESS_IP = "127.0.3.1"
@@ -68,6 +69,18 @@ def data_plane_objects(image: str) -> list[Obj]:
             text = text.replace("${KNATIVE_KAFKA_RECEIVER_IMAGE}", image)
             out += [doc for doc in yaml.safe_load_all(text) if doc]
     return out
+
+
+def operator_crds() -> list[Obj]:
+    """The CRDs of the operators a cluster has before Argo CD syncs (prometheus-operator, the External Secrets
+    Operator: docs/argocd.md's prerequisites), so the render's PodMonitors, PrometheusRule and ExternalSecrets
+    apply; their controllers do not run here (nothing scrapes through them: gitops/e2e/alerts.py scrapes itself)."""
+    return [
+        doc
+        for path in [*monitoring_crd_files(), *operator_crd_files()]
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
 
 
 def broker_configs(objects: list[Obj]) -> list[Obj]:
@@ -569,7 +582,7 @@ def running(
             stack.versions["kube-apiserver"] = version.get("gitVersion", "?")
             log(f"e2e: etcd and kube-apiserver {stack.versions['kube-apiserver']} up in {time.monotonic() - t0:.0f}s")
             image = f"e2e.local/knative-kafka-data-plane:{build.digest[:12]}"
-            everything = [*objects, *data_plane_objects(image)]
+            everything = [*operator_crds(), *objects, *data_plane_objects(image)]
             t0 = time.monotonic()
             sync.sync(kube, [o for o in everything if argocd_wave(o) <= 0], log)
             controlplane.aggregate_cluster_roles(kube)

@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with (
             running(args.env, objects, workdir, stand_ins=render.stand_ins)
             if reason
-            else live.running(args.env, objects, workdir) as stack
+            else live.running(args.env, objects, workdir, stand_ins=render.stand_ins) as stack
         ):
             if isinstance(stack, live.LiveStack):
                 print(f"e2e: {stack.header()}", flush=True)

@@ -26,11 +26,10 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
-from gitops.core.errors import UserError
 from gitops.core.manifests import Obj
-from gitops.core.paths import PROMETHEUS_OPERATOR_CRDS_ENV, argocd_crds_dir, cache_dir, prometheus_operator_crds_dir
+from gitops.core.paths import argocd_crds_dir, cache_dir
 from gitops.core.tools import pinned_versions
-from gitops.model import external_secrets
+from gitops.model.operator_crds import monitoring_crd_files, operator_crd_files
 
 KUBERNETES_VERSION = "1.34.0"  # Knative 1.23's minimum (knative/pkg DefaultKubernetesMinVersion)
 K8S_TEMPLATE = (
@@ -58,29 +57,6 @@ def kubernetes_schemas(version: str = KUBERNETES_VERSION) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         _publish(staging, target)
     return root
-
-
-# The prometheus-operator kinds the repository ships (base/monitoring): only their CRDs are converted, the others
-# (Prometheus, Alertmanager, ...) are large and nothing here declares them.
-MONITORING_CRD_FILES = (
-    "monitoring.coreos.com_podmonitors.yaml",
-    "monitoring.coreos.com_servicemonitors.yaml",
-    "monitoring.coreos.com_prometheusrules.yaml",
-)
-
-
-def monitoring_crd_files() -> list[Path]:
-    """prometheus-operator's CRDs for PodMonitor, ServiceMonitor and PrometheusRule, from the Go module cache."""
-    directory = prometheus_operator_crds_dir()
-    files = [directory / name for name in MONITORING_CRD_FILES]
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise UserError(
-            f"prometheus-operator's CRDs are missing: no {missing[0]}",
-            fix="run `make setup` (it runs `go mod download` of github.com/prometheus-operator/prometheus-operator "
-            f"at PROMETHEUS_OPERATOR_VERSION, hack/tool-versions.env), or set {PROMETHEUS_OPERATOR_CRDS_ENV}",
-        )
-    return files
 
 
 def extra_crd_files() -> list[Path]:
@@ -171,22 +147,6 @@ def openapi2jsonschema() -> Path:
     if proc.returncode != 0:
         raise RuntimeError(f"cannot fetch kubeconform {version} from the Go module proxy: {proc.stderr.strip()}")
     return Path(json.loads(proc.stdout)["Dir"]) / "scripts" / "openapi2jsonschema.py"
-
-
-def operator_crd_files() -> list[Path]:
-    """CRDs of operators the render uses but does not install (the External Secrets Operator's ExternalSecret),
-    from the pinned release's Go module in the module cache (`make setup` downloads it; never copied in)."""
-    version = pinned_versions()[external_secrets.OPERATOR_VERSION_PIN]
-    module = f"{external_secrets.OPERATOR_MODULE}@{version}"
-    proc = subprocess.run(["go", "mod", "download", "-json", module], capture_output=True, text=True)
-    if proc.returncode != 0:
-        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-        raise RuntimeError(
-            f"cannot read {module} from the Go module cache ({detail[-1] if detail else 'go mod download failed'}): "
-            "run `make setup`"
-        )
-    directory = Path(json.loads(proc.stdout)["Dir"])
-    return [directory / name for name in external_secrets.CRD_FILES]
 
 
 def _ensure(path: Path) -> Path:
