@@ -13,6 +13,8 @@ from pathlib import Path
 from gitops.core import environments, manifests
 from gitops.core.cache import ResultCache, disabled
 from gitops.core.render import RenderResult, stand_in_note
+from gitops.model.app_code import AppCode, code_for
+from gitops.model.app_routes import app_of_origin
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,17 @@ class EnvContext:
         (RenderResult.stand_ins): for checks of shapes (labels, replicas, securityContext) that would otherwise skip
         the Kafka data plane. A finding on a stand-in says so by itself (see `finding`)."""
         return self.render.objects + self.render.stand_ins
+
+    def app_code(self, app: str) -> AppCode:
+        """The routes and settings names of the code `app`'s image in this environment was built from (its record
+        under images/, model/app_code.py), or of the working tree when that image has no record."""
+        image = None
+        for obj in self.objects:
+            if obj.get("kind") == "Service" and app_of_origin(self.render.origin(obj)) == app:
+                containers = manifests.dig(obj, "spec", "template", "spec", "containers") or []
+                image = containers[0].get("image") if containers else None
+                break
+        return code_for(self.root, app, image)
 
     def stood_in_url(self, obj: manifests.Obj) -> str | None:
         """The left-out asset URL `obj` stands in for, or None when it is part of the render itself."""
