@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
-from gitops.model.app_routes import Route, app_of_origin, served_routes
+from gitops.model.app_routes import Route, app_of_origin
 from gitops.model.serving import VISIBILITY, knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
@@ -162,15 +162,17 @@ def check_probe_paths(ctx: EnvContext) -> Iterator[Finding]:
         app = app_of_origin(ctx.render.origin(ksvc))
         if app is None:
             continue
+        code = ctx.app_code(app)  # the code of the image this environment runs (its record), else the tree's
         for container in dig(ksvc, "spec", "template", "spec", "containers") or []:
             name = container.get("name", "?")
             for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
                 path = dig(container, probe, "httpGet", "path")
-                if path is not None and Route("GET", path) not in served_routes(app):
+                if path is not None and Route("GET", path) not in code.routes:
                     yield ctx.finding(
                         "probes",
                         ksvc,
-                        f"container {name} {probe} GET {path} is not served by apps/{app}: pods never turn Ready",
+                        f"container {name} {probe} GET {path} is not served by {code.describe()}: pods never turn "
+                        "Ready",
                         field=f"spec.template.spec.containers[{name}].{probe}.httpGet.path",
                     )
 

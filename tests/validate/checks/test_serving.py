@@ -83,6 +83,20 @@ def test_quantity_parsing():
     assert serving.quantity("12 Mi") is None
 
 
+def test_probe_path_is_judged_against_the_image_the_environment_runs(broken, tree_copy):
+    """Issue 28: the image dev runs was built without the probe's route (its record says so)."""
+    from gitops.model.app_code import code_of_tree, write_record
+
+    render = broken("dev")
+    path = container(render)["readinessProbe"]["httpGet"]["path"]
+    built = code_of_tree("notifications")
+    built["routes"] = [r for r in built["routes"] if r != ["GET", path]]
+    write_record(tree_copy, "notifications", container(render)["image"], built)
+    (finding,) = run_check(serving.check_probe_paths, render, tree_copy)
+    assert f"readinessProbe GET {path} is not served by image {container(render)['image']} (images/" in finding.message
+    assert run_check(serving.check_probe_paths, render) == []
+
+
 @pytest.mark.parametrize(
     ("probe", "handler", "port"),
     [
