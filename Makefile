@@ -110,7 +110,7 @@ bench-e2e: ## events/s and p50/p99 from produced record to the subscriber's reco
 	$(NEED_SETUP)
 	@$(GITOPS) bench-e2e --env $(ENV) $(BENCH_E2E_ARGS)
 
-replay: ## list ENV's dead-lettered events and why each failed; REPLAY_ARGS=--send <ingress URL> re-sends them
+replay: ## list ENV's dead-lettered events and why each failed; REPLAY_ARGS="--send [URL] [--dry-run] [--token-file F]" re-sends them
 	$(NEED_SETUP)
 	@$(GITOPS) replay --env $(ENV) $(REPLAY_ARGS)
 

@@ -27,7 +27,7 @@ from gitops.delivery import deployer_rbac, hydrate
 from gitops.model.argocd import argocd_paths
 from gitops.model.retry_budget import retry_budgets
 from gitops.validate import admission, kubeconform, schemas, waivers
-from gitops.validate.findings import EnvContext, Finding, RepoContext
+from gitops.validate.findings import EnvContext, Finding, RepoContext, by_cause, message_fields
 from gitops.validate.registry import env_checks, finding_order, format_catalogue, repo_checks
 
 
@@ -108,7 +108,7 @@ def schema_stage(
     for env, render, filename, obj, key in placed:
         for result in results[key]:
             if render is not None and obj is not None:
-                ref, origin = str(manifests.ObjKey.of(obj)), render.origin(obj)
+                ref, origin = str(manifests.ObjKey.of(obj)), render.fields_origin(obj, message_fields(result["msg"]))
             else:
                 ref, origin = f"{result['kind']} {result['name']}", filename
             message = f"{result['status'].removeprefix('status')}: {result['msg']}"
@@ -306,7 +306,12 @@ def check_renders(
     started = time.monotonic()
     report.findings, report.waived = waivers.apply(
         report.findings,
-        waivers.judged(waivers.load(root), envs or list(report.renders), known or list(report.renders)),
+        # A waiver of an environment that did not render is not stale: its findings could not be looked for.
+        waivers.judged(
+            waivers.load(root),
+            [env for env in envs or list(report.renders) if env in report.renders],
+            known or list(report.renders),
+        ),
     )
     clock.record("waivers", time.monotonic() - started)
     cache.prune()
@@ -345,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     cache = result_cache.ResultCache(enabled=not args.no_cache)
     clock = Clock(sys.stderr)
     report = validate(envs=args.envs or None, hydrated=hydrated, cache=cache, clock=clock)
-    for finding in sorted(report.findings, key=finding_order):  # root causes first
-        print(f"FAIL {finding}")
+    # Root causes first; one line per cause, naming every environment it reaches (a base file's mistake is one).
+    for cause in by_cause(sorted(report.findings, key=finding_order)):
+        print(f"FAIL {cause}")
     for warning in report.warnings:
         print(f"WARN {warning}")
     for finding, waiver in report.waived:

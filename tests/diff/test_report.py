@@ -215,3 +215,25 @@ def test_no_remote_suggests_the_previous_commit(repo_copy: Path, capsys: pytest.
 def test_unknown_environment_is_bad_input_exit_2(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", MADE_UP_ENV]) == 2
     assert f"diff: unknown environment(s) {MADE_UP_ENV}" in capsys.readouterr().err
+
+
+def test_mis_indented_prod_scale_bound_is_notable(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 28: `max-scale` one level too far out in overlays/prod/scale.yaml is admitted, and prod loses its
+    bound; the diff marks it (exit 0: nothing is refused), and a dev change of the same kind is not marked."""
+    scale = repo_copy / "overlays/prod/scale.yaml"
+    scale.write_text(
+        scale.read_text().replace(
+            '        autoscaling.knative.dev/max-scale: "20"', '      autoscaling.knative.dev/max-scale: "20"'
+        )
+    )
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == 0
+    out = capsys.readouterr().out
+    assert "== prod: 1 changed, 0 added, 0 removed, 1 NOTABLE" in out, out
+    assert (
+        "NOTABLE Service.serving.knative.dev notifications/notifications: production prod scale bound: "
+        "spec.template.metadata.annotations[autoscaling.knative.dev/max-scale] 20 → (absent)"
+    ) in out
+    dev = repo_copy / "overlays/dev/scale.yaml"
+    dev.write_text(dev.read_text().replace('max-scale: "', 'max-scale: "1'))
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "dev"]) == 0
+    assert "NOTABLE" not in capsys.readouterr().out
