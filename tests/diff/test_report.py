@@ -74,6 +74,7 @@ def test_git_ref_vs_working_tree_exit_codes(repo_copy: Path, capsys: pytest.Capt
     assert "DANGEROUS ConfigMap notifications/kafka-broker-config: default.topic.partitions decreased 12 → 6" in out
     assert "data[default.topic.partitions]: 12 → 6  (overlays/prod/kafka.yaml)" in out
     assert out.rstrip().endswith("1 DANGEROUS change(s) (exit 3)")
+    assert "diff: 1 environment(s), " in out
 
 
 def test_argocd_objects_are_diffed(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,6 +87,8 @@ def test_argocd_objects_are_diffed(repo_copy: Path, capsys: pytest.CaptureFixtur
     assert "== argocd: 1 changed" in out
     assert "~ Application argocd/knative-kafka-dev  (argocd-app.yaml)" in out
     assert "spec.syncPolicy.automated.selfHeal: true → false" in out
+    # The Argo CD files are no environment: the summary does not count them as one.
+    assert "diff: 0 environment(s) and the Argo CD files, 1 resource change(s)" in out
 
 
 def test_environment_missing_at_base_is_all_added(repo_copy: Path) -> None:
