@@ -153,3 +153,11 @@ def test_docs_say_how_to_review_offline_and_what_plain_kustomize_skips():
     assert "Offline, review with `make render` and `make diff`" in render
     assert "Plain `kustomize build overlays/<env>` works too, but only\nonline" in render
     assert "it skips the\nlock check" in render
+
+
+def test_argocd_md_lists_every_argocd_cm_key():
+    """docs/argocd.md named 3 of the 5 health-check keys: the list must be every key argocd/argocd-cm.yaml sets."""
+    keys = yaml.safe_load((ROOT / "argocd/argocd-cm.yaml").read_text())["data"]
+    text = (DOCS / "argocd.md").read_text()
+    listed = set(re.findall(r"^- `([^`]+)`", text.split("under these exact keys", 1)[1], re.M))
+    assert listed == set(keys)

@@ -31,6 +31,13 @@ from gitops.core.paths import REPO_ROOT, overlay_names
 FILE = "environments.yaml"
 RECIPE = "see docs/forking.md, 'Add an environment'"
 FIELDS = {"production": bool, "automated_sync": bool, "destination": dict, "load_balancer": bool}
+# Optional facts, with the value an entry without them has.
+OPTIONAL: dict[str, tuple[type, Any]] = {
+    # Secrets the environment's objects read that no manifest declares, because they are created out of band
+    # (by hand, or by a controller this repository does not ship): `make preflight` accepts them as present.
+    "out_of_band_secrets": (list, ()),
+}
+EXAMPLES = {bool: "true or false", dict: "{server: https://...} or {name: <cluster>}", list: "[name, ...]"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class Environment:
     automated_sync: bool
     destination: dict[str, str]
     load_balancer: bool
+    out_of_band_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,18 +110,31 @@ def _environment(name: str, fields: Any) -> Environment:
     if not isinstance(fields, dict):
         raise UserError(f"environment {name!r} is not a mapping", where=FILE, fix=f"give it {', '.join(FIELDS)}")
     for field, kind in FIELDS.items():
-        if not isinstance(fields.get(field), kind):
+        if field in fields and fields[field] is None:  # `automated_sync:` with nothing after the colon
             raise UserError(
-                f"environment {name!r}: `{field}` must be a {kind.__name__} (got {fields.get(field)!r})",
+                f"environment {name!r}: `{field}` is empty", where=FILE, fix=f"write {EXAMPLES[kind]} after the colon"
+            )
+        if not isinstance(fields.get(field), kind):
+            got = "missing" if field not in fields else f"got {fields[field]!r}"
+            raise UserError(
+                f"environment {name!r}: `{field}` must be {EXAMPLES[kind]} ({got})",
                 where=FILE,
                 fix=RECIPE,
             )
-    unknown = sorted(set(fields) - set(FIELDS))
+    for field, (kind, _default) in OPTIONAL.items():
+        value = fields.get(field)
+        if field in fields and not (isinstance(value, kind) and all(isinstance(v, str) for v in value)):
+            raise UserError(
+                f"environment {name!r}: `{field}` must be a list of names, {EXAMPLES[kind]} (got {value!r})",
+                where=FILE,
+                fix=RECIPE,
+            )
+    unknown = sorted(set(fields) - set(FIELDS) - set(OPTIONAL))
     if unknown:
         raise UserError(
             f"environment {name!r}: unknown field(s) {', '.join(unknown)}",
             where=FILE,
-            fix=f"expected {', '.join(FIELDS)}",
+            fix=f"expected {', '.join(FIELDS)} (optional: {', '.join(OPTIONAL)})",
         )
     destination = {str(k): str(v) for k, v in fields["destination"].items()}
     if set(destination) not in ({"server"}, {"name"}):
@@ -122,7 +143,14 @@ def _environment(name: str, fields: Any) -> Environment:
             where=FILE,
             fix="as in the Argo CD Application's spec.destination",
         )
-    return Environment(name, fields["production"], fields["automated_sync"], destination, fields["load_balancer"])
+    return Environment(
+        name,
+        fields["production"],
+        fields["automated_sync"],
+        destination,
+        fields["load_balancer"],
+        tuple(fields.get("out_of_band_secrets") or ()),
+    )
 
 
 def github_matrix(envs: Environments) -> dict[str, list[dict[str, object]]]:
