@@ -421,7 +421,8 @@ def post_install(work: Path, local_to_url: dict[str, str]) -> bool:
     platform build of the scratch copy `work`. Upstream's Jobs have only metadata.generateName, which kustomize
     refuses, so each verified copy's Job is named after its prefix (`storage-version-migration-serving-` ->
     `storage-version-migration-serving`): a PostSync hook with BeforeHookCreation is deleted and created again on
-    every sync, so one fixed name suffices (Argo CD docs/user-guide/resource_hooks.md). Only the render does this:
+    every sync, so one fixed name suffices (Argo CD v3.5.1 docs/user-guide/sync-waves.md: "meant to be used
+    with /metadata/name"). Only the render does this:
     plain `kustomize build` never reads that kustomization. False when the tree has none."""
     kustomization = work / POST_INSTALL_KUSTOMIZATION
     platform = work / PLATFORM_KUSTOMIZATION
