@@ -143,8 +143,10 @@ def _credentials(render: RenderResult | UserError, env: Environment) -> Step:
     if isinstance(render, UserError):
         return Step(title, TODO, [f"cannot render {env.name}: {render}"], f"make render ENV={env.name}")
     needed = referenced_secrets(render)
+    if not needed:
+        return Step(title, DONE, ["no Secret is read"])
     declared = declared_secrets(render)
-    detail, missing = [], []
+    detail, missing, names = [], [], []
     for (namespace, name), user in sorted(needed.items()):
         if (namespace, name) in declared:
             detail.append(f"Secret {namespace}/{name} ({user}): declared in the render")
@@ -152,8 +154,7 @@ def _credentials(render: RenderResult | UserError, env: Environment) -> Step:
             detail.append(f"Secret {namespace}/{name} ({user}): created out of band (environments.yaml)")
         else:
             missing.append(f"Secret {namespace}/{name} ({user}): neither declared in the render nor out of band")
-    if not needed:
-        return Step(title, DONE, ["no Secret is read"])
+            names.append(name)
     if not missing:
         return Step(title, DONE, detail)
     return Step(
@@ -161,8 +162,7 @@ def _credentials(render: RenderResult | UserError, env: Environment) -> Step:
         TODO,
         missing + detail,
         f"declare it (e.g. an ExternalSecret in overlays/{env.name}/) or add `out_of_band_secrets: "
-        f"[{', '.join(sorted({m.split()[1].split('/')[1] for m in missing}))}]` to {env.name} in "
-        f"{environments.FILE} once it exists in the cluster",
+        f"[{', '.join(sorted(set(names)))}]` to {env.name} in {environments.FILE} once it exists in the cluster",
     )
 
 
