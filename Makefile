@@ -54,7 +54,7 @@ hydrate: ## write ENV's lock-verified render to OUT as one YAML file per object 
 	@test -n $(call q,$(OUT)) || { echo "make hydrate: set OUT=<dir> (e.g. make hydrate ENV=$(ENV) OUT=hydrated/$(ENV))" >&2; exit 2; }
 	@$(GITOPS) hydrate --env $(call q,$(ENV)) --out $(call q,$(OUT))
 
-validate: ## render every environment, run kubeconform -strict, Knative's own admission webhooks and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
+validate: ## render every environment (ENV=<env>: that one), run kubeconform -strict, Knative's own admission webhooks and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
 	$(NEED_SETUP)
 	@$(GITOPS) validate $(if $(HYDRATED),--hydrated $(call q,$(ENV)=$(HYDRATED)) $(call q,$(ENV)),$(if $(ENV_GIVEN),$(call q,$(ENV))))
 
@@ -116,7 +116,7 @@ replay: ## list ENV's dead-lettered events and why each failed; REPLAY_ARGS=--se
 	$(NEED_SETUP)
 	@$(GITOPS) replay --env $(ENV) $(REPLAY_ARGS)
 
-promote: ## copy the image reference FROM one environment TO the next (prod requires a digest)
+promote: ## copy the image digest FROM one environment TO the next, keeping TO's registry (prod requires a digest)
 	$(NEED_SETUP)
 	@$(GITOPS) promote --from $(call q,$(FROM)) --to $(call q,$(TO))
 
