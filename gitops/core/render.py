@@ -33,7 +33,16 @@ from ruamel.yaml.error import YAMLError
 from gitops.core import cache as result_cache
 from gitops.core import manifests, releases, upstream_source
 from gitops.core.errors import UserError, display_path, yaml_error
-from gitops.core.paths import ENVIRONMENTS_DIR, MIRROR_ENV, REPO_ROOT, cache_dir, overlay_names, release_mirror
+from gitops.core.paths import (
+    ENVIRONMENTS_DIR,
+    MIRROR_ENV,
+    PLATFORM_KUSTOMIZATION,
+    POST_INSTALL_KUSTOMIZATION,
+    REPO_ROOT,
+    cache_dir,
+    overlay_names,
+    release_mirror,
+)
 from gitops.core.signals import sigterm_unwinds
 from gitops.core.tools import pinned_versions, tool
 
@@ -414,6 +423,7 @@ def _build(env: str, root: Path, mirror: Path, lock: dict[str, str | None]) -> R
             )
             omitted += left_out
             local_to_url.update(mapping)
+        post_install(work, local_to_url)
         overlay = work / "overlays" / env
         added = _add_build_metadata(overlay / "kustomization.yaml", work)
         annotated_text = _kustomize_build(overlay, work)
@@ -445,6 +455,33 @@ def _build(env: str, root: Path, mirror: Path, lock: dict[str, str | None]) -> R
         setters=setters,
         patches=patches,
     )
+
+
+GENERATE_NAME = re.compile(r"^(?P<indent>  )generateName: (?P<prefix>[a-z0-9.-]+?)-?$", re.M)
+
+
+def post_install(work: Path, local_to_url: dict[str, str]) -> bool:
+    """Add base/platform/post-install (Knative's post-install Jobs, lock-verified like every asset) to the
+    platform build of the scratch copy `work`. Upstream's Jobs have only metadata.generateName, which kustomize
+    refuses, so each verified copy's Job is named after its prefix (`storage-version-migration-serving-` ->
+    `storage-version-migration-serving`): a PostSync hook with BeforeHookCreation is deleted and created again on
+    every sync, so one fixed name suffices (Argo CD v3.5.1 docs/user-guide/sync-waves.md: "meant to be used
+    with /metadata/name"). Only the render does this:
+    plain `kustomize build` never reads that kustomization. False when the tree has none."""
+    kustomization = work / POST_INSTALL_KUSTOMIZATION
+    platform = work / PLATFORM_KUSTOMIZATION
+    if not (kustomization.is_file() and platform.is_file()):
+        return False
+    for local in local_to_url:
+        path = Path(local)
+        if path.is_relative_to(kustomization.parent.resolve()):
+            path.write_text(GENERATE_NAME.sub(r"\g<indent>name: \g<prefix>", path.read_text()))
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    doc = _load_kustomization(yaml, platform, work)
+    doc.setdefault("resources", []).append(kustomization.parent.name)
+    yaml.dump(doc, platform)
+    return True
 
 
 def _drop_documents(text: str, drop: list[bool], annotated: list[manifests.Obj]) -> str:

@@ -310,7 +310,10 @@ def _total(reports: list[EnvReport]) -> str:
     dangerous = sum(len(r.diff.dangerous) for r in reports)
     changed = sum(len(r.diff.changed) + len(r.diff.added) + len(r.diff.removed) for r in reports)
     verdict = f"{dangerous} DANGEROUS change(s) (exit 3)" if dangerous else "no dangerous changes"
-    return f"diff: {len(reports)} environment(s), {changed} resource change(s), {verdict}"
+    # The Argo CD files are compared like an environment but are none: count them apart.
+    envs = sum(r.diff.env != ARGOCD for r in reports)
+    argocd = " and the Argo CD files" if envs < len(reports) else ""
+    return f"diff: {envs} environment(s){argocd}, {changed} resource change(s), {verdict}"
 
 
 def format_markdown(reports: list[EnvReport], base: str, head: str, max_fields: int, full: bool = False) -> str:

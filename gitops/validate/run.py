@@ -23,7 +23,7 @@ from gitops.core.paths import REPO_ROOT, environments, upstream_source_dir
 from gitops.core.progress import progress
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env, report_omitted, stand_in_note
 from gitops.core.tools import pinned_versions
-from gitops.delivery import deployer_rbac, hydrate
+from gitops.delivery import deployer_rbac, hydrate, placeholders
 from gitops.model.argocd import argocd_paths
 from gitops.model.retry_budget import retry_budgets
 from gitops.validate import admission, kubeconform, schemas, waivers
@@ -317,6 +317,20 @@ def check_renders(
     cache.prune()
 
 
+def placeholder_warning(root: Path, envs: list[str]) -> str | None:
+    """One line for every fork placeholder left in these environments: this repository keeps them (it has no
+    real registry, domain or organisation), so validate only warns; `make preflight` fails on them."""
+    found = {env: placeholders.left_in(env, root) for env in envs}
+    lines = list(dict.fromkeys(p for left in found.values() for p in left))
+    if not lines:
+        return None
+    return (
+        f"fork placeholders left in {', '.join(env for env, left in found.items() if left)}: "
+        f"{placeholders.summary(lines)}; fine for this repository, but a fork replaces them: "
+        "`make preflight ENV=<env>` fails until it has (docs/forking.md)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("envs", nargs="*", help="environments to validate (default: every overlay)")
@@ -355,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL {cause}")
     for warning in report.warnings:
         print(f"WARN {warning}")
+    left = placeholder_warning(REPO_ROOT, list(report.renders))
+    if left:
+        print(f"WARN {left}")
     for finding, waiver in report.waived:
         print(f"WAIVED {finding}\n    because: {waiver.reason}")
     print()
