@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from gitops.core import releases
-from gitops.core.paths import POST_INSTALL_KUSTOMIZATION, REPO_ROOT, argocd_crds_dir
+from gitops.core.paths import POST_INSTALL_KUSTOMIZATION, REPO_ROOT
 from gitops.core.render import RenderResult
 from gitops.model.argocd import APP_FILE, IN_CLUSTER
 from gitops.validate import kubeconform, schemas
