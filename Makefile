@@ -23,6 +23,8 @@ NEED_SETUP = @test -z "$(UNKNOWN_VARIABLES)" || { echo "make $@: unknown variabl
 	test -x $(PY) || { echo "make $@: $(PY) is missing: run make setup first" >&2; exit 2; }
 # A make variable as one shell word, whatever it holds (spaces, quotes): OUT="dir with space" stays one path.
 q = '$(subst ','\'',$(1))'
+# ENV set by the person (command line or environment), not the default: `make validate ENV=prd` must refuse prd.
+ENV_GIVEN := $(filter command line environment environment override override,$(origin ENV))
 ENV ?= dev
 FROM ?= dev
 TO ?= prod
@@ -32,7 +34,7 @@ export ARGOCD_CRDS_DIR ?= $(KNATIVE_RELEASE_MIRROR)/argo-cd-v3.5.1
 
 OUT ?=
 
-.PHONY: help setup render hydrate validate bench-validate test lint serve send-event bench soak diff bump produce kafka promote lock-python e2e replay bench-e2e
+.PHONY: help setup render hydrate validate bench-validate test lint serve send-event bench soak diff bump produce kafka promote preflight rollback lock-python e2e replay bench-e2e
 
 help: ## list the verbs
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,9 +54,9 @@ hydrate: ## write ENV's lock-verified render to OUT as one YAML file per object 
 	@test -n $(call q,$(OUT)) || { echo "make hydrate: set OUT=<dir> (e.g. make hydrate ENV=$(ENV) OUT=hydrated/$(ENV))" >&2; exit 2; }
 	@$(GITOPS) hydrate --env $(call q,$(ENV)) --out $(call q,$(OUT))
 
-validate: ## render every environment, run kubeconform -strict, Knative's own admission webhooks and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
+validate: ## render every environment (ENV=<env>: that one), run kubeconform -strict, Knative's own admission webhooks and the semantic checks (HYDRATED=<dir>: ENV's hydrated files instead)
 	$(NEED_SETUP)
-	@$(GITOPS) validate $(if $(HYDRATED),--hydrated $(call q,$(ENV)=$(HYDRATED)) $(call q,$(ENV)))
+	@$(GITOPS) validate $(if $(HYDRATED),--hydrated $(call q,$(ENV)=$(HYDRATED)) $(call q,$(ENV)),$(if $(ENV_GIVEN),$(call q,$(ENV))))
 
 bench-validate: ## time validate cold, warm and after one overlay edit for 2, 4, 8 environments (wall and CPU s)
 	$(NEED_SETUP)
@@ -110,13 +112,21 @@ bench-e2e: ## events/s and p50/p99 from produced record to the subscriber's reco
 	$(NEED_SETUP)
 	@$(GITOPS) bench-e2e --env $(ENV) $(BENCH_E2E_ARGS)
 
-replay: ## list ENV's dead-lettered events and why each failed; REPLAY_ARGS=--send <ingress URL> re-sends them
+replay: ## list ENV's dead-lettered events and why each failed; REPLAY_ARGS="--send [URL] [--dry-run] [--token-file F]" re-sends them
 	$(NEED_SETUP)
 	@$(GITOPS) replay --env $(ENV) $(REPLAY_ARGS)
 
-promote: ## copy the image reference FROM one environment TO the next (prod requires a digest)
+promote: ## copy the image digest FROM one environment TO the next, keeping TO's registry (prod requires a digest)
 	$(NEED_SETUP)
 	@$(GITOPS) promote --from $(call q,$(FROM)) --to $(call q,$(TO))
+
+preflight: ## check in deploy order what a first deploy of ENV needs that git can know; the checklist, with the command for each step left
+	$(NEED_SETUP)
+	@$(GITOPS) preflight --env $(call q,$(ENV))
+
+rollback: ## list the image digests and deploy commits ENV ran; DIGEST=<one of them> writes the one-line change back for review
+	$(NEED_SETUP)
+	@$(GITOPS) rollback --env $(call q,$(ENV)) $(if $(DIGEST),--to $(call q,$(DIGEST)))
 
 lock-python: ## re-resolve requirements.lock from pyproject.toml files
 	$(NEED_SETUP)

@@ -70,6 +70,12 @@ VERBS: dict[str, Verb] = {
     "diff": Verb("gitops.diff.report", "per-environment resource diff between a git ref and the working tree"),
     "bump": Verb("gitops.upstream.bump", "move every pinned Knative release URL to a version and re-lock the digests"),
     "promote": Verb("gitops.delivery.promote", "copy the image reference from one environment to another"),
+    "preflight": Verb(
+        "gitops.delivery.preflight", "check in deploy order what a first deploy of an environment needs; a checklist"
+    ),
+    "rollback": Verb(
+        "gitops.delivery.rollback", "list the images and deploy commits an environment ran; write the change back"
+    ),
     "deployer-rbac": Verb(
         "gitops.delivery.deployer_rbac", "check or --write argocd/deployers/<env>.yaml from each render"
     ),

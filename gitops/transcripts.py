@@ -70,6 +70,24 @@ def _diff_changes(root: Path) -> None:
 NEW_DIGEST = "sha256:9b2c6e0d4a1f8e3b7c5d2a9f0e1b4c6d8a3f5e7b9c1d2e4f6a8b0c3d5e7f9a1b"
 
 
+def _pin_and_commit_dev(root: Path) -> None:
+    """CI's image pin, as a commit: the history `make rollback` reads."""
+    from gitops.delivery import image_ref
+
+    image_ref.set_image(root, "dev", image_ref.ImageRef(image_ref.read_image(root, "dev").repository, NEW_DIGEST))
+    _git(root, "-c", "user.name=ci", "-c", "user.email=ci@example.com", "commit", "-qam", "Pin notifications into dev")
+
+
+def _prod_registry_apart(root: Path) -> None:
+    """A fork that keeps prod's images in a registry of its own (docs/forking.md)."""
+    _replace(
+        root,
+        "overlays/prod/kustomization.yaml",
+        "newName: registry.example.com/platform/notifications",
+        "newName: registry.prod.example.com/platform/notifications",
+    )
+
+
 @dataclass(frozen=True)
 class Scenario:
     commands: tuple[str, ...]
@@ -88,6 +106,18 @@ SCENARIOS: dict[str, Scenario] = {
         )
     ),
     "promote-tag": Scenario(("make promote FROM=dev TO=prod",), _set_dev_tag),
+    "promote-registry": Scenario(
+        (
+            f"gitops pin-image --env dev --image registry.example.com/platform/notifications@{NEW_DIGEST} >/dev/null",
+            "make promote FROM=dev TO=prod | head -5",
+        ),
+        _prod_registry_apart,
+    ),
+    "preflight": Scenario(("make preflight ENV=prod",)),
+    "rollback": Scenario(
+        ("make rollback ENV=dev", "make rollback ENV=dev DIGEST=2f5d57e63fd0"),
+        _pin_and_commit_dev,
+    ),
 }
 
 
@@ -117,6 +147,7 @@ def scratch_copy(dest: Path, root: Path = REPO_ROOT) -> Path:
 def run_scenario(name: str, copy: Path) -> str:
     """The transcript of one scenario, run in `copy` (reset to its commit afterwards)."""
     scenario = SCENARIOS[name]
+    head = subprocess.run(["git", "-C", str(copy), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     scenario.prepare(copy)
     bin_dir = copy / "venv-bin"
     bin_dir.mkdir(exist_ok=True)
@@ -149,7 +180,7 @@ def run_scenario(name: str, copy: Path) -> str:
             out += [f"$ {command}", proc.stdout.replace(f"{copy}/", "").rstrip("\n")]
     finally:
         shutil.rmtree(bin_dir, ignore_errors=True)
-        _git(copy, "checkout", "-q", "--", ".")
+        _git(copy, "reset", "-q", "--hard", head)  # a scenario's commits too (rollback's history)
         _git(copy, "clean", "-fdq")
     return "\n".join(line for line in out if line) + "\n"
 
@@ -171,12 +202,15 @@ _TIME = re.compile(r"\b\d+\.\d+ ?s\b")
 
 def normalise(text: str) -> str:
     """What changes from run to run: a line that carries a time (a stage's, the total) keeps its words, not its
-    figures (counts beside a time, such as a cache's hits, vary too); commit ids."""
+    figures (counts beside a time, such as a cache's hits, vary too); commit ids (also short ones) and dates."""
     lines = []
     for line in text.splitlines():
         if _TIME.search(line):
             line = re.sub(r"\d+", "N", line)
         line = re.sub(r"@[0-9a-f]{7,40}\b", "@<commit>", line)
+        # `make rollback` lists the scratch copy's own commits: their ids and dates are new on every run.
+        line = re.sub(r"(?<![0-9a-f:])[0-9a-f]{12}(?![0-9a-f])", "<id>", line)
+        line = re.sub(r"\b\d{4}-\d{2}-\d{2}\b", "<date>", line)
         lines.append(re.sub(r"\[Makefile:\d+:", "[Makefile:N:", line))  # make's "make: *** [Makefile:NN: diff] Error 3"
     return "\n".join(lines)
 

@@ -153,3 +153,23 @@ def test_docs_say_how_to_review_offline_and_what_plain_kustomize_skips():
     assert "Offline, review with `make render` and `make diff`" in render
     assert "Plain `kustomize build overlays/<env>` works too, but only\nonline" in render
     assert "it skips the\nlock check" in render
+
+
+def test_argocd_md_lists_every_argocd_cm_key():
+    """docs/argocd.md named 3 of the 5 health-check keys: the list must be every key argocd/argocd-cm.yaml sets."""
+    keys = yaml.safe_load((ROOT / "argocd/argocd-cm.yaml").read_text())["data"]
+    text = (DOCS / "argocd.md").read_text()
+    listed = set(re.findall(r"^- `([^`]+)`", text.split("under these exact keys", 1)[1], re.M))
+    assert listed == set(keys)
+
+
+def test_readme_setup_line_states_what_each_verb_needs():
+    """The README said `make setup` needs Java 17 + Maven; setup runs pip and `go install`/`go build` only. Java and
+    Maven are for the tests' Kafka broker (tests/events/kafka_broker.py) and the e2e data plane (JDK 21+)."""
+    recipe = (ROOT / "Makefile").read_text().split("\nsetup:", 1)[1].split("\n\n", 1)[0]
+    assert not re.search(r"\b(java|mvn)\b", recipe + (ROOT / "hack/install-tools.sh").read_text())
+    text = " ".join(README.read_text().split())
+    needs = text.split("`make setup` needs ", 1)[1].split(";", 1)[0]
+    assert "Go" in needs and "Python 3.11" in needs and "Java" not in needs and "Maven" not in needs, needs
+    assert "`make test` also runs a Kafka broker, which needs Java 17+ and Maven" in text
+    assert "`make e2e` needs a JDK 21+ and Maven" in text

@@ -48,6 +48,17 @@ def test_known_and_passed_through_variables_are_accepted() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_validate_honours_env_or_refuses_it() -> None:
+    """`make validate ENV=prd` validated every environment and said OK: ENV was ignored."""
+    proc = make("validate", "ENV=prd")
+    assert proc.returncode == 2 and "validate: OK" not in proc.stdout
+    assert first_line(proc).startswith("gitops validate: environments.yaml: unknown environment 'prd'"), proc.stderr
+    assert make("-n", "validate", "ENV=prod").stdout.rstrip().endswith("validate 'prod'")
+    # Without ENV, every environment (ENV's default, dev, is not a choice the person made).
+    assert make("-n", "validate").stdout.rstrip().endswith("gitops.cli validate")
+    assert make("-n", "validate", env={"ENV": "prod"}).stdout.rstrip().endswith("validate 'prod'")
+
+
 def test_hydrate_out_with_a_space_stays_one_path(tmp_path: Path) -> None:
     out = tmp_path / "dir with space"
     proc = make("hydrate", "ENV=dev", f"OUT={out}")

@@ -19,6 +19,10 @@ def test_normalise_keeps_words_and_drops_what_changes_per_run():
     )
     assert transcripts.normalise("(origin/main@2fb5bb9 → working tree)") == "(origin/main@<commit> → working tree)"
     assert transcripts.normalise("validate: OK") != transcripts.normalise("validate: 2 finding(s)")
+    # make rollback's history: the scratch copy's commit ids and dates, never a digest
+    assert transcripts.normalise("  now x@sha256:" + "ab" * 32 + "  2026-12-07 91d18a28f655 Pin") == (
+        "  now x@sha256:" + "ab" * 32 + "  <date> <id> Pin"
+    )
 
 
 @pytest.mark.slow

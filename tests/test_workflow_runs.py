@@ -1,6 +1,7 @@
 """The workflows, run: every job's `run:` steps in order for every matrix entry, against a snapshot of this tree
 (tests/workflow_runner.py says what stands in for GitHub). A job that would fail on GitHub fails here."""
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -103,4 +104,7 @@ def test_image_workflow_pins_dev_and_pushes_the_pin(tmp_path: Path) -> None:
     digest = runner.record.job("image.yaml", "build").outputs["digest"]
     assert f"digest: {digest}" in pinned
     assert git_out(runner.origin, "log", "-1", "--format=%s", "main").startswith(f"dev: notifications {digest}")
+    # The code the image was built from travels with its digest: validate judges Trigger paths against it.
+    record = json.loads(git_out(runner.origin, "show", f"main:images/notifications/{digest.replace(':', '-')}.json"))
+    assert ["POST", "/events/notifications"] in record["routes"] and record["image"].endswith(f"@{digest}")
     assert "gh workflow run hydrate.yaml --ref main" in runner.stubbed_log()

@@ -71,9 +71,9 @@ def test_the_pin_commit_cannot_retrigger_the_image_build() -> None:
     assert any(f.match("apps/notifications/src/notifications/app.py") for f in filters)
     assert any(f.match("apps/notifications/Dockerfile") for f in filters)
     scripts = "\n".join(step.get("run", "") for step in workflow["jobs"]["pin"]["steps"])
-    committed = re.findall(r"git commit .* -- (\S+)", scripts)
-    assert committed == ["overlays/dev/kustomization.yaml"]
-    assert not any(f.match(path) for f in filters for path in committed)
+    committed = [p for line in re.findall(r"git commit .* -- (.+)", scripts) for p in line.split()]
+    assert committed == ["overlays/dev/kustomization.yaml", "images/notifications"]
+    assert not any(f.match(path) or f.match(path + "/x.json") for f in filters for path in committed)
 
 
 def test_what_workflows_call_exists() -> None:

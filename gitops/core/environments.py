@@ -40,6 +40,18 @@ FIELDS = {
     "kafka_broker_losses": int,
     "scale_to_zero": bool,
 }
+# Optional facts, with the value an entry without them has.
+OPTIONAL: dict[str, tuple[type, Any]] = {
+    # Secrets the environment's objects read that no manifest declares, because they are created out of band
+    # (by hand, or by a controller this repository does not ship): `make preflight` accepts them as present.
+    "out_of_band_secrets": (list, ()),
+}
+EXAMPLES = {
+    bool: "true or false",
+    int: "a whole number >= 0",
+    dict: "{server: https://...} or {name: <cluster>}",
+    list: "[name, ...]",
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class Environment:
     # start on the first event after a quiet spell). Defaults are the weakest promise, for code that builds one.
     kafka_broker_losses: int = 0
     scale_to_zero: bool = True
+    out_of_band_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,20 +129,32 @@ def _environment(name: str, fields: Any) -> Environment:
     if not isinstance(fields, dict):
         raise UserError(f"environment {name!r} is not a mapping", where=FILE, fix=f"give it {', '.join(FIELDS)}")
     for field, kind in FIELDS.items():
+        if field in fields and fields[field] is None:  # `automated_sync:` with nothing after the colon
+            raise UserError(
+                f"environment {name!r}: `{field}` is empty", where=FILE, fix=f"write {EXAMPLES[kind]} after the colon"
+            )
         value = fields.get(field)
         if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0)):
+            got = "missing" if field not in fields else f"got {fields[field]!r}"
             raise UserError(
-                f"environment {name!r}: `{field}` must be a {'whole number >= 0' if kind is int else kind.__name__} "
-                f"(got {value!r})",
+                f"environment {name!r}: `{field}` must be {EXAMPLES[kind]} ({got})",
                 where=FILE,
                 fix=RECIPE,
             )
-    unknown = sorted(set(fields) - set(FIELDS))
+    for field, (kind, _default) in OPTIONAL.items():
+        value = fields.get(field)
+        if field in fields and not (isinstance(value, kind) and all(isinstance(v, str) for v in value)):
+            raise UserError(
+                f"environment {name!r}: `{field}` must be a list of names, {EXAMPLES[kind]} (got {value!r})",
+                where=FILE,
+                fix=RECIPE,
+            )
+    unknown = sorted(set(fields) - set(FIELDS) - set(OPTIONAL))
     if unknown:
         raise UserError(
             f"environment {name!r}: unknown field(s) {', '.join(unknown)}",
             where=FILE,
-            fix=f"expected {', '.join(FIELDS)}",
+            fix=f"expected {', '.join(FIELDS)} (optional: {', '.join(OPTIONAL)})",
         )
     destination = {str(k): str(v) for k, v in fields["destination"].items()}
     if set(destination) not in ({"server"}, {"name"}):
@@ -146,6 +171,7 @@ def _environment(name: str, fields: Any) -> Environment:
         fields["load_balancer"],
         fields["kafka_broker_losses"],
         fields["scale_to_zero"],
+        tuple(fields.get("out_of_band_secrets") or ()),
     )
 
 

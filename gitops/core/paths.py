@@ -39,6 +39,9 @@ _start = _cwd()
 WORK_TREE = find_work_tree(_start) if _start else None
 REPO_ROOT = WORK_TREE or CODE_ROOT
 PLATFORM_KUSTOMIZATION = Path("base/platform/kustomization.yaml")
+# Knative's post-install Jobs: not listed by the platform kustomization (kustomize refuses their generateName);
+# the render adds them (gitops/core/render.py, post_install).
+POST_INSTALL_KUSTOMIZATION = Path("base/platform/post-install/kustomization.yaml")
 RELEASES_LOCK = Path("base/platform/releases.lock.yaml")
 # The Go module that runs Knative's admission webhooks (validate) and whose versions `make bump` moves (upstream).
 ADMISSION_MODULE_DIR = Path("hack/knative-admission")

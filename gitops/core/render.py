@@ -33,7 +33,16 @@ from ruamel.yaml.error import YAMLError
 from gitops.core import cache as result_cache
 from gitops.core import manifests, releases, upstream_source
 from gitops.core.errors import UserError, display_path, yaml_error
-from gitops.core.paths import ENVIRONMENTS_DIR, MIRROR_ENV, REPO_ROOT, cache_dir, overlay_names, release_mirror
+from gitops.core.paths import (
+    ENVIRONMENTS_DIR,
+    MIRROR_ENV,
+    PLATFORM_KUSTOMIZATION,
+    POST_INSTALL_KUSTOMIZATION,
+    REPO_ROOT,
+    cache_dir,
+    overlay_names,
+    release_mirror,
+)
 from gitops.core.signals import sigterm_unwinds
 from gitops.core.tools import pinned_versions, tool
 
@@ -78,7 +87,9 @@ class Patch:
                     return True
             return False
         node: Any = self.doc
-        for step in steps:
+        for i, step in enumerate(steps):
+            if isinstance(node, dict) and step not in node and ".".join(steps[i:]) in node:
+                return True  # a dotted key split as a path: metadata.annotations.autoscaling.knative.dev/max-scale
             if isinstance(node, dict) and step in node:
                 node = node[step]
             elif isinstance(node, list):
@@ -118,6 +129,17 @@ class RenderResult:
         """Loaded from a remote resource (a pinned upstream release asset), not from a file of this repository."""
         return releases.is_remote(self.origin(obj))
 
+    def fields_origin(self, obj: manifests.Obj, field_paths: list[str]) -> str:
+        """The file that set the first of `field_paths` an overlay or component changed (an upstream refusal names
+        the fields it refuses), else the file the object was loaded from."""
+        key = manifests.ObjKey.of(obj)
+        loaded = self.origin(obj)
+        for path in field_paths:
+            where = self.field_origin(key, _named_steps(obj, path))
+            if where not in (loaded, "?"):
+                return where
+        return loaded
+
     def field_origin(self, key: manifests.ObjKey, field_path: str) -> str:
         """The file that set `field_path` (a diff engine path such as `spec.delivery.retry` or
         `data[default.topic.partitions]`) on the object: the last patch writing it, else the kustomization whose
@@ -131,6 +153,24 @@ class RenderResult:
                 if setter.transformer == "ImageTagTransformer":
                     return setter.path
         return self.origins.get(key, "?")
+
+
+def _named_steps(obj: manifests.Obj, field_path: str) -> str:
+    """`field_path` with each list index of a named item replaced by its name (`containers[0].env[3]` ->
+    `containers[notifications].env[PORT]`): a strategic-merge patch matches list items by name, never by position,
+    so an index into the rendered object says nothing about which patch wrote the item."""
+    steps = [a or b for a, b in FIELD_STEP.findall("." + field_path.split(" ", 1)[0].lstrip("."))]
+    node: Any = obj
+    out = []
+    for step in steps:
+        if isinstance(node, list) and step.isdigit() and int(step) < len(node):
+            node = node[int(step)]
+            name = node.get("name") if isinstance(node, dict) else None
+            out.append(f"[{name}]" if isinstance(name, str) else f"[{step}]")
+            continue
+        out.append(f"[{step}]" if "." in step or "/" in step else f".{step}")
+        node = node.get(step) if isinstance(node, dict) else None
+    return "".join(out).lstrip(".")
 
 
 def _load_kustomization(yaml: YAML, kustomization: Path, work: Path) -> Any:
@@ -238,10 +278,23 @@ def _kustomize_build(path: Path, work: Path) -> str:
         message = message.replace(f"{work.resolve()}/", "").replace(f"{work}/", "")
         raise RenderError(
             f"kustomize build failed: {message}",
-            where=display_path(path, work),
+            where=_blamed_file(message, work) or display_path(path, work),
             fix="fix that kustomization or the file it names (`kustomize build` shows the same error)",
         )
     return proc.stdout
+
+
+def _blamed_file(message: str, work: Path) -> str | None:
+    """The repository file a kustomize error is about, when it names one: the last directory it recursed into
+    (`recursed accumulation of path 'base/eventing'`) and the file it read there (`in File: triggers.yaml`). A
+    mistake in a shared file is then one finding at that file for every overlay that builds it, not one per overlay
+    at each overlay's directory."""
+    directories = re.findall(r"path '([^']+)'", message)
+    files = re.findall(r"in File: (\S+)", message)
+    if not files:
+        return None
+    candidate = work / (directories[-1] if directories else "") / files[-1]
+    return display_path(candidate, work) if candidate.is_file() else None
 
 
 def render_env(
@@ -370,6 +423,7 @@ def _build(env: str, root: Path, mirror: Path, lock: dict[str, str | None]) -> R
             )
             omitted += left_out
             local_to_url.update(mapping)
+        post_install(work, local_to_url)
         overlay = work / "overlays" / env
         added = _add_build_metadata(overlay / "kustomization.yaml", work)
         annotated_text = _kustomize_build(overlay, work)
@@ -401,6 +455,33 @@ def _build(env: str, root: Path, mirror: Path, lock: dict[str, str | None]) -> R
         setters=setters,
         patches=patches,
     )
+
+
+GENERATE_NAME = re.compile(r"^(?P<indent>  )generateName: (?P<prefix>[a-z0-9.-]+?)-?$", re.M)
+
+
+def post_install(work: Path, local_to_url: dict[str, str]) -> bool:
+    """Add base/platform/post-install (Knative's post-install Jobs, lock-verified like every asset) to the
+    platform build of the scratch copy `work`. Upstream's Jobs have only metadata.generateName, which kustomize
+    refuses, so each verified copy's Job is named after its prefix (`storage-version-migration-serving-` ->
+    `storage-version-migration-serving`): a PostSync hook with BeforeHookCreation is deleted and created again on
+    every sync, so one fixed name suffices (Argo CD v3.5.1 docs/user-guide/sync-waves.md: "meant to be used
+    with /metadata/name"). Only the render does this:
+    plain `kustomize build` never reads that kustomization. False when the tree has none."""
+    kustomization = work / POST_INSTALL_KUSTOMIZATION
+    platform = work / PLATFORM_KUSTOMIZATION
+    if not (kustomization.is_file() and platform.is_file()):
+        return False
+    for local in local_to_url:
+        path = Path(local)
+        if path.is_relative_to(kustomization.parent.resolve()):
+            path.write_text(GENERATE_NAME.sub(r"\g<indent>name: \g<prefix>", path.read_text()))
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    doc = _load_kustomization(yaml, platform, work)
+    doc.setdefault("resources", []).append(kustomization.parent.name)
+    yaml.dump(doc, platform)
+    return True
 
 
 def _drop_documents(text: str, drop: list[bool], annotated: list[manifests.Obj]) -> str:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitops.core import manifests, releases
-from gitops.core.paths import RELEASES_LOCK, REPO_ROOT
+from gitops.core.errors import UserError
+from gitops.core.paths import RELEASES_LOCK, REPO_ROOT, overlay_names
 from gitops.core.render import RenderError, RenderResult, render_env
 
 # The branch Argo CD syncs for each environment: deploy/<env> (argocd-app.yaml, docs/shipping.md).
@@ -165,8 +166,15 @@ def provenance_problems(directory: Path, env: str, root: Path = REPO_ROOT) -> li
 def hydrated_files(render: RenderResult) -> dict[str, str]:
     """file name -> the object's bytes from the render, in render order. Raises on an asset left out."""
     if render.omitted:
-        gap = render.omitted[0]
-        raise HydrateError(f"{gap.url} is not in the render: {gap.reason}")
+        # Every left-out asset, and the one command that records their digests (README, "Before the first push").
+        names = ", ".join(gap.url for gap in render.omitted)
+        reasons = "; ".join(dict.fromkeys(gap.reason for gap in render.omitted))
+        tags = sorted({releases.ReleaseAsset.parse(gap.url).tag.removeprefix("knative-v") for gap in render.omitted})
+        raise HydrateError(
+            f"{len(render.omitted)} release asset(s) not in the render: {names} ({reasons}); run "
+            f"`make bump VERSION={tags[0] if len(tags) == 1 else '<version>'}` where github.com is reachable, then "
+            f"commit {RELEASES_LOCK.as_posix()}"
+        )
     files: dict[str, str] = {}
     for doc in split_documents(render.text):
         objects = manifests.load_stream(doc)
@@ -200,7 +208,15 @@ def _check_out_dir(out: Path) -> None:
 def hydrate(env: str, out: Path, root: Path = REPO_ROOT, *, mirror: Path | None = None) -> Hydrated:
     """Render ENV (lock-verified), then replace OUT with one file per object and the provenance file.
 
-    All or nothing: files are written to a sibling scratch directory that replaces OUT only once complete."""
+    All or nothing: files are written to a sibling scratch directory that replaces OUT only once complete.
+    An unknown ENV is bad input (UserError, exit 2 as docs/cli.md says), not a failed hydrate."""
+    known = overlay_names(root)
+    if env not in known:
+        raise UserError(
+            f"unknown environment {env!r} (known: {', '.join(known) or 'none'})",
+            where=f"overlays/{env}/kustomization.yaml",
+            fix="see docs/forking.md, 'Add an environment'",
+        )
     _check_out_dir(out)
     try:
         render = render_env(env, root, mirror=mirror)
@@ -239,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = hydrate(args.env, args.out)
+    except UserError as error:
+        print(f"hydrate {args.env}: nothing written: {error}", file=sys.stderr)
+        return error.exit_code
     except HydrateError as error:
         print(f"hydrate {args.env}: FAILED, nothing written: {error}", file=sys.stderr)
         return 1

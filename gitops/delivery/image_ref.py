@@ -108,13 +108,19 @@ def _entry(doc: CommentedMap, name: str) -> CommentedMap | None:
 def read_image(root: Path, env: str, name: str = IMAGE) -> ImageRef:
     """The reference overlays/<env> gives the `name` image: newName (else name) plus digest or newTag."""
     path = overlay_file(root, env)
-    entry = _entry(_yaml().load(path.read_text()), name)
+    return image_in(path.read_text(), str(path), name)
+
+
+def image_in(text: str, where: str, name: str = IMAGE) -> ImageRef:
+    """The `name` image of one kustomization's text (the working tree's, or an old commit's: `make rollback`)."""
+    doc = _yaml().load(text)
+    entry = _entry(doc, name) if isinstance(doc, dict) else None
     if entry is None:
-        raise ImageRefError(f"{path}: no `images` entry with name: {name}")
+        raise ImageRefError(f"{where}: no `images` entry with name: {name}")
     repository = str(entry.get("newName") or name)
     digest, tag = entry.get("digest"), entry.get("newTag")
     if digest is not None and not DIGEST.match(str(digest)):
-        raise ImageRefError(f"{path}: images[{name}].digest {digest!r} is not sha256:<64 lowercase hex>")
+        raise ImageRefError(f"{where}: images[{name}].digest {digest!r} is not sha256:<64 lowercase hex>")
     return ImageRef(repository, str(digest) if digest else None, None if digest or tag is None else str(tag))
 
 

@@ -1,7 +1,9 @@
-"""`make promote FROM=dev TO=prod`: copy one environment's image reference to the next, and nothing else.
+"""`make promote FROM=dev TO=prod`: copy one environment's image version (its digest) to the next, and nothing else.
 
 The result is a one-line change to overlays/<TO>/kustomization.yaml for a reviewer to approve in a pull request.
 A production-like target only takes a sha256 digest: a tag can be re-pushed, so prod would not run what was tested.
+Each environment keeps its own registry (the overlay's `newName`, docs/forking.md): only the digest moves, and when
+the two repositories differ the report says in one line that the digest must exist in TO's before it can sync.
 """
 
 import argparse
@@ -29,6 +31,7 @@ class Promotion:
     after: image_ref.ImageRef
     old_text: str
     new_text: str
+    copied_from: image_ref.ImageRef | None = None  # the source's reference, when its repository is not TO's
 
     @property
     def changed(self) -> bool:
@@ -49,8 +52,10 @@ def promote(root: Path, source: str, target: str) -> Promotion:
             f"tested, and `make validate` rejects it. Pin {source} to the digest its build pushed "
             f"(gitops pin-image --env {source} --image <repository>@sha256:...), then promote."
         )
-    old, new = image_ref.set_image(root, target, ref)
-    return Promotion(source, target, before, ref, old, new)
+    # Only the version moves: TO keeps its repository (its registry), whatever FROM pulls from.
+    moved = image_ref.ImageRef(before.repository, ref.digest, ref.tag)
+    old, new = image_ref.set_image(root, target, moved)
+    return Promotion(source, target, before, moved, old, new, ref if ref.repository != before.repository else None)
 
 
 def _short(ref: image_ref.ImageRef) -> str:
@@ -59,16 +64,22 @@ def _short(ref: image_ref.ImageRef) -> str:
 
 def report(p: Promotion) -> str:
     if not p.changed:
-        return f"{p.target} already runs {p.after} (as {p.source} does): already promoted, nothing to do\n"
+        return f"{p.target} already runs {p.after} ({p.source}'s version): already promoted, nothing to do\n"
     name = f"{ENVIRONMENTS_DIR}/{p.target}/kustomization.yaml"
     diff = "".join(
         difflib.unified_diff(p.old_text.splitlines(True), p.new_text.splitlines(True), f"a/{name}", f"b/{name}")
     )
     branch = f"promote-{p.target}-{_short(p.after)}"
+    registry = (
+        f"  {p.target} keeps its registry: {p.copied_from} must exist as {p.after} before {p.target} syncs "
+        f"(copy it there; a copy keeps the digest)\n"
+        if p.copied_from
+        else ""
+    )
     return (
         f"promote {image_ref.IMAGE}: {p.source} -> {p.target}\n"
         f"  {p.target} was: {p.before}\n"
-        f"  {p.target} now: {p.after}\n\n"
+        f"  {p.target} now: {p.after}\n{registry}\n"
         f"{diff}\n"
         "Next: review it as a pull request (make diff shows what it does to each environment)\n"
         f"  git switch -c {branch}\n"

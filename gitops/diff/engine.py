@@ -19,6 +19,9 @@ from gitops.model.serving import VISIBILITY
 
 DANGEROUS = "DANGEROUS"
 WARNING = "WARNING"
+# A change a production environment takes but that its reviewer must weigh: scale bounds, partitions, retries,
+# timeouts (issue 28). Not a refusal (exit 0), but never just one more `~` line.
+NOTABLE = "NOTABLE"
 
 EXTERNAL_TOPIC = "kafka.eventing.knative.dev/external.topic"
 PARTITIONS = "default.topic.partitions"
@@ -473,4 +476,60 @@ def production_access_flags(
             flags.append(
                 Flag(DANGEROUS, key, f"project of production {env}: commit signature verification changed or removed")
             )
+    return flags
+
+
+# --- production tuning: the numbers an incident turns on ----------------------------------------------------------
+# Each is a value a mistake can silently move (a mis-indented max-scale drops the bound; a retry typo changes the
+# 9-minute budget), so in a production environment any change to one is marked, with both values. Partition counts
+# are marked in every environment already (_topic_config_rules: WARNING, DANGEROUS when decreased; a KafkaSink's
+# numPartitions: DANGEROUS, immutable), so they are not marked twice.
+
+# serving pkg/apis/autoscaling/register.go (v0.50.0): the scale bounds, with their legacy camelCase aliases.
+SCALE_BOUNDS = ("min-scale", "minScale", "max-scale", "maxScale", "initial-scale", "initialScale", "activation-scale")
+# serving pkg/apis/serving/v1/revision_types.go RevisionSpec: TimeoutSeconds, ResponseStartTimeoutSeconds,
+# IdleTimeoutSeconds.
+REVISION_TIMEOUTS = ("timeoutSeconds", "responseStartTimeoutSeconds", "idleTimeoutSeconds")
+# eventing pkg/apis/duck/v1/delivery_types.go DeliverySpec: the retry budget and the per-attempt timeout.
+DELIVERY_FIELDS = ("retry", "backoffPolicy", "backoffDelay", "timeout")
+
+
+def tuning(obj: Obj) -> dict[str, tuple[str, Any]]:
+    """field path -> (what it is, value) for the production tuning `obj` carries: absent keys are left out, so an
+    added or removed one differs from the other side too."""
+    found: dict[str, tuple[str, Any]] = {}
+    group, kind = manifests.group_of(obj), obj.get("kind")
+    if group == "serving.knative.dev" and kind == "Service":
+        annotations = manifests.dig(obj, "spec", "template", "metadata", "annotations") or {}
+        for name in SCALE_BOUNDS:
+            key = f"autoscaling.knative.dev/{name}"
+            if key in annotations:
+                found[f"spec.template.metadata.annotations[{key}]"] = ("scale bound", annotations[key])
+        for name in REVISION_TIMEOUTS:
+            value = manifests.dig(obj, "spec", "template", "spec", name)
+            if value is not None:
+                found[f"spec.template.spec.{name}"] = ("timeout", value)
+    delivery = manifests.dig(obj, "spec", "delivery")
+    if isinstance(delivery, dict):
+        for name in DELIVERY_FIELDS:
+            if name in delivery:
+                found[f"spec.delivery.{name}"] = ("timeout" if name == "timeout" else "retries", delivery[name])
+    return found
+
+
+def production_tuning_flags(env: str, old: Iterable[Obj], new: Iterable[Obj]) -> list[Flag]:
+    """NOTABLE for every change to a scale bound, retry setting or timeout of production `env`
+    (objects on both sides; an added object's values are in its `+` line)."""
+    before, after = index(old), index(new)
+    flags = []
+    for key in sorted(set(before) & set(after)):
+        was, now = tuning(before[key]), tuning(after[key])
+        for path in sorted(set(was) | set(now)):
+            old_value = was[path][1] if path in was else MISSING
+            new_value = now[path][1] if path in now else MISSING
+            if old_value != new_value:
+                what = (was.get(path) or now[path])[0]
+                flags.append(
+                    Flag(NOTABLE, key, f"production {env} {what}: {path} {show(old_value)} → {show(new_value)}")
+                )
     return flags

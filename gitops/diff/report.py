@@ -31,6 +31,7 @@ from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_
 from gitops.core.signals import sigterm_unwinds
 from gitops.diff.engine import (
     DANGEROUS,
+    NOTABLE,
     EnvDiff,
     FieldChange,
     Objects,
@@ -38,6 +39,7 @@ from gitops.diff.engine import (
     environment_flags,
     index,
     production_access_flags,
+    production_tuning_flags,
     show_change,
 )
 from gitops.model.retry_budget import retry_budgets
@@ -136,6 +138,9 @@ def diff_environment(env: str, base_root: Path | None, head_root: Path) -> EnvRe
     old, new = _render(env, base_root), _render(env, head_root)
     result = diff_env(env, old.objects if old else [], new.objects if new else [])
     result.flags.extend(environment_flags(env, _facts(base_root).get(env), _facts(head_root).get(env)))
+    facts = _facts(head_root).get(env) or _facts(base_root).get(env)
+    if facts is not None and facts.production:
+        result.flags.extend(production_tuning_flags(env, old.objects if old else [], new.objects if new else []))
     if old is None:
         result.notes.append("new environment: not present at the base, everything is added")
     if new is None:
@@ -285,7 +290,8 @@ def _summary(diff: EnvDiff) -> str:
         return "no changes"
     parts = f"{len(diff.changed)} changed, {len(diff.added)} added, {len(diff.removed)} removed"
     dangerous = len(diff.dangerous)
-    return parts + (f", {dangerous} DANGEROUS" if dangerous else "")
+    notable = sum(f.severity == NOTABLE for f in diff.flags)
+    return parts + (f", {dangerous} DANGEROUS" if dangerous else "") + (f", {notable} NOTABLE" if notable else "")
 
 
 def format_text(reports: list[EnvReport], base: str, head: str, max_fields: int, full: bool = False) -> str:
@@ -304,7 +310,10 @@ def _total(reports: list[EnvReport]) -> str:
     dangerous = sum(len(r.diff.dangerous) for r in reports)
     changed = sum(len(r.diff.changed) + len(r.diff.added) + len(r.diff.removed) for r in reports)
     verdict = f"{dangerous} DANGEROUS change(s) (exit 3)" if dangerous else "no dangerous changes"
-    return f"diff: {len(reports)} environment(s), {changed} resource change(s), {verdict}"
+    # The Argo CD files are compared like an environment but are none: count them apart.
+    envs = sum(r.diff.env != ARGOCD for r in reports)
+    argocd = " and the Argo CD files" if envs < len(reports) else ""
+    return f"diff: {envs} environment(s){argocd}, {changed} resource change(s), {verdict}"
 
 
 def format_markdown(reports: list[EnvReport], base: str, head: str, max_fields: int, full: bool = False) -> str:
@@ -314,7 +323,7 @@ def format_markdown(reports: list[EnvReport], base: str, head: str, max_fields: 
         out.append(f"#### `{diff.env}`: {_summary(diff)}")
         out += [f"- note: {n}" for n in diff.notes]
         for flag in diff.flags:
-            icon = ":no_entry:" if flag.severity == DANGEROUS else ":warning:"
+            icon = {DANGEROUS: ":no_entry:", NOTABLE: ":mag:"}.get(flag.severity, ":warning:")
             out.append(f"- {icon} **{flag.severity}** `{flag.key}`: {flag.reason}")
         lines = resource_lines(report, max_fields, full)
         if lines:

@@ -17,12 +17,19 @@ import httpx
 from ruamel.yaml import YAML
 
 from gitops.core import releases
-from gitops.core.paths import PLATFORM_KUSTOMIZATION, RELEASES_LOCK, REPO_ROOT, cache_dir, release_mirror
+from gitops.core.paths import (
+    POST_INSTALL_KUSTOMIZATION,
+    RELEASES_LOCK,
+    REPO_ROOT,
+    cache_dir,
+    release_mirror,
+)
 from gitops.upstream import go_modules
 
 TAG = re.compile(r"^knative-v(?P<version>\d+\.\d+\.\d+)$")
 VERSION_ARG = re.compile(r"^(?:knative-)?v?(?P<version>\d+\.\d+\.\d+)$")
 LOCK_ENTRY = re.compile(r"^(?P<indent>\s+)(?P<url>https://\S+?):\s*(?P<value>\S+)\s*$")
+# Knative's post-install Jobs: in the locked render as Argo CD PostSync hooks (base/platform/post-install/).
 POST_INSTALL = (
     ("knative", "serving", "serving-post-install-jobs.yaml"),
     ("knative", "eventing", "eventing-post-install.yaml"),
@@ -254,12 +261,8 @@ def report(outcome: Outcome, root: Path) -> list[str]:
     lines += [f"  https://github.com/{org}/{repo}/releases/tag/{outcome.target}" for org, repo in repos]
     if not outcome.blocking and outcome.current != outcome.target:
         lines += [
-            "after Argo CD has synced the upgrade, run the post-install jobs once (see the top of "
-            f"{PLATFORM_KUSTOMIZATION} and docs/operations.md, 'Upgrading Knative'):",
-            *[
-                f"  kubectl create -f https://github.com/{org}/{repo}/releases/download/{outcome.target}/{file}"
-                for org, repo, file in POST_INSTALL
-            ],
+            f"the post-install Jobs ({', '.join(file for _, _, file in POST_INSTALL)}) moved with the rest: Argo CD "
+            f"runs them as PostSync hooks after the sync ({POST_INSTALL_KUSTOMIZATION})",
             "review the rendered change with `make diff BASE=HEAD`",
         ]
     return lines

@@ -18,7 +18,7 @@ from gitops.core import cache as result_cache
 from gitops.core import manifests
 from gitops.core.paths import ADMISSION_MODULE_DIR, REPO_ROOT
 from gitops.core.render import RenderResult
-from gitops.validate.findings import Finding
+from gitops.validate.findings import Finding, message_fields
 
 CHECK = "upstream-admission"
 # Findings of the same Go stage from Kubernetes' own validation (hack/knative-admission/podtemplates.go): every pod
@@ -251,7 +251,8 @@ def run(
         for item in answer.get(env) or []:
             obj = lookup.get(_item_identity(item))
             if obj is not None:
-                ref, origin = str(manifests.ObjKey.of(obj)), render.origin(obj)
+                fields = [item["field"]] if item.get("field") else message_fields(item["message"])
+                ref, origin = str(manifests.ObjKey.of(obj)), render.fields_origin(obj, fields)
             else:  # e.g. a ConfigMap a webhook needs that the render lacks
                 ref = (
                     f"{item['kind']} {item['namespace']}/{item['name']}"

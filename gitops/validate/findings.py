@@ -5,12 +5,16 @@ one rendered environment (EnvContext); a repository check gets every environment
 that span them, such as the Argo CD files. Checks register in gitops/validate/registry.py.
 """
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops.core import environments, manifests
 from gitops.core.cache import ResultCache, disabled
 from gitops.core.render import RenderResult, stand_in_note
+from gitops.model.app_code import AppCode, code_for
+from gitops.model.app_routes import app_of_origin
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,58 @@ class Finding:
 
     def __str__(self) -> str:
         return f"[{self.env}] {self.obj} ({self.origin}): {self.message}  <{self.check}>"
+
+
+@dataclass(frozen=True)
+class Cause:
+    """One cause, however many environments it reaches: findings that differ only in their environment (a base
+    file's mistake, a kustomize error every overlay inherits) print as one line naming them all (issue 28)."""
+
+    check: str
+    envs: tuple[str, ...]
+    obj: str
+    origin: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{', '.join(self.envs)}] {self.obj} ({self.origin}): {self.message}  <{self.check}>"
+
+
+def by_cause(findings: Iterable[Finding]) -> list[Cause]:
+    """`findings` merged by (check, object, file, message), in the order of each cause's first finding."""
+    causes: dict[tuple[str, str, str, str], list[str]] = {}
+    for f in findings:
+        envs = causes.setdefault((f.check, f.obj, f.origin, f.message), [])
+        if f.env not in envs:
+            envs.append(f.env)
+    return [Cause(check, tuple(envs), obj, origin, message) for (check, obj, origin, message), envs in causes.items()]
+
+
+# A field path in an upstream message: Knative's apis.FieldError ends each line with `: <path>[, <path>]`
+# (knative.dev/pkg apis/field_error.go Error(): "%v: %v" of the message and the joined paths); kubeconform's
+# jsonschema errors quote a JSON pointer (`at '/spec/delivery/backoffDelay'`), and a strict miss names the property
+# (`additionalProperties 'x' not allowed`).
+_KNATIVE_PATHS = re.compile(r": ((?:spec|metadata|data|status)[^\s,:]*(?:, (?:spec|metadata|data)[^\s,:]*)*)\s*$")
+_POINTER = re.compile(r"'(/[^']*)'")
+_EXTRA_PROPERTY = re.compile(r"additionalProperties '([^']+)' not allowed")
+
+
+def message_fields(message: str) -> list[str]:
+    """The field paths an upstream refusal names, as dotted paths (`spec.delivery.backoffDelay`), most specific
+    first; [] when it names none."""
+    found: list[str] = []
+    for line in message.splitlines():
+        match = _KNATIVE_PATHS.search(line.strip())
+        if match:
+            found += [p.strip() for p in match.group(1).split(",")]
+    for pointer in _POINTER.findall(message):
+        steps = [s.replace("~1", "/").replace("~0", "~") for s in pointer.split("/")[1:] if s]
+        extra = _EXTRA_PROPERTY.search(message)
+        if extra:
+            steps.append(extra.group(1))
+        if steps:
+            found.append("".join(f"[{s}]" if "." in s or "/" in s else f".{s}" for s in steps).lstrip("."))
+    return found
 
 
 @dataclass
@@ -51,6 +107,17 @@ class EnvContext:
         (RenderResult.stand_ins): for checks of shapes (labels, replicas, securityContext) that would otherwise skip
         the Kafka data plane. A finding on a stand-in says so by itself (see `finding`)."""
         return self.render.objects + self.render.stand_ins
+
+    def app_code(self, app: str) -> AppCode:
+        """The routes and settings names of the code `app`'s image in this environment was built from (its record
+        under images/, model/app_code.py), or of the working tree when that image has no record."""
+        image = None
+        for obj in self.objects:
+            if obj.get("kind") == "Service" and app_of_origin(self.render.origin(obj)) == app:
+                containers = manifests.dig(obj, "spec", "template", "spec", "containers") or []
+                image = containers[0].get("image") if containers else None
+                break
+        return code_for(self.root, app, image)
 
     def stood_in_url(self, obj: manifests.Obj) -> str | None:
         """The left-out asset URL `obj` stands in for, or None when it is part of the render itself."""

@@ -23,11 +23,11 @@ from gitops.core.paths import REPO_ROOT, environments, upstream_source_dir
 from gitops.core.progress import progress
 from gitops.core.render import MirrorMissing, RenderError, RenderResult, render_env, report_omitted, stand_in_note
 from gitops.core.tools import pinned_versions
-from gitops.delivery import deployer_rbac, hydrate
+from gitops.delivery import deployer_rbac, hydrate, placeholders
 from gitops.model.argocd import argocd_paths
 from gitops.model.retry_budget import retry_budgets
 from gitops.validate import admission, kubeconform, schemas, waivers
-from gitops.validate.findings import EnvContext, Finding, RepoContext
+from gitops.validate.findings import EnvContext, Finding, RepoContext, by_cause, message_fields
 from gitops.validate.registry import env_checks, finding_order, format_catalogue, repo_checks
 
 
@@ -108,7 +108,7 @@ def schema_stage(
     for env, render, filename, obj, key in placed:
         for result in results[key]:
             if render is not None and obj is not None:
-                ref, origin = str(manifests.ObjKey.of(obj)), render.origin(obj)
+                ref, origin = str(manifests.ObjKey.of(obj)), render.fields_origin(obj, message_fields(result["msg"]))
             else:
                 ref, origin = f"{result['kind']} {result['name']}", filename
             message = f"{result['status'].removeprefix('status')}: {result['msg']}"
@@ -306,10 +306,29 @@ def check_renders(
     started = time.monotonic()
     report.findings, report.waived = waivers.apply(
         report.findings,
-        waivers.judged(waivers.load(root), envs or list(report.renders), known or list(report.renders)),
+        # A waiver of an environment that did not render is not stale: its findings could not be looked for.
+        waivers.judged(
+            waivers.load(root),
+            [env for env in envs or list(report.renders) if env in report.renders],
+            known or list(report.renders),
+        ),
     )
     clock.record("waivers", time.monotonic() - started)
     cache.prune()
+
+
+def placeholder_warning(root: Path, envs: list[str]) -> str | None:
+    """One line for every fork placeholder left in these environments: this repository keeps them (it has no
+    real registry, domain or organisation), so validate only warns; `make preflight` fails on them."""
+    found = {env: placeholders.left_in(env, root) for env in envs}
+    lines = list(dict.fromkeys(p for left in found.values() for p in left))
+    if not lines:
+        return None
+    return (
+        f"fork placeholders left in {', '.join(env for env, left in found.items() if left)}: "
+        f"{placeholders.summary(lines)}; fine for this repository, but a fork replaces them: "
+        "`make preflight ENV=<env>` fails until it has (docs/forking.md)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,10 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     cache = result_cache.ResultCache(enabled=not args.no_cache)
     clock = Clock(sys.stderr)
     report = validate(envs=args.envs or None, hydrated=hydrated, cache=cache, clock=clock)
-    for finding in sorted(report.findings, key=finding_order):  # root causes first
-        print(f"FAIL {finding}")
+    # Root causes first; one line per cause, naming every environment it reaches (a base file's mistake is one).
+    for cause in by_cause(sorted(report.findings, key=finding_order)):
+        print(f"FAIL {cause}")
     for warning in report.warnings:
         print(f"WARN {warning}")
+    left = placeholder_warning(REPO_ROOT, list(report.renders))
+    if left:
+        print(f"WARN {left}")
     for finding, waiver in report.waived:
         print(f"WAIVED {finding}\n    because: {waiver.reason}")
     print()

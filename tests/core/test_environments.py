@@ -49,13 +49,28 @@ def test_entry_without_overlay_is_one_line(tree_copy: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda t: t.replace("production: false", "production: maybe"), "`production` must be a bool (got 'maybe')"),
-        (lambda t: t.replace("load_balancer: true", "load_balancr: true"), "`load_balancer` must be a bool"),
+        (
+            lambda t: t.replace("production: false", "production: maybe"),
+            "`production` must be true or false (got 'maybe')",
+        ),
+        (lambda t: t.replace("load_balancer: true", "load_balancr: true"), "`load_balancer` must be true or false"),
+        # `automated_sync:` with nothing after it is YAML null: say so, not "must be a bool (got None)"
+        (
+            lambda t: t.replace("automated_sync: true", "automated_sync:"),
+            "`automated_sync` is empty; write true or false after the colon",
+        ),
+        (
+            lambda t: t.replace("production: true", "production: true\n    out_of_band_secrets: kafka-credentials"),
+            "`out_of_band_secrets` must be a list of names",
+        ),
         (
             lambda t: t.replace("kafka_broker_losses: 1", "kafka_broker_losses: -1"),
             "`kafka_broker_losses` must be a whole number >= 0 (got -1)",
         ),
-        (lambda t: t.replace("scale_to_zero: false", "scale_to_zero: no way"), "`scale_to_zero` must be a bool"),
+        (
+            lambda t: t.replace("scale_to_zero: false", "scale_to_zero: no way"),
+            "`scale_to_zero` must be true or false",
+        ),
         (lambda t: t.replace("{name: prod}", "{name: prod, server: x}"), "exactly one of server or name"),
         (lambda t: t.replace("environments:", "environmnets:"), "has no `environments:` mapping"),
     ],

@@ -1,11 +1,12 @@
 """make render: offline, lock-checked, loud about what it leaves out."""
 
 import re
+import shutil
 
 import pytest
 
 from gitops.core import manifests, releases, render, upstream_source
-from gitops.core.paths import REPO_ROOT, environments
+from gitops.core.paths import REPO_ROOT, environments, release_mirror
 from gitops.core.render import RenderError, render_env
 from tests.support import BROKER_ASSET as BROKER_DATA_PLANE
 from tests.support import MADE_UP_ENV, UNLOCKED_ASSETS
@@ -97,3 +98,38 @@ def test_url_missing_from_lock_stops_the_render(tree_copy):
         match=r"^base/platform/kustomization.yaml: .*serving-hpa.yaml has no entry in base/platform/releases.lock.yaml",
     ):
         render_env("dev", root=tree_copy)
+
+
+POST_INSTALL_JOBS = {
+    ("knative-serving", "storage-version-migration-serving"),
+    ("knative-serving", "cleanup-serving"),
+    ("knative-eventing", "storage-version-migration-eventing"),
+    ("knative-eventing", "kafka-controller-post-install"),
+    ("knative-eventing", "knative-kafka-storage-version-migrator"),
+}
+
+
+@pytest.mark.parametrize("env", environments())
+def test_post_install_jobs_are_locked_postsync_hooks_of_the_render(renders, env):
+    """The upgrade runbook applied them with `kubectl create -f https://github.com/...`, past the lock: now they come
+    from the lock-verified copies, as Argo CD PostSync hooks, named after upstream's generateName prefix."""
+    render = renders[env]
+    jobs = [(o, render.origin(o)) for o in manifests.of_kind(render.objects, "batch", "Job")]
+    assert {(manifests.meta(j)["namespace"], manifests.meta(j)["name"]) for j, _ in jobs} == POST_INSTALL_JOBS
+    lock = releases.load_lock(REPO_ROOT)
+    for job, origin in jobs:
+        assert "generateName" not in manifests.meta(job)
+        assert manifests.annotations(job)["argocd.argoproj.io/hook"] == "PostSync"
+        assert manifests.annotations(job)["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
+        assert origin.endswith(("-post-install.yaml", "-post-install-jobs.yaml")) and lock[origin], origin
+    # Plain `kustomize build` never reads them: the platform kustomization does not list the post-install one.
+    assert "post-install" not in (REPO_ROOT / "base/platform/kustomization.yaml").read_text().split("resources:")[1]
+
+
+def test_a_tampered_post_install_asset_stops_the_render(tree_copy, tmp_path):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(release_mirror(), mirror, symlinks=True)
+    jobs = mirror / "knative-v1.23.0/serving/serving-post-install-jobs.yaml"
+    jobs.write_text(jobs.read_text().replace("backoffLimit: 10", "backoffLimit: 11"))
+    with pytest.raises(releases.DigestMismatch, match=r"serving-post-install-jobs\.yaml"):
+        render_env("dev", root=tree_copy, mirror=mirror)

@@ -46,13 +46,16 @@ def test_real_tree_fails_with_one_line_and_writes_nothing(tmp_path: Path) -> Non
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("hydrate dev: FAILED, nothing written: ")
     assert BROKER_ASSET in lines[0] and "the lock records no sha256" in lines[0]
+    # Every left-out asset (the Broker's and the KafkaSink's data planes) and the command with its VERSION=.
+    assert "eventing-kafka-sink.yaml" in lines[0] and "`make bump VERSION=1.23.0`" in lines[0]
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no scratch directory left behind either
 
 
 def test_unknown_environment_fails_with_one_line(tmp_path: Path) -> None:
+    """Bad input: exit 2, as docs/cli.md documents (it was 1, a failed hydrate)."""
     result = run_cli("--env", MADE_UP_ENV, "--out", str(tmp_path / "x"))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and f"unknown environment '{MADE_UP_ENV}'" in result.stderr
 
 

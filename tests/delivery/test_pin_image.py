@@ -49,3 +49,26 @@ def test_pin_refuses(tree_copy: Path, capsys: pytest.CaptureFixture[str], ref: s
     assert pin_image.main(["--env", "dev", "--image", ref], root=tree_copy) == 1
     assert reason in capsys.readouterr().err
     assert kustomization(tree_copy, "dev").read_bytes() == before
+
+
+def test_the_pin_records_the_code_the_image_was_built_from(tree_copy: Path, capsys: pytest.CaptureFixture[str]):
+    """--print-code on the built commit, --code with the pin: a record keyed by the digest (issue 28)."""
+    import json
+
+    assert pin_image.main(["--print-code"], root=tree_copy) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("code=")
+    code = json.loads(line.removeprefix("code="))
+    assert ["POST", "/events/notifications"] in code["routes"] and "MAX_BODY_BYTES" in code["settings"]
+    ref = f"{image_ref_of_dev(tree_copy)}@{NEW_DIGEST}"
+    assert pin_image.main(["--env", "dev", "--image", ref, "--code", json.dumps(code)], root=tree_copy) == 0
+    record = json.loads((tree_copy / f"images/notifications/{NEW_DIGEST.replace(':', '-')}.json").read_text())
+    assert record == {**code, "image": ref}
+    assert pin_image.main(["--env", "dev", "--image", ref, "--code", "{not json"], root=tree_copy) == 1
+    assert "--code is not JSON" in capsys.readouterr().err
+
+
+def image_ref_of_dev(root: Path) -> str:
+    from gitops.delivery import image_ref
+
+    return image_ref.read_image(root, "dev").repository

@@ -107,3 +107,27 @@ def test_make_promote_runs_this_module_and_fails_on_refusal(tree_copy: Path) -> 
     refused = subprocess.run([*make, "FROM=dev", "TO=prod"], capture_output=True, text=True, check=False)
     assert refused.returncode != 0
     assert "refusing to promote" in refused.stderr
+
+
+def test_promote_keeps_the_targets_registry_and_says_the_digest_must_be_there(
+    tree_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fork sets prod's registry apart from dev's (docs/forking.md): promote copied dev's repository over it."""
+    prod_repository = "registry.prod.internal/platform/notifications"
+    before = image_ref.read_image(tree_copy, "prod")
+    image_ref.set_image(tree_copy, "prod", image_ref.ImageRef(prod_repository, before.digest))
+    prod_text = kustomization(tree_copy, "prod").read_text()
+    dev_ref = pin_dev(tree_copy)
+    capsys.readouterr()
+
+    assert promote.main(["--from", "dev", "--to", "prod"], root=tree_copy) == 0
+
+    after = image_ref.read_image(tree_copy, "prod")
+    assert after == image_ref.ImageRef(prod_repository, NEW_DIGEST)
+    assert len(changed_lines(prod_text, kustomization(tree_copy, "prod").read_text())) == 2  # the digest line only
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if "keeps its registry" in line]
+    assert notes == [
+        f"  prod keeps its registry: {dev_ref} must exist as {after} before prod syncs "
+        "(copy it there; a copy keeps the digest)"
+    ]

@@ -311,3 +311,54 @@ def test_environment_changes_that_do_not_weaken_production_are_quiet() -> None:
     )
     assert environment_flags("dev", dev, dataclasses.replace(dev, production=True)) == []  # strengthened
     assert environment_flags("prod", None, PROD) == []  # a new environment: everything is added anyway
+
+
+# --- production tuning (issue 28): scale bounds, retries, timeouts are NOTABLE in production ---------------------
+
+
+def _template_annotations(objects: list[Obj]) -> dict:
+    return kservice(objects)["spec"]["template"]["metadata"]["annotations"]
+
+
+def _misindent_max_scale(objects: list[Obj]) -> None:
+    """overlays/prod/scale.yaml with max-scale one level too far out: a key of the template's metadata."""
+    value = _template_annotations(objects).pop("autoscaling.knative.dev/max-scale")
+    kservice(objects)["spec"]["template"]["metadata"]["autoscaling.knative.dev/max-scale"] = value
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            _misindent_max_scale,
+            "production prod scale bound: spec.template.metadata.annotations[autoscaling.knative.dev/max-scale] "
+            "20 → (absent)",
+        ),
+        (
+            lambda objects: _template_annotations(objects).__setitem__("autoscaling.knative.dev/min-scale", "0"),
+            "production prod scale bound: spec.template.metadata.annotations[autoscaling.knative.dev/min-scale] 2 → 0",
+        ),
+        (
+            lambda objects: broker(objects)["spec"]["delivery"].__setitem__("retry", 3),
+            "production prod retries: spec.delivery.retry 8 → 3",
+        ),
+        (
+            lambda objects: trigger(objects)["spec"].setdefault("delivery", {}).__setitem__("timeout", "PT5S"),
+            "production prod timeout: spec.delivery.timeout (absent) → PT5S",
+        ),
+        (
+            lambda objects: kservice(objects)["spec"]["template"]["spec"].__setitem__("timeoutSeconds", 10),
+            "production prod timeout: spec.template.spec.timeoutSeconds",
+        ),
+    ],
+)
+def test_production_tuning_changes_are_notable(renders, mutate, expected):
+    from gitops.diff.engine import NOTABLE, production_tuning_flags
+
+    old = copy.deepcopy(renders["prod"].objects)
+    new = copy.deepcopy(old)
+    mutate(new)
+    flags = production_tuning_flags("prod", old, new)
+    assert [f.severity for f in flags] == [NOTABLE], flags
+    assert flags[0].reason.startswith(expected), flags[0].reason
+    assert production_tuning_flags("prod", old, copy.deepcopy(old)) == []

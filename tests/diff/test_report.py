@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gitops.core import manifests
+from gitops.core import manifests, releases
 from gitops.core.manifests import ObjKey
+from gitops.core.paths import REPO_ROOT
 from gitops.core.render import RenderResult
 from gitops.diff import report
 from gitops.diff.engine import diff_env
@@ -38,7 +39,8 @@ def test_many_upstream_changes_are_summarised(renders: dict[str, RenderResult]) 
     assert any("upstream objects changed" in line for line in lines)
     assert any("most changed field: metadata.labels[app.kubernetes.io/version]" in line for line in lines)
     assert not [line for line in lines if not line.startswith(("~ ", "      "))]
-    assert len(lines) < 10
+    # One line per upstream release file at most (plus the header and the most-changed field), never per object.
+    assert len(lines) <= len(releases.referenced_urls(REPO_ROOT)) + 2
     assert len(report.resource_lines(env_report, 8, full=True)) > len(env_report.diff.changed)
 
 
@@ -74,6 +76,7 @@ def test_git_ref_vs_working_tree_exit_codes(repo_copy: Path, capsys: pytest.Capt
     assert "DANGEROUS ConfigMap notifications/kafka-broker-config: default.topic.partitions decreased 12 → 6" in out
     assert "data[default.topic.partitions]: 12 → 6  (overlays/prod/kafka.yaml)" in out
     assert out.rstrip().endswith("1 DANGEROUS change(s) (exit 3)")
+    assert "diff: 1 environment(s), " in out
 
 
 def test_argocd_objects_are_diffed(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,6 +89,8 @@ def test_argocd_objects_are_diffed(repo_copy: Path, capsys: pytest.CaptureFixtur
     assert "== argocd: 1 changed" in out
     assert "~ Application argocd/knative-kafka-dev  (argocd-app.yaml)" in out
     assert "spec.syncPolicy.automated.selfHeal: true → false" in out
+    # The Argo CD files are no environment: the summary does not count them as one.
+    assert "diff: 0 environment(s) and the Argo CD files, 1 resource change(s)" in out
 
 
 def test_environment_missing_at_base_is_all_added(repo_copy: Path) -> None:
@@ -215,3 +220,25 @@ def test_no_remote_suggests_the_previous_commit(repo_copy: Path, capsys: pytest.
 def test_unknown_environment_is_bad_input_exit_2(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", MADE_UP_ENV]) == 2
     assert f"diff: unknown environment(s) {MADE_UP_ENV}" in capsys.readouterr().err
+
+
+def test_mis_indented_prod_scale_bound_is_notable(repo_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 28: `max-scale` one level too far out in overlays/prod/scale.yaml is admitted, and prod loses its
+    bound; the diff marks it (exit 0: nothing is refused), and a dev change of the same kind is not marked."""
+    scale = repo_copy / "overlays/prod/scale.yaml"
+    scale.write_text(
+        scale.read_text().replace(
+            '        autoscaling.knative.dev/max-scale: "20"', '      autoscaling.knative.dev/max-scale: "20"'
+        )
+    )
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "prod"]) == 0
+    out = capsys.readouterr().out
+    assert "== prod: 1 changed, 0 added, 0 removed, 1 NOTABLE" in out, out
+    assert (
+        "NOTABLE Service.serving.knative.dev notifications/notifications: production prod scale bound: "
+        "spec.template.metadata.annotations[autoscaling.knative.dev/max-scale] 20 → (absent)"
+    ) in out
+    dev = repo_copy / "overlays/dev/scale.yaml"
+    dev.write_text(dev.read_text().replace('max-scale: "', 'max-scale: "1'))
+    assert report.main(["--base", "HEAD", "--root", str(repo_copy), "--env", "dev"]) == 0
+    assert "NOTABLE" not in capsys.readouterr().out

@@ -11,7 +11,13 @@ import httpx
 import pytest
 
 from gitops.core import manifests, releases
-from gitops.core.paths import PLATFORM_KUSTOMIZATION, RELEASES_LOCK, REPO_ROOT, release_mirror
+from gitops.core.paths import (
+    PLATFORM_KUSTOMIZATION,
+    POST_INSTALL_KUSTOMIZATION,
+    RELEASES_LOCK,
+    REPO_ROOT,
+    release_mirror,
+)
 from gitops.core.render import render_env
 from gitops.upstream import bump
 
@@ -80,7 +86,7 @@ def test_same_version_offline_keeps_everything_and_says_null_stays_null(
     assert f"bump: INCOMPLETE: {len(nulls)} of {total} lock entries are still null" in out
     assert all(f"  {url}\n" in out for url in nulls)
     assert "next step: run `make bump VERSION=1.23.0` where github.com is reachable and commit" in out
-    assert "kubectl create -f" not in out  # no upgrade happened, no runbook
+    assert "PostSync" not in out  # no upgrade happened, nothing moved
 
 
 def test_same_version_with_network_records_the_missing_digest(
@@ -133,10 +139,10 @@ def test_bump_to_new_version_rewrites_urls_and_lock_and_renders(
     assert "# sha256 of every upstream release asset" in (tree_copy / RELEASES_LOCK).read_text()
 
     assert f"https://github.com/knative/serving/releases/tag/knative-v{FAKE}" in out
-    assert (
-        f"kubectl create -f https://github.com/knative-extensions/eventing-kafka-broker/releases/download/"
-        f"knative-v{FAKE}/eventing-kafka-post-install.yaml"
-    ) in out
+    # The post-install Jobs moved with the lock (no `kubectl create -f <url>` past it): in the render as hooks.
+    assert "kubectl create -f" not in out and "Argo CD runs them as PostSync hooks" in out
+    post_install = (tree_copy / POST_INSTALL_KUSTOMIZATION).read_text()
+    assert "knative-v1.23.0" not in post_install and f"knative-v{FAKE}/eventing-kafka-post-install.yaml" in post_install
 
     rendered = render_env("prod", root=tree_copy, mirror=fake_mirror)
     controller = manifests.find(rendered.objects, "apps", "Deployment", "knative-serving", "controller")
@@ -210,8 +216,9 @@ def _manager() -> dict:
 def test_renovate_manager_finds_every_pinned_url_at_the_current_version() -> None:
     manager = _manager()
     (pattern,) = manager["managerFilePatterns"]
-    assert _python_regex(pattern.strip("/")).search(str(PLATFORM_KUSTOMIZATION))
-    text = (REPO_ROOT / PLATFORM_KUSTOMIZATION).read_text()
+    files = (PLATFORM_KUSTOMIZATION, POST_INSTALL_KUSTOMIZATION)
+    assert all(_python_regex(pattern.strip("/")).search(str(path)) for path in files)
+    text = "".join((REPO_ROOT / path).read_text() for path in files)
     (match_string,) = manager["matchStrings"]
     found = [m["currentValue"] for m in _python_regex(match_string).finditer(text)]
     current, assets = bump.pinned_assets(REPO_ROOT)
@@ -225,9 +232,9 @@ def test_renovate_update_then_bump_gives_a_consistent_tree(
     tree_copy: Path, fake_mirror: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """What the Renovate PR does: its regex rewrites the URLs only; the post-upgrade `make bump` re-locks."""
-    path = tree_copy / PLATFORM_KUSTOMIZATION
     matcher = _python_regex(_manager()["matchStrings"][0])
-    path.write_text(matcher.sub(lambda m: m[0].replace(m["currentValue"], FAKE), path.read_text()))
+    for path in (tree_copy / PLATFORM_KUSTOMIZATION, tree_copy / POST_INSTALL_KUSTOMIZATION):  # every file it matches
+        path.write_text(matcher.sub(lambda m: m[0].replace(m["currentValue"], FAKE), path.read_text()))
     code, out = run(tree_copy, FAKE, fake_mirror, capsys)
     assert code == (bump.EXIT_UNAVAILABLE if null_entries(tree_copy) else 0), out
     assert set(releases.load_lock(tree_copy)) == set(releases.referenced_urls(tree_copy))

@@ -13,6 +13,7 @@ import yaml
 from gitops.core import manifests, releases
 from gitops.core.paths import REPO_ROOT, environments
 from gitops.delivery import hydrate
+from gitops.validate.findings import by_cause
 from gitops.validate.registry import finding_order
 from gitops.validate.run import schema_findings, validate
 from tests.support import same_with_and_without_cache
@@ -26,6 +27,10 @@ def test_make_validate_passes_on_the_real_tree():
     for url in (u for u, digest in releases.load_lock(REPO_ROOT).items() if digest is None):
         assert proc.stderr.count(f"LEFT OUT {url} ({', '.join(environments())})") == 1, proc.stderr
     assert proc.stderr.count("WARNING:") == 1 and "Fix: `make bump VERSION=1.23.0`" in proc.stderr
+    # This repository keeps the fork placeholders: one warning line for all of them, never a failure.
+    placeholder_lines = [line for line in proc.stdout.splitlines() if "fork placeholders left" in line]
+    assert len(placeholder_lines) == 1 and placeholder_lines[0].startswith("WARN "), proc.stdout
+    assert "make preflight ENV=<env>" in placeholder_lines[0]
     # The last line: each stage's time and how much the stored results saved.
     assert re.search(
         r"^validate: OK in [\d.]+s \(render [\d.]+s, schemas [\d.]+s, kubeconform [\d.]+s, admission [\d.]+s, "
@@ -169,3 +174,27 @@ def test_validate_builds_each_environment_once(validated_tree):
     report, built = validated_tree
     assert report.ok
     assert sorted(built) == environments()
+
+
+def test_a_value_an_overlay_set_is_reported_at_the_overlay(tree_copy):
+    """Issue 28: Knative's webhook refuses `backoffDelay: 0.5s` (not ISO 8601) set by overlays/prod/delivery.yaml;
+    the finding names that file (the field the refusal names, through kustomize's origin/transformer
+    annotations), not base/eventing/broker.yaml where the Broker was loaded from."""
+    delivery = tree_copy / "overlays/prod/delivery.yaml"
+    delivery.write_text(delivery.read_text().replace("    retry: 8", "    retry: 8\n    backoffDelay: 0.5s"))
+    report = same_with_and_without_cache(lambda cache: validate(tree_copy, envs=["prod"], cache=cache))
+    assert [(f.check, f.obj, f.origin) for f in report.findings] == [
+        ("upstream-admission", "Broker notifications/events", "overlays/prod/delivery.yaml")
+    ], report.findings
+    assert "spec.delivery.backoffDelay" in report.findings[0].message
+
+
+def test_a_broken_base_file_is_one_cause_for_every_environment(tree_copy):
+    """Issue 28: a YAML error in a base file every overlay builds is one line, at that file, naming both
+    environments; prod's waiver is not called stale because prod could not be rendered."""
+    triggers = tree_copy / "base/eventing/triggers.yaml"
+    triggers.write_text(triggers.read_text().replace("kind: Trigger", "kind: Trigger\n  bad: [", 1))
+    report = validate(tree_copy)
+    causes = by_cause(sorted(report.findings, key=finding_order))
+    assert [(c.check, c.envs, c.origin) for c in causes] == [("render", ("dev", "prod"), "base/eventing/triggers.yaml")]
+    assert "kustomize build failed" in causes[0].message and str(causes[0]).startswith("[dev, prod] - (base/")

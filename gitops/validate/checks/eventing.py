@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
-from gitops.model.app_routes import Route, app_of_origin, served_routes
+from gitops.model.app_routes import Route, app_of_origin
 from gitops.model.eventing import (
     BROKER_CLASS,
     BROKER_CONFIG_KEYS,
@@ -84,18 +84,23 @@ def check_trigger_filters_match(ctx: EnvContext) -> Iterator[Finding]:
                 )
 
 
-def _app_route_problem(target: Obj, origin: str, method: str, path: str) -> str | None:
+def _app_route_problem(ctx: EnvContext, origin: str, method: str, path: str) -> str | None:
+    """Whether the code of the image this environment runs serves `method path` (issue 28: not the working
+    tree's, which may be ahead of the image: a Trigger for a new topic before the image that serves it)."""
     app = app_of_origin(origin)
     if app is None:
         return None
-    served = served_routes(app)
+    code = ctx.app_code(app)
+    served = code.routes
     if Route(method, path) in served:
         return None
+    who = code.describe()
+    fix = "" if code.image is None else "; build and promote an image that serves it first (docs/forking.md)"
     same_path = sorted(r.method for r in served if r.path == path)
     if same_path:
-        return f"{method} {path} is not served by apps/{app} (only {', '.join(same_path)}: 405, never retried)"
+        return f"{method} {path} is not served by {who} (only {', '.join(same_path)}: 405, never retried){fix}"
     paths = sorted({r.path for r in served if r.method == method})
-    return f"{method} {path} is not served by apps/{app} (404; it serves {method} on {', '.join(paths)})"
+    return f"{method} {path} is not served by {who} (404; it serves {method} on {', '.join(paths)}){fix}"
 
 
 def _destinations(obj: Obj) -> Iterator[tuple[str, object]]:
@@ -129,7 +134,7 @@ def check_destinations(ctx: EnvContext) -> Iterator[Finding]:
             if what == "spec.sink" and target.get("kind") != "Broker":
                 continue
             if target.get("kind") == "Service" and manifests.group_of(target) == "serving.knative.dev":
-                problem = _app_route_problem(target, ctx.render.origin(target), "POST", resolved.path)
+                problem = _app_route_problem(ctx, ctx.render.origin(target), "POST", resolved.path)
                 if problem:
                     yield ctx.finding("destination", obj, f"{what}: {problem}", field=what)
 

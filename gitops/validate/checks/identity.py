@@ -22,6 +22,8 @@ DEFAULT_AUTHZ = "default-authorization-mode"
 ALLOWED_SUBJECTS = "OIDC_ALLOWED_SUBJECTS"
 MAX_NAME = 63  # kmeta.ChildName hashes longer names; those cannot be derived here
 TOKEN_FILE_ENV = "OIDC_JWKS_TOKEN_FILE"
+# Kubernetes' subject for a ServiceAccount token; eventing pkg/auth/event_policy.go kubernetesServiceAccountPrefix.
+SERVICE_ACCOUNT_SUBJECT = "system:serviceaccount:"
 SOURCE_KINDS = {("sources.knative.dev", "KafkaSource"), ("sources.knative.dev", "PingSource")}
 
 
@@ -77,12 +79,24 @@ def check_sender_identity(ctx: EnvContext) -> Iterator[Finding]:
                     policy,
                     f"from: {_ref_key(entry['ref'], ns)} is not in the render: the policy admits an identity nobody has",
                 )
-            if "*" in str(entry.get("sub", "")):
+            sub = str(entry.get("sub", ""))
+            if "*" in sub:
                 yield ctx.finding(
                     "sender-identity",
                     policy,
                     f"from: sub {entry['sub']!r} is a wildcard: name the sender by reference in production",
                 )
+            elif sub.startswith(SERVICE_ACCOUNT_SUBJECT):
+                # A person's identity (the replay one): its ServiceAccount must be part of what Argo CD applies.
+                account_ns, _, name = sub.removeprefix(SERVICE_ACCOUNT_SUBJECT).partition(":")
+                if manifests.find(ctx.objects, "", "ServiceAccount", account_ns, name) is None:
+                    yield ctx.finding(
+                        "sender-identity",
+                        policy,
+                        f"from: sub {sub!r} names ServiceAccount {account_ns}/{name}, which is not in the render: "
+                        "the policy admits an identity nobody has (add the ServiceAccount, e.g. "
+                        "overlays/prod/replay-identity.yaml)",
+                    )
     for broker in manifests.of_kind(ctx.objects, "eventing.knative.dev", "Broker"):
         policies = _policies_for(ctx, broker)
         if not policies:

@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
-from gitops.model.app_routes import Route, app_of_origin, served_routes
+from gitops.model.app_routes import Route, app_of_origin
 from gitops.model.serving import VISIBILITY, knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
@@ -78,6 +78,60 @@ def check_autoscaling(ctx: EnvContext) -> Iterator[Finding]:
                 yield ctx.finding("autoscaling", ksvc, "HPA class needs serving-hpa.yaml, which is not in the render")
 
 
+# Where Knative Serving reads its annotations (knative.dev/serving v0.50.0): the Revision's, which the Service's
+# spec.template.metadata.annotations become. pkg/apis/serving/v1/revision_validation.go RevisionTemplateSpec.Validate
+# validates autoscaling (autoscaling.ValidateAnnotations), queue.sidecar.serving.knative.dev/* and
+# serving.knative.dev/progress-deadline there; the autoscaler and the revision reconciler read the Revision's. The
+# rollout duration is read from the Service or Route itself (pkg/apis/serving/metadata_validation.go
+# ValidateRolloutDurationAnnotation: "This annotation can be set on either service or route objects").
+TEMPLATE_ANNOTATIONS = "spec.template.metadata.annotations"
+SERVICE_ANNOTATIONS = "metadata.annotations"
+READ_AT = (
+    (AUTOSCALING, TEMPLATE_ANNOTATIONS),
+    ("queue.sidecar.serving.knative.dev/", TEMPLATE_ANNOTATIONS),
+    ("serving.knative.dev/progress-deadline", TEMPLATE_ANNOTATIONS),
+    ("serving.knative.dev/rollout-duration", SERVICE_ANNOTATIONS),
+)
+
+
+def _keys_with_paths(node: object, path: str = "") -> Iterator[tuple[str, str]]:
+    """(the dotted path of the map holding it, key) for every map key in `node`, at any depth."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path, str(key)
+            yield from _keys_with_paths(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            name = item.get("name") if isinstance(item, dict) else None
+            yield from _keys_with_paths(item, f"{path}[{name if isinstance(name, str) else i}]")
+
+
+@env_check("annotation-placement")
+def check_annotation_placement(ctx: EnvContext) -> Iterator[Finding]:
+    """Knative annotations sit where Knative reads them (autoscaling.knative.dev/* on the Revision template).
+
+    A key indented one level too far or too little (`spec.template.metadata.autoscaling.knative.dev/max-scale`, a
+    label instead of an annotation) is a map key nobody reads: the Service is admitted and the Revision falls back
+    to the cluster default (for max-scale: no bound). Autoscaling keys on the Service's own annotations are the
+    webhook's to refuse (pkg/apis/serving/metadata_validation.go ValidateHasNoAutoscalingAnnotation), so the
+    upstream-admission stage reports those."""
+    for ksvc in knative_services(ctx.objects):
+        for holder, key in _keys_with_paths(ksvc):
+            for prefix, read_at in READ_AT:
+                if not key.startswith(prefix) or holder == read_at:
+                    continue
+                if prefix == AUTOSCALING and holder == SERVICE_ANNOTATIONS:
+                    continue  # serving's webhook refuses it (upstream-admission)
+                where = f"{holder}[{key}]" if holder else key
+                yield ctx.finding(
+                    "annotation-placement",
+                    ksvc,
+                    f"{key} at {holder or 'the top level'} is never read: Knative reads it from {read_at} "
+                    "(misplaced or mis-indented; the Revision gets the cluster default)",
+                    field=where,
+                )
+
+
 @env_check("visibility")
 def check_visibility(ctx: EnvContext) -> Iterator[Finding]:
     """The networking.knative.dev/visibility label is cluster-local, and on the Service (not an annotation or the template)."""
@@ -108,15 +162,17 @@ def check_probe_paths(ctx: EnvContext) -> Iterator[Finding]:
         app = app_of_origin(ctx.render.origin(ksvc))
         if app is None:
             continue
+        code = ctx.app_code(app)  # the code of the image this environment runs (its record), else the tree's
         for container in dig(ksvc, "spec", "template", "spec", "containers") or []:
             name = container.get("name", "?")
             for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
                 path = dig(container, probe, "httpGet", "path")
-                if path is not None and Route("GET", path) not in served_routes(app):
+                if path is not None and Route("GET", path) not in code.routes:
                     yield ctx.finding(
                         "probes",
                         ksvc,
-                        f"container {name} {probe} GET {path} is not served by apps/{app}: pods never turn Ready",
+                        f"container {name} {probe} GET {path} is not served by {code.describe()}: pods never turn "
+                        "Ready",
                         field=f"spec.template.spec.containers[{name}].{probe}.httpGet.path",
                     )
 

@@ -31,3 +31,20 @@ def test_every_variable_the_app_reads_passes(broken) -> None:
         [{"name": "MAX_BODY_BYTES", "value": "1"}, {"name": "LIMIT_CONCURRENCY", "value": "8"}]
     )
     assert run_check(app_settings.unknown_app_variables, render) == []
+
+
+def test_settings_are_judged_against_the_code_of_the_image_the_environment_runs(broken, tree_copy) -> None:
+    """Issue 28: an env var the image prod runs was built without (its record) fails, naming that image, even
+    when the working tree's settings read it."""
+    from gitops.model.app_code import code_of_tree, write_record
+
+    render = broken("prod")
+    image = container(render)["image"]
+    built = code_of_tree("notifications")
+    built["settings"] = [name for name in built["settings"] if name != "OIDC_ALLOWED_SUBJECTS"]
+    record = write_record(tree_copy, "notifications", image, built)
+    (finding,) = run_check(app_settings.unknown_app_variables, render, tree_copy)
+    assert finding.origin == "overlays/prod/oidc-subscriber.yaml"
+    assert "sets OIDC_ALLOWED_SUBJECTS, which the notifications app never reads" in finding.message
+    assert finding.message.endswith(f"(judged against image {image} ({record.relative_to(tree_copy)}))")
+    assert run_check(app_settings.unknown_app_variables, render) == []  # this tree has no record: the tree's code

@@ -112,7 +112,7 @@ def test_project_missing_a_cluster_kind_fails(tree_copy, renders):
 def test_project_broader_than_render_fails(tree_copy, renders):
     def widen(docs: dict) -> None:
         spec = docs["AppProject knative-kafka-prod"]["spec"]
-        spec["namespaceResourceWhitelist"].append({"group": "batch", "kind": "Job"})
+        spec["namespaceResourceWhitelist"].append({"group": "batch", "kind": "CronJob"})
         spec["clusterResourceWhitelist"].append({"group": "storage.k8s.io", "kind": "StorageClass"})
         spec["destinations"].append({"name": "prod", "namespace": "kube-system"})
         spec["sourceRepos"].append("*")
@@ -120,7 +120,9 @@ def test_project_broader_than_render_fails(tree_copy, renders):
     edit_app_file(tree_copy, widen)
     found = repo_findings(tree_copy, renders)
     assert has(
-        found, PROJECT, "namespaceResourceWhitelist entry {'group': 'batch', 'kind': 'Job'} matches nothing rendered"
+        found,
+        PROJECT,
+        "namespaceResourceWhitelist entry {'group': 'batch', 'kind': 'CronJob'} matches nothing rendered",
     )
     assert has(
         found,

@@ -266,3 +266,31 @@ def test_a_trigger_missing_the_delivery_order_of_the_others_fails(broken):
     assert found[0].startswith("[prod] Trigger notifications/audits")
     assert "delivery is unordered" in found[0] and "Trigger notifications/" in found[0]
     assert run_check(eventing.check_delivery_order_uniform, broken("prod")) == []
+
+
+def test_trigger_path_is_judged_against_the_code_of_the_image_the_environment_runs(tree_copy):
+    """Issue 28's add-a-topic trap: the tree serves /events/loggings, but dev's image was built from code that did
+    not (its record, written by the image workflow's pin, says so): every event would get a 404 in dev. prod's image
+    has no record (built before records), so prod is judged against the tree, as before."""
+    import json
+
+    from gitops.core.render import render_env
+    from gitops.delivery import pin_image
+    from gitops.model.app_code import code_of_tree
+    from tests.delivery.image_support import NEW_DIGEST, pin_dev
+
+    built = code_of_tree("notifications")
+    built["routes"] = [r for r in built["routes"] if r[1] != "/events/loggings"]
+    ref = pin_dev(tree_copy)
+    assert pin_image.main(["--env", "dev", "--image", ref, "--code", json.dumps(built)], root=tree_copy) == 0
+    record = f"images/notifications/{NEW_DIGEST.replace(':', '-')}.json"
+    assert (tree_copy / record).is_file()
+    findings = run_check(eventing.check_destinations, render_env("dev", tree_copy), tree_copy)
+    assert [(f.env, f.obj, f.origin) for f in findings] == [
+        ("dev", "Trigger notifications/loggings", "base/eventing/triggers.yaml")
+    ], findings
+    assert findings[0].message.startswith(
+        f"spec.subscriber: POST /events/loggings is not served by image {ref} ({record}) (404; it serves POST on "
+    )
+    assert findings[0].message.endswith("build and promote an image that serves it first (docs/forking.md)")
+    assert run_check(eventing.check_destinations, render_env("prod", tree_copy), tree_copy) == []

@@ -54,6 +54,20 @@ def test_wildcard_subject(broken):
     assert any("EventPolicy notifications/events-senders" in m and "is a wildcard" in m for m in messages), messages
 
 
+def test_replay_identity_without_its_service_account(broken):
+    """The prod Broker admits the replay identity by `sub`; a policy naming a ServiceAccount the render lacks (a
+    typo, or the file left out) admits an identity nobody has."""
+    render = broken("prod")
+    assert run_check(identity.check_sender_identity, render) == []
+    render.objects.remove(obj(render, "", "ServiceAccount", NS, "replay"))
+    messages = [str(f) for f in run_check(identity.check_sender_identity, render)]
+    assert any(
+        m.startswith(f"[prod] EventPolicy {NS}/events-senders (overlays/prod/eventpolicy.yaml)")
+        and "names ServiceAccount notifications/replay, which is not in the render" in m
+        for m in messages
+    ), messages
+
+
 def test_trigger_without_audience(broken):
     render = broken("prod")
     obj(render, EV, "Trigger", NS, "loggings")["spec"]["subscriber"].pop("audience")

@@ -83,6 +83,20 @@ def test_quantity_parsing():
     assert serving.quantity("12 Mi") is None
 
 
+def test_probe_path_is_judged_against_the_image_the_environment_runs(broken, tree_copy):
+    """Issue 28: the image dev runs was built without the probe's route (its record says so)."""
+    from gitops.model.app_code import code_of_tree, write_record
+
+    render = broken("dev")
+    path = container(render)["readinessProbe"]["httpGet"]["path"]
+    built = code_of_tree("notifications")
+    built["routes"] = [r for r in built["routes"] if r != ["GET", path]]
+    write_record(tree_copy, "notifications", container(render)["image"], built)
+    (finding,) = run_check(serving.check_probe_paths, render, tree_copy)
+    assert f"readinessProbe GET {path} is not served by image {container(render)['image']} (images/" in finding.message
+    assert run_check(serving.check_probe_paths, render) == []
+
+
 @pytest.mark.parametrize(
     ("probe", "handler", "port"),
     [
@@ -115,3 +129,54 @@ def test_probe_port_follows_the_declared_container_port(broken):
     container(render)["readinessProbe"]["httpGet"]["port"] = 8080
     findings = run_check(serving.check_probe_ports, render)
     assert len(findings) == 1 and "(9000, its containerPort and $PORT)" in findings[0].message
+
+
+@pytest.mark.parametrize(
+    ("move", "where"),
+    [
+        # overlays/prod/scale.yaml with max-scale two spaces short: a key of the template's metadata.
+        (lambda s: s["spec"]["template"]["metadata"], "spec.template.metadata"),
+        # a label instead of an annotation
+        (lambda s: s["spec"]["template"]["metadata"].setdefault("labels", {}), "spec.template.metadata.labels"),
+        # one level too far out: the template itself
+        (lambda s: s["spec"]["template"], "spec.template"),
+    ],
+)
+def test_autoscaling_annotation_where_knative_never_reads_it(broken, move, where):
+    render = broken("prod")
+    service = ksvc(render)
+    value = template_annotations(render).pop("autoscaling.knative.dev/max-scale")
+    move(service)["autoscaling.knative.dev/max-scale"] = value
+    findings = run_check(serving.check_annotation_placement, render)
+    assert [str(f) for f in findings] == [
+        "[prod] Service.serving.knative.dev notifications/notifications (apps/notifications/deploy/service.yaml): "
+        f"autoscaling.knative.dev/max-scale at {where} is never read: Knative reads it from "
+        "spec.template.metadata.annotations (misplaced or mis-indented; the Revision gets the cluster default)  "
+        "<annotation-placement>"
+    ]
+
+
+def test_mis_indented_max_scale_in_the_prod_overlay_names_the_overlay(tree_copy):
+    """Issue 28's trap on disk: overlays/prod/scale.yaml with max-scale two spaces short passes Knative's webhook
+    (an unknown key of the template's metadata), and prod would run without its bound."""
+    from gitops.core.render import render_env
+
+    scale = tree_copy / "overlays/prod/scale.yaml"
+    scale.write_text(
+        scale.read_text().replace(
+            '        autoscaling.knative.dev/max-scale: "20"', '      autoscaling.knative.dev/max-scale: "20"'
+        )
+    )
+    findings = run_check(serving.check_annotation_placement, render_env("prod", tree_copy), tree_copy)
+    assert [(f.env, f.obj, f.origin) for f in findings] == [
+        ("prod", "Service.serving.knative.dev notifications/notifications", "overlays/prod/scale.yaml")
+    ]
+    assert "max-scale at spec.template.metadata is never read" in findings[0].message
+
+
+def test_rollout_duration_belongs_on_the_service(broken):
+    render = broken("prod")
+    template_annotations(render)["serving.knative.dev/rollout-duration"] = "60s"
+    findings = run_check(serving.check_annotation_placement, render)
+    assert len(findings) == 1 and "reads it from metadata.annotations" in findings[0].message
+    assert run_check(serving.check_annotation_placement, broken("prod")) == []
