@@ -7,6 +7,7 @@ The app package `<name>` exposes `<name>.app.create_app()` returning an ASGI app
 import importlib
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -44,17 +45,21 @@ def app_of_origin(origin: str) -> str | None:
 
 
 @cache
-def served_topics(app_name: str) -> dict[str, str] | None:
-    """topic -> path for an app with a `<name>.topics.TOPICS` table (the one place its topics are listed), else
-    None. Each entry's `.path` is the route its events are posted to."""
+def topic_table(app_name: str) -> dict[str, Any] | None:
+    """An app's `<name>.topics.TOPICS` table (the one place its topics are listed), or None for an app without one."""
     try:
         module = importlib.import_module(f"{app_name.replace('-', '_')}.topics")
     except ModuleNotFoundError:
         return None
     table = getattr(module, "TOPICS", None)
-    if not isinstance(table, dict):
-        return None
-    return {str(name): str(topic.path) for name, topic in table.items()}
+    return table if isinstance(table, dict) else None
+
+
+def served_topics(app_name: str) -> dict[str, str] | None:
+    """topic -> path for an app with a topic table, else None. Each entry's `.path` is the route its events are
+    posted to."""
+    table = topic_table(app_name)
+    return None if table is None else {str(name): str(topic.path) for name, topic in table.items()}
 
 
 def topics_file(app_name: str) -> str:
@@ -63,16 +68,11 @@ def topics_file(app_name: str) -> str:
     return f"apps/{app_name}/src/{package}/topics.py"
 
 
-@cache
 def topic_writers(app_name: str) -> dict[str, str] | None:
     """topic -> who may write it (`<name>.topics.TOPICS[...].writers`: the Kafka principals its WRITE ACL grants,
     by name), or None for an app without a topic table. A topic that does not say gets its own name, so it is
     trusted with no other."""
-    try:
-        module = importlib.import_module(f"{app_name.replace('-', '_')}.topics")
-    except ModuleNotFoundError:
-        return None
-    table = getattr(module, "TOPICS", None)
-    if not isinstance(table, dict):
+    table = topic_table(app_name)
+    if table is None:
         return None
     return {str(name): str(getattr(topic, "writers", None) or name) for name, topic in table.items()}

@@ -30,9 +30,9 @@ alone rather than stall (Kafka KIP-74). The KafkaSource dispatcher's producer is
 over HTTP).
 """
 
-import importlib
 from dataclasses import dataclass
-from functools import cache
+
+from gitops.model.app_routes import topic_table
 
 VERTX_MAX_HEADER_BYTES = 8192  # io.vertx.core.http.HttpServerOptions.DEFAULT_MAX_HEADER_SIZE
 WRAPPING_BYTES = 2 * VERTX_MAX_HEADER_BYTES
@@ -56,15 +56,10 @@ class SourceTopic:
     max_record_bytes: int
 
 
-@cache
 def topic_record_limits(app_name: str) -> dict[str, int] | None:
     """topic -> its largest record, from the app's topic table (`<app>.topics.TOPICS`), or None without one."""
-    try:
-        module = importlib.import_module(f"{app_name.replace('-', '_')}.topics")
-    except ModuleNotFoundError:
-        return None
-    table = getattr(module, "TOPICS", None)
-    if not isinstance(table, dict):
+    table = topic_table(app_name)
+    if table is None:
         return None
     limits = {str(name): getattr(topic, "max_record_bytes", None) for name, topic in table.items()}
     return {name: value for name, value in limits.items() if isinstance(value, int)}

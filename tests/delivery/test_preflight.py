@@ -79,10 +79,13 @@ def test_this_repositorys_prod_is_not_ready_and_says_what_to_run(tree_copy: Path
     assert re.search(r"^the example-org repository URL: argocd-app\.yaml:\d+,\d+,\d+,\d+$", named, re.M), named
     assert "    fix: sed -i 's#@example-org/#@<your-org>/#' .github/CODEOWNERS" in left.detail
     assert "make promote FROM=<the environment before prod> TO=prod" in steps[2].command
-    credentials = steps[3]
-    assert credentials.status == preflight.TODO
-    assert any("Secret notifications/kafka-credentials" in d for d in credentials.detail)
-    assert "out_of_band_secrets: [kafka-credentials]" in credentials.command
+    credentials = steps[
+        3
+    ]  # prod declares its Kafka credentials: the ExternalSecret overlays/prod/kafka-credentials.yaml
+    assert credentials.status == preflight.DONE
+    assert any(
+        "Secret notifications/kafka-credentials" in d and "declared in the render" in d for d in credentials.detail
+    )
     assert steps[4].status == preflight.TODO  # a copy that is no git clone has no deploy/prod
     assert "git push origin origin/hydrate/prod:refs/heads/deploy/prod" in steps[4].command
     cm = next(s for s in steps if "argocd-cm" in s.title)
@@ -109,6 +112,15 @@ def test_a_fork_made_ready_passes_with_only_the_admins_steps_left(
     assert placeholder_warning(root, ["dev", "prod"]) is None
 
 
+def _undeclare_kafka_credentials(root: Path) -> None:
+    """Neither the ExternalSecret in prod's overlay nor the out-of-band fact: nothing says where the Secret comes from."""
+    _set_fact(root, "prod", out_of_band_secrets=[])
+    # the ExternalSecret now writes another Secret (spec.target.name): same kinds, so the deployer RBAC still holds
+    _replace(
+        root, "overlays/prod/kafka-credentials.yaml", "    name: kafka-credentials\n", "    name: other-credentials\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("edit", "step", "expected"),
     [
@@ -122,7 +134,7 @@ def test_a_fork_made_ready_passes_with_only_the_admins_steps_left(
             2,
             "a tag: production runs only a sha256 digest",
         ),
-        (lambda root: _set_fact(root, "prod", out_of_band_secrets=[]), 3, "neither declared in the render"),
+        (_undeclare_kafka_credentials, 3, "neither declared in the render"),
         (lambda root: _git(root, "branch", "-D", "deploy/prod"), 4, "not among this clone's refs"),
         (lambda root: _replace(root, "argocd/deployers/prod.yaml", "- watch\n", "", count=1), 5, "differs"),
     ],
@@ -145,6 +157,7 @@ def _replace(root: Path, file: str, old: str, new: str, count: int = -1) -> None
 
 def test_a_declared_external_secret_counts(broken) -> None:
     render: RenderResult = broken("prod")
+    render.objects[:] = [o for o in render.objects if o["kind"] != "ExternalSecret"]  # prod's own declaration
     needed = preflight.referenced_secrets(render)
     assert ("notifications", "kafka-credentials") in needed
     assert ("notifications", "kafka-credentials") not in preflight.declared_secrets(render)
