@@ -55,6 +55,11 @@ def assert_pod_template_refusal(
 
 # --- a Knative Service: judged as the Revision Deployment serving builds ----------------------------------------
 
+# A field prod's overlay sets is reported at that overlay (kustomize's origin annotations), the rest at the base file.
+KSVC_ORIGINS = {
+    "spread maxSkew 0": "overlays/prod/availability.yaml",
+    "spread whenUnsatisfiable": "overlays/prod/availability.yaml",
+}
 KSVC_MISTAKES = {
     # (env, mutate the KService's template, field path, message part)
     "spread maxSkew 0": (
@@ -108,7 +113,7 @@ def test_knative_service_template_judged_as_its_revision_deployment(broken, case
     render = broken(env)
     mutate(ksvc_spec(render))
     findings = refusals(render)
-    hit = assert_pod_template_refusal(findings, env, KSVC, SERVICE_FILE, field, needle)
+    hit = assert_pod_template_refusal(findings, env, KSVC, KSVC_ORIGINS.get(case, SERVICE_FILE), field, needle)
     assert REVISION in hit.message
     # Knative's own webhooks let it through: only Kubernetes' validation stands between it and the cluster.
     assert not [f for f in findings if f.check == admission.CHECK and f.obj == KSVC], findings
