@@ -207,6 +207,11 @@ def run_verb(name: str, argv: list[str], debug: bool = False) -> int:
         return int(done.code or 0)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader stopped reading (`gitops promote ... | head -5`): its choice, not a failure of the verb. Point
+        # stdout at /dev/null so the interpreter's final flush does not raise again, and say nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as error:
         line = unwritable_line(error)
         if line is None:

@@ -437,3 +437,26 @@ def test_fork_adds_staging_and_audits(
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_reader_that_stops_reading_is_not_a_bug(tmp_path):
+    """`make promote ... | head -5` closed the pipe before promote printed its last line: the verb ended with
+    "unexpected BrokenPipeError ... this is a bug" and exit 70. A reader that stops reading is its choice."""
+    (tmp_path / "many_lines.py").write_text("def main(argv):\n    for i in range(200000):\n        print(i)\n")
+    (tmp_path / "run.py").write_text(
+        "import sys\n"
+        "from gitops import cli\n"
+        "cli.VERBS['lines'] = cli.Verb('many_lines', 'print many lines')\n"
+        "sys.exit(cli.main(['lines']))\n"
+    )
+    proc = subprocess.run(
+        f'{sys.executable} {tmp_path / "run.py"} | head -1; echo "exit ${{PIPESTATUS[0]}}"',
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": f"{REPO_ROOT}:{tmp_path}"},
+    )
+    assert proc.stdout == "0\nexit 0\n", proc.stdout
+    assert proc.stderr == "", proc.stderr
