@@ -14,13 +14,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from gitops.core.errors import UserError
 from gitops.core.paths import cache_dir
 from gitops.core.render import render_env
-from gitops.e2e import alerts, live, live_scenarios, netns
+from gitops.e2e import alerts, dataplane, live, live_scenarios, netns
 from gitops.e2e import replay as replay_mod
 from gitops.e2e import scenarios as sc
 from gitops.e2e.ledger import EventKey, ScenarioLedger, summary
 from gitops.e2e.stack import Stack, running
+from gitops.events import kafka_local
 
 SCENARIOS = (
     "routing",
@@ -150,10 +152,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def fetch_what_the_namespace_cannot() -> None:
+    """Before the run enters its private network namespace, where nothing but loopback answers: build the data plane
+    (a cold ~/.m2 downloads from Maven Central) and fetch the test Kafka's jars. Inside, both are reused from the
+    cache; without this a fresh clone's first `make e2e` failed with Maven's "Unknown host"."""
+    dataplane.build()
+    try:
+        kafka_local.jars_dir()
+    except kafka_local.KafkaUnavailable as error:
+        raise UserError(f"the test Kafka cannot run: {error}", fix="install Java 17+ and Maven (README)") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     started = time.monotonic()
+    if not netns.is_private():
+        fetch_what_the_namespace_cannot()
     try:
         code = netns.enter(argv)  # the run lives in a private network namespace: re-run there, or carry on inside
     except netns.NotPrivate as error:
