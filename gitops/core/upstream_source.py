@@ -74,6 +74,13 @@ def release_version(source: Path | None = None) -> str:
     return match.group("version")
 
 
+# What to do when the upstream source tree, or a directory of it, is missing.
+SOURCE_FIX = (
+    f"set {UPSTREAM_SOURCE_ENV} to the eventing-kafka-broker source tree at the pinned tag "
+    "(default: ../shared/upstream/eventing-kafka-broker-knative-v1.23.0 beside the repository)"
+)
+
+
 def data_plane_config_dir(component: str, source: Path | None = None) -> Path:
     if component not in COMPONENTS:
         raise ValueError(f"unknown data plane component {component!r} (one of {', '.join(COMPONENTS)})")
@@ -82,8 +89,7 @@ def data_plane_config_dir(component: str, source: Path | None = None) -> Path:
     if not directory.is_dir():
         raise UpstreamSourceMissing(
             f"the Kafka data plane sources are missing: no {directory}",
-            fix=f"set {UPSTREAM_SOURCE_ENV} to the eventing-kafka-broker source tree at the pinned tag "
-            "(default: ../shared/upstream/eventing-kafka-broker-knative-v1.23.0 beside the repository)",
+            fix=SOURCE_FIX,
         )
     return directory
 
@@ -102,8 +108,7 @@ def monitoring_dirs(asset_file: str, source: Path | None = None) -> list[Path]:
     if missing:
         raise UpstreamSourceMissing(
             f"the Kafka data plane's prometheus-operator sources are missing: no {missing[0]}",
-            fix=f"set {UPSTREAM_SOURCE_ENV} to the eventing-kafka-broker source tree at the pinned tag "
-            "(default: ../shared/upstream/eventing-kafka-broker-knative-v1.23.0 beside the repository)",
+            fix=SOURCE_FIX,
         )
     return directories
 
