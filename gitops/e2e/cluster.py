@@ -29,6 +29,21 @@ ETCD_PEER = "http://127.0.0.1:2380"
 APISERVER_PORT = 443
 SERVICE_CIDR = "127.0.1.0/24"  # cluster IPs stay on loopback (kube-proxy's stand-in is lo itself)
 ISSUER = "https://kubernetes.default.svc.cluster.local"
+# Where discovery says the keys are (--service-account-jwks-uri): the in-cluster name every pod resolves, on 443.
+JWKS_URI = "https://kubernetes.default.svc/openid/v1/jwks"
+# The `kubernetes` Service's cluster IP: the first address of SERVICE_CIDR (what the kubelet puts into every pod's
+# KUBERNETES_SERVICE_HOST; kube-apiserver's own service IP, pkg/controlplane/services.go).
+KUBERNETES_SERVICE_IP = "127.0.1.1"
+# The names the serving certificate carries: the in-cluster ones (the data plane's OIDC discovery calls
+# https://kubernetes.default.svc, the issuer is https://kubernetes.default.svc.cluster.local) and loopback.
+SERVING_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "localhost",
+)
+SERVING_IPS = ("127.0.0.1", KUBERNETES_SERVICE_IP)
 DISABLED_ADMISSION = "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy"
 READY_TIMEOUT_S = 120
 
@@ -55,9 +70,8 @@ class ApiServer:
 
     @property
     def ca_file(self) -> Path:
-        # kube-apiserver writes a self-signed serving certificate into --cert-dir when given none; it is its own CA
-        # and names 127.0.0.1, localhost and kubernetes.default.svc (k8s.io/apiserver MaybeDefaultWithSelfSignedCerts).
-        return self.workdir / "certs" / "apiserver.crt"
+        # A throwaway CA of this run (throwaway_ca): what a pod finds in its ca.crt (kube-root-ca.crt).
+        return self.workdir / "certs" / "ca.crt"
 
     def client(self, token: str | None = None) -> Kube:
         return Kube(self.url, token or self.admin_token, self.ca_file)
@@ -79,12 +93,65 @@ class ApiServer:
         return path
 
 
-def _signing_key(workdir: Path) -> tuple[Path, Path]:
+def throwaway_ca(certs: Path) -> tuple[Path, Path]:
+    """A CA for this run only and the API server's serving certificate signed by it, naming SERVING_NAMES and
+    SERVING_IPS. kube-apiserver's own self-signed fallback (k8s.io/apiserver MaybeDefaultWithSelfSignedCerts)
+    names neither kubernetes.default.svc.cluster.local (the issuer's host) nor the Service IP, so a client that
+    checks the issuer's TLS would fail. Returns (certificate, key) for --tls-cert-file/--tls-private-key-file."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    certs.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "e2e-throwaway-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans = [x509.DNSName(n) for n in SERVING_NAMES] + [x509.IPAddress(ipaddress.ip_address(i)) for i in SERVING_IPS]
+    serving = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (certs / "ca.crt").write_bytes(ca.public_bytes(pem))
+    cert_file, key_file = certs / "serving.crt", certs / "serving.key"
+    cert_file.write_bytes(serving.public_bytes(pem))
+    key_file.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_file.chmod(0o600)
+    return cert_file, key_file
+
+
+def _signing_key(workdir: Path, generation: int = 0) -> tuple[Path, Path]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private, public = workdir / "sa.key", workdir / "sa.pub"
+    suffix = f"-{generation}" if generation else ""
+    private, public = workdir / f"sa{suffix}.key", workdir / f"sa{suffix}.pub"
     private.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
@@ -114,7 +181,10 @@ def start_etcd(supervisor: Supervisor, workdir: Path) -> None:
     )
 
 
-def apiserver_command(workdir: Path, token_file: Path, key: Path, pub: Path) -> list[str]:
+def apiserver_command(workdir: Path, token_file: Path, key: Path, pub: Path | list[Path]) -> list[str]:
+    """`pub`: every public key tokens may be verified with (a rotation lists the old one beside the new one:
+    --service-account-key-file is repeatable, and the JWKS serves each)."""
+    pubs = pub if isinstance(pub, list) else [pub]
     return [
         str(binary("kube-apiserver")),
         f"--etcd-servers={ETCD_CLIENT}",
@@ -124,11 +194,14 @@ def apiserver_command(workdir: Path, token_file: Path, key: Path, pub: Path) -> 
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--endpoint-reconciler-type=none",
         f"--service-account-issuer={ISSUER}",
-        f"--service-account-key-file={pub}",
+        *(f"--service-account-key-file={p}" for p in pubs),
         f"--service-account-signing-key-file={key}",
+        f"--service-account-jwks-uri={JWKS_URI}",
         "--authorization-mode=RBAC",
         f"--token-auth-file={token_file}",
         f"--cert-dir={workdir / 'certs'}",
+        f"--tls-cert-file={workdir / 'certs' / 'serving.crt'}",
+        f"--tls-private-key-file={workdir / 'certs' / 'serving.key'}",
         f"--disable-admission-plugins={DISABLED_ADMISSION}",
         "--enable-priority-and-fairness=false",
         "--profiling=false",
@@ -138,7 +211,7 @@ def apiserver_command(workdir: Path, token_file: Path, key: Path, pub: Path) -> 
 
 def start_apiserver(supervisor: Supervisor, workdir: Path) -> ApiServer:
     netns.require_private("kube-apiserver")
-    (workdir / "certs").mkdir(exist_ok=True)
+    throwaway_ca(workdir / "certs")
     key, pub = _signing_key(workdir)
     admin_token = secrets.token_hex(24)
     token_file = workdir / "tokens.csv"
@@ -148,6 +221,20 @@ def start_apiserver(supervisor: Supervisor, workdir: Path) -> ApiServer:
     api = ApiServer(workdir, admin_token)
     wait_ready(api, supervisor)
     return api
+
+
+def rotate_signing_key(supervisor: Supervisor, api: ApiServer) -> Path:
+    """A service-account signing key rotation as Kubernetes documents it: a new signing key, and the old public key
+    still listed beside the new one (--service-account-key-file), so tokens signed before stay valid until they
+    expire; the API server restarts with the new flags (etcd keeps the state). Returns the new public key."""
+    netns.require_private("kube-apiserver")
+    generation = 1 + max((int(p.stem.split("-")[1]) for p in api.workdir.glob("sa-*.pub")), default=0)
+    key, pub = _signing_key(api.workdir, generation)
+    pubs = sorted(api.workdir.glob("sa*.pub"), key=lambda p: p.stat().st_mtime)
+    supervisor.stop("kube-apiserver")
+    supervisor.start("kube-apiserver", apiserver_command(api.workdir, api.workdir / "tokens.csv", key, pubs))
+    wait_ready(api, supervisor)
+    return pub
 
 
 def wait_ready(api: ApiServer, supervisor: Supervisor, timeout: float = READY_TIMEOUT_S) -> None:

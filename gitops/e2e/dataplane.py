@@ -57,6 +57,8 @@ LOOPBACK_JVM_FLAGS = [
     "-Dkubernetes.auth.tryKubeConfig=false",
     "-Dkubernetes.auth.tryServiceAccount=false",
 ]
+# A pod's JVM: no kubeconfig (a pod has none), the service-account route on.
+IN_CLUSTER_JVM_FLAGS = ["-Dkubernetes.auth.tryKubeConfig=false"]
 
 
 class DataPlaneUnavailable(UserError):
@@ -131,14 +133,18 @@ class DataPlaneBuild:
         runtime = (self.root / module / "target" / "runtime.cp").read_text().strip()
         return f"{self.root / module / 'target' / 'classes'}{os.pathsep}{runtime}"
 
-    def command(self, module: str, main: str, logback: Path, heap: str = "-Xmx384m") -> list[str]:
+    def command(
+        self, module: str, main: str, logback: Path, heap: str = "-Xmx384m", in_cluster: bool = False
+    ) -> list[str]:
+        """`in_cluster`: the JVM finds the API server as a pod does (fabric8's service-account route: the
+        KUBERNETES_SERVICE_HOST/PORT, token and CA its environment names; gitops/e2e/live.py), not the closed port."""
         return [
             self.java,
             heap,
             f"-Dlogback.configurationFile={logback}",
             "-XX:+UseSerialGC",
             "-XX:TieredStopAtLevel=1",
-            *LOOPBACK_JVM_FLAGS,
+            *(IN_CLUSTER_JVM_FLAGS if in_cluster else LOOPBACK_JVM_FLAGS),
             "-cp",
             self.classpath(module),
             main,

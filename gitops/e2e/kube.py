@@ -140,11 +140,21 @@ class Kube:
         )
         return self._check(response, f"status of {obj['kind']} {obj['metadata']['name']}")
 
-    def token(self, namespace: str, service_account: str, audience: str | None = None) -> str:
-        """A TokenRequest for a ServiceAccount (what the kubelet mounts into its pods)."""
-        spec: dict[str, Any] = {"expirationSeconds": 86400}
+    def token(
+        self,
+        namespace: str,
+        service_account: str,
+        audience: str | None = None,
+        bound_pod: tuple[str, str] | None = None,
+        expiration_s: int = 86400,
+    ) -> str:
+        """A TokenRequest for a ServiceAccount (what the kubelet mounts into its pods; `bound_pod` (name, uid) binds
+        it to the pod as the kubelet's does)."""
+        spec: dict[str, Any] = {"expirationSeconds": expiration_s}
         if audience:
             spec["audiences"] = [audience]
+        if bound_pod:
+            spec["boundObjectRef"] = {"apiVersion": "v1", "kind": "Pod", "name": bound_pod[0], "uid": bound_pod[1]}
         response = self._send(
             "POST",
             f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",

@@ -57,6 +57,22 @@ WORKLOADS = {
 }
 # The contract ConfigMap each receiver mounts (data-plane/config/*/500-receiver.yaml `kafka-*-*` volumes).
 RECEIVER_CONTRACTS = {"receiver": "kafka-broker-brokers-triggers", "sink-receiver": "kafka-sink-sinks"}
+# The kubelet's projected service-account token lives 3607 s and is refreshed at 80 %; a run is shorter than that.
+POD_TOKEN_SECONDS = 3607
+# Where the subscriber's projected `kube-api` volume (overlays/prod/oidc-subscriber.yaml) is "mounted" here.
+SUBSCRIBER_MOUNTS = "subscriber-mounts"
+
+
+def oidc_enabled(objects: list[Obj]) -> bool:
+    """Whether the render turns on Eventing's sender identity: config-features `authentication-oidc: enabled`
+    (eventing pkg/apis/feature/flag_names.go OIDCAuthentication; the data plane's FeaturesConfig reads the same key)."""
+    return any(
+        o["kind"] == "ConfigMap"
+        and o["metadata"]["name"] == "config-features"
+        and o["metadata"].get("namespace") == SYSTEM_NAMESPACE
+        and str((o.get("data") or {}).get("authentication-oidc", "")).lower() == "enabled"
+        for o in objects
+    )
 
 
 def data_plane_objects(image: str) -> list[Obj]:
@@ -208,6 +224,7 @@ class LiveStack(Stack):
     hosts: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     standin_errors: list[str] = field(default_factory=list)
+    oidc: bool = False
 
     # --- what the scenarios read -------------------------------------------------------------------------------
 
@@ -270,8 +287,19 @@ class LiveStack(Stack):
     # --- the stand-ins ------------------------------------------------------------------------------------------
 
     def volume_sync(self) -> None:
-        """The kubelet's ConfigMap volume sync: each data-plane pod's contract ConfigMap copied to its file."""
+        """The kubelet's ConfigMap volume sync: each data-plane pod's contract ConfigMap copied to its file, and the
+        `config-features` volume every data-plane pod mounts at /etc/features (500-receiver.yaml,
+        500-dispatcher.yaml; the data plane's FeaturesConfig reads one file per key, e.g. authentication-oidc)."""
         assert self.kube is not None
+        features = self.kube.get("v1", "ConfigMap", SYSTEM_NAMESPACE, "config-features")
+        directory = self.workdir / "features"
+        directory.mkdir(exist_ok=True)
+        for key, value in ((features or {}).get("data") or {}).items():
+            path = directory / key
+            if not path.is_file() or path.read_text() != value:
+                tmp = directory / f".{key}.tmp"
+                tmp.write_text(value)
+                tmp.replace(path)
         for pod, info in self.pods.items():
             cm_name = RECEIVER_CONTRACTS.get(info["role"], pod)
             cm = self.kube.get("v1", "ConfigMap", SYSTEM_NAMESPACE, cm_name)
@@ -343,22 +371,50 @@ class LiveStack(Stack):
             },
             "spec": spec,
         }
-        self.kube.create(obj)
+        created = self.kube.create(obj)
         file = self.workdir / f"{pod}-contract.json"
         file.write_text("")
         self.pods[pod] = {"ip": ip, "role": role, "component": component, "file": str(file), "ready": False}
+        identity = self._pod_identity(pod, created)
         if role.endswith("receiver"):
             self.supervisor.start(
                 role,
-                self.build.command(dataplane.RECEIVER_MODULE, dataplane.RECEIVER_MAIN, self._logback()),
-                self._pod_receiver_env(pod, ip, component, file),
+                self.build.command(
+                    dataplane.RECEIVER_MODULE, dataplane.RECEIVER_MAIN, self._logback(), in_cluster=True
+                ),
+                {**self._pod_receiver_env(pod, ip, component, file), **identity},
             )
         else:
             self.supervisor.start(
                 role,
-                self.build.command(dataplane.DISPATCHER_MODULE, dataplane.DISPATCHER_MAIN, self._logback()),
-                self._pod_dispatcher_env(pod, ip, component, file),
+                self.build.command(
+                    dataplane.DISPATCHER_MODULE, dataplane.DISPATCHER_MAIN, self._logback(), in_cluster=True
+                ),
+                {**self._pod_dispatcher_env(pod, ip, component, file), **identity},
             )
+
+    def _pod_identity(self, pod: str, live_pod: dict[str, Any]) -> dict[str, str]:
+        """What the kubelet gives every pod to reach the API server, and nothing more: the `kubernetes` Service's
+        address (KUBERNETES_SERVICE_HOST/PORT), its ServiceAccount's token bound to the pod (a TokenRequest, as the
+        kubelet's projected `kube-api-access` volume holds) and the cluster CA (kube-root-ca.crt). In a cluster the
+        two files sit at /var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt}; here every JVM shares one
+        filesystem, so the environment names each pod's own files through fabric8's own overrides of those paths
+        (io.fabric8.kubernetes.client.Config: kubernetes.auth.serviceAccount.token, kubernetes.certs.ca.file)."""
+        assert self.kube is not None and self.api is not None
+        account = live_pod["spec"].get("serviceAccountName") or "default"
+        directory = self.workdir / "pods" / pod
+        directory.mkdir(parents=True, exist_ok=True)
+        token = self.kube.token(
+            SYSTEM_NAMESPACE, account, bound_pod=(pod, live_pod["metadata"]["uid"]), expiration_s=POD_TOKEN_SECONDS
+        )
+        (directory / "token").write_text(token)
+        (directory / "ca.crt").write_bytes(self.api.ca_file.read_bytes())
+        return {
+            "KUBERNETES_SERVICE_HOST": cluster.KUBERNETES_SERVICE_IP,
+            "KUBERNETES_SERVICE_PORT": str(cluster.APISERVER_PORT),
+            "KUBERNETES_AUTH_SERVICEACCOUNT_TOKEN": str(directory / "token"),
+            "KUBERNETES_CERTS_CA_FILE": str(directory / "ca.crt"),
+        }
 
     def _pod_ready(self, pod: str) -> bool:
         info = self.pods[pod]
@@ -455,6 +511,51 @@ class LiveStack(Stack):
             "DATA_PLANE_CONFIG_FILE_PATH": str(file),
         }
 
+    def start_identity_subscriber(self) -> None:
+        """The subscriber as the render runs it when the render turns sender identity on: PRODUCTION and every
+        OIDC_* of its Knative Service's container, unchanged (OIDC_ISSUER and OIDC_JWKS_URL name the API server's
+        in-cluster addresses, which the private /etc/hosts maps here), and the projected volume those settings
+        point into (a token of the Service's ServiceAccount for the API server's audience, and the cluster CA: the
+        kube-root-ca.crt ConfigMap's ca.crt). Each file is written under this run's directory at the mount path the
+        render names, and the two *_FILE settings are moved there, the one change a shared filesystem forces."""
+        assert self.kube is not None and self.api is not None
+        service = subscriber_service(self.objects)
+        template = service["spec"]["template"]
+        container = template["spec"]["containers"][0]
+        env = {
+            e["name"]: str(e["value"])
+            for e in container.get("env", [])
+            if "value" in e and (e["name"].startswith("OIDC_") or e["name"] == "PRODUCTION")
+        }
+        root = self.workdir / SUBSCRIBER_MOUNTS
+        volumes = {v["name"]: v for v in template["spec"].get("volumes", [])}
+        account = template["spec"].get("serviceAccountName") or "default"
+        namespace = service["metadata"]["namespace"]
+        for mount in container.get("volumeMounts", []):
+            projected = (volumes.get(mount["name"]) or {}).get("projected")
+            if not projected:
+                continue
+            directory = root / mount["mountPath"].lstrip("/")
+            directory.mkdir(parents=True, exist_ok=True)
+            for source in projected.get("sources", []):
+                if "serviceAccountToken" in source:
+                    spec = source["serviceAccountToken"]
+                    token = self.kube.token(
+                        namespace, account, spec.get("audience"), expiration_s=int(spec.get("expirationSeconds", 3600))
+                    )
+                    (directory / spec["path"]).write_text(token)
+                if (source.get("configMap") or {}).get("name") == "kube-root-ca.crt":
+                    # kube-controller-manager's root-ca-cert-publisher fills kube-root-ca.crt with the cluster CA.
+                    for item in source["configMap"].get("items", [{"key": "ca.crt", "path": "ca.crt"}]):
+                        (directory / item["path"]).write_bytes(self.api.ca_file.read_bytes())
+            for name, value in list(env.items()):
+                if name.endswith("_FILE") and value.startswith(mount["mountPath"].rstrip("/") + "/"):
+                    env[name] = str(root / value.lstrip("/"))
+        self.subscriber_env = env
+        with suppress(KeyError):
+            self.supervisor.stop("subscriber")
+        self.start_subscriber()
+
     def start_forwarders(self) -> None:
         """kube-proxy's stand-in for the Services in front of the receivers: cluster IP:port -> pod IP:target."""
         assert self.kube is not None
@@ -524,6 +625,23 @@ def scaled(contract: dict[str, Any], factor: float) -> dict[str, Any]:
     return contract
 
 
+def subscriber_service(objects: list[Obj]) -> Obj:
+    namespace, name = SUBSCRIBER_NAME
+    for obj in objects:
+        meta = obj["metadata"]
+        if (
+            obj["kind"] == "Service"
+            and obj["apiVersion"].startswith("serving.knative.dev/")
+            and (
+                meta.get("namespace"),
+                meta["name"],
+            )
+            == (namespace, name)
+        ):
+            return obj
+    raise LookupError(f"the render has no Knative Service {namespace}/{name}")
+
+
 def service_hosts(kube: Kube) -> dict[str, str]:
     """DNS's stand-in: every Service with a cluster IP, as <name>.<ns>.svc and <name>.<ns>.svc.cluster.local."""
     out = {}
@@ -581,6 +699,14 @@ def running(
             version = kube.version()
             stack.versions["kube-apiserver"] = version.get("gitVersion", "?")
             log(f"e2e: etcd and kube-apiserver {stack.versions['kube-apiserver']} up in {time.monotonic() - t0:.0f}s")
+            # kube-proxy's stand-in for the `kubernetes` Service: its cluster IP, where pods' KUBERNETES_SERVICE_HOST
+            # points, to the API server.
+            stack.forwarders.append(
+                Forwarder(
+                    (cluster.KUBERNETES_SERVICE_IP, cluster.APISERVER_PORT), ("127.0.0.1", cluster.APISERVER_PORT)
+                )
+            )
+            stack.oidc = oidc_enabled(objects)
             image = f"e2e.local/knative-kafka-data-plane:{build.digest[:12]}"
             everything = [*operator_crds(), *objects, *data_plane_objects(image)]
             t0 = time.monotonic()
@@ -603,6 +729,12 @@ def running(
             stack.start_forwarders()
             sync.sync(kube, [o for o in everything if argocd_wave(o) > 0], log, on_wait=stack.tick)
             log(f"e2e: every wave synced and Healthy in {time.monotonic() - t0:.0f}s")
+            if stack.oidc:
+                stack.start_identity_subscriber()
+                log(
+                    "e2e: sender identity on (config-features authentication-oidc: enabled): pods get ServiceAccount "
+                    "tokens from the API server; the subscriber runs with the render's PRODUCTION and OIDC_* settings"
+                )
             # The controller creates the dead-letter topic with partitions and replication only (the KafkaSink cannot
             # say more, kafka_sink.go topicConfigFromSinkSpec): size it as docs/operations.md has an operator do.
             sized = {

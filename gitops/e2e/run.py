@@ -17,7 +17,7 @@ from pathlib import Path
 from gitops.core.errors import UserError
 from gitops.core.paths import cache_dir
 from gitops.core.render import render_env
-from gitops.e2e import alerts, dataplane, live, live_scenarios, netns
+from gitops.e2e import alerts, dataplane, identity_scenarios, live, live_scenarios, netns
 from gitops.e2e import replay as replay_mod
 from gitops.e2e import scenarios as sc
 from gitops.e2e.ledger import EventKey, ScenarioLedger, summary
@@ -42,6 +42,7 @@ SCENARIOS = (
     "trigger-unresolvable",
     "controller-restart",
     "apiserver-restart",
+    *identity_scenarios.SCENARIOS,
 )
 # Scenarios of the control plane (gitops/e2e/live.py): SIGKILL of a control-plane process mid-stream, restarted
 # after a pause; afterwards every Knative object must be Healthy again by the repository's own health checks.
@@ -125,6 +126,11 @@ def run_scenario(name: str, stack: Stack, p: sc.Producing) -> ScenarioLedger | N
                 "trigger-unresolvable": live_scenarios.trigger_unresolvable,
             }[name]
             return run(stack, p)
+        case name if name in identity_scenarios.SCENARIOS:
+            # Only where the render turns sender identity on (prod) and the control plane mints the tokens.
+            if not isinstance(stack, live.LiveStack) or not stack.oidc:
+                return None
+            return identity_scenarios.SCENARIOS[name](stack, p)
         case "controller-restart" | "apiserver-restart":
             if not isinstance(stack, live.LiveStack):
                 return None
@@ -222,7 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ledger = run_scenario(name, stack, producing)
                 if ledger is None:
                     why = (
-                        "no control plane in this run"
+                        "the render does not turn on sender identity (config-features authentication-oidc), or no "
+                        "control plane mints tokens in this run"
+                        if name in identity_scenarios.SCENARIOS
+                        else "no control plane in this run"
                         if name in CONTROL_PLANE_ONLY
                         else "the render orders no delivery"
                     )

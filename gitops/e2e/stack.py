@@ -73,6 +73,8 @@ class Stack:
     # The KafkaSink receiver, its own JVM as in a cluster: one receiver serving both a Broker and a KafkaSink
     # exports only the first one's metrics (Prometheus needs one set of label names per metric).
     sink_receiver_port: int = 0
+    # The render's sender-identity settings (PRODUCTION, OIDC_*) when the live stack runs them (gitops/e2e/live.py).
+    subscriber_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
@@ -119,6 +121,7 @@ class Stack:
         }
         for name in [name for name in env if name.startswith("OIDC_")]:
             env.pop(name)  # any OIDC_* means all are required (notifications.oidc); this stand-in runs without
+        env |= self.subscriber_env  # the render's identity settings, when the live stack runs them
         self.supervisor.start(
             "subscriber", [sys.executable, "-m", "notifications.serve"], env, cwd=REPO_ROOT / "apps" / "notifications"
         )

@@ -125,6 +125,22 @@ def references(obj: Obj) -> Iterator[tuple[str, str, str, str, str]]:
         if isinstance(ref, dict) and ref.get("kind"):
             group = str(ref.get("apiVersion", "")).split("/", 1)[0] if "/" in str(ref.get("apiVersion", "")) else ""
             yield field, group, ref["kind"], ref.get("namespace") or namespace, ref.get("name", "")
+    if obj.get("kind") == "EventPolicy":
+        # A `from` reference resolves only once the sender exists and has its OIDC identity (eventing
+        # pkg/auth/event_policy.go resolveSubjectsFromReference); until then the policy, and every Broker or sink it
+        # applies to (their EventPoliciesReady condition), is not Ready.
+        for index, entry in enumerate(spec.get("from") or []):
+            ref = entry.get("ref") if isinstance(entry, dict) else None
+            if isinstance(ref, dict) and ref.get("kind"):
+                api_version = str(ref.get("apiVersion", ""))
+                group = api_version.split("/", 1)[0] if "/" in api_version else ""
+                yield (
+                    f"spec.from[{index}].ref",
+                    group,
+                    ref["kind"],
+                    ref.get("namespace") or namespace,
+                    ref.get("name", ""),
+                )
     if obj.get("kind") == "Trigger" and isinstance(spec.get("broker"), str):
         yield "spec.broker", "eventing.knative.dev", "Broker", namespace, spec["broker"]
     config = spec.get("config")

@@ -219,3 +219,19 @@ def dead_letter_target(objects: list[Obj], route: DeadLetterRoute) -> Obj | None
         return None
     what = "spec.delivery.deadLetterSink"
     return resolve_destination(objects, route.declared_on, route.destination, what).target
+
+
+OIDC_NAME_LIMIT = 63  # kmeta.ChildName hashes longer names; those cannot be derived here
+
+
+def oidc_subject(obj: Obj) -> str | None:
+    """The `sub` of the tokens an Eventing sender (Trigger, KafkaSource, ...) carries when authentication-oidc is on:
+    its OIDC ServiceAccount, which the controller names <name>-oidc-<group>-<kind> lower-cased (knative.dev/eventing
+    v0.50.0 pkg/auth/serviceaccount.go GetOIDCServiceAccountNameForResource, kmeta.ChildName); None when the name is
+    long enough to be hashed."""
+    meta = obj.get("metadata") or {}
+    group = str(obj.get("apiVersion", "")).split("/", 1)[0] if "/" in str(obj.get("apiVersion", "")) else ""
+    account = f"{meta.get('name', '')}-oidc-{group}-{obj.get('kind', '')}".lower()
+    if len(account) > OIDC_NAME_LIMIT:
+        return None
+    return f"system:serviceaccount:{meta.get('namespace', '')}:{account}"

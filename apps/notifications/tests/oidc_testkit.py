@@ -156,9 +156,14 @@ def serve_jwks(
             status = state.status
             if state.required_token and self.headers.get("Authorization") != f"Bearer {state.required_token}":
                 status = 401
+            # Like kube-apiserver: the route produces only application/jwk-set+json (k8s.io/kubernetes
+            # pkg/routes/openidmetadata.go, go-restful `Produces(mimeJWKS)`), and answers 406 to an Accept without it.
+            accept = self.headers.get("Accept", "")
+            if accept and not any(m in accept for m in ("application/jwk-set+json", "*/*", "application/*")):
+                status = 406
             body = state.document() if status == 200 else b'{"error":"down"}'
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "application/jwk-set+json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

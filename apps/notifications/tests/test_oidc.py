@@ -96,6 +96,14 @@ def test_token_signed_by_the_issuer_is_accepted_and_the_event_processed(
     assert line["outcome"] == "processed"
 
 
+def test_the_record_names_the_verified_subject(client: httpx.Client, secured: LiveServer) -> None:
+    response, ce_id = post(client, RSA_KEY.token())
+
+    assert response.status_code == 202, response.text
+    [line] = secured.wait_for_log(lambda entry: entry.get("ce_id") == ce_id)
+    assert (line["outcome"], line["sender_sub"]) == ("processed", SUBJECT)
+
+
 @pytest.mark.parametrize("path", DELIVERY_ROUTES)
 def test_every_delivery_route_refuses_a_request_without_a_token(client: httpx.Client, path: str) -> None:
     response, _ = post(client, None, path)

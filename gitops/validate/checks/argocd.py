@@ -85,7 +85,14 @@ def check_sync_waves(ctx: EnvContext) -> Iterator[Finding]:
                     obj,
                     f"sync wave {mine} is not after {needed} (wave {theirs}), which it needs via {field}: "
                     "Knative reports it Ready=False until that exists and is Ready, so this wave would never "
-                    "become healthy",
+                    "become healthy"
+                    + (
+                        " (and neither would the Broker or sink it applies to; a later wave would let the sender "
+                        "send before the policy is in force: name the sender by `sub`, its OIDC identity "
+                        "system:serviceaccount:<ns>:<name>-oidc-<group>-<kind>)"
+                        if field.startswith("spec.from")
+                        else ""
+                    ),
                     field=WAVE_FIELD,
                 )
     # The Kafka credentials Secret is not in the render: the ExternalSecret that writes it is, and must be Healthy

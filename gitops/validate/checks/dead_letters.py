@@ -22,6 +22,7 @@ from gitops.model.eventing import (
     dead_letter_target,
     is_kafka_broker,
     is_kafka_sink,
+    oidc_subject,
     trigger_broker,
 )
 from gitops.validate.findings import EnvContext, Finding
@@ -204,8 +205,14 @@ def check_dead_letter_senders_admitted(ctx: EnvContext) -> Iterator[Finding]:
             for entry in dig(p, "spec", "from") or []
             if isinstance(entry, dict) and entry.get("ref")
         }
+        subs = {
+            str(entry["sub"])
+            for p in applying
+            for entry in dig(p, "spec", "from") or []
+            if isinstance(entry, dict) and entry.get("sub")
+        }
         for sender in senders:
-            if ObjKey.of(sender) not in admitted:
+            if ObjKey.of(sender) not in admitted and oidc_subject(sender) not in subs:
                 yield ctx.finding(
                     ID,
                     sink,

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from gitops.core import manifests
 from gitops.core.manifests import Obj, dig
 from gitops.model.app_routes import app_of_origin, startup_problems
+from gitops.model.eventing import oidc_subject
 from gitops.model.serving import knative_services
 from gitops.validate.findings import EnvContext, Finding
 from gitops.validate.registry import env_check
@@ -20,7 +21,6 @@ from gitops.validate.registry import env_check
 OIDC_FLAG = "authentication-oidc"
 DEFAULT_AUTHZ = "default-authorization-mode"
 ALLOWED_SUBJECTS = "OIDC_ALLOWED_SUBJECTS"
-MAX_NAME = 63  # kmeta.ChildName hashes longer names; those cannot be derived here
 TOKEN_FILE_ENV = "OIDC_JWKS_TOKEN_FILE"
 # Kubernetes' subject for a ServiceAccount token; eventing pkg/auth/event_policy.go kubernetesServiceAccountPrefix.
 SERVICE_ACCOUNT_SUBJECT = "system:serviceaccount:"
@@ -67,6 +67,7 @@ def check_sender_identity(ctx: EnvContext) -> Iterator[Finding]:
             features,
             f"{DEFAULT_AUTHZ}: allow-all lets any identity post where no EventPolicy applies",
         )
+    senders = {oidc_subject(o) for o in ctx.objects if manifests.group_of(o).endswith("knative.dev")} - {None}
     for policy in manifests.of_kind(ctx.objects, "eventing.knative.dev", "EventPolicy"):
         ns = manifests.meta(policy).get("namespace", "")
         for entry in dig(policy, "spec", "to") or []:
@@ -86,8 +87,9 @@ def check_sender_identity(ctx: EnvContext) -> Iterator[Finding]:
                     policy,
                     f"from: sub {entry['sub']!r} is a wildcard: name the sender by reference in production",
                 )
-            elif sub.startswith(SERVICE_ACCOUNT_SUBJECT):
-                # A person's identity (the replay one): its ServiceAccount must be part of what Argo CD applies.
+            elif sub.startswith(SERVICE_ACCOUNT_SUBJECT) and sub not in senders:
+                # A person's identity (the replay one): its ServiceAccount must be part of what Argo CD applies. A
+                # sender's OIDC identity (oidc_subject of a Trigger or source in the render) is the controller's.
                 account_ns, _, name = sub.removeprefix(SERVICE_ACCOUNT_SUBJECT).partition(":")
                 if manifests.find(ctx.objects, "", "ServiceAccount", account_ns, name) is None:
                     yield ctx.finding(
@@ -113,13 +115,14 @@ def check_sender_identity(ctx: EnvContext) -> Iterator[Finding]:
             for entry in dig(p, "spec", "from") or []
             if entry.get("ref")
         }
+        subs = {str(entry.get("sub")) for p in policies for entry in dig(p, "spec", "from") or [] if entry.get("sub")}
         for source in ctx.objects:
             if (manifests.group_of(source), source.get("kind")) not in SOURCE_KINDS:
                 continue
             sink = dig(source, "spec", "sink", "ref") or {}
             if _ref_key(sink, manifests.meta(source).get("namespace", "")) != manifests.ObjKey.of(broker):
                 continue
-            if manifests.ObjKey.of(source) not in allowed:
+            if manifests.ObjKey.of(source) not in allowed and oidc_subject(source) not in subs:
                 yield ctx.finding(
                     "sender-identity",
                     broker,
@@ -150,11 +153,7 @@ def _deliveries_to_ksvcs(ctx: EnvContext) -> Iterator[tuple[Obj, str, dict]]:
 def trigger_subject(trigger: Obj) -> str | None:
     """The OIDC subject a Trigger's deliveries carry: eventing pkg/auth GetOIDCServiceAccountNameForResource,
     <name>-oidc-<group>-<kind> lower-cased (kmeta.ChildName), or None when the name is long enough to be hashed."""
-    meta = manifests.meta(trigger)
-    account = f"{meta.get('name', '')}-oidc-eventing.knative.dev-trigger".lower()
-    if len(account) > MAX_NAME:
-        return None
-    return f"system:serviceaccount:{meta.get('namespace', '')}:{account}"
+    return oidc_subject(trigger)
 
 
 @env_check("sender-identity")

@@ -109,6 +109,23 @@ def test_crd_after_its_resources_fails(broken):
     )
 
 
+def test_event_policy_naming_a_later_sender_by_ref_fails(broken):
+    """The prod render before `make e2e ENV=prod` ran live: a `from.ref` to a Trigger of a later wave keeps the
+    policy, and the KafkaSink it protects, Ready=False, so Argo CD's sync never reaches the Trigger's wave."""
+    render = broken("prod")
+    policy = obj(render, EV, "EventPolicy", NS, "dead-letters-senders")
+    policy["spec"]["from"].append(
+        {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger", "name": "loggings", "namespace": NS}}
+    )
+    found = [str(f) for f in run_check(checks.check_sync_waves, render)]
+    assert has(
+        found,
+        "EventPolicy notifications/dead-letters-senders (overlays/prod/eventpolicy.yaml)",
+        "sync wave 2 is not after Trigger notifications/loggings (wave 4), which it needs via spec.from[3].ref",
+        "name the sender by `sub`",
+    ), "\n".join(found)
+
+
 def test_unparsable_wave_fails(broken):
     render = broken("dev")
     annotate(obj(render, EV, "Broker", NS, "events"), WAVE, "two")

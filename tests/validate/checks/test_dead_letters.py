@@ -136,7 +136,7 @@ def test_production_dead_letter_topic_replicated_less_than_the_broker_fails(brok
 def test_sender_missing_from_the_sinks_event_policy_fails(broken):
     render = broken("prod")
     policy = obj(render, EV, "EventPolicy", NS, "dead-letters-senders")
-    policy["spec"]["from"] = [f for f in policy["spec"]["from"] if f["ref"]["name"] != "loggings"]
+    policy["spec"]["from"] = [f for f in policy["spec"]["from"] if "loggings-oidc" not in f.get("sub", "")]
     found = messages(dead_letters.check_dead_letter_senders_admitted, render)
     assert found == [
         "[prod] KafkaSink notifications/dead-letters (base/eventing/dead-letters.yaml): Trigger notifications/loggings "

@@ -37,13 +37,28 @@ def test_broker_without_event_policy(broken):
 def test_event_policy_naming_the_wrong_source(broken):
     render = broken("prod")
     policy = obj(render, EV, "EventPolicy", NS, "events-senders")
-    policy["spec"]["from"][0]["ref"]["name"] = "kafka-sauce"
+    policy["spec"]["from"][0] = {
+        "ref": {"apiVersion": "sources.knative.dev/v1", "kind": "KafkaSource", "name": "kafka-sauce", "namespace": NS}
+    }
     messages = [str(f) for f in run_check(identity.check_sender_identity, render)]
     assert any(
         m.startswith(f"[prod] EventPolicy {NS}/events-senders (overlays/prod/eventpolicy.yaml)")
         and "kafka-sauce is not in the render" in m
         for m in messages
     ), messages
+    assert any("KafkaSource notifications/kafka-source sends to it" in m and "403" in m for m in messages), messages
+
+
+def test_event_policy_naming_the_source_by_a_misspelt_sub(broken):
+    """prod names its senders by OIDC `sub` (overlays/prod/eventpolicy.yaml): a misspelt one is a ServiceAccount
+    nobody has, and the source it was meant for is not admitted."""
+    render = broken("prod")
+    policy = obj(render, EV, "EventPolicy", NS, "events-senders")
+    policy["spec"]["from"][0] = {
+        "sub": "system:serviceaccount:notifications:kafka-sauce-oidc-sources.knative.dev-kafkasource"
+    }
+    messages = [str(f) for f in run_check(identity.check_sender_identity, render)]
+    assert any("names ServiceAccount notifications/kafka-sauce-oidc" in m for m in messages), messages
     assert any("KafkaSource notifications/kafka-source sends to it" in m and "403" in m for m in messages), messages
 
 

@@ -21,6 +21,7 @@ from notifications.errors import MalformedEvent, TransientFailure
 from notifications.json_logging import FIELDS_ATTR, StructuredLogger
 from notifications.kafka_context import kafka_fields
 from notifications.metrics import EventMetrics
+from notifications.oidc import SENDER_SCOPE_KEY
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 Sink = Callable[[PayloadT, CloudEvent], Awaitable[None]]
@@ -123,7 +124,7 @@ class EventEndpoint(Generic[PayloadT]):
         try:
             body = await read_body(request, self._max_body_bytes)
             event = cloudevent.from_http(request.scope["headers"], body)
-            return await self._process(event, started)
+            return await self._process(event, started, request.scope.get(SENDER_SCOPE_KEY))
         except MalformedEvent as exc:
             self._finish(
                 route,
@@ -139,7 +140,9 @@ class EventEndpoint(Generic[PayloadT]):
             self._finish(route, event, "client_disconnected", started, logging.WARNING, {})
             return error_response(400, "client_disconnected", "client went away mid-request")
 
-    async def _process(self, event: CloudEvent, started: float) -> Response:
+    async def _process(self, event: CloudEvent, started: float, sender: str | None = None) -> Response:
+        """`sender`: the verified token's subject when the route requires one (notifications.oidc), written into
+        the event's record as `sender_sub`."""
         topic = self._topic
         key = event_key(event.source, event.id)
         content = content_digest(event.attributes, event.data, event.data_is_raw)
@@ -160,6 +163,8 @@ class EventEndpoint(Generic[PayloadT]):
             payload = decode_payload(event, topic.model)
             await topic.sink(payload, event)
             level, summary = topic.log_level(payload), topic.summarise(payload)
+            if sender is not None:
+                summary = {**summary, "sender_sub": sender}
         except MalformedEvent:
             self._dedup.release(key)
             raise

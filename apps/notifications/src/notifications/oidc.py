@@ -82,6 +82,8 @@ OIDC_SETTINGS = (
 # (outside production), so a forgotten one can never leave a half-configured verifier that silently accepts anyone.
 REQUIRED = ("OIDC_AUDIENCE", "OIDC_ISSUER", "OIDC_JWKS_URL", "OIDC_ALLOWED_SUBJECTS")
 SERVICE_ACCOUNT_SUBJECT = "system:serviceaccount:"
+SENDER_SCOPE_KEY = "notifications.oidc.sender"
+"""Where `require_bearer` leaves the verified token's `sub` in the ASGI scope for the event's record."""
 
 
 def oidc_names_set(env: Mapping[str, str]) -> list[str]:
@@ -338,7 +340,9 @@ class JwksCache:
 
     async def _fetch(self) -> dict[str, PyJWK]:
         settings = self._settings
-        headers = {"Accept": "application/json"}
+        # kube-apiserver serves the JWKS only as application/jwk-set+json and answers 406 to `Accept:
+        # application/json` alone (k8s.io/kubernetes pkg/routes/openidmetadata.go; found by `make e2e ENV=prod`).
+        headers = {"Accept": "application/jwk-set+json, application/json"}
         if settings.jwks_token_file:
             # Read per fetch: the kubelet rotates projected service-account tokens in place.
             token = Path(settings.jwks_token_file).read_text().strip()
@@ -526,7 +530,7 @@ def require_bearer(verifier: TokenVerifier, route: str, endpoint: Endpoint, metr
         try:
             if len(values) > 1:
                 raise AuthRejected(401, "ambiguous_token", "more than one Authorization header")
-            await verifier.verify(values[0] if values else None)
+            verified = await verifier.verify(values[0] if values else None)
         except AuthRejected as exc:
             challenge = "Bearer" if exc.reason == "missing_token" else _CHALLENGE[exc.status]
             outcome = "unauthorized" if exc.status == 401 else "forbidden"
@@ -536,6 +540,8 @@ def require_bearer(verifier: TokenVerifier, route: str, endpoint: Endpoint, metr
             detail = str(exc)[:200]
             _log_refusal(route, "auth_unavailable", "jwks_unavailable", detail, headers, metrics, started)
             return _error(503, "jwks_unavailable", detail, {"Retry-After": "5"})
+        # The event's record names who sent it (event_handling reads this): the verified `sub`, not a header.
+        request.scope[SENDER_SCOPE_KEY] = verified.subject
         return await endpoint(request)
 
     return authenticated
