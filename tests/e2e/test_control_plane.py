@@ -2,6 +2,7 @@
 render prepared for the API server (webhooks out, CRD conversion None), sync order, the controllers' environment,
 and which renders the controller can run against the test Kafka."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gitops.core.paths import REPO_ROOT
-from gitops.e2e import controlplane, live, netns, sync
+from gitops.e2e import cluster, controlplane, live, netns, sync
 
 
 def crd(group: str, kind: str, versions: list[tuple[str, bool]], strategy: str = "Webhook") -> dict:
@@ -160,3 +161,44 @@ def test_the_e2e_control_plane_pins_what_the_admission_stage_pins():
     shared = {k for k in admission if k in cluster}
     assert {"knative.dev/eventing", "knative.dev/eventing-kafka-broker", "k8s.io/kubernetes"} <= shared
     assert {k: cluster[k] for k in shared} == {k: admission[k] for k in shared}
+
+
+def test_sender_identity_follows_the_renders_feature_flag(renders):
+    """The identity path (tokens, the subscriber's OIDC_* settings, the identity scenarios) is keyed on the render's
+    config-features, not on the environment's name."""
+    assert live.oidc_enabled(renders["prod"].objects)
+    assert not live.oidc_enabled(renders["dev"].objects)
+    features = copy.deepcopy(
+        next(
+            o for o in renders["dev"].objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "config-features"
+        )
+    )
+    features["data"]["authentication-oidc"] = "enabled"
+    assert live.oidc_enabled([features])
+
+
+def test_the_throwaway_ca_signs_a_serving_certificate_with_the_in_cluster_names(tmp_path: Path):
+    from cryptography import x509
+
+    cert_file, key_file = cluster.throwaway_ca(tmp_path)
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.crt").read_bytes())
+    serving = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    serving.verify_directly_issued_by(ca)
+    sans = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = set(sans.get_values_for_type(x509.DNSName))
+    assert {"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"} <= names
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", cluster.KUBERNETES_SERVICE_IP}
+    assert cluster.ISSUER.removeprefix("https://") in names
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_rotated_api_server_lists_every_public_key_and_signs_with_the_new_one(tmp_path: Path):
+    old, new = tmp_path / "sa.pub", tmp_path / "sa-1.pub"
+    command = cluster.apiserver_command(tmp_path, tmp_path / "tokens.csv", tmp_path / "sa-1.key", [old, new])
+    assert [c for c in command if c.startswith("--service-account-key-file=")] == [
+        f"--service-account-key-file={old}",
+        f"--service-account-key-file={new}",
+    ]
+    assert f"--service-account-signing-key-file={tmp_path / 'sa-1.key'}" in command
+    assert f"--service-account-jwks-uri={cluster.JWKS_URI}" in command
+    assert f"--tls-cert-file={tmp_path / 'certs' / 'serving.crt'}" in command

@@ -101,6 +101,8 @@ class JwksServer:
     required_token: str | None = None
     """Like the API server: answer 401 unless the fetch carries `Authorization: Bearer <required_token>`."""
     scheme: str = "http"
+    delay_s: float = 0.0
+    """How long each answer takes (an API server under load: requests arriving meanwhile)."""
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
 
     @property
@@ -153,6 +155,7 @@ def serve_jwks(
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state.hits += 1
+            time.sleep(state.delay_s)
             status = state.status
             if state.required_token and self.headers.get("Authorization") != f"Bearer {state.required_token}":
                 status = 401

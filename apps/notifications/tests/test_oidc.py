@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -247,6 +248,25 @@ def test_jwks_down_is_a_retryable_503_never_a_2xx(tmp_path) -> None:
                 time.sleep(1.1)
                 retried = http.post(NOTIFICATIONS, headers=response.request.headers, content=response.request.content)
                 assert retried.status_code == 202, retried.text
+        finally:
+            stop_server(server)
+
+
+def test_deliveries_arriving_while_a_rotation_is_fetched_wait_for_it(tmp_path) -> None:
+    """After the issuer rotates its key, the first token with the new kid starts one JWKS fetch; the deliveries that
+    arrive while it runs must wait for it, not answer 401 unknown_kid (seen in `make e2e`'s jwks-rotated: 4 of a
+    burst dead-lettered)."""
+    with serve_jwks([RSA_KEY]) as jwks:
+        server = start_server(tmp_path, env=oidc_env(jwks.url, OIDC_JWKS_MIN_REFETCH_SECONDS="1"))
+        try:
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                assert post(http, RSA_KEY.token())[0].status_code == 202
+                rotated = SigningKey.rsa("rsa-rotated")
+                jwks.keys, jwks.delay_s = [RSA_KEY, rotated], 0.5
+                time.sleep(1.1)  # past the refetch interval, as a rotation minutes later is
+                with ThreadPoolExecutor(8) as pool:
+                    statuses = list(pool.map(lambda _: post(http, rotated.token())[0].status_code, range(8)))
+            assert statuses == [202] * 8
         finally:
             stop_server(server)
 

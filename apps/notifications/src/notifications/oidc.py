@@ -306,7 +306,9 @@ class JwksCache:
         fresh = key_set is not None and now - key_set.fetched_at < self._settings.jwks_ttl_seconds
         if fresh and kid in key_set.keys:
             return key_set.keys[kid]
-        if self._may_fetch(now):
+        # A fetch in flight (the first token with a rotated key started it) is awaited, not skipped: answering 401
+        # unknown_kid meanwhile would dead-letter every delivery of the burst (`make e2e`, jwks-rotated).
+        if self._may_fetch(now) or self._lock.locked():
             await self._refresh()
             key_set = self._usable(self._clock())
         if key_set is None:
