@@ -53,9 +53,10 @@ BACKOFF_SCALE_HELP = (
     "the ledger says when it is not 1"
 )
 NOT_PROVEN = (
-    "not proven here: OIDC tokens in the data plane, NetworkPolicy, Kubernetes scheduling (kubelet, kube-proxy, DNS "
-    "and Serving are stand-ins; docs/e2e.md)"
+    "not proven here: NetworkPolicy, Kubernetes scheduling (kubelet, kube-proxy, DNS and Serving are stand-ins; "
+    "docs/e2e.md)"
 )
+NO_IDENTITY = "sender identity (OIDC): the render does not turn it on, or no control plane minted tokens"
 
 
 def replay_through_ingress(stack: Stack, keys: set[EventKey]) -> int:
@@ -189,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"{args.env}-", dir=base))
     ledgers: list[ScenarioLedger] = []
+    identity_ran = False
     failed_checks: list[str] = []
     try:
         reason = live.unsupported(objects)
@@ -201,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             if isinstance(stack, live.LiveStack):
                 print(f"e2e: {stack.header()}", flush=True)
+            identity_ran = isinstance(stack, live.LiveStack) and stack.oidc
             scale_backoff(stack, args.backoff_scale)
             delivery = sc.trigger_delivery(stack)
             print(
@@ -260,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"LOST {line}")
     for line in failed_checks:
         print(line)
-    print(f"e2e: {NOT_PROVEN}")
+    print(f"e2e: {NOT_PROVEN}" + ("" if identity_ran else f"; {NO_IDENTITY}"))
     print(f"{last} ({time.monotonic() - started:.0f}s)" if not args.keep else f"{last}; logs in {workdir}")
     return 1 if lost or failed_checks else 0
 
