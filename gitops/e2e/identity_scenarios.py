@@ -18,7 +18,7 @@ from gitops.core.manifests import Obj
 from gitops.e2e import cluster
 from gitops.e2e import scenarios as sc
 from gitops.e2e.ledger import EventKey, ScenarioLedger
-from gitops.e2e.live import SYSTEM_NAMESPACE, LiveStack
+from gitops.e2e.live import LiveStack
 from gitops.events.payloads import build_payload
 
 CONTRACT_TIMEOUT_S = 120
@@ -222,9 +222,13 @@ def _named_sub(stack: LiveStack) -> str:
         if obj["kind"] == "EventPolicy" and any(
             (t.get("ref") or {}).get("kind") == "Broker" for t in obj["spec"].get("to", [])
         ):
-            for entry in obj["spec"].get("from", []):
-                if str(entry.get("sub", "")).startswith(SERVICE_ACCOUNT_SUBJECT) and "*" not in entry["sub"]:
-                    return str(entry["sub"])
+            subs = [
+                str(e["sub"])
+                for e in obj["spec"].get("from", [])
+                if str(e.get("sub", "")).startswith(SERVICE_ACCOUNT_SUBJECT) and "*" not in e["sub"]
+            ]
+            # A person's identity (the replay one) rather than a sender's own OIDC one, when the policy names both.
+            return next((s for s in subs if "-oidc-" not in s), subs[0] if subs else "")
     return ""
 
 
@@ -297,10 +301,99 @@ def _subscriber_lines(stack: LiveStack) -> list[dict[str, Any]]:
     return out
 
 
+CONSUMERS = ("internal.kafka.eventing.knative.dev/v1alpha1", "Consumer")
+GAP_WAIT_S = 60
+
+
+def _source_consumers(stack: LiveStack, source: Obj) -> list[dict[str, Any]]:
+    """The KafkaSource's Consumers (docs/operations.md's detect step: the label carries the source's UID)."""
+    assert stack.kube is not None
+    uid = _live(stack, source)["metadata"]["uid"]
+    return stack.kube.list(
+        *CONSUMERS, source["metadata"]["namespace"], f"kafka.eventing.knative.dev/metadata.uid={uid}"
+    )
+
+
+def _wait_consumers(stack: LiveStack, source: Obj, with_identity: bool, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        consumers = _source_consumers(stack, source)
+        if consumers and all(bool(c["spec"].get("oidcServiceAccountName")) == with_identity for c in consumers):
+            return True
+        time.sleep(1)
+    return False
+
+
+def _recover(stack: LiveStack, source: Obj) -> bool:
+    """The runbook's recovery: delete the Consumers; the ConsumerGroup controller re-creates them from the template,
+    identity included, and the source dispatcher's contract gets it back."""
+    assert stack.kube is not None
+    for consumer in _source_consumers(stack, source):
+        stack.kube.delete({"apiVersion": CONSUMERS[0], "kind": CONSUMERS[1], "metadata": consumer["metadata"]})
+    if not _wait_consumers(stack, source, with_identity=True, seconds=CONTRACT_TIMEOUT_S):
+        return False
+    deadline = time.monotonic() + CONTRACT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        resources = stack.contracts.source_dispatcher.get("resources", [])
+        if resources and all(e.get("oidcServiceAccountName") for r in resources for e in r.get("egresses", [])):
+            return True
+        time.sleep(1)
+    return False
+
+
+def kafkasource_consumer_update(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
+    """The 1.23 defect docs/operations.md describes ("Identity gaps" (a)): a KafkaSource spec edit updates its
+    Consumers from the group-level oidcServiceAccountName (unset for a KafkaSource), so they lose the identity and
+    the source dispatcher cannot mint tokens: records read meanwhile are neither delivered nor dead-lettered. The
+    runbook's recovery: delete the Consumers, then re-produce the dropped records."""
+    assert stack.kube is not None
+    ledger = ScenarioLedger("kafkasource-consumer-update")
+    source = next(o for o in stack.objects if o["kind"] == "KafkaSource")
+    topic = sc.source_topics(stack)[-1]
+    ledger.produced |= p.many(topic, 5)
+    sc.settle(stack, ledger, sc.deadline_for(stack))
+    edited = copy.deepcopy(source)
+    delivery = edited["spec"].setdefault("delivery", {})
+    delivery["retry"] = int(delivery.get("retry", 0)) + 1  # an ordinary spec edit the Consumers carry
+    stack.kube.apply(edited)
+    try:
+        if not _wait_consumers(stack, source, with_identity=False, seconds=GAP_WAIT_S):
+            ledger.notes.append("the Consumers kept their identity after the edit: the upstream gap did not reproduce")
+            return ledger
+        time.sleep(3)  # the source dispatcher's contract without the identity
+        payloads = [build_payload(topic) for _ in range(5)]
+        reports = [p.plain(topic, payload) for payload in payloads]  # filled by the delivery reports on flush
+        p.producer.flush(30)
+        dropped = {key for keys in reports for key in keys}
+        ledger.produced |= dropped
+        time.sleep(20)
+        dead = set(sc.dead_letters(stack))
+        gone = {k for k in dropped if k not in sc.processed_keys(stack) and k not in dead}
+        recovered = _recover(stack, source)
+        time.sleep(5)  # the consumer rejoins its group
+        reports = [p.plain(topic, payload) for payload in payloads]
+        p.producer.flush(30)
+        copies = {key for keys in reports for key in keys}
+        ledger.produced |= copies
+        sc.settle(stack, ledger, sc.deadline_for(stack) + 60)
+        if copies <= ledger.processed:
+            ledger.recovered |= gone
+        ledger.notes.append(
+            f"after the edit every Consumer lost oidcServiceAccountName; {len(gone)} of {len(dropped)} records read "
+            f"meanwhile neither processed nor dead-lettered; Consumers deleted and re-created with the identity: "
+            f"{recovered}; the {len(copies)} re-produced copies processed: {copies <= ledger.processed}"
+        )
+    finally:
+        stack.kube.apply(source)  # the render again: another Consumer update, so the gap again, and its recovery
+        if _wait_consumers(stack, source, with_identity=False, seconds=GAP_WAIT_S) and not _recover(stack, source):
+            ledger.notes.append("FAIL: the KafkaSource's Consumers did not get their identity back after the restore")
+    return ledger
+
+
 SCENARIOS = {
     "identity-ok": identity_ok,
     "wrong-audience": wrong_audience,
     "subject-not-in-policy": subject_not_in_policy,
     "jwks-rotated": jwks_rotated,
+    "kafkasource-consumer-update": kafkasource_consumer_update,
 }
-_ = SYSTEM_NAMESPACE

@@ -32,3 +32,12 @@ def test_unmatched_records_are_not_lost_and_are_named():
     assert ledger.settled()
     assert ledger.line().endswith("lost 0 (1 matched no Trigger, as intended)")
     assert summary([ledger]) == ("e2e: 1 scenarios, lost 0", [])
+
+
+def test_records_dropped_by_the_identity_gap_count_only_once_recovered():
+    ledger = ScenarioLedger("s", produced=keys(0, 1))
+    ledger.observe(processed=keys(0), dead_lettered=set())
+    assert ledger.lost == keys(1)  # dropped, not yet re-produced
+    ledger.recovered |= keys(1)
+    assert ledger.settled()
+    assert ledger.line().endswith("lost 0 (1 dropped by the upstream identity gap, re-produced and processed)")
