@@ -125,15 +125,19 @@ def references(obj: Obj) -> Iterator[tuple[str, str, str, str, str]]:
         if isinstance(ref, dict) and ref.get("kind"):
             group = str(ref.get("apiVersion", "")).split("/", 1)[0] if "/" in str(ref.get("apiVersion", "")) else ""
             yield field, group, ref["kind"], ref.get("namespace") or namespace, ref.get("name", "")
+    if obj.get("kind") == "Trigger" and isinstance(spec.get("broker"), str):
+        yield "spec.broker", "eventing.knative.dev", "Broker", namespace, spec["broker"]
+    config = spec.get("config")
+    if obj.get("kind") == "Broker" and isinstance(config, dict) and config.get("kind") == "ConfigMap":
+        yield "spec.config", "", "ConfigMap", config.get("namespace") or namespace, config.get("name", "")
+    # An EventPolicy resolves each `from` ref to the object's OIDC identity (status.auth.serviceAccountName); until
+    # that object exists and is reconciled it is Ready=False, SubjectsNotResolved (eventing v0.50.0
+    # pkg/auth/event_policy.go resolveSubjectsFromReference), so its wave must come after theirs.
     if obj.get("kind") == "EventPolicy":
-        # A `from` reference resolves only once the sender exists and has its OIDC identity (eventing
-        # pkg/auth/event_policy.go resolveSubjectsFromReference); until then the policy, and every Broker or sink it
-        # applies to (their EventPoliciesReady condition), is not Ready.
-        for index, entry in enumerate(spec.get("from") or []):
-            ref = entry.get("ref") if isinstance(entry, dict) else None
+        for index, item in enumerate(spec.get("from") or []):
+            ref = item.get("ref") if isinstance(item, dict) else None
             if isinstance(ref, dict) and ref.get("kind"):
-                api_version = str(ref.get("apiVersion", ""))
-                group = api_version.split("/", 1)[0] if "/" in api_version else ""
+                group = str(ref.get("apiVersion", "")).split("/", 1)[0] if "/" in str(ref.get("apiVersion", "")) else ""
                 yield (
                     f"spec.from[{index}].ref",
                     group,
@@ -141,8 +145,3 @@ def references(obj: Obj) -> Iterator[tuple[str, str, str, str, str]]:
                     ref.get("namespace") or namespace,
                     ref.get("name", ""),
                 )
-    if obj.get("kind") == "Trigger" and isinstance(spec.get("broker"), str):
-        yield "spec.broker", "eventing.knative.dev", "Broker", namespace, spec["broker"]
-    config = spec.get("config")
-    if obj.get("kind") == "Broker" and isinstance(config, dict) and config.get("kind") == "ConfigMap":
-        yield "spec.config", "", "ConfigMap", config.get("namespace") or namespace, config.get("name", "")
