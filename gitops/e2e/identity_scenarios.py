@@ -8,8 +8,10 @@ audience and subject with the render's OIDC_* settings. Each ends in one ledger 
 from __future__ import annotations
 
 import copy
+import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -83,7 +85,7 @@ def _ensure_account(stack: LiveStack, namespace: str, name: str) -> None:
         )
 
 
-def _wait_egress(stack: LiveStack, predicate, what: str) -> float:  # type: ignore[no-untyped-def]
+def _wait_egress(stack: LiveStack, predicate: Callable[[dict[str, Any]], bool], what: str) -> float:
     started = time.monotonic()
     while time.monotonic() - started < CONTRACT_TIMEOUT_S:
         if any(predicate(e) for e in sc.trigger_egresses(stack)):
@@ -289,8 +291,6 @@ def _wait_receivers_ready(stack: LiveStack, timeout: float = 120) -> None:
 
 
 def _subscriber_lines(stack: LiveStack) -> list[dict[str, Any]]:
-    import json
-
     out = []
     for line in stack.subscriber_log().read_text(errors="replace").splitlines():
         if '"kids"' in line:
