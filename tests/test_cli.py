@@ -333,15 +333,10 @@ def add_audits(root: Path) -> None:
     )
     # ... and its dead letters are admitted by the dead-letter sink's EventPolicy.
     policy = root / "overlays/prod/eventpolicy.yaml"
-    loggings_ref = "        kind: Trigger\n        name: loggings\n        namespace: notifications\n"
-    assert loggings_ref in policy.read_text()
+    loggings_sub = f"    - sub: {loggings_subject}\n"
+    assert loggings_sub in policy.read_text()
     policy.write_text(
-        policy.read_text().replace(
-            loggings_ref,
-            loggings_ref
-            + "    - ref:\n        apiVersion: eventing.knative.dev/v1\n"
-            + loggings_ref.replace("loggings", "audits"),
-        )
+        policy.read_text().replace(loggings_sub, loggings_sub + loggings_sub.replace("loggings", "audits"))
     )
     topics = root / "apps/notifications/src/notifications/topics.py"
     topics.write_text(
