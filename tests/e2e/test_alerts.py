@@ -65,3 +65,39 @@ def test_a_counter_that_existed_before_the_scenario_is_not_new(renders, tmp_path
     before = {**_up(), SINK_202: 3.0}
     _, fired = _fired(renders, tmp_path, [before, *[{**_up(), SINK_202: 3.0} for _ in range(5)]])
     assert fired == set()
+
+
+def test_the_lag_scenario_reads_the_threshold_and_for_of_the_render(renders):
+    from gitops.model.metrics import threshold_and_for
+
+    assert threshold_and_for(renders["dev"].objects, "KnativeKafkaConsumerGroupLag") == (100.0, 180.0)
+
+
+def test_group_lag_sums_a_groups_partitions_from_the_dispatchers_text():
+    from gitops.e2e.scenarios import lag_by_group
+
+    lag = "kafka_consumer_fetch_manager_records_lag"
+    text = "\n".join(
+        [
+            f"# TYPE {lag} gauge",
+            f'{lag}{{client_id="consumer-knative-trigger-notifications-notifications-2",kafka_version="3.9.2",'
+            'partition="0",topic="knative-broker-notifications-events",} 120.0',
+            f'{lag}{{client_id="consumer-knative-trigger-notifications-notifications-2",kafka_version="3.9.2",'
+            'partition="1",topic="knative-broker-notifications-events",} 30.0',
+            f'{lag}{{client_id="consumer-knative-trigger-notifications-loggings-1",kafka_version="3.9.2",'
+            'partition="0",topic="knative-broker-notifications-events",} NaN',
+            "",
+        ]
+    )
+    assert lag_by_group(text) == {"knative-trigger-notifications-notifications": 150.0}
+
+
+def test_slow_scrapes_are_placed_on_the_wall_clock():
+    """Scrapes 5 s apart on a 2 s grid: each step repeats the newest scrape taken by then, so the scenario's
+    duration in promtool's time is its wall-clock duration (not 2 s per scrape)."""
+    b, s1, s2, s3 = ({("up", (("pod", str(i)),)): float(i)} for i in range(4))
+    scraper = Scraper({}, frozenset())
+    scraper.snapshots, scraper.times = [b, s1, s2, s3], [0.0, 10.0, 15.0, 16.0]
+    assert scraper.on_grid(1) == [b, s1, s1, s1, s3]
+    scraper.times = []  # no times (a window set by hand): scrape order
+    assert scraper.on_grid(1) == [b, s1, s2, s3]
