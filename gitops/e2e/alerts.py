@@ -7,7 +7,8 @@ each scenario, adding the target labels prometheus-operator's relabelling would 
 Prometheus' `up`. At the scenario's end the captured series become a promtool unit test (Prometheus' own rule
 engine, gitops.model.prometheus_rules) over the render's PrometheusRule: ten minutes of the state before the
 scenario (so a counter that existed then is not "new"), the scenario's scrapes one per SCRAPE_S, then the last
-values held while `for:` durations run out. An alert fired if promtool finds it firing at any evaluation point.
+values held while `for:` durations run out. An alert fired if promtool finds it firing at any evaluation point: every
+30 s of the scenario, and 1, 3 and 6 minutes after it.
 
 The timeline is the wall clock on a SCRAPE_S grid (Scraper.on_grid): each step holds the newest scrape taken by
 then, so a slow round of scrapes repeats the previous values instead of stretching the scenario.
@@ -31,6 +32,7 @@ from gitops.model import prometheus_rules
 SCRAPE_S = 2
 HISTORY_S = 600  # the rules' longest window ([10m]): the state before the scenario, held
 EVAL_AFTER_S = (60, 180, 360)  # after the scenario's last scrape: past every `for:` of the alerts judged here
+EVAL_DURING_S = 30  # and every 30 s of the scenario itself
 # What each scenario must show (issue 29): the alerts that must fire, and those that must stay silent.
 EXPECTED_FIRING = {
     "subscriber-down": {"KnativeKafkaEventsDeadLettered"},
@@ -39,6 +41,7 @@ EXPECTED_FIRING = {
     "invalid-payload": {"KnativeKafkaEventsDeadLettered"},
     "subscriber-slow": {"KnativeKafkaConsumerGroupLag"},
     "subscriber-503": {"KnativeKafkaTriggerDeliveryFailing", "KnativeKafkaEventsDeadLettered"},
+    "dead-letter-sink-refuses": {"KnativeKafkaDeadLetterSinkFailing"},
     "replica-lost": {"KnativeEventingBelowExpectedReplicas", "KnativeKafkaDataPlaneDown"},
 }
 # subscriber-503: the 1.23 dispatcher records one kn_eventing_dispatch_latency sample per delivery, after
@@ -219,7 +222,10 @@ def promtool_tests(window: list[dict[SeriesKey, float]], alert_names: list[str])
         after = [_value(last)] * hold
         series.append({"series": _selector(key), "values": " ".join(before + during + after)})
     end_s = (history + len(scrapes)) * SCRAPE_S
-    evals = [f"{end_s + after}s" for after in EVAL_AFTER_S]
+    # During the scenario too: an alert on a gauge (lag, replicas) fires while the fault lasts and resolves once the
+    # scenario has undone it, so judging only after the end missed it (subscriber-slow's lag alert stayed silent).
+    during = range(history * SCRAPE_S + EVAL_DURING_S, end_s, EVAL_DURING_S)
+    evals = [f"{t}s" for t in during] + [f"{end_s + after}s" for after in EVAL_AFTER_S]
     return {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": f"{SCRAPE_S * 5}s",

@@ -32,6 +32,7 @@ SCENARIOS = (
     "subscriber-401",
     "subscriber-403",
     "subscriber-slow",
+    "dead-letter-sink-refuses",
     "dispatcher-sigkill",
     "receiver-sigkill",
     "ordered",
@@ -114,6 +115,8 @@ def run_scenario(name: str, stack: Stack, p: sc.Producing) -> ScenarioLedger | N
             return sc.subscriber_refuses(stack, p, 403)
         case "subscriber-slow":
             return sc.subscriber_slow(stack, p)
+        case "dead-letter-sink-refuses":
+            return sc.dead_letter_sink_refuses(stack, p)
         case "dispatcher-sigkill":
             return sc.killed_mid_stream(stack, p, "broker-dispatcher", 2.0)
         case "receiver-sigkill":

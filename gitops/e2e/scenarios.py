@@ -773,3 +773,95 @@ def replayed_id(stack: Stack, p: Producing) -> ScenarioLedger:
     if markers != [first, second] or duplicates() != 1 or _collisions(stack, key) != 1:
         ledger.notes.append("FAIL: expected A processed, A again a duplicate, B processed as a collision")
     return ledger
+
+
+# --- the dead-letter sink refusing (issue 29) ------------------------------------------------------------------
+
+REFUSING_MAX_MESSAGE_BYTES = "64"  # smaller than any dead letter: Kafka refuses every write to the topic
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = "1048588"  # Kafka's message.max.bytes default, what a topic without an override has
+
+
+def dead_letter_sink_refuses(stack: Stack, p: Producing) -> ScenarioLedger | None:
+    """The dead-letter topic refuses every record (its max.message.bytes shrunk below any dead letter), so the
+    KafkaSink receiver answers 503 for each dead letter and the dispatcher, after its retries, commits past the
+    record (RecordDispatcherImpl onDeadLetterSinkFailure -> OffsetManager.failedToSendToDeadLetterSink): the events
+    are lost, and KnativeKafkaDeadLetterSinkFailing must fire. Then the runbook's recovery: the topic fixed, each lost
+    event re-sent to the Broker ingress from the Broker topic, where it still is (`gitops replay`'s resend), so the
+    ledger ends with nothing lost."""
+    from gitops.e2e import replay
+    from gitops.events import kafka_local
+
+    topic_dl = stack.dead_letter_topic()
+    if topic_dl is None:
+        return None
+    ledger = ScenarioLedger("dead-letter-sink-refuses")
+    sized = topic_configs_of(stack).get(topic_dl, {}).get("max.message.bytes", KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+    kafka_local.alter_topic_configs(stack.bootstrap, {topic_dl: {"max.message.bytes": REFUSING_MAX_MESSAGE_BYTES}})
+    try:
+        topic = source_topics(stack)[0]
+        invalid = lambda i: json.dumps({"e2e": "not a valid payload", "i": i}).encode()  # noqa: E731
+        ledger.produced |= p.many(topic, 3, payload=invalid)
+        settle(stack, ledger, 30)  # 422 at once, then the dead letter's own retries against the 503s
+        lost = set(ledger.lost)
+    finally:
+        kafka_local.alter_topic_configs(stack.bootstrap, {topic_dl: {"max.message.bytes": sized}})
+    broker_topic = next(iter(stack.contracts.brokers.values()))
+    letters = [
+        replay.DeadLetter(int(attrs["_partition"]), int(attrs["_offset"]), 0, attrs, data)
+        for key, attrs, data in read_topic_records(stack.bootstrap, broker_topic)
+        if key in lost
+    ]
+    first = {letter.key: letter for letter in reversed(letters)}  # the record the dispatcher committed past
+    sent = sum(
+        1 for letter in first.values() if 200 <= replay.resend(_without_private(letter), stack.broker_ingress()) < 300
+    )
+    settle(stack, ledger, deadline_for(stack))
+    ledger.notes.append(
+        f"the dead-letter topic refused every write (max.message.bytes {REFUSING_MAX_MESSAGE_BYTES}): {len(lost)} of "
+        f"{len(ledger.produced)} events lost as upstream commits past them; recovery (docs/operations.md): topic "
+        f"fixed, {sent} re-sent from the Broker topic {broker_topic} to the ingress, "
+        f"{len(ledger.dead_lettered & lost)} now dead-lettered"
+    )
+    if len(lost) != len(ledger.produced):
+        ledger.notes.append("FAIL: the refused dead letters were not lost (the sink did not refuse them)")
+    return ledger
+
+
+def _without_private(letter: Any) -> Any:
+    from gitops.e2e import replay
+
+    attrs = {k: v for k, v in letter.attributes.items() if not k.startswith("_")}
+    return replay.DeadLetter(letter.partition, letter.offset, letter.timestamp_ms, attrs, letter.data)
+
+
+def topic_configs_of(stack: Stack) -> dict[str, dict[str, str]]:
+    from gitops.e2e.stack import topic_configs
+
+    return topic_configs(stack.objects, stack.stand_ins, None)
+
+
+def read_topic_records(bootstrap: str, topic: str) -> list[tuple[EventKey, dict[str, str], bytes]]:
+    """Every record of a topic as (CloudEvent key, attributes, value)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"e2e-reader-{uuid.uuid4()}", "enable.auto.commit": False}
+    )
+    out: list[tuple[EventKey, dict[str, str], bytes]] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        parts = [TopicPartition(topic, p, 0) for p in (meta.partitions if meta else {})]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+        consumer.assign([tp for tp in parts if ends[tp.partition] > 0])
+        pending = {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            attrs = ce_attributes(msg.headers() or [], msg.value())
+            attrs["_partition"], attrs["_offset"] = str(msg.partition()), str(msg.offset())
+            out.append(((attrs.get("source", ""), attrs.get("id", "")), attrs, msg.value() or b""))
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                pending.discard(msg.partition())
+    finally:
+        consumer.close()
+    return out

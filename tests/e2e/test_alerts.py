@@ -101,3 +101,23 @@ def test_slow_scrapes_are_placed_on_the_wall_clock():
     assert scraper.on_grid(1) == [b, s1, s1, s1, s3]
     scraper.times = []  # no times (a window set by hand): scrape order
     assert scraper.on_grid(1) == [b, s1, s2, s3]
+
+
+def test_a_lag_that_recovers_before_the_scenario_ends_still_fired(renders, tmp_path):
+    """A gauge alert fires while the fault lasts and resolves when the scenario undoes it: judged during the
+    scenario too, not only after it (subscriber-slow's lag alert was missed that way)."""
+    lag = (
+        "kafka_consumer_fetch_manager_records_lag",
+        (
+            ("client_id", "consumer-knative-trigger-notifications-loggings-1"),
+            ("partition", "0"),
+            ("topic", "knative-broker-notifications-events"),
+        ),
+    )
+    behind = [{**_up(), lag: 400.0} for _ in range(120)]  # 240 s on the 2 s grid: past the alert's for: 3m
+    caught_up = [{**_up(), lag: 0.0} for _ in range(10)]
+    watch, fired = _fired(renders, tmp_path, [{**_up(), lag: 0.0}, *behind, *caught_up])
+    assert fired == {"KnativeKafkaConsumerGroupLag"}
+    assert watch.judge("subscriber-slow", fired) == []
+    _, brief = _fired(renders, tmp_path, [{**_up(), lag: 0.0}, *behind[:60], *caught_up])  # 2 minutes: not yet
+    assert brief == set()
