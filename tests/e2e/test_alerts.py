@@ -121,3 +121,47 @@ def test_a_lag_that_recovers_before_the_scenario_ends_still_fired(renders, tmp_p
     assert watch.judge("subscriber-slow", fired) == []
     _, brief = _fired(renders, tmp_path, [{**_up(), lag: 0.0}, *behind[:60], *caught_up])  # 2 minutes: not yet
     assert brief == set()
+
+
+def test_kube_state_metrics_keeps_its_own_namespace_and_only_the_workloads_run_here():
+    """Its series keep the object's namespace (honorLabels), and the releases' workloads with no process in the e2e
+    (no pod, so 0 ready) are not judged."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    text = (
+        b'kube_statefulset_status_replicas_ready{namespace="knative-eventing",statefulset="kafka-source-dispatcher"} 0\n'
+        b'kube_deployment_status_replicas_available{namespace="knative-eventing",deployment="eventing-webhook"} 0\n'
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        wanted = frozenset({"kube_statefulset_status_replicas_ready", "kube_deployment_status_replicas_available"})
+        scraper = Scraper({"kube-state-metrics": url}, wanted, workloads=frozenset({"kafka-source-dispatcher"}))
+        snapshot = scraper.scrape_once()
+    finally:
+        server.shutdown()
+    series = {k: v for k, v in snapshot.items() if k[0] != "up"}
+    assert list(series) == [
+        (
+            "kube_statefulset_status_replicas_ready",
+            (
+                ("container", "kube-state-metrics"),
+                ("namespace", "knative-eventing"),
+                ("pod", "kube-state-metrics-e2e"),
+                ("statefulset", "kafka-source-dispatcher"),
+            ),
+        )
+    ]
