@@ -801,7 +801,8 @@ def dead_letter_sink_refuses(stack: Stack, p: Producing) -> ScenarioLedger | Non
         topic = source_topics(stack)[0]
         invalid = lambda i: json.dumps({"e2e": "not a valid payload", "i": i}).encode()  # noqa: E731
         ledger.produced |= p.many(topic, 3, payload=invalid)
-        # 422 at once, then the dead letter's own retries against the 503s (the egress's retry policy: prod's
+        # 422 at once, then the dead letter's own retries against the 503s (ConsumerVerticleBuilder
+        # createDeadLetterSinkRecordSender: a WebClientCloudEventSender on the egress's retry policy; prod's
         # budget is minutes, dev's seconds)
         settle(stack, ledger, max(30.0, trigger_delivery(stack).budget_s() + 20))
         lost = set(ledger.lost)
