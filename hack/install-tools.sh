@@ -116,6 +116,7 @@ install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5
 install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
 install promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool
+install kube-state-metrics "$KUBE_STATE_METRICS_VERSION" k8s.io/kube-state-metrics/v2
 # prometheus-operator's CRDs stay in the Go module cache (gitops.core.paths.prometheus_operator_crds_dir reads them).
 if ! go mod download github.com/prometheus-operator/prometheus-operator@"$PROMETHEUS_OPERATOR_VERSION" 2>/dev/null; then
   echo "error: go mod download github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION failed (it needs the Go module proxy)" >&2

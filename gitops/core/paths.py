@@ -110,6 +110,15 @@ def prometheus_operator_crds_dir() -> Path:
     )
 
 
+def kube_state_metrics_source_dir() -> Path:
+    """kube-state-metrics' Go module at KUBE_STATE_METRICS_VERSION (hack/tool-versions.env) in the Go module cache,
+    where `make setup`'s `go install` leaves it: its internal/store/ names every metric it exports."""
+    from gitops.core.tools import pinned_versions  # tools.py imports this module
+
+    version = pinned_versions().get("KUBE_STATE_METRICS_VERSION", "")
+    return go_mod_cache() / "k8s.io" / "kube-state-metrics" / f"v2@{version}"
+
+
 def go_mod_cache() -> Path:
     """`go env GOMODCACHE` without running go: $GOMODCACHE, else $GOPATH/pkg/mod, else ~/go/pkg/mod."""
     if os.environ.get("GOMODCACHE"):

@@ -1,8 +1,9 @@
 """A loopback HTTP proxy in front of the real subscriber that injects the faults the scenarios need.
 
 Modes: `pass` (forward), `status` (answer a fixed status, e.g. 401/403, for matching paths), `fail_first` (answer
-503 to the first N attempts of each event, then forward), `down` (close the connection without an answer, as a
-stopped pod would). Every attempt is recorded with its CloudEvent id and time, so a scenario can check the spacing
+503 to the first N attempts of each event, then forward; on the `always` paths to every attempt), `down` (close the connection without an answer, as a
+stopped pod would), `slow` (hold each attempt `delay_s` seconds, then forward: a subscriber that keeps up less
+than the Broker's rate, so its Trigger's consumer group falls behind). Every attempt is recorded with its CloudEvent id and time, so a scenario can check the spacing
 of retries against the render's backoff.
 """
 
@@ -24,6 +25,8 @@ class Fault:
     status: int = 503
     first: int = 0  # fail_first: attempts per event answered with `status`
     paths: tuple[str, ...] = ()  # empty: every path
+    delay_s: float = 0.0  # slow: how long each attempt is held before it is forwarded
+    always: tuple[str, ...] = ()  # fail_first: paths answered `status` on every attempt (past any retry budget)
 
     def applies(self, path: str) -> bool:
         return not self.paths or path.startswith(self.paths)
@@ -85,7 +88,8 @@ class FaultProxy:
                         self.connection.shutdown(2)
                         return
                     if fault.applies(self.path) and (
-                        fault.mode == "status" or (fault.mode == "fail_first" and count <= fault.first)
+                        fault.mode == "status"
+                        or (fault.mode == "fail_first" and (count <= fault.first or self.path.startswith(fault.always)))
                     ):
                         status = fault.status
                         payload = b'{"error":"injected","detail":"e2e fault proxy"}'
@@ -95,6 +99,8 @@ class FaultProxy:
                         self.end_headers()
                         self.wfile.write(payload)
                         return
+                    if fault.applies(self.path) and fault.mode == "slow":
+                        time.sleep(fault.delay_s)
                     status, headers, payload = proxy._forward(self.command, self.path, dict(self.headers), body)
                     self.send_response(status)
                     for name, value in headers:

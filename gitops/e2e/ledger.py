@@ -10,7 +10,7 @@ purpose so that no Trigger matches. Everything else is lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 EventKey = tuple[str, str]  # (CloudEvent source, id)
@@ -27,6 +27,8 @@ class ScenarioLedger:
     # Dropped by a known upstream defect and re-produced as its runbook says (docs/operations.md, "Identity gaps"):
     # accounted for only when the copies were processed (the scenario moves them here after checking that).
     recovered: set[EventKey] = field(default_factory=set)
+    # Run after the scenario's alerts are judged (a fault the alerts must see to the end, then undone).
+    after: Callable[[], None] | None = None
 
     def observe(self, processed: Iterable[EventKey], dead_lettered: Iterable[EventKey]) -> None:
         self.processed = set(processed) & self.produced

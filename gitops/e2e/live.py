@@ -55,6 +55,7 @@ WORKLOADS = {
     ("StatefulSet", "kafka-broker-dispatcher"): ("broker-dispatcher", "broker"),
     ("StatefulSet", "kafka-source-dispatcher"): ("source-dispatcher", "source"),
 }
+KUBE_STATE_METRICS = "kube-state-metrics"
 # The contract ConfigMap each receiver mounts (data-plane/config/*/500-receiver.yaml `kafka-*-*` volumes).
 RECEIVER_CONTRACTS = {"receiver": "kafka-broker-brokers-triggers", "sink-receiver": "kafka-sink-sinks"}
 # The kubelet's projected service-account token lives 3607 s and is refreshed at 80 %; a run is shorter than that.
@@ -223,6 +224,7 @@ class LiveStack(Stack):
     forwarders: list[Forwarder] = field(default_factory=list)
     hosts: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    workload_status: dict[str, dict[str, Any]] = field(default_factory=dict)  # last status written per workload
     standin_errors: list[str] = field(default_factory=list)
     oidc: bool = False
 
@@ -328,11 +330,19 @@ class LiveStack(Stack):
             if live is None:
                 continue
             replicas = int(live["spec"].get("replicas") if live["spec"].get("replicas") is not None else 1)
+            pods = []
             for ordinal in range(replicas):
                 pod = f"{name}-{ordinal}" if kind == "StatefulSet" else f"{name}-e2e-{ordinal}"
                 if pod not in self.pods:
                     self._create_pod(live, pod, role if ordinal == 0 else f"{role}-{ordinal}", component)
                 self._pod_status(pod)
+                pods.append(pod)
+            self._workload_status(live, sum(1 for pod in pods if self.pods[pod].get("reported")))
+        for process, (_binary, namespace, name) in controlplane.CONTROLLERS.items():
+            live = self.kube.get("apps/v1", "Deployment", namespace, name)
+            proc = self.supervisor.procs.get(process)
+            if live is not None:
+                self._workload_status(live, int(proc is not None and proc.alive()))
         self.volume_sync()
         controlplane.aggregate_cluster_roles(self.kube)
         controlplane.collect_garbage(self.kube)
@@ -340,6 +350,72 @@ class LiveStack(Stack):
             self.kube,
             self.objects,
             {SUBSCRIBER_NAME: f"http://{SUBSCRIBER_NAME[1]}.{SUBSCRIBER_NAME[0]}.svc.cluster.local"},
+        )
+
+    def _workload_status(self, live: dict[str, Any], ready: int) -> None:
+        """The status the Deployment and StatefulSet controllers would write for `ready` ready pods, all of the
+        current revision (kube-controller-manager: replicas, readyReplicas, availableReplicas with minReadySeconds 0,
+        updatedReplicas, observedGeneration; a Deployment's Available condition): what kube-state-metrics reads."""
+        assert self.kube is not None
+        kind, meta = live["kind"], live["metadata"]
+        replicas = int(live["spec"].get("replicas") if live["spec"].get("replicas") is not None else 1)
+        status: dict[str, Any] = {
+            "observedGeneration": meta.get("generation", 1),
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "updatedReplicas": replicas,
+        }
+        if kind == "Deployment":
+            status["unavailableReplicas"] = replicas - ready
+            status["conditions"] = [
+                {
+                    "type": "Available",
+                    "status": "True" if ready >= replicas else "False",
+                    "reason": "MinimumReplicasAvailable" if ready >= replicas else "MinimumReplicasUnavailable",
+                }
+            ]
+        else:
+            status["currentReplicas"] = replicas
+        key = f"{kind}/{meta['name']}"
+        if self.workload_status.get(key) == status:
+            return
+        self.kube.patch_status(
+            {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": meta["name"], "namespace": meta["namespace"]}},
+            status,
+        )
+        self.workload_status[key] = status
+
+    def workloads_run(self) -> frozenset[str]:
+        """The Deployments and StatefulSets whose pods run here: every other workload of the releases has no
+        process in the e2e, so its replicas say nothing (kube-state-metrics' series of them are not judged)."""
+        return frozenset(name for _kind, name in WORKLOADS) | frozenset(
+            name for _binary, _namespace, name in controlplane.CONTROLLERS.values()
+        )
+
+    def start_kube_state_metrics(self) -> None:
+        """kube-state-metrics (./bin, `make setup`) watching the e2e's API server: the Deployments' and
+        StatefulSets' spec and status as Prometheus series, on loopback. It runs with the admin token (a cluster
+        gives it a ClusterRole to list and watch)."""
+        assert self.api is not None
+        binary = cluster.BIN / "kube-state-metrics"
+        if not binary.is_file():
+            raise cluster.ClusterUnavailable(f"{binary} is missing: `make setup` builds it (hack/tool-versions.env)")
+        port = self.metrics_ports.setdefault(KUBE_STATE_METRICS, free_port())
+        self.metrics_hosts[KUBE_STATE_METRICS] = "127.0.0.1"
+        kubeconfig = self.api.kubeconfig(KUBE_STATE_METRICS, self.api.admin_token)
+        self.supervisor.start(
+            KUBE_STATE_METRICS,
+            [
+                str(binary),
+                f"--kubeconfig={kubeconfig}",
+                "--resources=deployments,statefulsets",
+                f"--namespaces={SYSTEM_NAMESPACE},{SUBSCRIBER_NAME[0]}",
+                "--host=127.0.0.1",
+                f"--port={port}",
+                "--telemetry-host=127.0.0.1",
+                f"--telemetry-port={free_port()}",
+            ],
         )
 
     def _create_pod(self, workload: dict[str, Any], pod: str, role: str, component: str) -> None:
@@ -719,6 +795,7 @@ def running(
             for controller in controlplane.CONTROLLERS:
                 controllers.start(controller)
             stack.controllers = controllers
+            stack.start_kube_state_metrics()
             stack.tick()
             deadline = time.monotonic() + 120
             while not all(i.get("reported") for p, i in stack.pods.items() if i["role"].endswith("receiver")):

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import copy
 import time
+import urllib.request
+from collections.abc import Callable
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from gitops.core.manifests import Obj
 from gitops.e2e import scenarios as sc
 from gitops.e2e import sync
 from gitops.e2e.ledger import ScenarioLedger
-from gitops.e2e.live import LiveStack
+from gitops.e2e.live import KUBE_STATE_METRICS, LiveStack
 
 ADDED_NAME = "e2e-added"
 CONTRACT_TIMEOUT_S = 120
@@ -142,3 +146,68 @@ def trigger_unresolvable(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
     message = f"health {' -> '.join(seen)}" + (f": {status.message[:160]}" if status is not None else "")
     ledger.notes.append(message if seen and seen[-1] == "Degraded" else f"FAIL: never Degraded ({message})")
     return ledger
+
+
+def _ready_replicas(metrics_url: str, kind: str, name: str) -> float | None:
+    """kube_<kind>_status_replicas_ready (StatefulSet) or kube_deployment_status_replicas_available of one workload,
+    as kube-state-metrics serves it (None: not (yet) exported)."""
+    metric = (
+        "kube_statefulset_status_replicas_ready"
+        if kind == "statefulset"
+        else ("kube_deployment_status_replicas_available")
+    )
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=2) as response:
+            text = response.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == metric and sample.labels.get(kind) == name:
+                return float(sample.value)
+    return None
+
+
+def replica_lost(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
+    """The KafkaSource dispatcher's only pod is SIGKILLed and stays down through the scenario's last scrape: the
+    stand-in kubelet reports the pod not Ready and the stand-in StatefulSet controller writes readyReplicas 0, as
+    the real ones would; kube-state-metrics, watching the API server, exports it. Records produced meanwhile wait
+    in the source topic. After the alerts are judged (promtool holds the last scrape for six minutes, past the
+    alert's `for:`), the pod is restarted and every record must be processed."""
+    ledger = ScenarioLedger("replica-lost")
+    role, workload = "source-dispatcher", "kafka-source-dispatcher"
+    url = stack.metrics_targets()[KUBE_STATE_METRICS]
+    before = _ready_replicas(url, "statefulset", workload)
+    started = time.monotonic()
+    stack.supervisor.kill(role)
+    seen = _wait(lambda: _ready_replicas(url, "statefulset", workload) == 0, 60)
+    reported_s = time.monotonic() - started
+    ledger.produced |= p.many(sc.source_topics(stack)[0], 20)
+    time.sleep(4)  # at least one more scrape of the state the alerts are judged on
+    ledger.notes.append(
+        f"SIGKILL of {workload}-0: kube-state-metrics reported ready {before if before is None else int(before)} -> "
+        + (f"0 after {reported_s:.0f}s" if seen else "never 0")
+        + "; 20 records produced while it is down"
+    )
+    if not seen:
+        ledger.notes.append(f"FAIL: kube-state-metrics never reported {workload} below its replicas")
+
+    def restore() -> None:
+        stack.supervisor.restart(role)
+        back = _wait(lambda: _ready_replicas(url, "statefulset", workload) == 1, 120)
+        sc.settle(stack, ledger, sc.deadline_for(stack) + 60)
+        ledger.notes.append("restarted after the alerts were judged" + ("; ready 1 again" if back else ""))
+        if not back:
+            ledger.notes.append(f"FAIL: {workload} did not report ready again")
+
+    ledger.after = restore
+    return ledger
+
+
+def _wait(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True

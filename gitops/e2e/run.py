@@ -31,6 +31,8 @@ SCENARIOS = (
     "subscriber-down",
     "subscriber-401",
     "subscriber-403",
+    "subscriber-slow",
+    "dead-letter-sink-refuses",
     "dispatcher-sigkill",
     "receiver-sigkill",
     "ordered",
@@ -40,6 +42,7 @@ SCENARIOS = (
     "trigger-added-live",
     "trigger-deleted",
     "trigger-unresolvable",
+    "replica-lost",
     "controller-restart",
     "apiserver-restart",
     *identity_scenarios.SCENARIOS,
@@ -47,7 +50,13 @@ SCENARIOS = (
 # Scenarios of the control plane (gitops/e2e/live.py): SIGKILL of a control-plane process mid-stream, restarted
 # after a pause; afterwards every Knative object must be Healthy again by the repository's own health checks.
 CONTROL_PLANE_KILLS = {"controller-restart": ("kafka-controller", 2.0), "apiserver-restart": ("kube-apiserver", 3.0)}
-CONTROL_PLANE_ONLY = {"trigger-added-live", "trigger-deleted", "trigger-unresolvable", *CONTROL_PLANE_KILLS}
+CONTROL_PLANE_ONLY = {
+    "trigger-added-live",
+    "trigger-deleted",
+    "trigger-unresolvable",
+    "replica-lost",
+    *CONTROL_PLANE_KILLS,
+}
 BACKOFF_SCALE_HELP = (
     "e2e-only override: multiply every backoffDelay of the contracts by this factor (default 1 = the render's values); "
     "the ledger says when it is not 1"
@@ -106,6 +115,10 @@ def run_scenario(name: str, stack: Stack, p: sc.Producing) -> ScenarioLedger | N
             return sc.subscriber_refuses(stack, p, 401)
         case "subscriber-403":
             return sc.subscriber_refuses(stack, p, 403)
+        case "subscriber-slow":
+            return sc.subscriber_slow(stack, p)
+        case "dead-letter-sink-refuses":
+            return sc.dead_letter_sink_refuses(stack, p)
         case "dispatcher-sigkill":
             return sc.killed_mid_stream(stack, p, "broker-dispatcher", 2.0)
         case "receiver-sigkill":
@@ -132,6 +145,8 @@ def run_scenario(name: str, stack: Stack, p: sc.Producing) -> ScenarioLedger | N
             if not isinstance(stack, live.LiveStack) or not stack.oidc:
                 return None
             return identity_scenarios.SCENARIOS[name](stack, p)
+        case "replica-lost":
+            return live_scenarios.replica_lost(stack, p) if isinstance(stack, live.LiveStack) else None
         case "controller-restart" | "apiserver-restart":
             if not isinstance(stack, live.LiveStack):
                 return None
@@ -224,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
             producing = sc.Producing(stack)
-            watch = alerts.AlertWatch.start(objects, workdir, stack.metrics_targets())
+            workloads = stack.workloads_run() if isinstance(stack, live.LiveStack) else frozenset()
+            watch = alerts.AlertWatch.start(objects, workdir, stack.metrics_targets(), workloads)
             for name in args.scenario or SCENARIOS:
                 t0 = time.monotonic()
                 mark = watch.scraper.mark()
@@ -243,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ledgers.append(ledger)
                 fired = watch.fired(name, mark)
                 ledger.notes += watch.judge(name, fired)
+                if ledger.after is not None:
+                    ledger.after()
                 notes = "; ".join(ledger.notes)
                 print(
                     f"{ledger.line()} [{time.monotonic() - t0:.0f}s]"

@@ -9,18 +9,23 @@ and reports produced / processed / dead-lettered / lost. Deadlines follow the re
 from __future__ import annotations
 
 import json
+import re
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from gitops.e2e.fault_proxy import Fault
 from gitops.e2e.ledger import EventKey, ScenarioLedger
 from gitops.e2e.stack import Stack
 from gitops.events.payloads import CeMode, build_payload, default_source, encode
+from gitops.model import metrics as metric_names
 from gitops.model.record_size import KAFKA_DEFAULT_MAX_REQUEST_SIZE
 
 SETTLE_SLACK_S = 60.0  # JVM pauses, consumer-group rebalances after a restart
@@ -278,20 +283,28 @@ def invalid_payload(stack: Stack, p: Producing) -> ScenarioLedger:
 
 
 def subscriber_503(stack: Stack, p: Producing) -> ScenarioLedger:
+    """503s on two Triggers: on the first topic's the first min(retry, 2) attempts of each event (they recover: the
+    retries' spacing is checked against the render's backoff); on the last topic's every attempt, so those events
+    outlast the retry budget and are dead-lettered with code 503. The data plane records a delivery's outcome after
+    its retries (RecordDispatcherImpl), so only the second kind is a failed delivery in its metrics: that is what
+    KnativeKafkaTriggerDeliveryFailing must fire on (docs/operations.md)."""
     ledger = ScenarioLedger("subscriber-503-then-recovers")
     delivery = trigger_delivery(stack)
     failures = min(delivery.retry, 2)
-    stack.proxy.set(
-        Fault("fail_first", status=503, first=failures, paths=("/events/notifications", "/events/loggings"))
-    )
+    topics = source_topics(stack)
+    paths = {t: _trigger_path(stack, t) for t in topics}
+    recovering, outlasting = topics[0], (topics[-1] if len(topics) > 1 else None)
+    always = (paths[outlasting],) if outlasting else ()
+    stack.proxy.set(Fault("fail_first", status=503, first=failures, paths=tuple(paths.values()), always=always))
     try:
-        topic = source_topics(stack)[0]
-        ledger.produced |= p.many(topic, 5)
+        recovers = p.many(recovering, 5)
+        fails = p.many(outlasting, 2) if outlasting else set()
+        ledger.produced |= recovers | fails
         settle(stack, ledger, deadline_for(stack))
     finally:
         stack.proxy.set(Fault())
     spacing_ok = True
-    for key in ledger.produced:
+    for key in recovers:
         times = [a.at for a in stack.proxy.attempts_of(key) if "dead-letters" not in a.path]
         for k in range(1, min(len(times), failures + 1)):
             expected = delivery.delay_before_retry(k)
@@ -299,12 +312,30 @@ def subscriber_503(stack: Stack, p: Producing) -> ScenarioLedger:
                 spacing_ok = False
     expected_txt = ", ".join(f"{delivery.delay_before_retry(k):.1f}s" for k in range(1, failures + 1))
     ledger.notes.append(
-        f"{failures} x 503 per event; retries spaced {'as' if spacing_ok else 'SHORTER than'} the render's backoff "
-        f"({expected_txt})"
+        f"{failures} x 503 per event on {recovering!r}; retries spaced {'as' if spacing_ok else 'SHORTER than'} the "
+        f"render's backoff ({expected_txt})"
     )
     if not spacing_ok:
         ledger.notes.append("FAIL: retries came earlier than the backoff")
+    if outlasting:
+        letters = dead_letters(stack)
+        codes = sorted({letters[k].get("knativeerrorcode", "") for k in fails if k in letters})
+        ledger.notes.append(
+            f"503 on every attempt on {outlasting!r}: {len(fails & ledger.dead_lettered)} of {len(fails)} dead-lettered "
+            f"after {delivery.retry + 1} attempts (knativeerrorcode {', '.join(codes) or 'none'})"
+        )
+        if len(fails & ledger.dead_lettered) != len(fails) or codes != ["503"]:
+            ledger.notes.append("FAIL: the events that outlasted the retries were not dead-lettered with code 503")
+        if recovers & ledger.dead_lettered:
+            ledger.notes.append("FAIL: an event that recovered within the retries was dead-lettered")
     return ledger
+
+
+def _trigger_path(stack: Stack, topic: str) -> str:
+    """The subscriber path of the Trigger that delivers `topic`'s events (its destination ends with the topic)."""
+    egresses = trigger_egresses(stack)
+    egress = next((e for e in egresses if e["destination"].endswith("/" + topic)), egresses[0])
+    return urlparse(egress["destination"]).path
 
 
 def subscriber_down(stack: Stack, p: Producing, replay: Callable[[Stack, set[EventKey]], int]) -> ScenarioLedger:
@@ -348,6 +379,81 @@ def subscriber_refuses(stack: Stack, p: Producing, status: int) -> ScenarioLedge
         settle(stack, ledger, deadline_for(stack) / 2)
     finally:
         stack.proxy.set(Fault())
+    return ledger
+
+
+LAG_ALERT = "KnativeKafkaConsumerGroupLag"
+# Each delivery of the slowed Trigger is held this long (half the attempt timeout at most, so nothing times out):
+# measured with 4 s, the dispatcher kept ~150 deliveries in flight (~37 a second) and caught up between top-ups.
+SLOW_S = 20.0
+LAG_MARGIN_S = 60.0  # held past the alert's `for:` (the scrapes' timeline runs a little behind wall time)
+SCRAPE_PAUSE_S = 2.0
+
+
+def group_lag(metrics_url: str) -> dict[str, float]:
+    """Each consumer group's lag as the dispatcher exports it (kafka_consumer_fetch_manager_records_lag summed
+    over partitions; the client id "consumer-<group>-<n>" names the group, gitops/model/metrics.py)."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=2) as response:
+            return lag_by_group(response.read().decode("utf-8", errors="replace"))
+    except OSError:
+        return {}
+
+
+def lag_by_group(text: str) -> dict[str, float]:
+    lags: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name != "kafka_consumer_fetch_manager_records_lag":
+                continue
+            match = re.fullmatch(r"consumer-(.+)-[0-9]+", sample.labels.get("client_id", ""))
+            if match and sample.value == sample.value:  # NaN: no fetch yet
+                lags[match.group(1)] = lags.get(match.group(1), 0.0) + sample.value
+    return lags
+
+
+def subscriber_slow(stack: Stack, p: Producing) -> ScenarioLedger:
+    """One Trigger's subscriber answers every delivery only after SLOW_S seconds (nothing fails, nothing times out) while records keep
+    coming: its consumer group falls behind, past the lag alert's threshold for longer than its `for:` (both read
+    from the render's rule), then catches up once the subscriber is fast again. The other Trigger reads the same
+    Broker topic at full speed: the alert names the slow group only."""
+    ledger = ScenarioLedger("subscriber-slow")
+    threshold, for_s = metric_names.threshold_and_for(stack.objects, LAG_ALERT)
+    egresses = trigger_egresses(stack)
+    topics = source_topics(stack)
+    slow = next((e for e in egresses if any(e["destination"].endswith("/" + t) for t in topics)), egresses[0])
+    topic = next((t for t in topics if slow["destination"].endswith("/" + t)), topics[0])
+    group = slow["consumerGroup"]
+    others = {e["consumerGroup"] for e in egresses} - {group}
+    url = stack.metrics_targets()["broker-dispatcher"]
+    hold_s = min(SLOW_S, trigger_delivery(stack).timeout_s / 2) or SLOW_S
+    stack.proxy.set(Fault("slow", delay_s=hold_s, paths=(urlparse(slow["destination"]).path,)))
+    started = time.monotonic()
+    above_since: float | None = None
+    held_s = max_lag = other_max = 0.0
+    try:
+        while time.monotonic() - started < for_s + LAG_MARGIN_S + 240:
+            lags = group_lag(url)
+            lag = lags.get(group, 0.0)
+            max_lag = max(max_lag, lag)
+            other_max = max([other_max, *(lags.get(g, 0.0) for g in others)])
+            now = time.monotonic()
+            above_since = (above_since or now) if lag > threshold else None
+            held_s = now - above_since if above_since is not None else held_s
+            if above_since is not None and held_s >= for_s + LAG_MARGIN_S:
+                break
+            if lag < 3 * threshold:
+                ledger.produced |= p.many(topic, int(threshold))
+            time.sleep(SCRAPE_PAUSE_S)
+    finally:
+        stack.proxy.set(Fault())
+    settle(stack, ledger, deadline_for(stack) + 60)
+    ledger.notes.append(
+        f"{group}'s subscriber held {hold_s:g}s per delivery: lag up to {max_lag:.0f} records, above {threshold:g} "
+        f"for {held_s:.0f}s (the alert's for: {for_s:.0f}s); the other Trigger groups' lag at most {other_max:.0f}"
+    )
+    if held_s < for_s:
+        ledger.notes.append(f"FAIL: {group}'s lag did not stay above {threshold:g} for {for_s:.0f}s")
     return ledger
 
 
@@ -667,3 +773,98 @@ def replayed_id(stack: Stack, p: Producing) -> ScenarioLedger:
     if markers != [first, second] or duplicates() != 1 or _collisions(stack, key) != 1:
         ledger.notes.append("FAIL: expected A processed, A again a duplicate, B processed as a collision")
     return ledger
+
+
+# --- the dead-letter sink refusing (issue 29) ------------------------------------------------------------------
+
+REFUSING_MAX_MESSAGE_BYTES = "64"  # smaller than any dead letter: Kafka refuses every write to the topic
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = "1048588"  # Kafka's message.max.bytes default, what a topic without an override has
+
+
+def dead_letter_sink_refuses(stack: Stack, p: Producing) -> ScenarioLedger | None:
+    """The dead-letter topic refuses every record (its max.message.bytes shrunk below any dead letter), so the
+    KafkaSink receiver answers 503 for each dead letter and the dispatcher, after its retries, commits past the
+    record (RecordDispatcherImpl onDeadLetterSinkFailure -> OffsetManager.failedToSendToDeadLetterSink): the events
+    are lost, and KnativeKafkaDeadLetterSinkFailing must fire. Then the runbook's recovery: the topic fixed, each lost
+    event re-sent to the Broker ingress from the Broker topic, where it still is (`gitops replay`'s resend), so the
+    ledger ends with nothing lost."""
+    from gitops.e2e import replay
+    from gitops.events import kafka_local
+
+    topic_dl = stack.dead_letter_topic()
+    if topic_dl is None:
+        return None
+    ledger = ScenarioLedger("dead-letter-sink-refuses")
+    sized = topic_configs_of(stack).get(topic_dl, {}).get("max.message.bytes", KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+    kafka_local.alter_topic_configs(stack.bootstrap, {topic_dl: {"max.message.bytes": REFUSING_MAX_MESSAGE_BYTES}})
+    try:
+        topic = source_topics(stack)[0]
+        invalid = lambda i: json.dumps({"e2e": "not a valid payload", "i": i}).encode()  # noqa: E731
+        ledger.produced |= p.many(topic, 3, payload=invalid)
+        # 422 at once, then the dead letter's own retries against the 503s (ConsumerVerticleBuilder
+        # createDeadLetterSinkRecordSender: a WebClientCloudEventSender on the egress's retry policy; prod's
+        # budget is minutes, dev's seconds)
+        settle(stack, ledger, max(30.0, trigger_delivery(stack).budget_s() + 20))
+        lost = set(ledger.lost)
+    finally:
+        kafka_local.alter_topic_configs(stack.bootstrap, {topic_dl: {"max.message.bytes": sized}})
+    broker_topic = next(iter(stack.contracts.brokers.values()))
+    letters = [
+        replay.DeadLetter(int(attrs["_partition"]), int(attrs["_offset"]), 0, attrs, data)
+        for key, attrs, data in read_topic_records(stack.bootstrap, broker_topic)
+        if key in lost
+    ]
+    first = {letter.key: letter for letter in reversed(letters)}  # the record the dispatcher committed past
+    sent = sum(
+        1 for letter in first.values() if 200 <= replay.resend(_without_private(letter), stack.broker_ingress()) < 300
+    )
+    settle(stack, ledger, deadline_for(stack))
+    ledger.notes.append(
+        f"the dead-letter topic refused every write (max.message.bytes {REFUSING_MAX_MESSAGE_BYTES}): {len(lost)} of "
+        f"{len(ledger.produced)} events lost as upstream commits past them; recovery (docs/operations.md): topic "
+        f"fixed, {sent} re-sent from the Broker topic {broker_topic} to the ingress, "
+        f"{len(ledger.dead_lettered & lost)} now dead-lettered"
+    )
+    if len(lost) != len(ledger.produced):
+        ledger.notes.append("FAIL: the refused dead letters were not lost (the sink did not refuse them)")
+    return ledger
+
+
+def _without_private(letter: Any) -> Any:
+    from gitops.e2e import replay
+
+    attrs = {k: v for k, v in letter.attributes.items() if not k.startswith("_")}
+    return replay.DeadLetter(letter.partition, letter.offset, letter.timestamp_ms, attrs, letter.data)
+
+
+def topic_configs_of(stack: Stack) -> dict[str, dict[str, str]]:
+    from gitops.e2e.stack import topic_configs
+
+    return topic_configs(stack.objects, stack.stand_ins, None)
+
+
+def read_topic_records(bootstrap: str, topic: str) -> list[tuple[EventKey, dict[str, str], bytes]]:
+    """Every record of a topic as (CloudEvent key, attributes, value)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"e2e-reader-{uuid.uuid4()}", "enable.auto.commit": False}
+    )
+    out: list[tuple[EventKey, dict[str, str], bytes]] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        parts = [TopicPartition(topic, p, 0) for p in (meta.partitions if meta else {})]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+        consumer.assign([tp for tp in parts if ends[tp.partition] > 0])
+        pending = {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            attrs = ce_attributes(msg.headers() or [], msg.value())
+            attrs["_partition"], attrs["_offset"] = str(msg.partition()), str(msg.offset())
+            out.append(((attrs.get("source", ""), attrs.get("id", "")), attrs, msg.value() or b""))
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                pending.discard(msg.partition())
+    finally:
+        consumer.close()
+    return out

@@ -5,14 +5,15 @@ metric or a label the component never sets makes an alert that can never fire, a
 an expression uses is held to what the components export, from their 1.23 sources (cited per entry) and proved
 against real scrapes in `make e2e` (gitops/e2e/alerts.py).
 
-Prometheus form of the data plane's Micrometer names (micrometer-registry-prometheus-simpleclient 1.15, the version
-eventing-kafka-broker 1.23's data-plane/pom.xml pins): dots become underscores, the base unit is appended
+Prometheus form of the data plane's Micrometer names (micrometer-registry-prometheus-simpleclient 1.14.7: eventing-kafka-broker
+1.23's data-plane/pom.xml asks for micrometer-bom 1.15.4, but the build resolves 1.14.7, its target/runtime.cp): dots become underscores, the base unit is appended
 (`ms`: Micrometer's BaseUnits.MILLISECONDS, the unit Metrics.java gives every latency), a DistributionSummary with service-level objectives is a histogram (`_bucket` with `le`,
 `_count`, `_sum`, plus a `_max` gauge), a Counter ends in `_total`; tag keys become labels with `.` → `_`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +53,19 @@ EXPORTED: dict[str, dict[str, frozenset[str]]] = {
         # "kn.eventing.kafka.skipped_offsets": Counters (RecordDispatcherImpl).
         "kn_eventing_kafka_discarded_events_total": frozenset(_CONSUMER_LABELS),
         "kn_eventing_kafka_skipped_offsets_total": frozenset(_CONSUMER_LABELS),
+        # The Kafka clients' own metrics: Metrics.register(Consumer) binds Micrometer's KafkaClientMetrics to every
+        # dispatcher consumer (dispatcher/.../main/ConsumerVerticleBuilder.java build(); off only with env
+        # DISABLE_KAFKA_CLIENTS_METRICS=true). Micrometer (micrometer-core 1.14.7, the version on the data plane's
+        # runtime classpath) names them in io/micrometer/core/instrument/binder/kafka/KafkaMetrics.java meterName():
+        # "kafka." + the Kafka metric group without "-metrics" + "." + its name, "-" -> "."; the tags are the Kafka
+        # metric's own (client-id; topic, partition per partition) plus kafka.version. Kafka 3.9.2's
+        # FetchMetricsRegistry: records-lag per assigned partition (a Value: the high watermark minus the
+        # consumer's position at its last fetch), records-lag-max per client. The data plane sets no client.id,
+        # so Kafka names each consumer "consumer-<group.id>-<n>" (ConsumerConfig), and a Trigger's group is
+        # config-kafka-features' triggers-consumergroup-template ("knative-trigger-<namespace>-<name>"): the
+        # client_id names the Trigger. `make e2e` scrapes them (subscriber-slow).
+        "kafka_consumer_fetch_manager_records_lag": frozenset({"client_id", "kafka_version", "topic", "partition"}),
+        "kafka_consumer_fetch_manager_records_lag_max": frozenset({"client_id", "kafka_version"}),
     },
     "notifications subscriber": {
         # apps/notifications/src/notifications/metrics.py EventMetrics (prometheus_client: Counter -> _total).
@@ -69,8 +83,42 @@ EXPORTED: dict[str, dict[str, frozenset[str]]] = {
 TARGET_LABELS = frozenset({"namespace", "pod", "container", "service", "endpoint", "job", "instance"})
 
 
+# kube-state-metrics: the stores whose metrics the alerts may use, read from its own source (below).
+KUBE_STATE_METRICS_STORES = ("deployment", "statefulset")
+_KSM_NAME = re.compile(r'"(kube_[a-z]+_[a-z0-9_]+)"')
+_KSM_DEFAULT_LABELS = re.compile(r"desc\w*LabelsDefaultLabels\s*=\s*\[\]string\{([^}]*)\}")
+
+
+@functools.cache
+def kube_state_metrics_exported() -> dict[str, frozenset[str]]:
+    """kube-state-metrics' metric names per store, from its source at the pinned version (internal/store/<store>.go:
+    every "kube_<store>_…" name its family generators declare) with the store's default labels (its
+    desc<Kind>LabelsDefaultLabels, e.g. namespace and deployment). A generator's extra labels (a condition's
+    `condition`, `status`) are not read: an expression using one is reported, the safe side."""
+    from gitops.core.errors import UserError
+    from gitops.core.paths import kube_state_metrics_source_dir
+
+    root = kube_state_metrics_source_dir() / "internal" / "store"
+    out: dict[str, frozenset[str]] = {}
+    for store in KUBE_STATE_METRICS_STORES:
+        path = root / f"{store}.go"
+        if not path.is_file():
+            raise UserError(
+                f"kube-state-metrics' source is not in the Go module cache ({path})",
+                fix="run `make setup` (it builds kube-state-metrics at the pinned version)",
+            )
+        text = path.read_text()
+        labels = _KSM_DEFAULT_LABELS.search(text)
+        defaults = frozenset(re.findall(r'"([a-z_]+)"', labels.group(1))) if labels else frozenset()
+        for name in _KSM_NAME.findall(text):
+            if name.startswith(f"kube_{store}_"):
+                out[name] = defaults
+    return out
+
+
 def exported() -> dict[str, frozenset[str]]:
-    return {name: labels for metrics in EXPORTED.values() for name, labels in metrics.items()}
+    static = {name: labels for metrics in EXPORTED.values() for name, labels in metrics.items()}
+    return {**static, **kube_state_metrics_exported()}
 
 
 # PromQL words that are not metric names (functions, aggregations, operators, modifiers).
@@ -148,19 +196,29 @@ _SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)?\s*\{([^}]*)\}")
 _MATCHER_LABEL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)")
 _IDENT = re.compile(r"(?<![A-Za-z0-9_:.])([A-Za-z_:][A-Za-z0-9_:]*)(?![A-Za-z0-9_:])(?!\s*\()")
 _TEMPLATE_LABEL = re.compile(r"\$labels\.([A-Za-z_][A-Za-z0-9_]*)")
+# label_replace(v, "dst", "replacement", "src", "regex"): its last four arguments (the first may nest anything).
+_LABEL_REPLACE_TAIL = re.compile(
+    r',\s*"([A-Za-z_][A-Za-z0-9_]*)"\s*,\s*"(?:[^"\\]|\\.)*"\s*,\s*"([A-Za-z_][A-Za-z0-9_]*)"\s*,'
+    r'\s*"(?:[^"\\]|\\.)*"\s*\)'
+)
 
 
 @dataclass(frozen=True)
 class Names:
     metrics: frozenset[str]
     labels: frozenset[str]
+    created: frozenset[str] = frozenset()  # labels the expression makes itself (label_replace's destination)
 
 
 def names_in(expr: str) -> Names:
-    """The metric names and label names a PromQL expression uses (selectors, matchers, by/without/on clauses)."""
-    text = _STRING.sub('""', expr)
+    """The metric names and label names a PromQL expression uses (selectors, matchers, by/without/on clauses,
+    label_replace's source label), and the labels it creates (label_replace's destination)."""
+    created = {m.group(1) for m in _LABEL_REPLACE_TAIL.finditer(expr)} if "label_replace" in expr else set()
+    sources = {m.group(2) for m in _LABEL_REPLACE_TAIL.finditer(expr)} if "label_replace" in expr else set()
+    text = _LABEL_REPLACE_TAIL.sub(")", expr) if created else expr
+    text = _STRING.sub('""', text)
     text = _RANGE.sub(" ", text)
-    labels: set[str] = set()
+    labels: set[str] = set(sources)
     metrics: set[str] = set()
     for match in _GROUPING.finditer(text):
         labels |= {part.strip() for part in match.group(1).split(",") if part.strip()}
@@ -171,7 +229,7 @@ def names_in(expr: str) -> Names:
         labels |= {m.group(1) for m in _MATCHER_LABEL.finditer(match.group(2))} - {"__name__"}
     text = _SELECTOR.sub(" ", text)
     metrics |= {m.group(1) for m in _IDENT.finditer(text) if m.group(1) not in _KEYWORDS}
-    return Names(frozenset(metrics), frozenset(labels))
+    return Names(frozenset(metrics), frozenset(labels), frozenset(created))
 
 
 def unknown_names(expr: str, extra_labels: frozenset[str] = frozenset()) -> list[str]:
@@ -179,7 +237,7 @@ def unknown_names(expr: str, extra_labels: frozenset[str] = frozenset()) -> list
     known = exported()
     names = names_in(expr)
     problems = [f"metric {m!r} is exported by nothing here" for m in sorted(names.metrics - set(known))]
-    carried = set(TARGET_LABELS).union(*(known.get(m, frozenset()) for m in names.metrics))
+    carried = set(TARGET_LABELS | names.created).union(*(known.get(m, frozenset()) for m in names.metrics))
     for label in sorted((names.labels | extra_labels) - carried):
         whose = ", ".join(sorted(m for m in names.metrics if m in known)) or "its metrics"
         problems.append(f"label {label!r} is carried by none of {whose}")
@@ -209,6 +267,24 @@ def alerts(objects: list[Obj]) -> Iterator[Alert]:
             for index, spec in enumerate(group.get("rules") or []):
                 if isinstance(spec, dict) and "alert" in spec:
                     yield Alert(rule, str(group.get("name")), index, spec)
+
+
+_THRESHOLD = re.compile(r">\s*([0-9.]+)\s*$")
+_DURATION = re.compile(r"^([0-9]+)([smh])$")
+
+
+def threshold_and_for(objects: list[Obj], name: str) -> tuple[float, float]:
+    """The `> N` an alert's expression ends with and its `for:` in seconds: what an e2e scenario must exceed, for
+    how long, to prove the alert of the render (not a copy of its numbers) fires."""
+    for alert in alerts(objects):
+        if alert.name == name:
+            threshold = _THRESHOLD.search(str(alert.spec.get("expr", "")).strip())
+            duration = _DURATION.match(str(alert.spec.get("for", "0s")))
+            if threshold is None or duration is None:
+                break
+            value, unit = duration.groups()
+            return float(threshold.group(1)), float(value) * {"s": 1, "m": 60, "h": 3600}[unit]
+    raise ValueError(f"the render has no alert {name} ending in `> N` with a `for:` in s, m or h")
 
 
 ALERTS_FILE = "base/monitoring/alerts.yaml"

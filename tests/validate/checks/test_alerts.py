@@ -47,6 +47,53 @@ def test_label_the_component_does_not_set(broken):
     assert any(m.startswith(f"[prod] {RULE}") and "label 'trigger' is carried by none of" in m for m in messages)
 
 
+def test_label_replace_from_a_label_the_client_metrics_lack(broken):
+    """The lag alert derives its consumer_group from the Kafka client's client_id: a source label Micrometer never
+    sets (the Kafka metric tag is client-id, exported client_id) is named; the derived label itself is not."""
+    render = broken("dev")
+    rule = _alert(render, "KnativeKafkaConsumerGroupLag")
+    rule["expr"] = rule["expr"].replace('"client_id"', '"group_id"')
+    messages = _messages(render)
+    assert any(
+        m.startswith(f"[dev] {RULE}")
+        and "KnativeKafkaConsumerGroupLag" in m
+        and "label 'group_id' is carried by none of kafka_consumer_fetch_manager_records_lag" in m
+        for m in messages
+    ), messages
+    assert not any("'consumer_group'" in m for m in messages), messages
+
+
+def test_kube_state_metrics_name_not_in_its_source(broken):
+    """kube-state-metrics' names come from its source at the pinned version: its v1 name for available replicas
+    (kube_deployment_status_replicas_available is the real one) is reported."""
+    render = broken("prod")
+    rule = _alert(render, "KnativeEventingBelowExpectedReplicas")
+    rule["expr"] = rule["expr"].replace("kube_statefulset_status_replicas_ready", "kube_statefulset_replicas_ready")
+    messages = _messages(render)
+    assert any(
+        m.startswith(f"[prod] {RULE}")
+        and "KnativeEventingBelowExpectedReplicas" in m
+        and "metric 'kube_statefulset_replicas_ready' is exported by nothing here" in m
+        for m in messages
+    ), messages
+
+
+def test_kube_state_metrics_names_are_read_from_its_source(tmp_path, monkeypatch):
+    from gitops.core.errors import UserError
+    from gitops.model import metrics
+
+    known = metrics.kube_state_metrics_exported()
+    assert known["kube_deployment_spec_replicas"] == {"namespace", "deployment"}
+    assert known["kube_statefulset_status_replicas_ready"] == {"namespace", "statefulset"}
+    metrics.kube_state_metrics_exported.cache_clear()
+    monkeypatch.setenv("GOMODCACHE", str(tmp_path))
+    try:
+        with pytest.raises(UserError, match="kube-state-metrics' source is not in the Go module cache"):
+            metrics.kube_state_metrics_exported()
+    finally:
+        metrics.kube_state_metrics_exported.cache_clear()
+
+
 def test_annotation_label_the_expression_drops(broken):
     render = broken("dev")
     rule = _alert(render, "NotificationsSubscriberErrors")
