@@ -125,8 +125,15 @@ def broker_audience(objects: list[Obj]) -> str:
 
 
 def replay_identities(objects: list[Obj]) -> list[tuple[str, str]]:
-    """(namespace, name) of every ServiceAccount an EventPolicy on the Broker names by `sub`: who may re-send."""
+    """(namespace, name) of every ServiceAccount of the render an EventPolicy on the Broker names by `sub`: who may
+    re-send. The policy also names senders by the ServiceAccounts the controller creates for them
+    (`<name>-oidc-<group>-<kind>`, not in the render): those are a KafkaSource's or Trigger's identity, not a
+    person's, so they are not offered."""
     target = manifests.ObjKey.of(broker(objects))
+    declared = {
+        (manifests.meta(sa).get("namespace", ""), manifests.meta(sa).get("name", ""))
+        for sa in manifests.of_kind(objects, "", "ServiceAccount")
+    }
     found = []
     for policy in manifests.of_kind(objects, "eventing.knative.dev", "EventPolicy"):
         ns = manifests.meta(policy).get("namespace", "")
@@ -139,7 +146,8 @@ def replay_identities(objects: list[Obj]) -> list[tuple[str, str]]:
             sub = str(entry.get("sub") or "")
             if sub.startswith(SERVICE_ACCOUNT_SUBJECT) and sub.count(":") == 3:
                 account_ns, name = sub.split(":")[2:]
-                found.append((account_ns, name))
+                if (account_ns, name) in declared:
+                    found.append((account_ns, name))
     return found
 
 
