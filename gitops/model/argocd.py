@@ -130,3 +130,18 @@ def references(obj: Obj) -> Iterator[tuple[str, str, str, str, str]]:
     config = spec.get("config")
     if obj.get("kind") == "Broker" and isinstance(config, dict) and config.get("kind") == "ConfigMap":
         yield "spec.config", "", "ConfigMap", config.get("namespace") or namespace, config.get("name", "")
+    # An EventPolicy resolves each `from` ref to the object's OIDC identity (status.auth.serviceAccountName); until
+    # that object exists and is reconciled it is Ready=False, SubjectsNotResolved (eventing v0.50.0
+    # pkg/auth/event_policy.go resolveSubjectsFromReference), so its wave must come after theirs.
+    if obj.get("kind") == "EventPolicy":
+        for index, item in enumerate(spec.get("from") or []):
+            ref = item.get("ref") if isinstance(item, dict) else None
+            if isinstance(ref, dict) and ref.get("kind"):
+                group = str(ref.get("apiVersion", "")).split("/", 1)[0] if "/" in str(ref.get("apiVersion", "")) else ""
+                yield (
+                    f"spec.from[{index}].ref",
+                    group,
+                    ref["kind"],
+                    ref.get("namespace") or namespace,
+                    ref.get("name", ""),
+                )

@@ -85,6 +85,20 @@ def test_kafka_credentials_written_after_a_reader_fails(broken):
     assert not any("ConfigMap notifications/kafka-broker-config" in f for f in found), found
 
 
+def test_event_policy_before_its_senders_fails(broken):
+    """An EventPolicy whose `from` names a Trigger of a later wave: the policy is Degraded (SubjectsNotResolved)
+    until the Trigger exists, so its own wave never becomes healthy and the sync stalls (seen live in `make e2e`)."""
+    render = broken("prod")
+    annotate(obj(render, EV, "EventPolicy", NS, "dead-letters-senders"), WAVE, "2")
+    found = [str(f) for f in run_check(checks.check_sync_waves, render)]
+    assert has(
+        found,
+        "EventPolicy notifications/dead-letters-senders (overlays/prod/eventpolicy.yaml)",
+        "sync wave 2 is not after Trigger notifications/notifications (wave 4)",
+        "spec.from[0].ref",
+    )
+
+
 def test_kafka_source_with_its_broker_fails(broken):
     render = broken("dev")
     annotate(obj(render, "sources.knative.dev", "KafkaSource", NS, "kafka-source"), WAVE, "3")
