@@ -62,14 +62,17 @@ class ApiServer:
     def client(self, token: str | None = None) -> Kube:
         return Kube(self.url, token or self.admin_token, self.ca_file)
 
-    def kubeconfig(self, name: str, token: str) -> Path:
-        """A kubeconfig for one process (a controller as its ServiceAccount)."""
+    def kubeconfig(self, name: str, token: str, ca_path: bool = False) -> Path:
+        """A kubeconfig for one process (a controller as its ServiceAccount). `ca_path`: name the CA by its file, as
+        a pod's mounted ca.crt is (the data plane's receiver reads fabric8's Config.getCaCertFile() to trust the
+        API server's OIDC discovery: receiver/impl/auth/OIDCDiscoveryConfig.java)."""
         path = self.workdir / f"{name}.kubeconfig"
         ca = base64.b64encode(self.ca_file.read_bytes()).decode()
+        trust = {"certificate-authority": str(self.ca_file)} if ca_path else {"certificate-authority-data": ca}
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "e2e", "cluster": {"server": self.url, "certificate-authority-data": ca}}],
+            "clusters": [{"name": "e2e", "cluster": {"server": self.url, **trust}}],
             "users": [{"name": name, "user": {"token": token}}],
             "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
             "current-context": "e2e",

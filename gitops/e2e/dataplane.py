@@ -59,6 +59,16 @@ LOOPBACK_JVM_FLAGS = [
 ]
 
 
+def kubeconfig_jvm_flags(kubeconfig: Path) -> list[str]:
+    """fabric8's client (io.fabric8.kubernetes.client.Config: system property `kubeconfig`) reads this kubeconfig
+    only: the pod's ServiceAccount token and the e2e API server's CA, as the kubelet's mount would give it."""
+    return [
+        f"-Dkubeconfig={kubeconfig}",
+        "-Dkubernetes.auth.tryKubeConfig=true",
+        "-Dkubernetes.auth.tryServiceAccount=false",
+    ]
+
+
 class DataPlaneUnavailable(UserError):
     """The upstream source, a JDK 21+ or Maven is missing, or the build failed."""
 
@@ -131,14 +141,18 @@ class DataPlaneBuild:
         runtime = (self.root / module / "target" / "runtime.cp").read_text().strip()
         return f"{self.root / module / 'target' / 'classes'}{os.pathsep}{runtime}"
 
-    def command(self, module: str, main: str, logback: Path, heap: str = "-Xmx384m") -> list[str]:
+    def command(
+        self, module: str, main: str, logback: Path, heap: str = "-Xmx384m", kubeconfig: Path | None = None
+    ) -> list[str]:
+        """The JVM's command line. `kubeconfig`: the pod's API server access (the e2e's control plane, where the
+        data plane reads the Kafka auth Secrets its contracts name); without it, no Kubernetes API at all."""
         return [
             self.java,
             heap,
             f"-Dlogback.configurationFile={logback}",
             "-XX:+UseSerialGC",
             "-XX:TieredStopAtLevel=1",
-            *LOOPBACK_JVM_FLAGS,
+            *(kubeconfig_jvm_flags(kubeconfig) if kubeconfig is not None else LOOPBACK_JVM_FLAGS),
             "-cp",
             self.classpath(module),
             main,

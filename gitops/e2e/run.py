@@ -42,6 +42,7 @@ SCENARIOS = (
     "trigger-unresolvable",
     "controller-restart",
     "apiserver-restart",
+    "bad-kafka-password",
 )
 # Scenarios of the control plane (gitops/e2e/live.py): SIGKILL of a control-plane process mid-stream, restarted
 # after a pause; afterwards every Knative object must be Healthy again by the repository's own health checks.
@@ -62,9 +63,7 @@ def replay_through_ingress(stack: Stack, keys: set[EventKey]) -> int:
     topic = stack.dead_letter_topic()
     if topic is None:
         return 0
-    letters = [
-        letter for letter in replay_mod.read({"bootstrap.servers": stack.bootstrap}, topic) if letter.key in keys
-    ]
+    letters = [letter for letter in replay_mod.read(stack.kafka_client, topic) if letter.key in keys]
     sent = 0
     for letter in letters:
         if 200 <= replay_mod.resend(letter, stack.broker_ingress()) < 300:
@@ -125,6 +124,8 @@ def run_scenario(name: str, stack: Stack, p: sc.Producing) -> ScenarioLedger | N
                 "trigger-unresolvable": live_scenarios.trigger_unresolvable,
             }[name]
             return run(stack, p)
+        case "bad-kafka-password":
+            return live_scenarios.bad_kafka_password(stack, p) if isinstance(stack, live.LiveStack) else None
         case "controller-restart" | "apiserver-restart":
             if not isinstance(stack, live.LiveStack):
                 return None
@@ -224,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     why = (
                         "no control plane in this run"
                         if name in CONTROL_PLANE_ONLY
+                        else "the render's Kafka takes no credentials"
+                        if name == "bad-kafka-password"
                         else "the render orders no delivery"
                     )
                     print(f"{name}: skipped: {why}", flush=True)
