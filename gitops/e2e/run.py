@@ -53,8 +53,8 @@ BACKOFF_SCALE_HELP = (
     "the ledger says when it is not 1"
 )
 NOT_PROVEN = (
-    "not proven here: OIDC tokens in the data plane, NetworkPolicy, Kubernetes scheduling (kubelet, kube-proxy, DNS "
-    "and Serving are stand-ins; docs/e2e.md)"
+    "not proven here: the subscriber's OIDC checks, NetworkPolicy, Kubernetes scheduling (kubelet, kube-proxy, DNS, "
+    "Serving and the External Secrets Operator are stand-ins; docs/e2e.md)"
 )
 
 
