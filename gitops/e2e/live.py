@@ -346,6 +346,29 @@ class LiveStack(Stack):
                 return str(((live or {}).get("status") or {}).get("address", {}).get("url", ""))
         raise LookupError("the render has no Broker")
 
+    def replay_token(self) -> str | None:
+        """A token for the identity the render lets re-send dead letters to its Broker (an EventPolicy `sub`
+        system:serviceaccount:<namespace>:<name>, prod's `replay`), minted by the API server for the Broker's
+        audience, as `gitops replay --token` is given one; None when the Broker publishes no audience (no OIDC)."""
+        assert self.kube is not None
+        broker = next(o for o in self.objects if o["kind"] == "Broker")
+        meta = broker["metadata"]
+        live = self.kube.get(broker["apiVersion"], "Broker", meta["namespace"], meta["name"]) or {}
+        audience = ((live.get("status") or {}).get("address") or {}).get("audience")
+        if not audience:
+            return None
+        for policy in self.objects:
+            if policy["kind"] != "EventPolicy" or policy["metadata"].get("namespace") != meta["namespace"]:
+                continue
+            targets = {(t.get("ref") or {}).get("name") for t in policy["spec"].get("to") or []}
+            if meta["name"] not in targets:
+                continue
+            for sender in policy["spec"].get("from") or []:
+                parts = str(sender.get("sub") or "").split(":")
+                if len(parts) == 4 and parts[:2] == ["system", "serviceaccount"]:
+                    return self.kube.token(parts[2], parts[3], audience)
+        return None
+
     def dead_letter_topic(self) -> str | None:
         contracts = self.contracts
         for resource in contracts.broker_dispatcher.get("resources", []):

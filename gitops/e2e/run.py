@@ -65,8 +65,10 @@ def replay_through_ingress(stack: Stack, keys: set[EventKey]) -> int:
         return 0
     letters = [letter for letter in replay_mod.read(stack.kafka_client, topic) if letter.key in keys]
     sent = 0
+    # Under OIDC (prod) the Broker admits only the identities of its EventPolicy: the replay one, with its token.
+    token = stack.replay_token() if isinstance(stack, live.LiveStack) else None
     for letter in letters:
-        if 200 <= replay_mod.resend(letter, stack.broker_ingress()) < 300:
+        if 200 <= replay_mod.resend(letter, stack.broker_ingress(), token=token) < 300:
             sent += 1
     return sent
 

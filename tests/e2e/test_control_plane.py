@@ -278,3 +278,23 @@ def test_the_external_secrets_stand_in_writes_the_declared_secret_once_per_store
     changed = controlplane.materialise_external_secrets(kube, objects, {**store, "password": "wrong"}, written)
     assert changed == ["Secret notifications/kafka-credentials"]
     assert kube.applied[-1][1]["stringData"]["password"] == "wrong"
+
+
+def test_the_replay_token_is_the_policys_replay_identity_for_the_brokers_audience(renders):
+    """Under prod's OIDC, the e2e's replay re-sends dead letters as the identity events-senders admits
+    (system:serviceaccount:notifications:replay), with a token the API server mints for the Broker's audience."""
+    minted = []
+
+    class Kube(FakeKube):
+        def token(self, namespace, service_account, audience=None):
+            minted.append((namespace, service_account, audience))
+            return "t"
+
+    audience = "eventing.knative.dev/broker/notifications/events"
+    kube = Kube({("Broker", "notifications", "events"): {"status": {"address": {"audience": audience}}}})
+    stack = live.LiveStack.__new__(live.LiveStack)
+    stack.objects, stack.kube = renders["prod"].objects, kube
+    assert stack.replay_token() == "t"
+    assert minted == [("notifications", "replay", audience)]
+    kube.live[("Broker", "notifications", "events")] = {"status": {"address": {}}}  # no OIDC: no token
+    assert stack.replay_token() is None
