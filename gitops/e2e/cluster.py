@@ -80,10 +80,11 @@ class ApiServer:
         """A kubeconfig for one process (a controller as its ServiceAccount)."""
         path = self.workdir / f"{name}.kubeconfig"
         ca = base64.b64encode(self.ca_file.read_bytes()).decode()
+        trust = {"certificate-authority-data": ca}
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "e2e", "cluster": {"server": self.url, "certificate-authority-data": ca}}],
+            "clusters": [{"name": "e2e", "cluster": {"server": self.url, **trust}}],
             "users": [{"name": name, "user": {"token": token}}],
             "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
             "current-context": "e2e",

@@ -16,12 +16,16 @@ The stand-ins, each for a component that has no process here:
   control-plane/pkg/apis/core/pod_defaulting.go, sets);
 - Knative Serving: the subscriber's Knative Service gets `status.address.url` and `Ready`
   (`mark_services_ready`);
-- DNS and kube-proxy: /etc/hosts entries in the private namespace (gitops/e2e/netns.py).
+- DNS and kube-proxy: /etc/hosts entries in the private namespace (gitops/e2e/netns.py);
+- the External Secrets Operator: the Secret each ExternalSecret declares, from the test Kafka's values
+  (`materialise_external_secrets`).
 """
 
 from __future__ import annotations
 
+import json
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,7 @@ from typing import Any
 from gitops.core.manifests import Obj
 from gitops.e2e import netns
 from gitops.e2e.cluster import ApiServer, binary
-from gitops.e2e.kube import Kube
+from gitops.e2e.kube import Kube, KubeError
 from gitops.e2e.processes import Supervisor
 
 NODE_NAME = "e2e-node"
@@ -221,3 +225,61 @@ def collect_garbage(kube: Kube) -> int:
                 kube.delete(obj)
                 deleted += 1
     return deleted
+
+
+def materialise_external_secrets(
+    kube: Kube, objects: list[Obj], store: dict[str, str], written: dict[tuple[str, str], str]
+) -> list[str]:
+    """The External Secrets Operator's stand-in (its controller is a separate Go program with its own provider
+    plug-ins and no store to read here): for each ExternalSecret of the render that is applied, the Secret it
+    declares, from `store` (the secret store's values by spec.data secretKey: the test Kafka's user, password and
+    CA), with the operator's keys, type and owner (gitops.model.external_secrets `materialise`: the operator's rules
+    at the pinned release), and the ExternalSecret `Ready`, as the operator reports a synced Secret. `written`
+    remembers what was written, so a Secret changes (and the controllers and data plane re-read it) only when the
+    store does, as with the operator's refresh. Returns the Secrets written."""
+    from gitops.model import external_secrets
+
+    out = []
+    for derived in external_secrets.derived_secrets(objects):
+        es = derived.source
+        meta = es["metadata"]
+        live = kube.get(es["apiVersion"], es["kind"], meta.get("namespace"), meta["name"])
+        if live is None:
+            continue  # not applied yet (a later wave)
+        secret = external_secrets.materialise(derived, store)
+        secret["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": es["apiVersion"],
+                "kind": es["kind"],
+                "name": meta["name"],
+                "uid": live["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        key = (derived.namespace, derived.name)
+        text = json.dumps(secret, sort_keys=True)
+        if written.get(key) == text:
+            continue
+        kube.apply(secret, manager="external-secrets")
+        written[key] = text
+        out.append(derived.ref)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with suppress(KubeError):  # the status of an ExternalSecret is informational here (Argo CD's health reads it)
+            kube.patch_status(
+                es,
+                {
+                    "refreshTime": now,
+                    "binding": {"name": derived.name},
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "SecretSynced",
+                            "message": "secret synced",
+                            "lastTransitionTime": now,
+                        }
+                    ],
+                },
+            )
+    return out

@@ -8,7 +8,7 @@ CPU-minute warm), then `<module>/target/classes` plus `target/runtime.cp` per ma
 
 Each JVM is told to stay on loopback: the Vert.x server binds `host=127.0.0.1` (HTTP server properties), metrics
 bind `METRICS_HOST=127.0.0.1`, and the fabric8 Kubernetes client points at a closed loopback port instead of
-`kubernetes.default.svc`.
+`kubernetes.default.svc` (with the e2e's control plane, at its API server on loopback instead: `IN_CLUSTER_JVM_FLAGS`).
 """
 
 from __future__ import annotations

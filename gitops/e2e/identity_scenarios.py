@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from gitops.core.manifests import Obj
-from gitops.e2e import cluster
+from gitops.e2e import cluster, replay
 from gitops.e2e import scenarios as sc
 from gitops.e2e.ledger import EventKey, ScenarioLedger
 from gitops.e2e.live import LiveStack
@@ -219,19 +219,10 @@ def subject_not_in_policy(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
 
 
 def _named_sub(stack: LiveStack) -> str:
-    """A `from.sub` of the Broker's EventPolicy (the replay identity in prod), '' when it names none."""
-    for obj in stack.objects:
-        if obj["kind"] == "EventPolicy" and any(
-            (t.get("ref") or {}).get("kind") == "Broker" for t in obj["spec"].get("to", [])
-        ):
-            subs = [
-                str(e["sub"])
-                for e in obj["spec"].get("from", [])
-                if str(e.get("sub", "")).startswith(SERVICE_ACCOUNT_SUBJECT) and "*" not in e["sub"]
-            ]
-            # A person's identity (the replay one) rather than a sender's own OIDC one, when the policy names both.
-            return next((s for s in subs if "-oidc-" not in s), subs[0] if subs else "")
-    return ""
+    """The person's identity the Broker's EventPolicy names by `sub` (prod's replay ServiceAccount; `gitops replay`
+    finds it the same way), '' when it names none."""
+    identities = replay.replay_identities(stack.objects)
+    return f"{SERVICE_ACCOUNT_SUBJECT}{identities[0][0]}:{identities[0][1]}" if identities else ""
 
 
 def jwks_rotated(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:

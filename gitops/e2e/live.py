@@ -30,21 +30,29 @@ from typing import Any
 import yaml
 
 from gitops.core.manifests import Obj
-from gitops.e2e import cluster, controlplane, dataplane, netns, sync
+from gitops.e2e import cluster, controlplane, dataplane, netns, replay, sync
 from gitops.e2e.fault_proxy import FaultProxy
 from gitops.e2e.kube import Kube
 from gitops.e2e.processes import supervised
 from gitops.e2e.stack import SOURCE_PARTITIONS, SUBSCRIBER_NAME, Stack, _write_properties, free_port, topic_configs
 from gitops.events import kafka_local
+from gitops.model import external_secrets
 from gitops.model.argocd import wave
 from gitops.model.operator_crds import monitoring_crd_files, operator_crd_files
 from gitops.model.record_size import BROKER_DATA_PLANE, SINK_DATA_PLANE
 
 SERVING_ADDRESS_IP = "127.0.3.1"
+# The test Kafka cluster's nodes, one address per bootstrap host the render names (the private /etc/hosts maps
+# each name to its node), as a cluster's DNS gives each broker its own address.
+KAFKA_NODE_PREFIX = "127.0.5."
+# What the test Kafka speaks besides PLAINTEXT (gitops/events/kafka_sasl_ssl.py).
+TEST_KAFKA_AUTH = ("SASL_SSL", "SCRAM-SHA-512")
 RECEIVER_POD_PORT = (
     controlplane.RECEIVER_POD_PORT
 )  # where Knative Serving's ingress would answer for the subscriber's Service
 SYSTEM_NAMESPACE = "knative-eventing"
+# The receivers' readinessProbe (data-plane/config/*/500-receiver.yaml): failureThreshold 3 x periodSeconds 3.
+READINESS_FAILURE_S = 9.0
 # The data plane's objects of the release assets eventing-kafka-broker.yaml and eventing-kafka-sink.yaml
 # (hack/data-plane.sh upstream assembles them from these directories).
 DATA_PLANE_CONFIG = ("broker", "sink")
@@ -125,7 +133,8 @@ def kafka_hosts(objects: list[Obj]) -> tuple[set[str], int]:
     for obj in objects:
         if obj["kind"] in ("KafkaSource", "KafkaSink"):
             value = obj["spec"].get("bootstrapServers") or []
-            servers |= set([value] if isinstance(value, str) else value)
+            # Each entry may itself list several servers (sarama and upstream's webhook split on ",").
+            servers |= {s.strip() for entry in ([value] if isinstance(value, str) else value) for s in entry.split(",")}
     ports = {int(s.rsplit(":", 1)[1]) for s in servers if ":" in s}
     if len(ports) != 1:
         raise RuntimeError(
@@ -133,6 +142,121 @@ def kafka_hosts(objects: list[Obj]) -> tuple[set[str], int]:
             "e2e's one test Kafka listens on one"
         )
     return {s.rsplit(":", 1)[0] for s in servers}, ports.pop()
+
+
+def replication_factor(objects: list[Obj]) -> int:
+    """The largest replication factor the render asks the controller to create a topic with (Broker ConfigMaps'
+    default.topic.replication.factor, KafkaSinks' replicationFactor)."""
+    factors = [int((c.get("data") or {}).get("default.topic.replication.factor") or 1) for c in broker_configs(objects)]
+    factors += [int((o.get("spec") or {}).get("replicationFactor") or 1) for o in objects if o["kind"] == "KafkaSink"]
+    return max([1, *factors])
+
+
+def auth_secret_refs(objects: list[Obj]) -> set[tuple[str, str]]:
+    """(namespace, name) of every Secret the render's Kafka clients authenticate with: a Broker ConfigMap's
+    auth.secret.ref.name, a KafkaSink's spec.auth.secret.ref.name, a KafkaSource's net.sasl/net.tls secretKeyRefs."""
+    refs = set()
+    for config in broker_configs(objects):
+        if name := (config.get("data") or {}).get("auth.secret.ref.name"):
+            refs.add((config["metadata"].get("namespace", ""), name))
+    for obj in objects:
+        namespace, spec = obj["metadata"].get("namespace", ""), obj.get("spec") or {}
+        if obj["kind"] == "KafkaSink" and (
+            name := (((spec.get("auth") or {}).get("secret") or {}).get("ref") or {}).get("name")
+        ):
+            refs.add((namespace, name))
+        if obj["kind"] == "KafkaSource":
+            net = spec.get("net") or {}
+            for section in (net.get("sasl") or {}, net.get("tls") or {}):
+                for value in section.values():
+                    ref = (value.get("secretKeyRef") or {}) if isinstance(value, dict) else {}
+                    if ref.get("name"):
+                        refs.add((namespace, ref["name"]))
+    return refs
+
+
+@dataclass(frozen=True)
+class KafkaAuth:
+    """How the render's Kafka clients authenticate: the Secrets they read, each declared by an ExternalSecret of the
+    render (the operator's stand-in writes them), and the protocol and SASL mechanism those declarations state."""
+
+    secrets: list[external_secrets.DerivedSecret]
+    protocol: str
+    mechanism: str
+
+
+def kafka_auth(objects: list[Obj]) -> KafkaAuth | str | None:
+    """The render's Kafka authentication (None: plaintext), or why the e2e cannot give it (a str)."""
+    refs = auth_secret_refs(objects)
+    if not refs:
+        return None
+    declared = {(d.namespace, d.name): d for d in external_secrets.derived_secrets(objects)}
+    secrets, facts = [], set()
+    for namespace, name in sorted(refs):
+        derived = declared.get((namespace, name))
+        if derived is None:
+            return (
+                f"Secret {namespace}/{name} (the render's Kafka credentials) is declared by no ExternalSecret of the "
+                "render, so the e2e cannot give it the test Kafka's credentials"
+            )
+        if derived.unknowable:
+            return f"{derived.ref}: {derived.unknowable[0]}"
+        secrets.append(derived)
+        facts.add((derived.data.get("protocol"), derived.data.get("sasl.mechanism")))
+    if len(facts) != 1 or next(iter(facts)) != TEST_KAFKA_AUTH:
+        stated = ", ".join(f"{p} {m}" for p, m in sorted(facts, key=str))
+        return (
+            f"the render's Kafka credentials state {stated}; the test Kafka speaks {' '.join(TEST_KAFKA_AUTH)} "
+            "(gitops/events/kafka_sasl_ssl.py)"
+        )
+    return KafkaAuth(secrets, *TEST_KAFKA_AUTH)
+
+
+def secret_store(auth: KafkaAuth, kafka: kafka_local.KafkaBroker, password: str | None = None) -> dict[str, str]:
+    """The secret store's values (by ExternalSecret spec.data secretKey) that give each declared Secret the test
+    Kafka's credentials: its client user, password (or `password`, a wrong one for a scenario) and CA."""
+    assert kafka.sasl_ssl is not None
+    values = {
+        "protocol": auth.protocol,
+        "sasl.mechanism": auth.mechanism,
+        "user": kafka.sasl_ssl.user,
+        "password": kafka.sasl_ssl.password if password is None else password,
+        "ca.crt": kafka.sasl_ssl.ca_file.read_text(),
+    }
+    return {
+        secret_key: values[key]
+        for derived in auth.secrets
+        for key, secret_key in derived.store_keys.items()
+        if key in values
+    }
+
+
+def kafka_nodes(objects: list[Obj]) -> tuple[list[kafka_local.Node], int]:
+    """The test Kafka the render names: no nodes (one plaintext broker on 127.0.0.1) for one bootstrap host, no
+    replication and no auth (dev); otherwise a node per bootstrap host, each on an address of its own (prod: three
+    nodes for replication factor 3). The port is the render's bootstrap port."""
+    names, port = kafka_hosts(objects)
+    if len(names) == 1 and replication_factor(objects) == 1 and kafka_auth(objects) is None:
+        return [], port
+    return [kafka_local.Node(f"{KAFKA_NODE_PREFIX}{i}", name) for i, name in enumerate(sorted(names), 1)], port
+
+
+def start_kafka(objects: list[Obj]) -> kafka_local.KafkaBroker:
+    """Start the test Kafka `kafka_nodes` describes, speaking SASL_SSL when the render's credentials say so (the
+    bootstrap names must already resolve: `kafka_addresses`)."""
+    nodes, port = kafka_nodes(objects)
+    if not nodes:
+        return kafka_local.start_broker(topics={}, port=port)
+    return kafka_local.start_cluster(nodes, port, sasl_ssl=isinstance(kafka_auth(objects), KafkaAuth))
+
+
+def kafka_addresses(objects: list[Obj]) -> dict[str, str]:
+    """DNS's stand-in for the render's bootstrap names: each to its node's address (all to 127.0.0.1 for one
+    broker)."""
+    nodes, _port = kafka_nodes(objects)
+    if nodes:
+        return {node.advertised: node.listen for node in nodes}
+    return dict.fromkeys(kafka_hosts(objects)[0], "127.0.0.1")
 
 
 class Forwarder:
@@ -227,6 +351,9 @@ class LiveStack(Stack):
     workload_status: dict[str, dict[str, Any]] = field(default_factory=dict)  # last status written per workload
     standin_errors: list[str] = field(default_factory=list)
     oidc: bool = False
+    # The External Secrets Operator's stand-in: the secret store's values, and the Secrets it wrote from them.
+    secret_store: dict[str, str] = field(default_factory=dict)
+    secrets_written: dict[tuple[str, str], str] = field(default_factory=dict)
 
     # --- what the scenarios read -------------------------------------------------------------------------------
 
@@ -237,6 +364,23 @@ class LiveStack(Stack):
                 live = self.kube.get(obj["apiVersion"], "Broker", obj["metadata"]["namespace"], obj["metadata"]["name"])
                 return str(((live or {}).get("status") or {}).get("address", {}).get("url", ""))
         raise LookupError("the render has no Broker")
+
+    def replay_token(self) -> str | None:
+        """A token for the identity the render lets re-send dead letters to its Broker (an EventPolicy `sub`
+        system:serviceaccount:<namespace>:<name>, prod's `replay`), minted by the API server for the Broker's
+        audience, as `gitops replay --token` is given one; None when the Broker publishes no audience (no OIDC)."""
+        assert self.kube is not None
+        broker = next(o for o in self.objects if o["kind"] == "Broker")
+        meta = broker["metadata"]
+        live = self.kube.get(broker["apiVersion"], "Broker", meta["namespace"], meta["name"]) or {}
+        audience = ((live.get("status") or {}).get("address") or {}).get("audience")
+        if not audience:
+            return None
+        identities = replay.replay_identities(self.objects)
+        if not identities:
+            return None
+        namespace, name = identities[0]
+        return self.kube.token(namespace, name, audience)
 
     def dead_letter_topic(self) -> str | None:
         contracts = self.contracts
@@ -344,6 +488,8 @@ class LiveStack(Stack):
             if live is not None:
                 self._workload_status(live, int(proc is not None and proc.alive()))
         self.volume_sync()
+        if self.secret_store:
+            controlplane.materialise_external_secrets(self.kube, self.objects, self.secret_store, self.secrets_written)
         controlplane.aggregate_cluster_roles(self.kube)
         controlplane.collect_garbage(self.kube)
         controlplane.mark_services_ready(
@@ -419,7 +565,7 @@ class LiveStack(Stack):
         )
 
     def _create_pod(self, workload: dict[str, Any], pod: str, role: str, component: str) -> None:
-        assert self.kube is not None
+        assert self.kube is not None and self.api is not None
         ip = f"{controlplane.POD_IP_PREFIX}{10 + len(self.pods)}"
         template = workload["spec"]["template"]
         spec = dict(template["spec"])
@@ -449,7 +595,9 @@ class LiveStack(Stack):
         }
         created = self.kube.create(obj)
         file = self.workdir / f"{pod}-contract.json"
-        file.write_text("")
+        # An empty contract until the controller writes one: an empty file fails to parse, and the data plane's
+        # file watcher logged that failure without end for a pod the controller places nothing on (gigabytes).
+        file.write_text("{}")
         self.pods[pod] = {"ip": ip, "role": role, "component": component, "file": str(file), "ready": False}
         identity = self._pod_identity(pod, created)
         if role.endswith("receiver"):
@@ -510,6 +658,17 @@ class LiveStack(Stack):
         assert self.kube is not None
         ready = self._pod_ready(pod)
         info = self.pods[pod]
+        proc = self.supervisor.procs.get(info["role"])
+        if ready or proc is None or not proc.alive():
+            info.pop("failing_since", None)
+        elif info.get("reported"):
+            # A running process whose readiness probe fails: the kubelet marks the pod unready only after
+            # failureThreshold x periodSeconds of failures (500-receiver.yaml: 3 x 3 s), not on one slow answer; on a
+            # loaded machine a single 1 s timeout flipped the receiver unready and kafka-controller marked the Broker
+            # "Data plane not available" with a backoff that outlasted the sync wave.
+            since = info.setdefault("failing_since", time.monotonic())
+            if time.monotonic() - since < READINESS_FAILURE_S:
+                return
         if info.get("reported") == ready:
             return
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -739,17 +898,24 @@ def running(
     netns.require_private("the e2e's control plane")
     build = dataplane.build()
     log(f"e2e: data plane {f'built in {build.seconds:.0f}s' if build.seconds else 'reused'} ({build.root.name})")
-    kafka_names, kafka_port = kafka_hosts(objects)
     hosts = {name: "127.0.0.1" for name in ("kubernetes", "kubernetes.default", "kubernetes.default.svc")}
     hosts["kubernetes.default.svc.cluster.local"] = "127.0.0.1"
-    hosts |= dict.fromkeys(kafka_names, "127.0.0.1")
     namespace, name = SUBSCRIBER_NAME
     hosts[f"{name}.{namespace}.svc.cluster.local"] = SERVING_ADDRESS_IP
+    hosts |= kafka_addresses(objects)
     netns.private_hosts(workdir / "hosts", hosts)
     with supervised(workdir) as supervisor:
         started = time.monotonic()
-        kafka = kafka_local.start_broker(topics={}, port=kafka_port)
-        supervisor.adopt(kafka.process.pid)
+        kafka = start_kafka(objects)
+        for pid in kafka.pids:
+            supervisor.adopt(pid)
+        auth = kafka_auth(objects)
+        protocol = f"{auth.protocol} {auth.mechanism}" if isinstance(auth, KafkaAuth) else "PLAINTEXT"
+        kafka_note = (
+            f"{len(kafka.pids)} node{'s' if len(kafka.pids) > 1 else ''} ({kafka.bootstrap_servers}), {protocol}"
+        )
+        rss = kafka_local.resident_mib(kafka.pids)
+        log(f"e2e: test Kafka up in {kafka.start_seconds:.0f}s: {kafka_note}; resident {sum(rss.values()):.0f} MiB")
         proxy: FaultProxy | None = None
         stack: LiveStack | None = None
         standins: threading.Event | None = None
@@ -762,10 +928,15 @@ def running(
             }
             # Each source topic sized for its largest record, as its owner sets it (docs/operations.md, "Record size").
             kafka_local.create_topics(
-                kafka.bootstrap_servers, source_topics, configs=topic_configs(objects, stand_ins or [], None)
+                kafka.bootstrap_servers,
+                source_topics,
+                kafka.client_security,
+                configs=topic_configs(objects, stand_ins or [], None),
             )
             stack = LiveStack(env, objects, workdir, supervisor, kafka, build, proxy, subscriber_port, 8080, None)
             stack.stand_ins = list(stand_ins or [])
+            if isinstance(auth, KafkaAuth):
+                stack.secret_store = secret_store(auth, kafka)
             stack.start_subscriber()
             t0 = time.monotonic()
             cluster.start_etcd(supervisor, workdir)
@@ -819,7 +990,7 @@ def running(
                 for topic, config in topic_configs(objects, stack.stand_ins, None).items()
                 if topic not in source_topics
             }
-            kafka_local.alter_topic_configs(kafka.bootstrap_servers, sized)
+            kafka_local.alter_topic_configs(kafka.bootstrap_servers, sized, kafka.client_security)
             # The contracts the pods read, once the dispatchers have theirs.
             deadline = time.monotonic() + 120
             while not stack.all_triggers_scheduled():
@@ -846,26 +1017,22 @@ def argocd_wave(obj: Obj) -> int:
 
 
 def unsupported(objects: list[Obj]) -> str:
-    """Why the controller cannot run this render against the one-node, plaintext test Kafka ('' when it can):
-    the controller creates topics with the render's replication factor and connects with its auth Secrets."""
-    configs = broker_configs(objects)
-    for obj in [*configs, *(o for o in objects if o not in configs)]:
-        data = (obj.get("data") or {}) if obj in configs else {}
-        if obj["kind"] == "ConfigMap" and int(data.get("default.topic.replication.factor", "1") or 1) > 1:
-            return (
-                f"ConfigMap {obj['metadata'].get('namespace')}/{obj['metadata']['name']} asks for replication factor "
-                f"{data['default.topic.replication.factor']} (the test Kafka has one broker)"
-            )
-        if obj["kind"] == "ConfigMap" and data.get("auth.secret.ref.name"):
-            return f"ConfigMap {obj['metadata']['name']} authenticates to Kafka (auth.secret.ref.name); the test Kafka is plaintext"
-        spec = obj.get("spec") or {}
-        if obj["kind"] == "KafkaSink" and int(spec.get("replicationFactor", 1)) > 1:
-            return f"KafkaSink {obj['metadata']['name']} asks for replication factor {spec['replicationFactor']}"
-        if obj["kind"] in ("KafkaSource", "KafkaSink") and (
-            spec.get("auth") or spec.get("net", {}).get("sasl", {}).get("enable")
-        ):
-            return f"{obj['kind']} {obj['metadata']['name']} authenticates to Kafka; the test Kafka is plaintext"
-    return ""
+    """Why the e2e's test Kafka cannot serve this render to the controller ('' when it can): it runs one node per
+    bootstrap host the render names, so a replication factor above that count cannot be placed, and it speaks
+    PLAINTEXT or SASL_SSL with SCRAM-SHA-512, with credentials only in Secrets the render declares as
+    ExternalSecrets (the operator's stand-in writes them from the test Kafka's values)."""
+    try:
+        names, _port = kafka_hosts(objects)
+    except RuntimeError as error:
+        return str(error)
+    factor = replication_factor(objects)
+    if factor > len(names):
+        return (
+            f"the render asks for replication factor {factor} but names {len(names)} bootstrap host(s) "
+            f"({', '.join(sorted(names))}); the test Kafka runs one node per host"
+        )
+    auth = kafka_auth(objects)
+    return auth if isinstance(auth, str) else ""
 
 
 def module_versions(binary_path: Path) -> dict[str, str]:

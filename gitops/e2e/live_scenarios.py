@@ -211,3 +211,78 @@ def _wait(condition: Callable[[], bool], seconds: float) -> bool:
             return False
         time.sleep(1)
     return True
+
+
+WRONG_PASSWORD = "e2e-not-the-password"
+
+
+def _broker(stack: LiveStack) -> Obj:
+    return next(o for o in stack.objects if o["kind"] == "Broker")
+
+
+def _watch_health(stack: LiveStack, obj: Obj, want: str, timeout: float, seen: list[str], because: str = "") -> str:
+    """Poll our health check on the live object until it says `want` (with `because` in its message); the states
+    seen are appended to `seen`."""
+    assert stack.kube is not None
+    scripts = sync.health_scripts()
+    deadline = time.monotonic() + timeout
+    message = ""
+    while time.monotonic() < deadline:
+        status = sync.health(stack.kube, obj, scripts)
+        if status is not None:
+            if not seen or seen[-1] != status.status:
+                seen.append(status.status)
+            message = status.message
+            if status.status == want and because in status.message:
+                break
+        time.sleep(1)
+    return message
+
+
+def bad_kafka_password(stack: LiveStack, p: sc.Producing) -> ScenarioLedger | None:
+    """The secret store hands out a wrong Kafka password (issue 27 item 4): the External Secrets stand-in writes it
+    into the Secret the render declares, the controller reconciles with it and the Broker is not Ready (our health
+    check: Degraded), while records keep arriving; then the right password is restored. Whatever the data plane
+    did meanwhile, no record may be acknowledged and lost: the ledger accounts for every one after the restore.
+    None when the render's Kafka takes no credentials."""
+    from gitops.e2e import live
+
+    if stack.kube is None or not stack.secret_store or stack.kafka.sasl_ssl is None:
+        return None
+    auth = live.kafka_auth(stack.objects)
+    assert isinstance(auth, live.KafkaAuth)
+    ledger = ScenarioLedger("bad-kafka-password")
+    broker = _broker(stack)
+    before = stack.healthy_again()  # a Broker Degraded for another reason (an earlier scenario) proves nothing
+    if before.startswith("FAIL"):
+        ledger.notes.append(f"FAIL: not Healthy before the password changed: {before}")
+        return ledger
+    topic = sc.source_topics(stack)[0]
+    ledger.produced |= p.many(topic, 10, rate=10)  # flowing when the password changes
+    started = time.monotonic()
+    stack.secret_store = live.secret_store(auth, stack.kafka, password=WRONG_PASSWORD)
+    seen: list[str] = ["Healthy"]
+    # Degraded because of the password: sarama's "SASL Authentication failed" in the Broker's Ready message.
+    degraded = _watch_health(stack, broker, "Degraded", 120, seen, because="SASL")
+    degraded_s = time.monotonic() - started
+    ledger.produced |= p.many(topic, 10, rate=5)  # arriving while the Broker is not Ready
+    stack.secret_store = live.secret_store(auth, stack.kafka)
+    restored = time.monotonic()
+    healthy_msg = _watch_health(stack, broker, "Healthy", 180, seen)
+    healthy_s = time.monotonic() - restored
+    ledger.produced |= p.many(topic, 10)
+    sc.settle(stack, ledger, sc.deadline_for(stack) + 30)
+    path = " -> ".join(seen)
+    if "Degraded" not in seen or "SASL" not in degraded:
+        ledger.notes.append(f"FAIL: the Broker never Degraded for the wrong password (health {path}: {degraded[:160]})")
+    elif seen[-1] != "Healthy":
+        ledger.notes.append(
+            f"FAIL: the Broker not Healthy again with the right password (health {path}: {healthy_msg[:160]})"
+        )
+    else:
+        ledger.notes.append(
+            f"Broker health {path}: Degraded {degraded_s:.0f}s after the wrong password ({degraded[:120]}), "
+            f"Healthy {healthy_s:.0f}s after the right one"
+        )
+    ledger.notes.append(stack.healthy_again())
+    return ledger

@@ -46,6 +46,7 @@ SCENARIOS = (
     "controller-restart",
     "apiserver-restart",
     *identity_scenarios.SCENARIOS,
+    "bad-kafka-password",
 )
 # Scenarios of the control plane (gitops/e2e/live.py): SIGKILL of a control-plane process mid-stream, restarted
 # after a pause; afterwards every Knative object must be Healthy again by the repository's own health checks.
@@ -62,8 +63,8 @@ BACKOFF_SCALE_HELP = (
     "the ledger says when it is not 1"
 )
 NOT_PROVEN = (
-    "not proven here: NetworkPolicy, Kubernetes scheduling (kubelet, kube-proxy, DNS and Serving are stand-ins; "
-    "docs/e2e.md)"
+    "not proven here: NetworkPolicy, Kubernetes scheduling (kubelet, kube-proxy, DNS, Serving and the External "
+    "Secrets Operator are stand-ins; docs/e2e.md)"
 )
 NO_IDENTITY = "sender identity (OIDC): the render does not turn it on, or no control plane minted tokens"
 
@@ -73,12 +74,12 @@ def replay_through_ingress(stack: Stack, keys: set[EventKey]) -> int:
     topic = stack.dead_letter_topic()
     if topic is None:
         return 0
-    letters = [
-        letter for letter in replay_mod.read({"bootstrap.servers": stack.bootstrap}, topic) if letter.key in keys
-    ]
+    letters = [letter for letter in replay_mod.read(stack.kafka_client, topic) if letter.key in keys]
     sent = 0
+    # Under OIDC (prod) the Broker admits only the identities of its EventPolicy: the replay one, with its token.
+    token = stack.replay_token() if isinstance(stack, live.LiveStack) else None
     for letter in letters:
-        if 200 <= replay_mod.resend(letter, stack.broker_ingress()) < 300:
+        if 200 <= replay_mod.resend(letter, stack.broker_ingress(), token=token) < 300:
             sent += 1
     return sent
 
@@ -147,6 +148,8 @@ def run_scenario(name: str, stack: Stack, p: sc.Producing) -> ScenarioLedger | N
             return identity_scenarios.SCENARIOS[name](stack, p)
         case "replica-lost":
             return live_scenarios.replica_lost(stack, p) if isinstance(stack, live.LiveStack) else None
+        case "bad-kafka-password":
+            return live_scenarios.bad_kafka_password(stack, p) if isinstance(stack, live.LiveStack) else None
         case "controller-restart" | "apiserver-restart":
             if not isinstance(stack, live.LiveStack):
                 return None
@@ -252,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         if name in identity_scenarios.SCENARIOS
                         else "no control plane in this run"
                         if name in CONTROL_PLANE_ONLY
+                        else "the render's Kafka takes no credentials"
+                        if name == "bad-kafka-password"
                         else "the render orders no delivery"
                     )
                     print(f"{name}: skipped: {why}", flush=True)

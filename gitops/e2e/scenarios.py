@@ -88,7 +88,7 @@ class Producing:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.producer = Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5, "log_level": 3})
+        self.producer = Producer({**stack.kafka_client, "linger.ms": 5, "log_level": 3})
 
     def plain(self, topic: str, payload: bytes, key: str | None = None) -> list[EventKey]:
         keys: list[EventKey] = []
@@ -146,14 +146,14 @@ def dead_letters(stack: Stack) -> dict[EventKey, dict[str, str]]:
             (r["ce_source"], r["ce_id"]): {"knativeerrorcode": str(r.get("error_code"))}
             for r in stack.subscriber_records("dead_lettered")
         }
-    return {key: attrs for key, attrs in read_topic_events(stack.bootstrap, topic)}
+    return {key: attrs for key, attrs in read_topic_events(stack.kafka_client, topic)}
 
 
-def read_topic_events(bootstrap: str, topic: str) -> list[tuple[EventKey, dict[str, str]]]:
+def read_topic_events(client: dict[str, str], topic: str) -> list[tuple[EventKey, dict[str, str]]]:
     """Every record of a topic (binary-mode CloudEvents: ce_* headers) as ((source, id), attributes)."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client,
             "group.id": f"e2e-reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "log_level": 3,
@@ -189,11 +189,11 @@ def read_topic_events(bootstrap: str, topic: str) -> list[tuple[EventKey, dict[s
         consumer.close()
 
 
-def record_sizes(bootstrap: str, topic: str) -> dict[EventKey, tuple[str, int]]:
+def record_sizes(client: dict[str, str], topic: str) -> dict[EventKey, tuple[str, int]]:
     """(knativeerrorcode, bytes of value, key and headers) of every record of a topic, by CloudEvent identity."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client,
             "group.id": f"e2e-sizes-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "log_level": 3,
@@ -462,7 +462,7 @@ def broker_partitions_committed(stack: Stack) -> bool:
     topic = next(iter(stack.contracts.brokers.values()))
     egresses = trigger_egresses(stack)
     for egress in egresses:
-        consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": egress["consumerGroup"], "log_level": 3})
+        consumer = Consumer({**stack.kafka_client, "group.id": egress["consumerGroup"], "log_level": 3})
         try:
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
@@ -556,9 +556,7 @@ def ordered(stack: Stack, p: Producing) -> ScenarioLedger | None:
 def _size_producer(stack: Stack) -> Producer:
     """One record per request (no batching, so a topic's max.message.bytes judges each record alone) and a client
     limit above every topic's, so Kafka, not the client, is what refuses a record."""
-    return Producer(
-        {"bootstrap.servers": stack.bootstrap, "linger.ms": 0, "message.max.bytes": 8 * 1024 * 1024, "log_level": 3}
-    )
+    return Producer({**stack.kafka_client, "linger.ms": 0, "message.max.bytes": 8 * 1024 * 1024, "log_level": 3})
 
 
 def _produce_one(
@@ -638,7 +636,7 @@ def record_size(stack: Stack, p: Producing) -> ScenarioLedger:
     dead_sizes = ""
     topic_dl = stack.dead_letter_topic()
     if dead_key is not None and topic_dl is not None:
-        sizes_of = record_sizes(stack.bootstrap, topic_dl)
+        sizes_of = record_sizes(stack.kafka_client, topic_dl)
         if dead_key in sizes_of:
             code, size = sizes_of[dead_key]
             upstream = KAFKA_DEFAULT_MAX_REQUEST_SIZE
@@ -693,7 +691,7 @@ def spoofed_source(stack: Stack, p: Producing) -> ScenarioLedger:
     topics = source_topics(stack)
     writer, victim = topics[0], topics[-1]
     producer = _size_producer(stack)
-    consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"e2e-{uuid.uuid4()}", "log_level": 3})
+    consumer = Consumer({**stack.kafka_client, "group.id": f"e2e-{uuid.uuid4()}", "log_level": 3})
     try:
         _low, next_offset = consumer.get_watermark_offsets(TopicPartition(victim, 0), timeout=10)
     finally:

@@ -81,6 +81,12 @@ class Stack:
         return self.kafka.bootstrap_servers
 
     @property
+    def kafka_client(self) -> dict[str, str]:
+        """librdkafka settings of the e2e's own clients (producing, reading topics): the bootstrap servers and, on a
+        SASL_SSL test Kafka, its client user's credentials and CA."""
+        return {"bootstrap.servers": self.bootstrap, **self.kafka.client_security}
+
+    @property
     def receiver_url(self) -> str:
         return f"http://127.0.0.1:{self.receiver_port}"
 

@@ -58,6 +58,10 @@ FETCH_TIMEOUT_S = 240  # under pytest-timeout (300 s), so a slow registry skips 
 READY_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 30
 HEAP = "-Xmx512m"
+# Each node of a multi-broker cluster (start_cluster): three of them share the e2e's two cores and memory with the
+# data plane's JVMs; measured by tests/events/test_kafka_cluster.py, which prints each node's resident memory.
+CLUSTER_HEAP = "-Xmx256m"
+CLUSTER = HACK / "cluster.properties"
 
 
 class KafkaUnavailable(Exception):
@@ -124,6 +128,12 @@ class KafkaBroker:
     # SASL_SSL (start_broker(sasl_ssl=True)): the CA, the SCRAM user and the client settings (kafka_sasl_ssl.py).
     sasl_ssl: SaslSsl | None = None
     client_security: dict[str, str] = field(default_factory=dict)
+    # Every node's JVM (start_cluster; `process` is the first), stopped together.
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes or [self.process]]
 
     def ce_decode(self, topic: str, partition: int, offset: int) -> dict[str, object]:
         """Decode one record with the CloudEvents Java SDK, as the KafkaSource dispatcher does."""
@@ -154,26 +164,33 @@ class KafkaBroker:
         return self.workdir / "broker.log"
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no broker log)"
+        tails = []
+        for log in sorted(self.workdir.glob("broker*.log")):
+            with contextlib.suppress(OSError):
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                tails.append("\n".join(tail) if log == self.log_file else f"--- {log.name}\n" + "\n".join(tail))
+        return "\n".join(tails) or "(no broker log)"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        """SIGTERM every node at once (a cluster's nodes shut down together), bounded, then SIGKILL."""
+        processes = self.processes or [self.process]
+        for proc in processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for proc in processes:
             try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+                proc.kill()
+                proc.wait(timeout=10)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _java(libs: Path, main: str, args: Sequence[str]) -> list[str]:
+def _java(libs: Path, main: str, args: Sequence[str], heap: str = HEAP) -> list[str]:
     return [
         "java",
-        HEAP,
+        heap,
         "-Xms128m",
         "-XX:+UseSerialGC",
         "-Djava.awt.headless=true",
@@ -253,7 +270,116 @@ def start_broker(topics: dict[str, int] | None = None, port: int | None = None, 
     return broker
 
 
-def _wait_ready(broker: KafkaBroker) -> None:
+@dataclass(frozen=True)
+class Node:
+    """One node of a test Kafka cluster: the address it listens on and the host name it is advertised under."""
+
+    listen: str
+    advertised: str
+
+
+def start_cluster(
+    nodes: Sequence[Node], port: int, sasl_ssl: bool = False, topics: dict[str, int] | None = None
+) -> KafkaBroker:
+    """A KRaft cluster of len(nodes) JVMs, each broker and controller (a three-voter quorum), each listening on
+    `node.listen:port` and advertised as `node.advertised:port`; internal topics and topics created without a
+    replication factor get len(nodes) replicas (hack/kafka/cluster.properties). With `sasl_ssl`, every node speaks
+    SASL_SSL/SCRAM-SHA-512 with one throwaway CA and a certificate naming every advertised host
+    (kafka_sasl_ssl.py); the SCRAM users are formatted into each node's metadata (KIP-900)."""
+    libs = jars_dir()
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="kafka-cluster-"))
+    controller_port = free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    voters = ",".join(f"{i}@{node.listen}:{controller_port}" for i, node in enumerate(nodes, 1))
+    security = None
+    ident = cluster_id()
+    configs = []
+    try:
+        if sasl_ssl:
+            security = SaslSsl.create(workdir, [n.advertised for n in nodes] + [n.listen for n in nodes])
+        for i, node in enumerate(nodes, 1):
+            text = (HACK / "server.properties").read_text()
+            if security is not None:
+                text += "\n" + security.properties()
+            text += "\n" + CLUSTER.read_text()
+            props = workdir / f"server-{i}.properties"
+            props.write_text(
+                Template(text).substitute(
+                    PORT=port,
+                    CONTROLLER_PORT=controller_port,
+                    LOG_DIR=workdir / f"data-{i}",
+                    NODE_ID=i,
+                    VOTERS=voters,
+                    PROTOCOL="SASL_SSL" if security else "PLAINTEXT",
+                    LISTEN_HOST=node.listen,
+                    ADVERTISED_HOST=node.advertised,
+                    REPLICAS=len(nodes),
+                    MIN_ISR=min(2, len(nodes)),
+                )
+            )
+            configs.append(props)
+        scram = security.format_args() if security else []
+        for props in configs:
+            fmt = subprocess.run(
+                _java(libs, "kafka.tools.StorageTool", ["format", "-t", ident, "-c", str(props), *scram], CLUSTER_HEAP),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if fmt.returncode != 0:
+                raise RuntimeError(f"kafka-storage format failed for {props.name}:\n{fmt.stdout}\n{fmt.stderr}")
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    processes = []
+    for i, props in enumerate(configs, 1):
+        with (workdir / ("broker.log" if i == 1 else f"broker-{i}.log")).open("wb") as log:
+            processes.append(
+                subprocess.Popen(
+                    _java(libs, "kafka.Kafka", [str(props)], CLUSTER_HEAP),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            )
+    broker = KafkaBroker(
+        ",".join(f"{node.advertised}:{port}" for node in nodes),
+        workdir,
+        processes[0],
+        0.0,
+        libs,
+        security,
+        security.client_config() if security else {},
+        processes,
+    )
+    try:
+        _wait_ready(broker, len(nodes))
+        create_topics(broker.bootstrap_servers, topics or {}, broker.client_security)
+    except BaseException:
+        tail = broker.log_tail()
+        broker.stop()
+        raise RuntimeError(f"Kafka cluster did not become ready; last log lines:\n{tail}") from None
+    broker.start_seconds = time.monotonic() - started
+    return broker
+
+
+def resident_mib(pids: Sequence[int]) -> dict[int, float]:
+    """Each process's resident memory (VmRSS of /proc/<pid>/status), MiB."""
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out[pid] = int(line.split()[1]) / 1024
+    return out
+
+
+def _wait_ready(broker: KafkaBroker, brokers: int = 1) -> None:
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(
@@ -267,11 +393,12 @@ def _wait_ready(broker: KafkaBroker) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     last: Exception | None = None
     while time.monotonic() < deadline:
-        if broker.process.poll() is not None:
-            raise RuntimeError(f"broker exited with {broker.process.returncode}")
+        for proc in broker.processes or [broker.process]:
+            if proc.poll() is not None:
+                raise RuntimeError(f"broker exited with {proc.returncode}")
         try:
             md = admin.list_topics(timeout=2)
-            if md.brokers:
+            if len(md.brokers) >= brokers:
                 return
         except Exception as exc:  # KafkaException while the listener is not up yet
             last = exc
@@ -293,7 +420,8 @@ def create_topics(
     admin = AdminClient({"bootstrap.servers": bootstrap, **(security or {})})
     futures = admin.create_topics(
         [
-            NewTopic(name, num_partitions=n, replication_factor=1, config=(configs or {}).get(name, {}))
+            # -1: the cluster's default.replication.factor (KIP-464): 1 on one node, every node of a cluster.
+            NewTopic(name, num_partitions=n, replication_factor=-1, config=(configs or {}).get(name, {}))
             for name, n in topics.items()
         ],
         operation_timeout=30,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +38,26 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def write_ca_and_server_cert(workdir: Path) -> tuple[Path, Path]:
-    """(ca.crt, server.pem): a CA valid for a day and a server certificate for IP 127.0.0.1 it signs, the server's
-    PKCS #8 key and certificate chain in one PEM file (Kafka's PEM keystore)."""
+def _subject_alt_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
+    """IP 127.0.0.1 and every host a broker is reached or advertised as: an IP SAN for an address, a DNS SAN for a
+    name (clients verify the name they connect to: librdkafka's and the Java client's
+    `ssl.endpoint.identification.algorithm=https`, Go's crypto/tls ServerName in the kafka-controller)."""
+    names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    for host in dict.fromkeys(hosts):
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            names.append(x509.DNSName(host))
+            continue
+        if str(address) != "127.0.0.1":
+            names.append(x509.IPAddress(address))
+    return names
+
+
+def write_ca_and_server_cert(workdir: Path, hosts: Sequence[str] = ()) -> tuple[Path, Path]:
+    """(ca.crt, server.pem): a CA valid for a day and a server certificate it signs for IP 127.0.0.1 and `hosts`
+    (the advertised names of a cluster's brokers, which share the certificate), the server's PKCS #8 key and
+    certificate chain in one PEM file (Kafka's PEM keystore)."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
@@ -65,7 +83,7 @@ def write_ca_and_server_cert(workdir: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_subject_alt_names(hosts)), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -91,8 +109,8 @@ class SaslSsl:
     password: str
 
     @classmethod
-    def create(cls, workdir: Path) -> SaslSsl:
-        ca_file, keystore = write_ca_and_server_cert(workdir)
+    def create(cls, workdir: Path, hosts: Sequence[str] = ()) -> SaslSsl:
+        ca_file, keystore = write_ca_and_server_cert(workdir, hosts)
         return cls(ca_file, keystore, secrets.token_urlsafe(18), CLIENT_USER, secrets.token_urlsafe(18))
 
     def properties(self) -> str:

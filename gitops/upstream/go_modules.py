@@ -1,4 +1,5 @@
-"""The Knative Go modules behind the admission stage, moved by `make bump` together with the release URLs.
+"""The Knative Go modules behind the admission stage and the e2e's control plane, moved by `make bump` together
+with the release URLs.
 
 Knative tags each release twice; the Go module proxy serves the v0 form: knative-v1.N.P is v0.(N+27).P
 (1.23.0 = v0.50.0). Changing the pins needs the proxy (go.sum records every module's hash), so the update runs
@@ -16,6 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitops.core.paths import ADMISSION_MODULE_DIR
+
+# Every module of ours that pins Knative: the admission stage (`make validate`) and the e2e's control plane (kube-
+# apiserver, etcd, kafka-controller, the EventPolicy reconciler). `make bump` moves them together.
+CLUSTER_MODULE_DIR = Path("hack/knative-cluster")
+MODULE_DIRS = (ADMISSION_MODULE_DIR, CLUSTER_MODULE_DIR)
 
 # The modules whose version follows the Knative release (the webhook mains the stage mirrors).
 KNATIVE_MODULES = ("knative.dev/serving", "knative.dev/eventing", "knative.dev/eventing-kafka-broker")
@@ -86,10 +92,16 @@ def _eventing_requirement(module_dir: Path, eventing_version: str) -> str | None
     return match[1] if match else None
 
 
+def _module_pins(module_dir: Path) -> dict[str, str]:
+    text = (module_dir / "go.mod").read_text()
+    return {m["module"]: m["version"] for m in REQUIRE.finditer(text) if m["module"] in KNATIVE_MODULES}
+
+
 def update(root: Path, knative_version: str) -> ModuleUpdate:
-    """New go.mod/go.sum for knative_version, computed in a scratch copy; the tree is never touched here."""
-    module_dir = root / ADMISSION_MODULE_DIR
-    if not (module_dir / "go.mod").is_file():
+    """New go.mod/go.sum for knative_version, computed in a scratch copy of each module (the admission stage's and
+    the e2e control plane's, which must run the same Knative: tests/e2e/test_control_plane.py); the tree is never
+    touched here, and one module that cannot move fails the whole update."""
+    if not (root / ADMISSION_MODULE_DIR / "go.mod").is_file():
         return ModuleUpdate({}, {})
     current = pinned(root)
     versions = targets(current, knative_version)
@@ -97,18 +109,35 @@ def update(root: Path, knative_version: str) -> ModuleUpdate:
         return ModuleUpdate(versions, {})
     if shutil.which("go") is None:
         raise ModuleUpdateError("Go is not installed, and moving the module pins needs `go get`")
+    files: dict[Path, str] = {}
+    for module in MODULE_DIRS:
+        module_dir = root / module
+        if (module_dir / "go.mod").is_file():
+            files |= _moved(module_dir, versions)
+    return ModuleUpdate(versions, files)
+
+
+def _moved(module_dir: Path, versions: dict[str, str]) -> dict[Path, str]:
+    """go.mod/go.sum of one module with the Knative modules it requires at `versions` (only the changed files)."""
+    have = _module_pins(module_dir)
+    wanted = {m: v for m, v in versions.items() if m in have}
+    if wanted == {m: have[m] for m in wanted}:
+        return {}
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch) / "module"
         shutil.copytree(module_dir, work)
-        _go(["get", *(f"{m}@{v}" for m, v in versions.items())], work)
-        required = _eventing_requirement(work, versions["knative.dev/eventing"])
+        _go(["get", *(f"{m}@{v}" for m, v in wanted.items())], work)
+        replaced = f"{EVENTING_PINNED} =>" in (work / "go.mod").read_text()
+        required = _eventing_requirement(work, versions["knative.dev/eventing"]) if replaced else None
         if required:
             _go(["mod", "edit", f"-replace={EVENTING_PINNED}={EVENTING_PINNED}@{required}"], work)
         _go(["mod", "tidy"], work)
-        _go(["build", "-o", os.devnull, "."], work)
+        # The admission stage is one main; the control plane's module holds mains of its own (./...) besides the
+        # upstream ones it pins through tools.go, which `make setup` builds.
+        _go(["build", "-o", os.devnull, "."] if (work / "main.go").is_file() else ["build", "./..."], work)
         files = {}
         for name in ("go.mod", "go.sum"):
             new = (work / name).read_text()
             if new != (module_dir / name).read_text():
                 files[module_dir / name] = new
-    return ModuleUpdate(versions, files)
+    return files

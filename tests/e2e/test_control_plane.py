@@ -120,12 +120,85 @@ BROKER = {
 def test_the_controller_runs_only_renders_the_test_kafka_can_serve():
     assert live.unsupported([BROKER, broker_config("1")]) == ""
     assert "replication factor 3" in live.unsupported([BROKER, broker_config("3")])
-    assert "plaintext" in live.unsupported([BROKER, broker_config("1", **{"auth.secret.ref.name": "kafka-sasl"})])
+    # Credentials in a Secret no ExternalSecret of the render declares: nothing here could give it the test values.
+    assert "declared by no ExternalSecret" in live.unsupported(
+        [BROKER, broker_config("1", **{"auth.secret.ref.name": "kafka-sasl"})]
+    )
     assert live.kafka_hosts([BROKER, broker_config("1")]) == ({"kafka.kafka.svc"}, 9092)
     # The release's own default ConfigMap (knative-eventing, replication factor 3) is used by no Broker of ours.
     release_default = broker_config("3")
     release_default["metadata"]["namespace"] = "knative-eventing"
     assert live.unsupported([BROKER, broker_config("1"), release_default]) == ""
+
+
+def kafka_credentials(**template: str) -> dict:
+    return {
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ExternalSecret",
+        "metadata": {"name": "kafka-sasl", "namespace": "notifications"},
+        "spec": {
+            "target": {"template": {"data": {"protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", **template}}},
+            "data": [{"secretKey": k, "remoteRef": {"key": "kafka", "property": k}} for k in ("user", "password")],
+        },
+    }
+
+
+def test_a_declared_sasl_ssl_secret_runs_on_a_cluster_of_one_node_per_bootstrap_host():
+    three = broker_config("3", **{"auth.secret.ref.name": "kafka-sasl"})
+    three["data"]["bootstrap.servers"] = "k-0.kafka:9093,k-1.kafka:9093,k-2.kafka:9093"
+    objects = [BROKER, three, kafka_credentials(user="{{ .user }}", password="{{ .password }}")]
+    assert live.unsupported(objects) == ""
+    nodes, port = live.kafka_nodes(objects)
+    assert port == 9093
+    assert [(n.listen, n.advertised) for n in nodes] == [
+        ("127.0.5.1", "k-0.kafka"),
+        ("127.0.5.2", "k-1.kafka"),
+        ("127.0.5.3", "k-2.kafka"),
+    ]
+    assert live.kafka_addresses(objects) == {
+        "k-0.kafka": "127.0.5.1",
+        "k-1.kafka": "127.0.5.2",
+        "k-2.kafka": "127.0.5.3",
+    }
+    # Replication factor 3 with two hosts cannot be placed; a mechanism the test Kafka does not speak is refused.
+    two = dict(three, data={**three["data"], "bootstrap.servers": "k-0.kafka:9093,k-1.kafka:9093"})
+    assert "replication factor 3 but names 2 bootstrap host(s)" in live.unsupported([BROKER, two, objects[2]])
+    sha256 = kafka_credentials(**{"sasl.mechanism": "SCRAM-SHA-256", "user": "{{ .user }}"})
+    assert "SASL_SSL SCRAM-SHA-256; the test Kafka speaks SASL_SSL SCRAM-SHA-512" in live.unsupported(
+        [BROKER, three, sha256]
+    )
+    # One plaintext host without replication stays the single broker on 127.0.0.1 (dev).
+    assert live.kafka_nodes([BROKER, broker_config("1")]) == ([], 9092)
+    assert live.kafka_addresses([BROKER, broker_config("1")]) == {"kafka.kafka.svc": "127.0.0.1"}
+
+
+def test_prod_runs_on_the_control_plane_with_its_declared_credentials(renders, tmp_path):
+    from gitops.events.kafka_sasl_ssl import SaslSsl
+
+    objects = renders["prod"].objects
+    assert live.unsupported(objects) == ""
+    nodes, _port = live.kafka_nodes(objects)
+    assert len(nodes) == 3
+    auth = live.kafka_auth(objects)
+    assert isinstance(auth, live.KafkaAuth)
+    assert [(d.namespace, d.name) for d in auth.secrets] == [("notifications", "kafka-credentials")]
+
+    class Kafka:  # the test Kafka's credentials, without starting it
+        sasl_ssl = SaslSsl.create(tmp_path)
+
+    store = live.secret_store(auth, Kafka())  # type: ignore[arg-type]
+    from gitops.model import external_secrets
+
+    secret = external_secrets.materialise(auth.secrets[0], store)
+    assert secret["stringData"] == {
+        "protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "user": Kafka.sasl_ssl.user,
+        "password": Kafka.sasl_ssl.password,
+        "ca.crt": Kafka.sasl_ssl.ca_file.read_text(),
+    }
+    wrong = external_secrets.materialise(auth.secrets[0], live.secret_store(auth, Kafka(), password="wrong"))  # type: ignore[arg-type]
+    assert wrong["stringData"]["password"] == "wrong"
 
 
 def test_the_controllers_contract_shape_is_read_per_trigger():
@@ -202,3 +275,68 @@ def test_a_rotated_api_server_lists_every_public_key_and_signs_with_the_new_one(
     assert f"--service-account-signing-key-file={tmp_path / 'sa-1.key'}" in command
     assert f"--service-account-jwks-uri={cluster.JWKS_URI}" in command
     assert f"--tls-cert-file={tmp_path / 'certs' / 'serving.crt'}" in command
+
+
+class FakeKube:
+    """What materialise_external_secrets calls on an API server: get, server-side apply, status patch."""
+
+    def __init__(self, live: dict) -> None:
+        self.live, self.applied, self.statuses = live, [], []
+
+    def get(self, api_version, kind, namespace, name):
+        return self.live.get((kind, namespace, name))
+
+    def apply(self, obj, manager="x"):
+        self.applied.append((manager, obj))
+        return obj
+
+    def patch_status(self, obj, status):
+        self.statuses.append((obj["metadata"]["name"], status))
+        return obj
+
+
+def test_the_external_secrets_stand_in_writes_the_declared_secret_once_per_store_change(renders):
+    objects = renders["prod"].objects
+    kube = FakeKube({})
+    written: dict = {}
+    store = {"user": "u", "password": "p", "ca": "CA"}
+    assert controlplane.materialise_external_secrets(kube, objects, store, written) == []  # not applied yet
+    kube.live[("ExternalSecret", "notifications", "kafka-credentials")] = {"metadata": {"uid": "es-uid"}}
+    assert controlplane.materialise_external_secrets(kube, objects, store, written) == [
+        "Secret notifications/kafka-credentials"
+    ]
+    manager, secret = kube.applied[-1]
+    assert manager == "external-secrets"
+    assert secret["stringData"] == {
+        "protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "user": "u",
+        "password": "p",
+        "ca.crt": "CA",
+    }
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "es-uid"
+    assert kube.statuses[-1][1]["conditions"][0]["type"] == "Ready"
+    assert controlplane.materialise_external_secrets(kube, objects, store, written) == []  # unchanged store
+    changed = controlplane.materialise_external_secrets(kube, objects, {**store, "password": "wrong"}, written)
+    assert changed == ["Secret notifications/kafka-credentials"]
+    assert kube.applied[-1][1]["stringData"]["password"] == "wrong"
+
+
+def test_the_replay_token_is_the_policys_replay_identity_for_the_brokers_audience(renders):
+    """Under prod's OIDC, the e2e's replay re-sends dead letters as the identity events-senders admits
+    (system:serviceaccount:notifications:replay), with a token the API server mints for the Broker's audience."""
+    minted = []
+
+    class Kube(FakeKube):
+        def token(self, namespace, service_account, audience=None):
+            minted.append((namespace, service_account, audience))
+            return "t"
+
+    audience = "eventing.knative.dev/broker/notifications/events"
+    kube = Kube({("Broker", "notifications", "events"): {"status": {"address": {"audience": audience}}}})
+    stack = live.LiveStack.__new__(live.LiveStack)
+    stack.objects, stack.kube = renders["prod"].objects, kube
+    assert stack.replay_token() == "t"
+    assert minted == [("notifications", "replay", audience)]
+    kube.live[("Broker", "notifications", "events")] = {"status": {"address": {}}}  # no OIDC: no token
+    assert stack.replay_token() is None

@@ -49,3 +49,31 @@ def test_without_the_proxy_the_update_fails_with_one_line(tmp_path: Path, monkey
     assert "`go get knative.dev/serving@v0.126.0" in str(error.value) and "\n" not in str(error.value)
     assert "GOPROXY=off" in str(error.value)
     assert {p.name: p.read_text() for p in (tmp_path / ADMISSION_MODULE_DIR).iterdir()} == before
+
+
+def test_bump_moves_the_e2e_control_plane_with_the_admission_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Both modules that pin Knative get the same versions (each only the Knative modules it requires), or, when
+    one cannot move, nothing is written at all."""
+    for module in go_modules.MODULE_DIRS:
+        shutil.copytree(REPO_ROOT / module, tmp_path / module)
+    assert go_modules.update(tmp_path, "1.23.0").files == {}  # the same release: no file for either
+    asked: list[tuple[str, list[str]]] = []
+
+    def fake_go(args: list[str], cwd: Path) -> str:
+        module = "cluster" if (cwd / "tools.go").is_file() else "admission"
+        asked.append((module, args))
+        if args[0] == "get" and module == "cluster":
+            raise go_modules.ModuleUpdateError("`go get` failed: offline")
+        return "{}"
+
+    monkeypatch.setattr(go_modules.shutil, "which", lambda name: "/usr/bin/go")
+    monkeypatch.setattr(go_modules, "_go", fake_go)
+    monkeypatch.setattr(go_modules, "_eventing_requirement", lambda work, version: None)
+    with pytest.raises(go_modules.ModuleUpdateError, match="offline"):
+        go_modules.update(tmp_path, "1.24.0")
+    gets = {module: args for module, args in asked if args[0] == "get"}
+    assert gets["admission"][1:] == [f"{m}@v0.51.0" for m in PINNED_1_23]
+    # The control plane requires eventing and eventing-kafka-broker, not serving.
+    assert gets["cluster"][1:] == ["knative.dev/eventing@v0.51.0", "knative.dev/eventing-kafka-broker@v0.51.0"]
+    for module in go_modules.MODULE_DIRS:  # nothing written
+        assert (tmp_path / module / "go.mod").read_text() == (REPO_ROOT / module / "go.mod").read_text()

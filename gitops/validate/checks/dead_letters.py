@@ -149,6 +149,18 @@ def _same_kafka_problems(ctx: EnvContext, sink: Obj, broker: Obj) -> Iterator[Fi
         _servers(data.get("bootstrap.servers", "")),
         _servers(dig(sink, "spec", "bootstrapServers")),
     )
+    joined = [e for e in dig(sink, "spec", "bootstrapServers") or [] if "," in str(e)]
+    if joined:
+        # kafka-controller hands the list to sarama as it is (eventing-kafka-broker v0.50.1
+        # control-plane/pkg/reconciler/sink/kafka_sink.go GetKafkaClusterAdmin(ctx, ks.Spec.BootstrapServers, ...)),
+        # which dials "a:9093,b:9093" as one address: "too many colons in address", the sink never Ready.
+        yield ctx.finding(
+            ID,
+            sink,
+            f"bootstrapServers entry {joined[0]!r} lists several servers in one string; a KafkaSink needs one "
+            "server per list entry (the controller does not split it: the sink would never become Ready)",
+            field="spec.bootstrapServers",
+        )
     if broker_servers and sink_servers != broker_servers:
         yield ctx.finding(
             ID,

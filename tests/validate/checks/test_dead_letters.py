@@ -122,6 +122,18 @@ def test_dead_letter_sink_without_the_brokers_kafka_auth_fails(broken):
     ), found
 
 
+def test_dead_letter_sink_with_servers_joined_in_one_entry_fails(broken):
+    """What the live kafka-controller refused in `make e2e ENV=prod` ("too many colons in address")."""
+    render = broken("prod")
+    sink(render)["spec"]["bootstrapServers"] = [",".join(sink(render)["spec"]["bootstrapServers"])]
+    found = messages(dead_letters.check_dead_letter_topics, render)
+    assert any(
+        m.startswith("[prod] KafkaSink notifications/dead-letters (overlays/prod/kafka.yaml)")
+        and "lists several servers in one string" in m
+        for m in found
+    ), found
+
+
 def test_production_dead_letter_topic_replicated_less_than_the_broker_fails(broken):
     render = broken("prod")
     sink(render)["spec"]["replicationFactor"] = 1
