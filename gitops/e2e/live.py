@@ -534,10 +534,16 @@ class LiveStack(Stack):
 
     def workloads_run(self) -> frozenset[str]:
         """The Deployments and StatefulSets whose pods run here: every other workload of the releases has no
-        process in the e2e, so its replicas say nothing (kube-state-metrics' series of them are not judged)."""
-        return frozenset(name for _kind, name in WORKLOADS) | frozenset(
-            name for _binary, _namespace, name in controlplane.CONTROLLERS.values()
+        process in the e2e, so its replicas say nothing (kube-state-metrics' series of them are not judged).
+        A controller runs as one process (its probe server holds :8080 of the one network namespace every "pod"
+        shares, so a second replica cannot start here): where the render asks for more (prod's HA controllers,
+        leader election on), its standby replicas have no process and its series are not judged either."""
+        single = frozenset(
+            name
+            for _binary, namespace, name in controlplane.CONTROLLERS.values()
+            if int(controlplane.deployment(self.objects, namespace, name)["spec"].get("replicas", 1) or 1) <= 1
         )
+        return frozenset(name for _kind, name in WORKLOADS) | single
 
     def start_kube_state_metrics(self) -> None:
         """kube-state-metrics (./bin, `make setup`) watching the e2e's API server: the Deployments' and
