@@ -16,6 +16,7 @@ then, so a slow round of scrapes repeats the previous values instead of stretchi
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import urllib.request
@@ -204,7 +205,15 @@ def _selector(key: SeriesKey) -> str:
 
 
 def _value(v: float | None) -> str:
-    return "_" if v is None else repr(v) if v != int(v) else str(int(v))
+    """A sample in promtool's series notation: `_` for none; NaN and +-Inf as PromQL spells them (Micrometer
+    exports NaN for a gauge it cannot read yet, e.g. a consumer's lag before its first fetch)."""
+    if v is None:
+        return "_"
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Inf" if v > 0 else "-Inf"
+    return repr(v) if v != int(v) else str(int(v))
 
 
 def promtool_tests(window: list[dict[SeriesKey, float]], alert_names: list[str]) -> dict:

@@ -61,6 +61,26 @@ def test_a_first_dead_letter_fires_and_a_steady_state_does_not(renders, tmp_path
     assert watch.judge("subscriber-down", none) == ["FAIL alert KnativeKafkaEventsDeadLettered did not fire"]
 
 
+def test_a_gauge_micrometer_cannot_read_yet_is_nan_and_fires_nothing(renders, tmp_path):
+    """Micrometer exports NaN for a consumer's lag before its first fetch (seen in `make e2e ENV=prod`, which then
+    stopped with a traceback writing the promtool file); promtool reads NaN and Inf as PromQL spells them."""
+    lag = (
+        "kafka_consumer_fetch_manager_records_lag",
+        (("client_id", "consumer-knative-trigger-notifications-loggings-1"), ("partition", "0"), ("topic", "t")),
+    )
+    window = [{**_up(), lag: float("nan")}, *({**_up(), lag: v} for v in (float("nan"), float("inf"), 0.0))]
+    _, fired = _fired(renders, tmp_path, window)
+    assert fired == set()
+    assert [alerts._value(v) for v in (None, float("nan"), float("inf"), -float("inf"), 2.0, 0.5)] == [
+        "_",
+        "NaN",
+        "Inf",
+        "-Inf",
+        "2",
+        "0.5",
+    ]
+
+
 def test_a_counter_that_existed_before_the_scenario_is_not_new(renders, tmp_path):
     before = {**_up(), SINK_202: 3.0}
     _, fired = _fired(renders, tmp_path, [before, *[{**_up(), SINK_202: 3.0} for _ in range(5)]])
