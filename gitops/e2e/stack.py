@@ -92,7 +92,7 @@ class Stack:
     1.23 sources with our patches applied: where the producers' sizes come from."""
     # Each JVM's metrics port (the render's config-observability, on loopback: gitops/e2e/alerts.py).
     metrics_ports: dict[str, int] = field(default_factory=dict)
-    # Each JVM's metrics address (127.0.0.1 here; a pod's IP with the control plane, gitops/e2e/live.py).
+    # Each JVM's metrics address: its pod's IP (gitops/e2e/live.py), inside 127.0.0.0/8.
     metrics_hosts: dict[str, str] = field(default_factory=dict)
     # The render's sender-identity settings (PRODUCTION, OIDC_*) when the live stack runs them (gitops/e2e/live.py).
     subscriber_env: dict[str, str] = field(default_factory=dict)
@@ -166,7 +166,7 @@ class Stack:
         }
         return {**targets, "subscriber": f"http://127.0.0.1:{self.subscriber_port}/metrics"}
 
-    def _common_env(self, name: str, host: str = "127.0.0.1") -> dict[str, str]:
+    def _common_env(self, name: str, host: str) -> dict[str, str]:
         observability = self.workdir / f"observability-{name}"
         features = self.workdir / "features"
         self.metrics_hosts[name] = host
