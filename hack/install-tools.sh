@@ -40,7 +40,6 @@ install() { # name version module
 # (`go install pkg@version` cannot build them: the proxy refuses `@v/list` for several Knative modules).
 #   knative-admission (hack/knative-admission, docs/admission.md): Knative's own admission webhooks.
 #   pod-security (hack/pod-security): the upstream Pod Security admission evaluator.
-#   knative-contract (hack/knative-contract, docs/e2e.md): the control plane's delivery -> contract mapping.
 #   knative-cluster (hack/knative-cluster, docs/e2e.md): kube-apiserver, etcd, kafka-controller and the EventPolicy
 #   reconciler that `make e2e` runs (built by build_cluster below).
 # Each is rebuilt only when its go.mod, go.sum or a Go source changes: the binary's stamp holds their combined
@@ -134,5 +133,4 @@ fi
 
 build_module pod-security hack/pod-security
 build_module knative-admission hack/knative-admission
-build_module knative-contract hack/knative-contract
 build_cluster

@@ -1,15 +1,18 @@
 """`make bench-e2e`: events/s and p50/p99 from a produced record to the subscriber's record, through Knative's data plane.
 
-The stack of `make e2e` without the fault proxy: KafkaSource dispatcher -> receiver -> Broker topic -> Trigger
-dispatcher -> subscriber. Latency is the subscriber's `event processed` line time minus the record's Kafka
-timestamp (both wall clocks of this machine, millisecond resolution). Run unordered and ordered (every egress's
-deliveryOrder rewritten, contract generation bumped, the data plane reloads), then `make bench`'s subscriber-only
-figure (one short round of notifications.bench) beside them.
+The stack of `make e2e` (gitops/e2e/live.py: the API server and kafka-controller write the contracts, in a private
+network namespace): KafkaSource dispatcher -> receiver -> Broker topic -> Trigger dispatcher -> the fault proxy at
+Serving's address, injecting nothing -> subscriber. Latency is the subscriber's `event processed` line time minus
+the record's Kafka timestamp (both wall clocks of this machine, millisecond resolution). Run unordered and ordered
+(every Trigger's `kafka.eventing.knative.dev/delivery.order` annotation and the KafkaSource's `spec.ordering`
+applied through the API server; the controller rewrites the contracts and the data plane reloads them), then
+`make bench`'s subscriber-only figure (one short round of notifications.bench) beside them.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import shutil
 import statistics
@@ -23,26 +26,53 @@ from pathlib import Path
 
 from gitops.core.paths import REPO_ROOT, cache_dir
 from gitops.core.render import render_env
+from gitops.e2e import live, netns
 from gitops.e2e import scenarios as sc
-from gitops.e2e.stack import Stack, running
+from gitops.e2e.live import LiveStack
+from gitops.e2e.run import fetch_what_the_namespace_cannot
 from gitops.events.payloads import build_payload
+from gitops.model.eventing import DELIVERY_ORDER
+
+ORDER_TIMEOUT_S = 120
 
 
-def set_order(stack: Stack, order: str) -> None:
-    for contract in (stack.contracts.broker_dispatcher, stack.contracts.source_dispatcher):
-        for resource in contract["resources"]:
-            for egress in resource.get("egresses", []):
-                egress["deliveryOrder"] = order
-    for contract in (stack.contracts.broker_dispatcher, stack.contracts.source_dispatcher, stack.contracts.receiver):
-        contract["generation"] = str(int(contract["generation"]) + 1)
-    stack.write_contracts()
+def set_order(stack: LiveStack, order: str) -> float:
+    """Apply the render's Triggers and KafkaSources with `order` ("ordered"/"unordered"), as a changed render would
+    be synced: the Trigger annotation (eventing-kafka-broker v0.50.1 control-plane/pkg/reconciler/trigger/v2/
+    triggerv2.go `deliveryOrderAnnotation`) and the KafkaSource's `spec.ordering` (pkg/apis/sources/v1/
+    kafka_types.go). Return the seconds until every egress of the dispatchers' contracts carries it."""
+    assert stack.kube is not None
+    for obj in stack.objects:
+        if obj["kind"] not in ("Trigger", "KafkaSource"):
+            continue
+        changed = copy.deepcopy(obj)
+        if obj["kind"] == "Trigger":
+            changed["metadata"].setdefault("annotations", {})[DELIVERY_ORDER] = order
+        else:
+            changed["spec"]["ordering"] = order
+        stack.kube.apply(changed)
+    started = time.monotonic()
+    want = order.upper()
+    while time.monotonic() - started < ORDER_TIMEOUT_S:
+        contracts = stack.contracts
+        egresses = [
+            e
+            for contract in (contracts.broker_dispatcher, contracts.source_dispatcher)
+            for r in contract.get("resources", [])
+            for e in r.get("egresses", [])
+        ]
+        # protobuf JSON leaves out an enum's zero value, UNORDERED (proto/contract.proto DeliveryOrder).
+        if egresses and all(e.get("deliveryOrder", "UNORDERED") == want for e in egresses):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise TimeoutError(f"the controller did not write deliveryOrder {want} into every egress in {ORDER_TIMEOUT_S}s")
 
 
 def _ms(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp() * 1000
 
 
-def measure(stack: Stack, count: int, timeout_s: float, rate: float = 0.0) -> tuple[float, float, float, int]:
+def measure(stack: LiveStack, count: int, timeout_s: float, rate: float = 0.0) -> tuple[float, float, float, int]:
     """(events/s, p50 ms, p99 ms, processed) for `count` records, produced as fast as the producer goes (a burst:
     the latency is mostly the backlog's queueing) or paced at `rate` per second (the latency of one record)."""
     topic = sc.source_topics(stack)[0]
@@ -107,24 +137,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=2000, help="records per run (default 2000)")
     parser.add_argument("--paced-rate", type=float, default=50.0, help="records/s of the paced (latency) runs")
     parser.add_argument("--no-subscriber-bench", action="store_true", help="skip make bench's subscriber-only round")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    objects = render_env(args.env).objects
+    if not netns.is_private():
+        fetch_what_the_namespace_cannot()
+    try:
+        code = netns.enter(argv, module="gitops.e2e.bench")  # the stack runs only in a private network namespace
+    except netns.NotPrivate as error:
+        print(f"gitops bench-e2e: {error}", file=sys.stderr)
+        return 2
+    if code is not None:
+        return code
+    netns.bring_up_loopback()
+    render = render_env(args.env)
+    reason = live.unsupported(render.objects)
+    if reason:
+        print(f"gitops bench-e2e: env {args.env}: the test Kafka cannot serve this render to the controller: {reason}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     base = cache_dir() / "e2e" / "runs"
     base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{args.env}-", dir=base))
     rows: list[str] = []
     try:
-        with running(args.env, objects, workdir, direct=True) as stack:
+        with live.running(args.env, render.objects, workdir, stand_ins=render.stand_ins) as stack:
             measure(stack, 50, 120)  # warm-up: JIT, connections, consumer assignment
-            for order in ("UNORDERED", "ORDERED"):
-                set_order(stack, order)
-                time.sleep(5)  # the data plane reloads the contract
+            for order in ("unordered", "ordered"):
+                seconds = set_order(stack, order)
+                print(f"bench-e2e: {order}: in every egress of the contracts {seconds:.0f}s after apply", flush=True)
+                time.sleep(5)  # the dispatchers reload the contract and rejoin their consumer groups
                 measure(stack, 50, 120)
                 rate, p50, p99, n = measure(stack, args.events, 300)
-                rows.append(row(f"{order.lower()}, burst", rate, p50, p99, n, args.events))
+                rows.append(row(f"{order}, burst", rate, p50, p99, n, args.events))
                 paced = max(10, args.events // 5)
                 rate, p50, p99, n = measure(stack, paced, 300, rate=args.paced_rate)
-                rows.append(row(f"{order.lower()}, paced {args.paced_rate:g}/s", rate, p50, p99, n, paced))
+                rows.append(row(f"{order}, paced {args.paced_rate:g}/s", rate, p50, p99, n, paced))
     except KeyboardInterrupt:
         return 130
     finally:

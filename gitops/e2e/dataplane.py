@@ -1,4 +1,4 @@
-"""Knative's Java Kafka data plane built from its source and run as plain loopback processes.
+"""Knative's Java Kafka data plane built from its source and run as loopback processes, one per pod.
 
 The source is upstream data (`gitops.core.paths.upstream_source_dir()`, read-only in CI), so the build happens in a
 copy under the cache (`.cache/e2e/data-plane-<digest>/`), keyed by the sha256 of every source file: an unchanged
@@ -6,9 +6,8 @@ source reuses the build, a changed one rebuilds. The recipe is the measured one 
 JDK 21+ (the class files are Java 21), `mvn test-compile dependency:build-classpath` (the classpath route, about one
 CPU-minute warm), then `<module>/target/classes` plus `target/runtime.cp` per main module.
 
-Each JVM is told to stay on loopback: the Vert.x server binds `host=127.0.0.1` (HTTP server properties), metrics
-bind `METRICS_HOST=127.0.0.1`, and the fabric8 Kubernetes client points at a closed loopback port instead of
-`kubernetes.default.svc` (with the e2e's control plane, at its API server on loopback instead: `IN_CLUSTER_JVM_FLAGS`).
+Each JVM runs as a pod of gitops/e2e/live.py: the Vert.x server and metrics bind the pod's loopback address, and the
+fabric8 Kubernetes client finds the run's API server as a pod does (`IN_CLUSTER_JVM_FLAGS`).
 """
 
 from __future__ import annotations
@@ -50,12 +49,6 @@ MAVEN_GOALS = [
     "dependency:build-classpath",
     "-Dmdep.includeScope=runtime",
     "-Dmdep.outputFile=target/runtime.cp",
-]
-# Every JVM: no Kubernetes API (a closed loopback port), no kubeconfig or service-account discovery.
-LOOPBACK_JVM_FLAGS = [
-    "-Dkubernetes.master=https://127.0.0.1:1",
-    "-Dkubernetes.auth.tryKubeConfig=false",
-    "-Dkubernetes.auth.tryServiceAccount=false",
 ]
 # A pod's JVM: no kubeconfig (a pod has none), the service-account route on.
 IN_CLUSTER_JVM_FLAGS = ["-Dkubernetes.auth.tryKubeConfig=false"]
@@ -133,18 +126,16 @@ class DataPlaneBuild:
         runtime = (self.root / module / "target" / "runtime.cp").read_text().strip()
         return f"{self.root / module / 'target' / 'classes'}{os.pathsep}{runtime}"
 
-    def command(
-        self, module: str, main: str, logback: Path, heap: str = "-Xmx384m", in_cluster: bool = False
-    ) -> list[str]:
-        """`in_cluster`: the JVM finds the API server as a pod does (fabric8's service-account route: the
-        KUBERNETES_SERVICE_HOST/PORT, token and CA its environment names; gitops/e2e/live.py), not the closed port."""
+    def command(self, module: str, main: str, logback: Path, heap: str = "-Xmx384m") -> list[str]:
+        """The JVM finds the API server as a pod does (fabric8's service-account route: the
+        KUBERNETES_SERVICE_HOST/PORT, token and CA its environment names; gitops/e2e/live.py)."""
         return [
             self.java,
             heap,
             f"-Dlogback.configurationFile={logback}",
             "-XX:+UseSerialGC",
             "-XX:TieredStopAtLevel=1",
-            *(IN_CLUSTER_JVM_FLAGS if in_cluster else LOOPBACK_JVM_FLAGS),
+            *IN_CLUSTER_JVM_FLAGS,
             "-cp",
             self.classpath(module),
             main,

@@ -34,7 +34,15 @@ from gitops.e2e import cluster, controlplane, dataplane, netns, replay, sync
 from gitops.e2e.fault_proxy import FaultProxy
 from gitops.e2e.kube import Kube
 from gitops.e2e.processes import supervised
-from gitops.e2e.stack import SOURCE_PARTITIONS, SUBSCRIBER_NAME, Stack, _write_properties, free_port, topic_configs
+from gitops.e2e.stack import (
+    SOURCE_PARTITIONS,
+    SUBSCRIBER_NAME,
+    Contracts,
+    Stack,
+    _write_properties,
+    free_port,
+    topic_configs,
+)
 from gitops.events import kafka_local
 from gitops.model import external_secrets
 from gitops.model.argocd import wave
@@ -310,35 +318,6 @@ class Forwarder:
 
 
 @dataclass
-class LiveContracts:
-    """The contracts as the controller wrote them (what the data plane was given), in the shape the scenarios
-    read: the Broker receiver's, the Broker dispatcher pod's, the KafkaSource dispatcher pod's."""
-
-    receiver: dict[str, Any]
-    sink_receiver: dict[str, Any]
-    broker_dispatcher: dict[str, Any]
-    source_dispatcher: dict[str, Any]
-
-    @property
-    def brokers(self) -> dict[tuple[str, str], str]:
-        return _ingress_topics(self.receiver)
-
-    @property
-    def sinks(self) -> dict[tuple[str, str], str]:
-        return _ingress_topics(self.sink_receiver)
-
-
-def _ingress_topics(contract: dict[str, Any]) -> dict[tuple[str, str], str]:
-    out = {}
-    for resource in contract.get("resources", []):
-        path = (resource.get("ingress") or {}).get("path", "")
-        parts = path.strip("/").split("/")
-        if len(parts) == 2 and resource.get("topics"):
-            out[(parts[0], parts[1])] = resource["topics"][0]
-    return out
-
-
-@dataclass
 class LiveStack(Stack):
     api: cluster.ApiServer | None = None
     kube: Kube | None = None
@@ -400,17 +379,13 @@ class LiveStack(Stack):
         return {}
 
     @property
-    def contracts(self) -> LiveContracts:  # type: ignore[override]
-        return LiveContracts(
+    def contracts(self) -> Contracts:
+        return Contracts(
             self.read_contract("receiver"),
             self.read_contract("sink-receiver"),
             self.read_contract("broker-dispatcher"),
             self.read_contract("source-dispatcher"),
         )
-
-    @contracts.setter
-    def contracts(self, value: Any) -> None:  # the base class's __init__ assigns it
-        pass
 
     def header(self) -> str:
         kafka = module_versions(cluster.binary("kafka-controller")).get("knative.dev/eventing-kafka-broker", "?")
@@ -609,17 +584,13 @@ class LiveStack(Stack):
         if role.endswith("receiver"):
             self.supervisor.start(
                 role,
-                self.build.command(
-                    dataplane.RECEIVER_MODULE, dataplane.RECEIVER_MAIN, self._logback(), in_cluster=True
-                ),
+                self.build.command(dataplane.RECEIVER_MODULE, dataplane.RECEIVER_MAIN, self._logback()),
                 {**self._pod_receiver_env(pod, ip, component, file), **identity},
             )
         else:
             self.supervisor.start(
                 role,
-                self.build.command(
-                    dataplane.DISPATCHER_MODULE, dataplane.DISPATCHER_MAIN, self._logback(), in_cluster=True
-                ),
+                self.build.command(dataplane.DISPATCHER_MODULE, dataplane.DISPATCHER_MAIN, self._logback()),
                 {**self._pod_dispatcher_env(pod, ip, component, file), **identity},
             )
 
@@ -937,9 +908,9 @@ def running(
                 kafka.bootstrap_servers,
                 source_topics,
                 kafka.client_security,
-                configs=topic_configs(objects, stand_ins or [], None),
+                configs=topic_configs(objects, stand_ins or []),
             )
-            stack = LiveStack(env, objects, workdir, supervisor, kafka, build, proxy, subscriber_port, 8080, None)
+            stack = LiveStack(env, objects, workdir, supervisor, kafka, build, proxy, subscriber_port)
             stack.stand_ins = list(stand_ins or [])
             if isinstance(auth, KafkaAuth):
                 stack.secret_store = secret_store(auth, kafka)
@@ -993,7 +964,7 @@ def running(
             # say more, kafka_sink.go topicConfigFromSinkSpec): size it as docs/operations.md has an operator do.
             sized = {
                 topic: config
-                for topic, config in topic_configs(objects, stack.stand_ins, None).items()
+                for topic, config in topic_configs(objects, stack.stand_ins).items()
                 if topic not in source_topics
             }
             kafka_local.alter_topic_configs(kafka.bootstrap_servers, sized, kafka.client_security)

@@ -56,8 +56,8 @@ def require_private(what: str) -> None:
         )
 
 
-def reexec_command(argv: Sequence[str]) -> list[str]:
-    """This run again, as `python -m gitops.e2e.run ARGS` under `unshare --net --mount` (private propagation,
+def reexec_command(argv: Sequence[str], module: str = "gitops.e2e.run") -> list[str]:
+    """This run again, as `python -m <module> ARGS` (`gitops e2e`, or `gitops bench-e2e`) under `unshare --net --mount` (private propagation,
     unshare's default, so the /etc/hosts bind mount never reaches the host)."""
     unshare = shutil.which("unshare")
     if unshare is None:
@@ -71,12 +71,12 @@ def reexec_command(argv: Sequence[str]) -> list[str]:
         "--",
         sys.executable,
         "-m",
-        "gitops.e2e.run",
+        module,
         *argv,
     ]
 
 
-def enter(argv: Sequence[str]) -> int | None:
+def enter(argv: Sequence[str], module: str = "gitops.e2e.run") -> int | None:
     """Outside a private namespace: run this command again inside one and return its exit code. Inside (the
     re-executed run): None, carry on."""
     if is_private():
@@ -86,7 +86,7 @@ def enter(argv: Sequence[str]) -> int | None:
     if os.geteuid() != 0:
         raise NotPrivate("a private network namespace needs root here (`unshare --net` without a user namespace)")
     env = {**os.environ, INSIDE: str(namespace_id())}
-    child = subprocess.Popen(reexec_command(argv), env=env, preexec_fn=_die_with_parent)
+    child = subprocess.Popen(reexec_command(argv, module), env=env, preexec_fn=_die_with_parent)
 
     def forward(signum: int, frame: FrameType | None) -> None:
         # The run inside stops its processes on SIGTERM/SIGINT and exits 130: let it, and wait for it.

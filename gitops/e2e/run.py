@@ -21,7 +21,7 @@ from gitops.e2e import alerts, dataplane, identity_scenarios, live, live_scenari
 from gitops.e2e import replay as replay_mod
 from gitops.e2e import scenarios as sc
 from gitops.e2e.ledger import EventKey, ScenarioLedger, summary
-from gitops.e2e.stack import Stack, running
+from gitops.e2e.live import LiveStack
 from gitops.events import kafka_local
 
 SCENARIOS = (
@@ -51,13 +51,6 @@ SCENARIOS = (
 # Scenarios of the control plane (gitops/e2e/live.py): SIGKILL of a control-plane process mid-stream, restarted
 # after a pause; afterwards every Knative object must be Healthy again by the repository's own health checks.
 CONTROL_PLANE_KILLS = {"controller-restart": ("kafka-controller", 2.0), "apiserver-restart": ("kube-apiserver", 3.0)}
-CONTROL_PLANE_ONLY = {
-    "trigger-added-live",
-    "trigger-deleted",
-    "trigger-unresolvable",
-    "replica-lost",
-    *CONTROL_PLANE_KILLS,
-}
 BACKOFF_SCALE_HELP = (
     "e2e-only override: multiply every backoffDelay of the contracts by this factor (default 1 = the render's values); "
     "the ledger says when it is not 1"
@@ -69,7 +62,7 @@ NOT_PROVEN = (
 NO_IDENTITY = "sender identity (OIDC): the render does not turn it on, or no control plane minted tokens"
 
 
-def replay_through_ingress(stack: Stack, keys: set[EventKey]) -> int:
+def replay_through_ingress(stack: LiveStack, keys: set[EventKey]) -> int:
     """`gitops replay`'s own functions: read the dead-letter topic, re-send the chosen events to the Broker."""
     topic = stack.dead_letter_topic()
     if topic is None:
@@ -77,32 +70,21 @@ def replay_through_ingress(stack: Stack, keys: set[EventKey]) -> int:
     letters = [letter for letter in replay_mod.read(stack.kafka_client, topic) if letter.key in keys]
     sent = 0
     # Under OIDC (prod) the Broker admits only the identities of its EventPolicy: the replay one, with its token.
-    token = stack.replay_token() if isinstance(stack, live.LiveStack) else None
+    token = stack.replay_token()
     for letter in letters:
         if 200 <= replay_mod.resend(letter, stack.broker_ingress(), token=token) < 300:
             sent += 1
     return sent
 
 
-def scale_backoff(stack: Stack, factor: float) -> None:
+def scale_backoff(stack: LiveStack, factor: float) -> None:
     if factor == 1:
         return
-    if isinstance(stack, live.LiveStack):
-        stack.set_backoff_scale(factor)
-        stack.volume_sync()
-        return
-    for contract in (stack.contracts.broker_dispatcher, stack.contracts.source_dispatcher, stack.contracts.receiver):
-        for resource in contract["resources"]:
-            for holder in [resource, *resource.get("egresses", [])]:
-                config = holder.get("egressConfig") or {}
-                if "backoffDelay" in config:
-                    config["backoffDelay"] = str(max(1, round(int(config["backoffDelay"]) * factor)))
-    for contract in (stack.contracts.broker_dispatcher, stack.contracts.source_dispatcher, stack.contracts.receiver):
-        contract["generation"] = str(int(contract["generation"]) + 1)
-    stack.write_contracts()
+    stack.set_backoff_scale(factor)
+    stack.volume_sync()
 
 
-def run_scenario(name: str, stack: Stack, p: sc.Producing) -> ScenarioLedger | None:
+def run_scenario(name: str, stack: LiveStack, p: sc.Producing) -> ScenarioLedger | None:
     match name:
         case "routing":
             return sc.routing(stack, p)
@@ -133,8 +115,6 @@ def run_scenario(name: str, stack: Stack, p: sc.Producing) -> ScenarioLedger | N
         case "replayed-id":
             return sc.replayed_id(stack, p)
         case "trigger-added-live" | "trigger-deleted" | "trigger-unresolvable":
-            if not isinstance(stack, live.LiveStack):
-                return None
             run = {
                 "trigger-added-live": live_scenarios.trigger_added_live,
                 "trigger-deleted": live_scenarios.trigger_deleted,
@@ -143,16 +123,14 @@ def run_scenario(name: str, stack: Stack, p: sc.Producing) -> ScenarioLedger | N
             return run(stack, p)
         case name if name in identity_scenarios.SCENARIOS:
             # Only where the render turns sender identity on (prod) and the control plane mints the tokens.
-            if not isinstance(stack, live.LiveStack) or not stack.oidc:
+            if not stack.oidc:
                 return None
             return identity_scenarios.SCENARIOS[name](stack, p)
         case "replica-lost":
-            return live_scenarios.replica_lost(stack, p) if isinstance(stack, live.LiveStack) else None
+            return live_scenarios.replica_lost(stack, p)
         case "bad-kafka-password":
-            return live_scenarios.bad_kafka_password(stack, p) if isinstance(stack, live.LiveStack) else None
+            return live_scenarios.bad_kafka_password(stack, p)
         case "controller-restart" | "apiserver-restart":
-            if not isinstance(stack, live.LiveStack):
-                return None
             process, down_s = CONTROL_PLANE_KILLS[name]
             ledger = sc.killed_mid_stream(stack, p, process, down_s, name=name)
             ledger.notes.append(stack.healthy_again())
@@ -164,8 +142,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gitops e2e",
         description="Run an environment's event path through Knative's Java Kafka data plane (built from "
-        "../shared/upstream) with a kube-apiserver and Knative 1.23's kafka-controller writing the contracts (or, "
-        "when the test Kafka cannot serve the render, contracts written from it), all in a private network "
+        "../shared/upstream) with a kube-apiserver and Knative 1.23's kafka-controller writing the contracts, all in a private network "
         "namespace on loopback; one ledger line per scenario.",
     )
     p.add_argument("--env", default="dev", help="the environment whose render is run (default dev)")
@@ -204,6 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     netns.bring_up_loopback()
     render = render_env(args.env)
     objects = render.objects
+    reason = live.unsupported(objects)
+    if reason:
+        print(f"gitops e2e: env {args.env}: the test Kafka cannot serve this render to the controller: {reason}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     base = cache_dir() / "e2e" / "runs"
     base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"{args.env}-", dir=base))
@@ -211,17 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     identity_ran = False
     failed_checks: list[str] = []
     try:
-        reason = live.unsupported(objects)
-        if reason:
-            print(f"e2e: env {args.env}: contracts from the render, not the controller: {reason}", flush=True)
-        with (
-            running(args.env, objects, workdir, stand_ins=render.stand_ins)
-            if reason
-            else live.running(args.env, objects, workdir, stand_ins=render.stand_ins) as stack
-        ):
-            if isinstance(stack, live.LiveStack):
-                print(f"e2e: {stack.header()}", flush=True)
-            identity_ran = isinstance(stack, live.LiveStack) and stack.oidc
+        with live.running(args.env, objects, workdir, stand_ins=render.stand_ins) as stack:
+            print(f"e2e: {stack.header()}", flush=True)
+            identity_ran = stack.oidc
             scale_backoff(stack, args.backoff_scale)
             delivery = sc.trigger_delivery(stack)
             print(
@@ -242,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
             producing = sc.Producing(stack)
-            workloads = stack.workloads_run() if isinstance(stack, live.LiveStack) else frozenset()
+            workloads = stack.workloads_run()
             watch = alerts.AlertWatch.start(objects, workdir, stack.metrics_targets(), workloads)
             for name in args.scenario or SCENARIOS:
                 t0 = time.monotonic()
@@ -253,8 +227,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "the render does not turn on sender identity (config-features authentication-oidc), or no "
                         "control plane mints tokens in this run"
                         if name in identity_scenarios.SCENARIOS
-                        else "no control plane in this run"
-                        if name in CONTROL_PLANE_ONLY
                         else "the render's Kafka takes no credentials"
                         if name == "bad-kafka-password"
                         else "the render orders no delivery"

@@ -59,8 +59,8 @@ class Delivery:
 
 
 def trigger_egresses(stack: Stack) -> list[dict[str, Any]]:
-    """Every Trigger's egress in the Broker dispatcher's contract: one resource holding them all (the render
-    mapping), or one resource per Trigger (what the 1.23 controller writes: triggerv2 -> Consumer)."""
+    """Every Trigger's egress in the Broker dispatcher's contract: one resource per Trigger, as the 1.23
+    controller writes them (triggerv2 -> ConsumerGroup -> Consumer)."""
     return [e for r in stack.contracts.broker_dispatcher["resources"] for e in r.get("egresses", [])]
 
 
@@ -486,9 +486,10 @@ def broker_partitions_committed(stack: Stack) -> bool:
 
 
 def steady_state(stack: Stack, p: Producing, ledger: ScenarioLedger) -> None:
-    """Before a crash: every Trigger's consumer group has an offset on every Broker partition (stack.py
-    `init_trigger_offsets` commits them as the control plane does); a dispatcher killed where none exists would
-    restart at `auto.offset.reset=latest` and skip what arrived meanwhile (docs/e2e.md)."""
+    """Before a crash: every Trigger's consumer group has an offset on every Broker partition (kafka-controller
+    commits them when it reconciles the Trigger, trigger.go `reconcileConsumerGroup` -> `offset.InitOffsets`);
+    a dispatcher killed where none exists would restart at `auto.offset.reset=latest` and skip what arrived
+    meanwhile (docs/e2e.md)."""
     deadline = time.monotonic() + 60
     round_ = 0
     while not broker_partitions_committed(stack) and time.monotonic() < deadline:

@@ -12,6 +12,7 @@ import pytest
 
 from gitops.core.paths import REPO_ROOT
 from gitops.e2e import cluster, controlplane, live, netns, sync
+from gitops.e2e.stack import Contracts
 
 
 def crd(group: str, kind: str, versions: list[tuple[str, bool]], strategy: str = "Webhook") -> dict:
@@ -131,6 +132,29 @@ def test_the_controller_runs_only_renders_the_test_kafka_can_serve():
     assert live.unsupported([BROKER, broker_config("1"), release_default]) == ""
 
 
+def test_a_render_the_test_kafka_cannot_serve_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """No fallback: `gitops e2e` says why in one line and exits 2 before it starts anything."""
+    from gitops.core.render import RenderResult
+    from gitops.e2e import run
+
+    monkeypatch.setattr(run.netns, "is_private", lambda: True)
+    monkeypatch.setattr(run.netns, "enter", lambda argv: None)
+    monkeypatch.setattr(run.netns, "bring_up_loopback", lambda: None)
+    monkeypatch.setattr(run, "render_env", lambda env: RenderResult(env, "", [BROKER, broker_config("3")]))
+
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the stack started for a render the test Kafka cannot serve")
+
+    monkeypatch.setattr(run.live, "running", started)
+    assert run.main(["--env", "dev"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("gitops e2e: env dev: the test Kafka cannot serve this render")
+    assert "replication factor 3" in err
+
+
 def kafka_credentials(**template: str) -> dict:
     return {
         "apiVersion": "external-secrets.io/v1",
@@ -209,7 +233,8 @@ def test_the_controllers_contract_shape_is_read_per_trigger():
             {"topics": ["t"], "egresses": [{"egressConfig": {"backoffDelay": "1000"}}]},
         ],
     }
-    assert live._ingress_topics(contract) == {("notifications", "events"): "knative-broker-notifications-events"}
+    read = Contracts(receiver=contract, sink_receiver={}, broker_dispatcher={}, source_dispatcher={})
+    assert read.brokers == {("notifications", "events"): "knative-broker-notifications-events"}
     scaled = live.scaled(contract, 0.1)
     assert scaled["resources"][1]["egresses"][0]["egressConfig"]["backoffDelay"] == "100"
     assert scaled["generation"] == "3001"
