@@ -205,7 +205,7 @@ def subject_not_in_policy(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
     sc.settle(stack, ledger, sc.deadline_for(stack))
     statuses = sorted(set(refused.values()))
     broker_topic = next(iter(stack.contracts.brokers.values()))
-    written = {k for k, _ in sc.read_topic_events(stack.bootstrap, broker_topic)} & {(source, i) for i in refused}
+    written = {k for k, _ in sc.read_topic_events(stack.kafka_client, broker_topic)} & {(source, i) for i in refused}
     ledger.notes.append(
         f"{len(refused)} events from {SERVICE_ACCOUNT_SUBJECT}{namespace}:{INTRUDER} refused at the Broker receiver "
         f"with {statuses}, {len(written)} of them in the Broker topic; {accepted} of 5 from {named or 'no sub'} "

@@ -118,6 +118,10 @@ class Stack:
     def dead_letter_topic(self) -> str | None:
         raise NotImplementedError
 
+    def replay_token(self) -> str | None:
+        """A token the Broker admits for re-sent events (None where it takes none)."""
+        raise NotImplementedError
+
     def subscriber_log(self) -> Path:
         return self.supervisor.procs["subscriber"].log
 
