@@ -13,7 +13,7 @@ import re
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -149,76 +149,55 @@ def dead_letters(stack: Stack) -> dict[EventKey, dict[str, str]]:
     return {key: attrs for key, attrs in read_topic_events(stack.kafka_client, topic)}
 
 
-def read_topic_events(client: dict[str, str], topic: str) -> list[tuple[EventKey, dict[str, str]]]:
-    """Every record of a topic (binary-mode CloudEvents: ce_* headers) as ((source, id), attributes)."""
+def _topic_messages(client: dict[str, str], topic: str, wait_s: float = 20) -> Iterator[Any]:
+    """Every record of a topic, from offset 0 to the high watermark each partition had when reading began (what the
+    scenarios read back: the Broker, source and dead-letter topics), with a throwaway group that commits nothing."""
     consumer = Consumer(
-        {
-            **client,
-            "group.id": f"e2e-reader-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "log_level": 3,
-        }
+        {**client, "group.id": f"e2e-reader-{uuid.uuid4()}", "enable.auto.commit": False, "log_level": 3}
     )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or not meta.partitions:
-            return []
-        parts = [TopicPartition(topic, p) for p in meta.partitions]
-        ends = {}
-        for tp in parts:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            ends[tp.partition] = high
-        assign = [TopicPartition(topic, tp.partition, 0) for tp in parts if ends[tp.partition] > 0]
-        if not assign:
-            return []
-        consumer.assign(assign)
-        out = []
-        pending = {tp.partition for tp in assign}
-        deadline = time.monotonic() + 20
-        while pending and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is None or msg.error():
-                continue
-            attrs = ce_attributes(msg.headers() or [], msg.value())
-            attrs["_partition"], attrs["_offset"] = str(msg.partition()), str(msg.offset())
-            out.append(((attrs.get("source", ""), attrs.get("id", "")), attrs))
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                pending.discard(msg.partition())
-        return out
-    finally:
-        consumer.close()
-
-
-def record_sizes(client: dict[str, str], topic: str) -> dict[EventKey, tuple[str, int]]:
-    """(knativeerrorcode, bytes of value, key and headers) of every record of a topic, by CloudEvent identity."""
-    consumer = Consumer(
-        {
-            **client,
-            "group.id": f"e2e-sizes-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "log_level": 3,
-        }
-    )
-    out: dict[EventKey, tuple[str, int]] = {}
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         parts = [TopicPartition(topic, p, 0) for p in (meta.partitions if meta else {})]
         ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
-        consumer.assign([tp for tp in parts if ends[tp.partition] > 0])
         pending = {p for p, end in ends.items() if end > 0}
-        deadline = time.monotonic() + 20
+        if not pending:
+            return
+        consumer.assign([tp for tp in parts if tp.partition in pending])
+        deadline = time.monotonic() + wait_s
         while pending and time.monotonic() < deadline:
             msg = consumer.poll(1.0)
             if msg is None or msg.error():
                 continue
-            headers = msg.headers() or []
-            attrs = ce_attributes(headers, msg.value())
-            size = len(msg.value() or b"") + len(msg.key() or b"") + sum(len(k) + len(v or b"") for k, v in headers)
-            out[(attrs.get("source", ""), attrs.get("id", ""))] = (attrs.get("knativeerrorcode", ""), size)
+            yield msg
             if msg.offset() + 1 >= ends[msg.partition()]:
                 pending.discard(msg.partition())
     finally:
         consumer.close()
+
+
+def _located_attributes(msg: Any) -> dict[str, str]:
+    attrs = ce_attributes(msg.headers() or [], msg.value())
+    attrs["_partition"], attrs["_offset"] = str(msg.partition()), str(msg.offset())
+    return attrs
+
+
+def read_topic_events(client: dict[str, str], topic: str) -> list[tuple[EventKey, dict[str, str]]]:
+    """Every record of a topic (binary-mode CloudEvents: ce_* headers) as ((source, id), attributes)."""
+    out = []
+    for msg in _topic_messages(client, topic):
+        attrs = _located_attributes(msg)
+        out.append(((attrs.get("source", ""), attrs.get("id", "")), attrs))
+    return out
+
+
+def record_sizes(client: dict[str, str], topic: str) -> dict[EventKey, tuple[str, int]]:
+    """(knativeerrorcode, bytes of value, key and headers) of every record of a topic, by CloudEvent identity."""
+    out: dict[EventKey, tuple[str, int]] = {}
+    for msg in _topic_messages(client, topic):
+        headers = msg.headers() or []
+        attrs = ce_attributes(headers, msg.value())
+        size = len(msg.value() or b"") + len(msg.key() or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+        out[(attrs.get("source", ""), attrs.get("id", ""))] = (attrs.get("knativeerrorcode", ""), size)
     return out
 
 
@@ -858,24 +837,8 @@ def topic_configs_of(stack: Stack) -> dict[str, dict[str, str]]:
 
 def read_topic_records(client: dict[str, str], topic: str) -> list[tuple[EventKey, dict[str, str], bytes]]:
     """Every record of a topic as (CloudEvent key, attributes, value)."""
-    consumer = Consumer({**client, "group.id": f"e2e-reader-{uuid.uuid4()}", "enable.auto.commit": False})
-    out: list[tuple[EventKey, dict[str, str], bytes]] = []
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        parts = [TopicPartition(topic, p, 0) for p in (meta.partitions if meta else {})]
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
-        consumer.assign([tp for tp in parts if ends[tp.partition] > 0])
-        pending = {p for p, end in ends.items() if end > 0}
-        deadline = time.monotonic() + 30
-        while pending and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is None or msg.error():
-                continue
-            attrs = ce_attributes(msg.headers() or [], msg.value())
-            attrs["_partition"], attrs["_offset"] = str(msg.partition()), str(msg.offset())
-            out.append(((attrs.get("source", ""), attrs.get("id", "")), attrs, msg.value() or b""))
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                pending.discard(msg.partition())
-    finally:
-        consumer.close()
+    out = []
+    for msg in _topic_messages(client, topic, wait_s=30):
+        attrs = _located_attributes(msg)
+        out.append(((attrs.get("source", ""), attrs.get("id", "")), attrs, msg.value() or b""))
     return out
