@@ -832,7 +832,7 @@ def _without_private(letter: Any) -> Any:
 def topic_configs_of(stack: Stack) -> dict[str, dict[str, str]]:
     from gitops.e2e.stack import topic_configs
 
-    return topic_configs(stack.objects, stack.stand_ins, None)
+    return topic_configs(stack.objects, stack.stand_ins)
 
 
 def read_topic_records(client: dict[str, str], topic: str) -> list[tuple[EventKey, dict[str, str], bytes]]:

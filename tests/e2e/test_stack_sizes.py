@@ -23,3 +23,15 @@ def test_topics_and_producers_follow_the_render(renders: dict[str, RenderResult]
     assert stack.render_producer_size(everything, BROKER_DATA_PLANE) == 1064960
     assert stack.render_producer_size(everything, SINK_DATA_PLANE) == 1069056
     assert stack.render_producer_size(objects, SINK_DATA_PLANE) is None  # no stand-ins: upstream's file
+
+
+def test_the_dead_letter_scenario_restores_the_size_the_stack_created(renders: dict[str, RenderResult]):
+    """dead-letter-sink-refuses shrinks the dead-letter topic and puts back what the stack sized it to (a call with
+    the render-contract stack's old signature stopped `make e2e ENV=prod` with a TypeError there)."""
+    from types import SimpleNamespace
+
+    from gitops.e2e import scenarios
+
+    render = renders["prod"]
+    fake = SimpleNamespace(objects=render.objects, stand_ins=render.stand_ins)
+    assert scenarios.topic_configs_of(fake)["knative-dead-letters-notifications"] == {"max.message.bytes": "1069056"}  # type: ignore[arg-type]
