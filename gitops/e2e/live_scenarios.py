@@ -169,8 +169,8 @@ def _ready_replicas(metrics_url: str, kind: str, name: str) -> float | None:
 
 
 def replica_lost(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
-    """The KafkaSource dispatcher's only pod is SIGKILLed and stays down through the scenario's last scrape: the
-    stand-in kubelet reports the pod not Ready and the stand-in StatefulSet controller writes readyReplicas 0, as
+    """The KafkaSource dispatcher's first pod is SIGKILLed and stays down through the scenario's last scrape: the
+    stand-in kubelet reports the pod not Ready and the stand-in StatefulSet controller writes one ready replica less, as
     the real ones would; kube-state-metrics, watching the API server, exports it. Records produced meanwhile wait
     in the source topic. After the alerts are judged (promtool holds the last scrape for six minutes, past the
     alert's `for:`), the pod is restarted and every record must be processed."""
@@ -180,13 +180,20 @@ def replica_lost(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
     before = _ready_replicas(url, "statefulset", workload)
     started = time.monotonic()
     stack.supervisor.kill(role)
-    seen = _wait(lambda: _ready_replicas(url, "statefulset", workload) == 0, 60)
+    # One pod of the workload's replicas (dev: 1 -> 0; prod's two: 2 -> 1): below its expected replicas either way.
+    target = int(before if before is not None else 1) - 1
+
+    def below() -> bool:
+        ready = _ready_replicas(url, "statefulset", workload)
+        return ready is not None and ready <= target
+
+    seen = _wait(below, 60)
     reported_s = time.monotonic() - started
     ledger.produced |= p.many(sc.source_topics(stack)[0], 20)
     time.sleep(4)  # at least one more scrape of the state the alerts are judged on
     ledger.notes.append(
         f"SIGKILL of {workload}-0: kube-state-metrics reported ready {before if before is None else int(before)} -> "
-        + (f"0 after {reported_s:.0f}s" if seen else "never 0")
+        + (f"{target} after {reported_s:.0f}s" if seen else f"never {target}")
         + "; 20 records produced while it is down"
     )
     if not seen:
@@ -194,9 +201,9 @@ def replica_lost(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
 
     def restore() -> None:
         stack.supervisor.restart(role)
-        back = _wait(lambda: _ready_replicas(url, "statefulset", workload) == 1, 120)
+        back = _wait(lambda: _ready_replicas(url, "statefulset", workload) == target + 1, 120)
         sc.settle(stack, ledger, sc.deadline_for(stack) + 60)
-        ledger.notes.append("restarted after the alerts were judged" + ("; ready 1 again" if back else ""))
+        ledger.notes.append("restarted after the alerts were judged" + (f"; ready {target + 1} again" if back else ""))
         if not back:
             ledger.notes.append(f"FAIL: {workload} did not report ready again")
 
