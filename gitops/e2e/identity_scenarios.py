@@ -150,6 +150,11 @@ def wrong_audience(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
             f"audience {audience}",
         )
         time.sleep(2)  # every dispatcher pod's contract file, not only the first one read
+        # A Trigger edit re-reconciles the KafkaSource too (its sink is the Broker) and, with the 1.23 gap, its
+        # Consumers lose their identity: what the source reads meanwhile is neither delivered nor dead-lettered
+        # (seen in `make e2e ENV=prod`: 5 lost, OIDCTokenRequestException in the source dispatcher). The runbook's
+        # check after every sync, and its recovery, before this scenario's records.
+        ledger.notes.extend(_source_identity_checked(stack, "the Trigger edit"))
         before = len(stack.subscriber_records("unauthorized"))
         ledger.produced |= p.many(_topic_of(stack, original), 5)
         sc.settle(stack, ledger, sc.deadline_for(stack))
@@ -171,7 +176,20 @@ def wrong_audience(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
             )
         except TimeoutError as error:
             ledger.notes.append(f"FAIL: {error}")
+        ledger.notes.extend(_source_identity_checked(stack, "the restore"))
     return ledger
+
+
+def _source_identity_checked(stack: LiveStack, after: str) -> list[str]:
+    """docs/operations.md's check after a sync: when the KafkaSource's Consumers lost their identity, the recovery
+    (delete them); the notes say what was found and done."""
+    source = next((o for o in stack.objects if o["kind"] == "KafkaSource"), None)
+    if source is None or not _wait_consumers(stack, source, with_identity=False, seconds=10):
+        return []
+    if _recover(stack, source):
+        time.sleep(5)  # the consumer rejoins its group
+        return [f"{after} reopened the KafkaSource identity gap (its Consumers lost the identity): recovered"]
+    return [f"FAIL: {after} reopened the KafkaSource identity gap and the recovery did not restore the identity"]
 
 
 def subject_not_in_policy(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
