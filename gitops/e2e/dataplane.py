@@ -28,6 +28,7 @@ import yaml
 
 from gitops.core.errors import UserError
 from gitops.core.paths import UPSTREAM_SOURCE_ENV, cache_dir, upstream_source_dir
+from gitops.e2e import cluster
 
 JAVA_HOME_ENV = "E2E_JAVA_HOME"
 JDK_GLOB = "/usr/lib/jvm/temurin-*-jdk-amd64"
@@ -50,8 +51,13 @@ MAVEN_GOALS = [
     "-Dmdep.includeScope=runtime",
     "-Dmdep.outputFile=target/runtime.cp",
 ]
-# A pod's JVM: no kubeconfig (a pod has none), the service-account route on.
-IN_CLUSTER_JVM_FLAGS = ["-Dkubernetes.auth.tryKubeConfig=false"]
+# A pod's JVM: no kubeconfig (a pod has none), the service-account route on, and the API server named on loopback
+# (the `kubernetes` Service's address the kube-proxy stand-in forwards, gitops/e2e/cluster.py), so the fabric8
+# client can never fall back to dialling kubernetes.default.svc by name.
+IN_CLUSTER_JVM_FLAGS = [
+    "-Dkubernetes.auth.tryKubeConfig=false",
+    f"-Dkubernetes.master=https://{cluster.KUBERNETES_SERVICE_IP}:{cluster.APISERVER_PORT}",
+]
 
 
 class DataPlaneUnavailable(UserError):
