@@ -48,6 +48,7 @@ from gitops.model import external_secrets
 from gitops.model.argocd import wave
 from gitops.model.operator_crds import monitoring_crd_files, operator_crd_files
 from gitops.model.record_size import BROKER_DATA_PLANE, SINK_DATA_PLANE
+from gitops.validate import admission
 
 SERVING_ADDRESS_IP = "127.0.3.1"
 # The test Kafka cluster's nodes, one address per bootstrap host the render names (the private /etc/hosts maps
@@ -919,6 +920,8 @@ def running(
             cluster.start_etcd(supervisor, workdir)
             api = cluster.start_apiserver(supervisor, workdir)
             kube = api.client()
+            context = admission.context_objects(objects)
+            kube.admit = lambda obj: admission.mutate([obj], context)[0]  # Knative's mutating webhooks, offline
             stack.api, stack.kube = api, kube
             version = kube.version()
             stack.versions["kube-apiserver"] = version.get("gitVersion", "?")

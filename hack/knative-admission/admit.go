@@ -68,6 +68,9 @@ type environment struct {
 	configMaps map[string]map[string]*corev1.ConfigMap
 	findings   []Finding
 	seen       map[string]bool
+	// admitted is each object as the API server would store it: after every mutating webhook's patch (nil when
+	// a mutating or validating webhook refused it).
+	admitted [][]byte
 }
 
 type webhookSelectors struct {
@@ -257,10 +260,21 @@ func newContext(f family) context.Context {
 
 // admitEnvironment runs every object of the render through the three webhook binaries.
 func admitEnvironment(objects []json.RawMessage) ([]Finding, error) {
+	env, err := admittedEnvironment(objects)
+	if err != nil {
+		return nil, err
+	}
+	return env.findings, nil
+}
+
+// admittedEnvironment runs the webhooks and keeps what they made of each object (environment.admitted) beside
+// the findings.
+func admittedEnvironment(objects []json.RawMessage) (*environment, error) {
 	env, err := newEnvironment(objects)
 	if err != nil {
 		return nil, err
 	}
+	env.admitted = make([][]byte, len(env.objects))
 	var built []builtFamily
 	for _, f := range families {
 		if !env.installs(f) {
@@ -327,6 +341,7 @@ func admitEnvironment(objects []json.RawMessage) ([]Finding, error) {
 		if refused {
 			continue
 		}
+		env.admitted[i] = raw
 		env.validatePodTemplates(i, raw)
 		for _, c := range validatingOrder {
 			if !handles(c, gvk) || !env.matches(c.webhook, true, obj) {
@@ -335,11 +350,12 @@ func admitEnvironment(objects []json.RawMessage) ([]Finding, error) {
 			resp := admit(ctxOf[c.webhook], c, obj, raw)
 			if !resp.Allowed {
 				env.add(finding("error", obj, c.webhook, resp))
+				env.admitted[i] = nil // the API server stores nothing a validating webhook refuses
 			}
 			warn(env, obj, c.webhook, resp)
 		}
 	}
-	return env.findings, nil
+	return env, nil
 }
 
 func (env *environment) admitConfigMaps(ctx context.Context, c namedController) {

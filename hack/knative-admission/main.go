@@ -6,6 +6,11 @@
 // "webhook", "message"}, ...]}}; exit 0 whether or not there are findings (the caller decides), 2 on bad input.
 //
 // `knative-admission kafka-auth`: the Kafka auth contract over derived Secrets instead (kafkaauth.go).
+//
+// `knative-admission mutate`: stdin {"objects": [...]} (one environment), stdout {"objects": [...]}: each object as
+// the API server would store it after Knative's mutating webhooks (their defaults, e.g. a Trigger's
+// eventing.knative.dev/broker label that kafka-controller selects Triggers by), null where a webhook refuses it.
+// make e2e applies these, since its API server calls no webhooks.
 package main
 
 import (
@@ -38,6 +43,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "kafka-auth" {
 		mode = runKafkaAuth
 	}
+	if len(os.Args) > 1 && os.Args[1] == "mutate" {
+		mode = runMutate
+	}
 	if err := mode(os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "knative-admission: %v\n", err)
 		os.Exit(2)
@@ -69,4 +77,28 @@ func run(in io.Reader, out io.Writer) error {
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(res)
+}
+
+type mutateIO struct {
+	Objects []json.RawMessage `json:"objects"`
+}
+
+func runMutate(in io.Reader, out io.Writer) error {
+	var req mutateIO
+	if err := json.NewDecoder(in).Decode(&req); err != nil {
+		return fmt.Errorf("stdin is not {\"objects\": [...]}: %w", err)
+	}
+	env, err := admittedEnvironment(req.Objects)
+	if err != nil {
+		return err
+	}
+	res := mutateIO{Objects: make([]json.RawMessage, len(env.admitted))}
+	for i, raw := range env.admitted {
+		if raw == nil {
+			res.Objects[i] = json.RawMessage("null")
+			continue
+		}
+		res.Objects[i] = raw
+	}
+	return json.NewEncoder(out).Encode(res)
 }
