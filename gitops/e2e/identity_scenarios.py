@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from gitops.core.manifests import Obj
-from gitops.e2e import cluster, replay
+from gitops.e2e import cluster, identity_gap, replay
 from gitops.e2e import scenarios as sc
 from gitops.e2e.ledger import EventKey, ScenarioLedger
 from gitops.e2e.live import LiveStack
@@ -184,9 +184,9 @@ def _source_identity_checked(stack: LiveStack, after: str) -> list[str]:
     """docs/operations.md's check after a sync: when the KafkaSource's Consumers lost their identity, the recovery
     (delete them); the notes say what was found and done."""
     source = next((o for o in stack.objects if o["kind"] == "KafkaSource"), None)
-    if source is None or not _wait_consumers(stack, source, with_identity=False, seconds=10):
+    if source is None or not identity_gap.wait_consumers(stack, source, with_identity=False, seconds=10):
         return []
-    if _recover(stack, source):
+    if identity_gap.recover(stack, source):
         time.sleep(5)  # the consumer rejoins its group
         return [f"{after} reopened the KafkaSource identity gap (its Consumers lost the identity): recovered"]
     return [f"FAIL: {after} reopened the KafkaSource identity gap and the recovery did not restore the identity"]
@@ -310,44 +310,7 @@ def _subscriber_lines(stack: LiveStack) -> list[dict[str, Any]]:
     return out
 
 
-CONSUMERS = ("internal.kafka.eventing.knative.dev/v1alpha1", "Consumer")
 GAP_WAIT_S = 60
-
-
-def _source_consumers(stack: LiveStack, source: Obj) -> list[dict[str, Any]]:
-    """The KafkaSource's Consumers (docs/operations.md's detect step: the label carries the source's UID)."""
-    assert stack.kube is not None
-    uid = _live(stack, source)["metadata"]["uid"]
-    return stack.kube.list(
-        *CONSUMERS, source["metadata"]["namespace"], f"kafka.eventing.knative.dev/metadata.uid={uid}"
-    )
-
-
-def _wait_consumers(stack: LiveStack, source: Obj, with_identity: bool, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        consumers = _source_consumers(stack, source)
-        if consumers and all(bool(c["spec"].get("oidcServiceAccountName")) == with_identity for c in consumers):
-            return True
-        time.sleep(1)
-    return False
-
-
-def _recover(stack: LiveStack, source: Obj) -> bool:
-    """The runbook's recovery: delete the Consumers; the ConsumerGroup controller re-creates them from the template,
-    identity included, and the source dispatcher's contract gets it back."""
-    assert stack.kube is not None
-    for consumer in _source_consumers(stack, source):
-        stack.kube.delete({"apiVersion": CONSUMERS[0], "kind": CONSUMERS[1], "metadata": consumer["metadata"]})
-    if not _wait_consumers(stack, source, with_identity=True, seconds=CONTRACT_TIMEOUT_S):
-        return False
-    deadline = time.monotonic() + CONTRACT_TIMEOUT_S
-    while time.monotonic() < deadline:
-        resources = stack.contracts.source_dispatcher.get("resources", [])
-        if resources and all(e.get("oidcServiceAccountName") for r in resources for e in r.get("egresses", [])):
-            return True
-        time.sleep(1)
-    return False
 
 
 def kafkasource_consumer_update(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
@@ -366,7 +329,7 @@ def kafkasource_consumer_update(stack: LiveStack, p: sc.Producing) -> ScenarioLe
     delivery["retry"] = int(delivery.get("retry", 0)) + 1  # an ordinary spec edit the Consumers carry
     stack.kube.apply(edited)
     try:
-        if not _wait_consumers(stack, source, with_identity=False, seconds=GAP_WAIT_S):
+        if not identity_gap.wait_consumers(stack, source, with_identity=False, seconds=GAP_WAIT_S):
             ledger.notes.append("the Consumers kept their identity after the edit: the upstream gap did not reproduce")
             return ledger
         time.sleep(3)  # the source dispatcher's contract without the identity
@@ -378,7 +341,7 @@ def kafkasource_consumer_update(stack: LiveStack, p: sc.Producing) -> ScenarioLe
         time.sleep(20)
         dead = set(sc.dead_letters(stack))
         gone = {k for k in dropped if k not in sc.processed_keys(stack) and k not in dead}
-        recovered = _recover(stack, source)
+        recovered = identity_gap.recover(stack, source)
         time.sleep(5)  # the consumer rejoins its group
         reports = [p.plain(topic, payload) for payload in payloads]
         p.producer.flush(30)
@@ -394,7 +357,9 @@ def kafkasource_consumer_update(stack: LiveStack, p: sc.Producing) -> ScenarioLe
         )
     finally:
         stack.kube.apply(source)  # the render again: another Consumer update, so the gap again, and its recovery
-        if _wait_consumers(stack, source, with_identity=False, seconds=GAP_WAIT_S) and not _recover(stack, source):
+        if identity_gap.wait_consumers(
+            stack, source, with_identity=False, seconds=GAP_WAIT_S
+        ) and not identity_gap.recover(stack, source):
             ledger.notes.append("FAIL: the KafkaSource's Consumers did not get their identity back after the restore")
     return ledger
 
