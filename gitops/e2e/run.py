@@ -51,6 +51,8 @@ SCENARIOS = (
 # Scenarios of the control plane (gitops/e2e/live.py): SIGKILL of a control-plane process mid-stream, restarted
 # after a pause; afterwards every Knative object must be Healthy again by the repository's own health checks.
 CONTROL_PLANE_KILLS = {"controller-restart": ("kafka-controller", 2.0), "apiserver-restart": ("kube-apiserver", 3.0)}
+LOST_SHOWN = 20
+RECAP_CHARS = 700
 BACKOFF_SCALE_HELP = (
     "e2e-only override: multiply every backoffDelay of the contracts by this factor (default 1 = the render's values); "
     "the ledger says when it is not 1"
@@ -247,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 failed_checks += [f"{ledger.name}: {n}" for n in ledger.notes if n.startswith("FAIL")]
             watch.stop()
+            producing.close()
     except KeyboardInterrupt:
         print("e2e: interrupted; every process stopped", file=sys.stderr)
         return 130
@@ -254,8 +257,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     last, lost = summary(ledgers)
-    for line in lost:
+    # CI shows only the tail: the ledger lines of what went wrong again, then at most LOST_SHOWN lost records.
+    for ledger in ledgers:
+        if ledger.lost or any(n.startswith("FAIL") for n in ledger.notes):
+            print(f"e2e: again: {ledger.line()} - {'; '.join(ledger.notes)}"[:RECAP_CHARS])
+    for line in lost[:LOST_SHOWN]:
         print(f"LOST {line}")
+    if len(lost) > LOST_SHOWN:
+        print(f"LOST ... and {len(lost) - LOST_SHOWN} more")
     for line in failed_checks:
         print(line)
     print(f"e2e: {NOT_PROVEN}" + ("" if identity_ran else f"; {NO_IDENTITY}"))
