@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -151,7 +151,8 @@ def reproduce(stack: Stack, originals: dict[EventKey, tuple[str, int, int]]) -> 
 
 @dataclass
 class GapWatch:
-    """One settle's watch for the gap: check every CHECK_EVERY_S, recover, re-produce what it dropped, credit."""
+    """One settle's watch for the gap: check every CHECK_EVERY_S, recover, re-produce what it dropped (the ledger
+    credits an original once its copy is processed)."""
 
     stack: Stack
     ledger: ScenarioLedger
@@ -159,7 +160,6 @@ class GapWatch:
     topics: list[str]
     next_check: float = 0.0
     healed_at: float | None = None
-    copies: dict[EventKey, EventKey] = field(default_factory=dict)
 
     @classmethod
     def of(cls, stack: Stack, ledger: ScenarioLedger) -> GapWatch | None:
@@ -174,7 +174,6 @@ class GapWatch:
     def poll(self) -> None:
         """Called on every pass of settle while records are unaccounted for."""
         now = time.monotonic()
-        self._credit()
         if now >= self.next_check:
             self.next_check = now + CHECK_EVERY_S
             if open_now(self.stack, self.source):
@@ -196,7 +195,7 @@ class GapWatch:
 
         by_source = {sc.event_source(self.stack, t): t for t in self.topics}
         originals: dict[EventKey, tuple[str, int, int]] = {}
-        for key in self.ledger.lost - in_broker - self.copies.keys() - set(self.copies.values()):
+        for key in self.ledger.lost - in_broker - self.ledger.reproduced.keys() - set(self.ledger.reproduced.values()):
             topic, match = by_source.get(key[0]), OFFSET_ID.match(key[1])
             if topic and match:
                 originals[key] = (topic, int(match[1]), int(match[2]))
@@ -204,14 +203,9 @@ class GapWatch:
         if not originals:
             return
         copies = reproduce(self.stack, originals)
-        self.copies.update(copies)
-        self.ledger.produced |= set(copies.values())
+        for original, copy in copies.items():
+            self.ledger.reproduce(original, copy)
         self.ledger.notes.append(
             f"{len(originals)} record(s) the source read during the gap never reached the Broker: "
             f"{len(copies)} re-produced from the source topic"
         )
-
-    def _credit(self) -> None:
-        for original, copy in self.copies.items():
-            if copy in self.ledger.processed:
-                self.ledger.recovered.add(original)

@@ -343,13 +343,17 @@ def kafkasource_consumer_update(stack: LiveStack, p: sc.Producing) -> ScenarioLe
         gone = {k for k in dropped if k not in sc.processed_keys(stack) and k not in dead}
         recovered = identity_gap.recover(stack, source)
         time.sleep(5)  # the consumer rejoins its group
-        reports = [p.plain(topic, payload) for payload in payloads]
+        again = [p.plain(topic, payload) for payload in payloads]
         p.producer.flush(30)
-        copies = {key for keys in reports for key in keys}
-        ledger.produced |= copies
+        copies: set[EventKey] = set()
+        for originals, copied in zip(reports, again, strict=True):
+            for original, copy_key in zip(originals, copied, strict=False):
+                copies.add(copy_key)
+                if original in gone:
+                    ledger.reproduce(original, copy_key)
+                else:
+                    ledger.produced.add(copy_key)
         sc.settle(stack, ledger, sc.deadline_for(stack) + 60)
-        if copies <= ledger.processed:
-            ledger.recovered |= gone
         ledger.notes.append(
             f"after the edit every Consumer lost oidcServiceAccountName; {len(gone)} of {len(dropped)} records read "
             f"meanwhile neither processed nor dead-lettered; Consumers deleted and re-created with the identity: "

@@ -25,14 +25,24 @@ class ScenarioLedger:
     dead_lettered: set[EventKey] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     # Dropped by a known upstream defect and re-produced as its runbook says (docs/operations.md, "Identity gaps"):
-    # accounted for only when the copies were processed (the scenario moves them here after checking that).
-    recovered: set[EventKey] = field(default_factory=set)
+    # original -> its copy. An original is accounted for once its copy is processed (`recovered`), so settle()
+    # stops waiting as soon as the copies are through.
+    reproduced: dict[EventKey, EventKey] = field(default_factory=dict)
     # Run after the scenario's alerts are judged (a fault the alerts must see to the end, then undone).
     after: Callable[[], None] | None = None
 
     def observe(self, processed: Iterable[EventKey], dead_lettered: Iterable[EventKey]) -> None:
         self.processed = set(processed) & self.produced
         self.dead_lettered = (set(dead_lettered) & self.produced) - self.processed
+
+    @property
+    def recovered(self) -> set[EventKey]:
+        return {original for original, copy in self.reproduced.items() if copy in self.processed}
+
+    def reproduce(self, original: EventKey, copy: EventKey) -> None:
+        """`copy` is `original` produced again (the identity-gap runbook); the copy is a produced record itself."""
+        self.reproduced[original] = copy
+        self.produced.add(copy)
 
     @property
     def lost(self) -> set[EventKey]:
