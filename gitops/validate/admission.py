@@ -86,20 +86,25 @@ def _kubernetes_refusal(item: dict[str, str]) -> str:
     return f"{item['webhook']} refuses {where or 'it'}: {item['message']}"
 
 
-def _invoke(payload: dict[str, list[manifests.Obj]], root: Path) -> dict[str, list[dict[str, Any]]]:
-    """One run of the binary over `payload` (name -> objects): name -> its findings, as the binary reports them."""
-    text = json.dumps({"environments": payload}, default=str)
+def _run(args: list[str], request: dict[str, Any], answer_key: str, answer_name: str, timeout: int, root: Path) -> Any:
+    """One run of the binary (`args` after its path) with `request` on stdin: the `answer_key` of its JSON answer."""
+    text = json.dumps(request, default=str)
     try:
-        proc = subprocess.run([str(binary(root))], input=text, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([str(binary(root)), *args], input=text, capture_output=True, text=True, timeout=timeout)
     except OSError as error:
         raise AdmissionUnavailable(f"{BINARY} does not run ({error}): run `make setup`") from error
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        raise AdmissionUnavailable(f"{BINARY} failed: {last}")
+        raise AdmissionUnavailable(f"{' '.join([str(BINARY), *args])} failed: {last}")
     try:
-        answer = json.loads(proc.stdout)["environments"]
+        return json.loads(proc.stdout)[answer_key]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise AdmissionUnavailable(f"{BINARY} gave no findings report ({error}): run `make setup`") from error
+        raise AdmissionUnavailable(f"{BINARY} gave no {answer_name} ({error}): run `make setup`") from error
+
+
+def _invoke(payload: dict[str, list[manifests.Obj]], root: Path) -> dict[str, list[dict[str, Any]]]:
+    """One run of the binary over `payload` (name -> objects): name -> its findings, as the binary reports them."""
+    answer = _run([], {"environments": payload}, "environments", "findings report", 300, root)
     return {name: list(answer.get(name) or []) for name in payload}
 
 
@@ -110,18 +115,10 @@ def mutate(objects: list[manifests.Obj], context: list[manifests.Obj], root: Pat
     eventing.knative.dev/broker label that kafka-controller lists Triggers by when their Broker changes. The
     defaults are computed from what is applied, not from the merged live object as an update's webhook call would:
     the same wherever the render sets every non-deterministic default (a KafkaSource's consumerGroup)."""
-    text = json.dumps({"objects": [*context, *objects]}, default=str)
-    try:
-        proc = subprocess.run([str(binary(root)), "mutate"], input=text, capture_output=True, text=True, timeout=120)
-    except OSError as error:
-        raise AdmissionUnavailable(f"{BINARY} does not run ({error}): run `make setup`") from error
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        raise AdmissionUnavailable(f"{BINARY} mutate failed: {last}")
-    try:
-        admitted = json.loads(proc.stdout)["objects"][len(context) :]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise AdmissionUnavailable(f"{BINARY} mutate gave no objects ({error}): run `make setup`") from error
+    answer = _run(["mutate"], {"objects": [*context, *objects]}, "objects", "objects", 120, root)
+    if not isinstance(answer, list) or len(answer) != len(context) + len(objects):
+        raise AdmissionUnavailable(f"{BINARY} mutate answered {len(answer or [])} objects for {len(objects)}")
+    admitted = answer[len(context) :]
     out = []
     for obj, after in zip(objects, admitted, strict=True):
         if after is None:

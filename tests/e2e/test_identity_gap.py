@@ -47,6 +47,15 @@ def _watch(ledger: ScenarioLedger) -> identity_gap.GapWatch:
     return identity_gap.GapWatch(stack, ledger, {"kind": "KafkaSource"}, ["loggings"])  # type: ignore[arg-type]
 
 
+def _heal_then_wait(watch: identity_gap.GapWatch, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A poll that finds and heals the gap, then one past the rejoin pause; the clock, to move it on."""
+    watch.poll()
+    clock = [watch.healed_at + 6]  # type: ignore[operator]
+    monkeypatch.setattr(identity_gap.time, "monotonic", lambda: clock[0])
+    watch.poll()
+    return clock
+
+
 def test_recovers_and_reproduces_only_what_never_reached_the_broker(
     gap: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -54,11 +63,8 @@ def test_recovers_and_reproduces_only_what_never_reached_the_broker(
     ledger.processed = {_key(0, 1)}
     gap["in_broker"] = {_key(0, 2)}  # still in a Trigger's retries: not the gap's
     watch = _watch(ledger)
-    watch.poll()
+    _heal_then_wait(watch, monkeypatch)
     assert gap["recovered"] == 1 and "lost their identity" in ledger.notes[0]
-    clock = [watch.healed_at + 6]  # type: ignore[operator]
-    monkeypatch.setattr(identity_gap.time, "monotonic", lambda: clock[0])
-    watch.poll()
     assert gap["reproduced"] == [{_key(1, 7): ("loggings", 1, 7)}]
     assert _key(9, 1007) in ledger.produced and _key(1, 7) in ledger.lost
     watch.poll()
@@ -72,10 +78,7 @@ def test_recovers_and_reproduces_only_what_never_reached_the_broker(
 def test_copies_never_processed_leave_the_originals_lost(gap: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     ledger = ScenarioLedger("s", produced={_key(0, 3)})
     watch = _watch(ledger)
-    watch.poll()
-    clock = [watch.healed_at + 6]  # type: ignore[operator]
-    monkeypatch.setattr(identity_gap.time, "monotonic", lambda: clock[0])
-    watch.poll()
+    _heal_then_wait(watch, monkeypatch)
     assert ledger.recovered == set() and _key(0, 3) in ledger.lost
 
 
@@ -91,10 +94,7 @@ def test_waits_for_the_source_to_catch_up(gap: dict[str, Any], monkeypatch: pyte
     gap["caught_up"] = False
     ledger = ScenarioLedger("s", produced={_key(0, 3)})
     watch = _watch(ledger)
-    watch.poll()
-    clock = [watch.healed_at + 6]  # type: ignore[operator]
-    monkeypatch.setattr(identity_gap.time, "monotonic", lambda: clock[0])
-    watch.poll()
+    clock = _heal_then_wait(watch, monkeypatch)
     assert not gap["reproduced"]  # the source may still hand it to the Broker
     clock[0] += identity_gap.CATCH_UP_S
     watch.poll()
