@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 EventKey = tuple[str, str]  # (CloudEvent source, id)
 
 
+def kafka_source_event_source(namespace: str, name: str, topic: str) -> str:
+    """The CloudEvent source the KafkaSource `namespace/name` gives a record of `topic` (the ledger's first half)."""
+    return f"/apis/v1/namespaces/{namespace}/kafkasources/{name}#{topic}"
+
+
 @dataclass
 class ScenarioLedger:
     name: str

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gitops.e2e import identity_gap
 from gitops.e2e.fault_proxy import Fault
-from gitops.e2e.ledger import EventKey, ScenarioLedger
+from gitops.e2e.ledger import EventKey, ScenarioLedger, kafka_source_event_source
 from gitops.e2e.stack import Stack
 from gitops.events.payloads import CeMode, build_payload, default_source, encode
 from gitops.model import metrics as metric_names
@@ -81,7 +81,7 @@ def kafka_source_name(stack: Stack) -> tuple[str, str]:
 
 def event_source(stack: Stack, topic: str) -> str:
     namespace, name = kafka_source_name(stack)
-    return f"/apis/v1/namespaces/{namespace}/kafkasources/{name}#{topic}"
+    return kafka_source_event_source(namespace, name, topic)
 
 
 class Producing:

@@ -6,13 +6,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 
 from gitops.e2e import identity_gap
-from gitops.e2e import scenarios as sc
 from gitops.e2e.ledger import ScenarioLedger
 
 SOURCE = "/apis/v1/namespaces/notifications/kafkasources/kafka-source#loggings"
+SOURCE_OBJ = {"kind": "KafkaSource", "metadata": {"namespace": "notifications", "name": "kafka-source"}}
 
 
 def _key(partition: int, offset: int) -> tuple[str, str]:
@@ -38,13 +39,12 @@ def gap(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(identity_gap, "source_caught_up", lambda _s, _t: state["caught_up"])
     monkeypatch.setattr(identity_gap, "_broker_topic_keys", lambda _s: state["in_broker"])
     monkeypatch.setattr(identity_gap, "reproduce", reproduce)
-    monkeypatch.setattr(sc, "event_source", lambda _s, topic: SOURCE if topic == "loggings" else f"other#{topic}")
     return state
 
 
 def _watch(ledger: ScenarioLedger) -> identity_gap.GapWatch:
     stack = SimpleNamespace(objects=[], kube=object(), oidc=True)
-    return identity_gap.GapWatch(stack, ledger, {"kind": "KafkaSource"}, ["loggings"])  # type: ignore[arg-type]
+    return identity_gap.GapWatch(stack, ledger, SOURCE_OBJ, ["loggings"])  # type: ignore[arg-type]
 
 
 def _heal_then_wait(watch: identity_gap.GapWatch, monkeypatch: pytest.MonkeyPatch) -> list[float]:
@@ -104,3 +104,24 @@ def test_waits_for_the_source_to_catch_up(gap: dict[str, Any], monkeypatch: pyte
 def test_off_without_sender_identity() -> None:
     stack = SimpleNamespace(objects=[{"kind": "KafkaSource"}], kube=object(), oidc=False)
     assert identity_gap.GapWatch.of(stack, ScenarioLedger("s")) is None  # type: ignore[arg-type]
+
+
+def test_an_api_server_restarting_is_looked_at_again(gap: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """apiserver-restart settles right after restarting kube-apiserver: a refused connection is no failure."""
+    calls = []
+
+    def refused(_s: Any, _src: Any) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.ConnectError("connection refused")
+        return True
+
+    monkeypatch.setattr(identity_gap, "open_now", refused)
+    ledger = ScenarioLedger("s", produced={_key(0, 3)})
+    watch = _watch(ledger)
+    watch.poll()
+    assert gap["recovered"] == 0
+    clock = [watch.next_check]
+    monkeypatch.setattr(identity_gap.time, "monotonic", lambda: clock[0])
+    watch.poll()
+    assert gap["recovered"] == 1
