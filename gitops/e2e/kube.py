@@ -47,7 +47,7 @@ class Kube:
         )
         self._resources: dict[tuple[str, str], Resource] = {}
         # The mutating admission an API server with Knative's webhooks applies to Knative objects (this one calls
-        # none): set by the stack to gitops.validate.admission.mutate over the render's context.
+        # none): set by the stack to gitops.upstream.knative_admission.mutate over the render's context.
         self.admit: Callable[[Obj], Obj] | None = None
 
     def close(self) -> None:

@@ -48,7 +48,7 @@ from gitops.model import external_secrets
 from gitops.model.argocd import wave
 from gitops.model.operator_crds import monitoring_crd_files, operator_crd_files
 from gitops.model.record_size import BROKER_DATA_PLANE, SINK_DATA_PLANE
-from gitops.validate import admission
+from gitops.upstream import knative_admission as admission
 
 SERVING_ADDRESS_IP = "127.0.3.1"
 # The test Kafka cluster's nodes, one address per bootstrap host the render names (the private /etc/hosts maps

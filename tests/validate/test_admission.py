@@ -4,7 +4,6 @@ Each broken manifest below is refused by upstream code, not by a rule of ours; t
 refusal comes back as a finding naming the environment, the object, its source file and the webhook.
 """
 
-import copy
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -368,24 +367,3 @@ def test_no_go_toolchain_is_one_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "error: Go is needed to install kustomize, kubeconform and actionlint and to build knative-admission and pod-security"
     ]
-
-
-def test_mutate_applies_the_defaulting_webhooks_as_the_api_server_would(renders):
-    """make e2e applies Knative objects through `knative-admission mutate` (its API server calls no webhooks): a
-    Trigger gets the eventing.knative.dev/broker label kafka-controller lists Triggers by when their Broker changes;
-    a ConfigMap is left as it is; nothing carries a status."""
-    render = renders["prod"]
-    t, cm = trigger(render), configmap(render, "knative-eventing", "config-features")
-    after_trigger, after_cm = admission.mutate([t, cm], admission.context_objects(render.objects))
-    assert "eventing.knative.dev/broker" not in (t["metadata"].get("labels") or {})
-    assert after_trigger["metadata"]["labels"]["eventing.knative.dev/broker"] == t["spec"]["broker"]
-    assert after_trigger["spec"]["subscriber"] == t["spec"]["subscriber"]
-    assert after_cm == cm and "status" not in after_trigger
-
-
-def test_mutate_names_an_object_the_webhooks_refuse(renders):
-    render = renders["prod"]
-    bad = copy.deepcopy(trigger(render))
-    bad["spec"]["broker"] = ""
-    with pytest.raises(admission.AdmissionUnavailable, match="Trigger notifications/notifications: refused"):
-        admission.mutate([bad], admission.context_objects(render.objects))
