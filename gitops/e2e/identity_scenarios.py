@@ -270,7 +270,7 @@ def jwks_rotated(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
     for role in ("receiver", "sink-receiver"):
         stack.supervisor.stop(role)
         stack.supervisor.restart(role)
-    _wait_receivers_ready(stack)
+    wait_receivers_ready(stack)
     for role in ("source-dispatcher", "broker-dispatcher"):
         stack.supervisor.stop(role)  # SIGTERM: the consumer commits its offsets on the way out
         stack.supervisor.restart(role)
@@ -288,7 +288,8 @@ def jwks_rotated(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
     return ledger
 
 
-def _wait_receivers_ready(stack: LiveStack, timeout: float = 120) -> None:
+def wait_receivers_ready(stack: LiveStack, timeout: float = 120) -> None:
+    """Until every receiver pod is Ready again after a restart (the stand-in kubelet's probe)."""
     deadline = time.monotonic() + timeout
     for pod, info in stack.pods.items():
         if not info["role"].endswith("receiver"):
