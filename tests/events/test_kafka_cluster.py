@@ -42,7 +42,13 @@ def test_three_nodes_answer_over_sasl_ssl_and_place_three_replicas(cluster: Kafk
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3, config={"min.insync.replicas": "2"})])[
         topic
     ].result(timeout=30)
+    # create_topics answers when the controller took it; a node's metadata may lag a moment (seen under load).
+    deadline = time.monotonic() + 30
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    while len(partitions) < 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    assert len(partitions) == 3
     assert {len(p.replicas) for p in partitions.values()} == {3}
     producer = Producer({**config, "acks": "all"})
     delivered = []
