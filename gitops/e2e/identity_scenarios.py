@@ -270,7 +270,7 @@ def jwks_rotated(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
     for role in ("receiver", "sink-receiver"):
         stack.supervisor.stop(role)
         stack.supervisor.restart(role)
-    wait_receivers_ready(stack)
+    stack.wait_receivers_ready()
     for role in ("source-dispatcher", "broker-dispatcher"):
         stack.supervisor.stop(role)  # SIGTERM: the consumer commits its offsets on the way out
         stack.supervisor.restart(role)
@@ -286,18 +286,6 @@ def jwks_rotated(stack: LiveStack, p: sc.Producing) -> ScenarioLedger:
     if len(kids) != 2 or len(last_kids) != 2:
         ledger.notes.append("FAIL: old and new key not both published and fetched")
     return ledger
-
-
-def wait_receivers_ready(stack: LiveStack, timeout: float = 120) -> None:
-    """Until every receiver pod is Ready again after a restart (the stand-in kubelet's probe)."""
-    deadline = time.monotonic() + timeout
-    for pod, info in stack.pods.items():
-        if not info["role"].endswith("receiver"):
-            continue
-        while not stack._pod_ready(pod):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{pod} not ready after its restart")
-            time.sleep(1)
 
 
 def _subscriber_lines(stack: LiveStack) -> list[dict[str, Any]]:

@@ -618,6 +618,17 @@ class LiveStack(Stack):
             "KUBERNETES_CERTS_CA_FILE": str(directory / "ca.crt"),
         }
 
+    def wait_receivers_ready(self, timeout: float = 120) -> None:
+        """Until every receiver pod is Ready again after a restart (the stand-in kubelet's probe)."""
+        deadline = time.monotonic() + timeout
+        for pod, info in self.pods.items():
+            if not info["role"].endswith("receiver"):
+                continue
+            while not self._pod_ready(pod):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{pod} not ready after its restart")
+                time.sleep(1)
+
     def _pod_ready(self, pod: str) -> bool:
         info = self.pods[pod]
         proc = self.supervisor.procs.get(info["role"])

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from gitops.e2e import identity_scenarios
 from gitops.e2e import scenarios as sc
 
 DIED = (
@@ -21,7 +20,7 @@ DIED = (
 def _stack(calls: list[str]) -> Any:
     supervisor = SimpleNamespace(stop=lambda role: calls.append(f"stop {role}"),
                                  restart=lambda role: calls.append(f"restart {role}"))  # fmt: skip
-    return SimpleNamespace(supervisor=supervisor)
+    return SimpleNamespace(supervisor=supervisor, wait_receivers_ready=lambda: calls.append("ready"))
 
 
 @pytest.mark.parametrize(("before", "after", "restarts"), [("", DIED, True), (DIED, "WARN MESSAGE_TOO_LARGE\n", False)])
@@ -34,7 +33,6 @@ def test_restart_only_when_the_producer_died_during_the_scenario(
     with log.open("a") as out:
         out.write(after)
     calls: list[str] = []
-    monkeypatch.setattr(identity_scenarios, "wait_receivers_ready", lambda _s: calls.append("ready"))
     note = sc._restart_sink_if_its_producer_died(_stack(calls), log, start)
     if restarts:
         assert calls == ["stop sink-receiver", "restart sink-receiver", "ready"] and "restarted" in note
